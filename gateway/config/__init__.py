@@ -1,0 +1,1 @@
+"""Config pipeline: load (YAML + positions + ${ENV}) -> validate (JSON Schema) -> compile (graph)."""

@@ -1,0 +1,404 @@
+"""Validated config data -> RoutingGraph. Pure: no I/O beyond what it is given, no event loop.
+
+All semantic errors are collected (unknown providers and routes with "did you mean", cycles
+between routes, bad regular expressions, duplicate key hashes, ...), each with its position,
+and raised together as ConfigErrors. Nothing here runs per request: defaults are merged,
+durations parsed and conditions compiled once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from types import MappingProxyType
+from typing import Any, Hashable, Mapping
+
+import itertools
+
+import orjson
+
+from ..errors import ConfigError, ConfigErrors
+from ..graph.conditions import ConditionError, compile_condition, field_getter
+from ..graph.graph import KeySpec, Route, RoutingGraph, ServerSettings
+from ..graph.nodes import (
+    CanaryNode,
+    ConditionalNode,
+    FallbackNode,
+    LoadBalanceNode,
+    Node,
+    RouteRefNode,
+    Rule,
+    TargetNode,
+)
+from ..graph.pipeline import build_pipeline
+from ..graph.policies import DEFAULT_FALLBACK_ON, DEFAULT_RETRY_ON, RetryPolicy, StatusMatcher, Timeouts
+from ..middleware.auth import KeyAuth
+from ..middleware.request_log import RequestLog
+from ..providers.base import ClientPool, Provider, ProviderSpec
+from ..providers.openai import PRESETS
+from ..providers.registry import PLANNED, provider_types
+from ..state.registry import StateRegistry
+from . import schema
+from .loader import LoadedConfig, load_bytes, load_file
+from .source import Path, SourceMap, format_path
+from .suggest import did_you_mean
+from .units import seconds, size_bytes
+
+NODE_KINDS = ("target", "route", "fallback", "loadbalance", "conditional", "canary")
+AVAILABLE_ALGORITHMS = frozenset({"weighted", "round_robin"})
+
+
+@dataclass
+class Runtime:
+    """Per-process resources that compiled graphs refer to and that outlive any one graph."""
+
+    clients: ClientPool = field(default_factory=ClientPool)
+    state: StateRegistry = field(default_factory=StateRegistry)
+
+
+def compile_file(path: str, *, version: int = 0, runtime: Runtime | None = None,
+                 env: Mapping[str, str] | None = None) -> RoutingGraph:
+    return compile_loaded(load_file(path, env), version=version, runtime=runtime)
+
+
+def compile_bytes(raw: bytes, path: str, *, version: int = 0, runtime: Runtime | None = None,
+                  env: Mapping[str, str] | None = None) -> RoutingGraph:
+    return compile_loaded(load_bytes(raw, path, env), version=version, runtime=runtime)
+
+
+def compile_loaded(loaded: LoadedConfig, *, version: int = 0,
+                   runtime: Runtime | None = None) -> RoutingGraph:
+    errors = schema.validate(loaded.data, loaded.source)
+    if errors:
+        raise ConfigErrors(errors)
+    return _Compiler(loaded, runtime or Runtime()).build(version)
+
+
+class _Compiler:
+    def __init__(self, loaded: LoadedConfig, runtime: Runtime):
+        self.loaded = loaded
+        self.data: dict = loaded.data
+        self.source: SourceMap = loaded.source
+        self.runtime = runtime
+        self.errors: list[ConfigError] = []
+        self.routes_data: dict = self.data.get("routes") or {}
+        self.defaults: dict = self.data.get("defaults") or {}
+        self.providers: dict[str, Provider] = {}
+        self.provider_timeouts: dict[str, Any] = {}
+        self.routes: dict[str, Route] = {}
+        self.compiling: list[str] = []
+        self.failed: set[str] = set()
+        self.state_keys: set[Hashable] = set()
+
+    def error(self, path: Path, message: str, hint: str | None = None, *, at_key=False) -> None:
+        self.errors.append(self.source.error(path, message, hint, at_key=at_key))
+
+    # -- top level -------------------------------------------------------------------------
+
+    def build(self, version: int) -> RoutingGraph:
+        settings = self._settings()
+        self._providers()
+        for name in self.routes_data:
+            self._route(name)
+        keys = self._keys()
+        self._check_cache()
+        if self.errors:
+            raise ConfigErrors(self.errors)
+        observability = self.data.get("observability") or {}
+        chain: list = []
+        if observability.get("request_log", True):
+            chain.append(RequestLog())
+        if keys:
+            chain.append(KeyAuth(keys))
+        return RoutingGraph(
+            version=version,
+            sha256=self.loaded.sha256,
+            loaded_at=time.time(),
+            path=self.loaded.path,
+            text=self.loaded.text,
+            routes=MappingProxyType(dict(self.routes)),
+            providers=MappingProxyType(dict(self.providers)),
+            keys_by_hash=MappingProxyType(keys),
+            settings=settings,
+            middleware=tuple(chain),
+            handler=build_pipeline(chain),
+            state_keys=frozenset(self.state_keys),
+            route_specs=MappingProxyType(
+                {n: orjson.dumps(s, option=orjson.OPT_SORT_KEYS) for n, s in self.routes_data.items()}
+            ),
+        )
+
+    def _settings(self) -> ServerSettings:
+        server = self.data.get("server") or {}
+        base = os.path.dirname(os.path.abspath(self.loaded.path))
+        data_dir = os.path.join(base, server.get("data_dir", ".gateway"))
+        return ServerSettings(
+            host=server.get("host", "127.0.0.1"),
+            port=server.get("port", 8080),
+            data_dir=data_dir,
+            admin_token=server.get("admin_token", "") or "",
+            max_body=size_bytes(server.get("max_body", "20MB")),
+            workers=server.get("workers", 1),
+            state=server.get("state", "sqlite"),
+        )
+
+    # -- providers -------------------------------------------------------------------------
+
+    def _providers(self) -> None:
+        types = provider_types()
+        for name, spec in (self.data.get("providers") or {}).items():
+            path = ("providers", name)
+            kind = spec["type"]
+            if kind not in types:
+                why = "its native adapter is not part of this build yet" if kind in PLANNED else \
+                    "no adapter is registered for it"
+                self.error(path + ("type",), f"provider type '{kind}' cannot be used: {why}",
+                           "use an OpenAI-compatible type meanwhile")
+                continue
+            preset = PRESETS.get(kind)
+            base_url = spec.get("base_url") or (preset.base_url if preset else "mock://")
+            if not base_url:
+                self.error(path, f"provider '{name}' of type {kind} needs base_url")
+                continue
+            api_key = spec.get("api_key") or None
+            if preset and preset.needs_key and not api_key and "base_url" not in spec:
+                self.error(
+                    path,
+                    f"provider '{name}' of type {kind} needs api_key",
+                    "set api_key: ${ENV_VAR}; an empty ${VAR:-} default counts as missing",
+                )
+                continue
+            options = {
+                k: (seconds(v) if k in ("latency", "chunk_delay") else v)
+                for k, v in spec.items()
+                if k not in ("type", "api_key", "base_url", "headers", "max_connections", "timeout")
+            }
+            pspec = ProviderSpec(
+                name=name,
+                type=kind,
+                base_url=base_url,
+                api_key=api_key,
+                headers=MappingProxyType(dict(spec.get("headers") or {})),
+                max_connections=spec.get("max_connections", 256),
+                options=MappingProxyType(options),
+            )
+            self.providers[name] = types[kind](pspec, self.runtime.clients)
+            self.provider_timeouts[name] = spec.get("timeout")
+
+    # -- routes and nodes ------------------------------------------------------------------
+
+    def _route(self, name: str) -> Route | None:
+        if name in self.routes:
+            return self.routes[name]
+        if name in self.failed:
+            return None
+        spec = self.routes_data[name]
+        path: Path = ("routes", name)
+        self.compiling.append(name)
+        node = self._node(spec, path, name)
+        self.compiling.pop()
+        if node is None:
+            self.failed.add(name)
+            return None
+        route = Route(name, format_path(path), node, spec.get("description"))
+        self.routes[name] = route
+        return route
+
+    def _node(self, spec: dict, path: Path, route: str) -> Node | None:
+        kind = next(k for k in NODE_KINDS if k in spec)
+        value = spec[kind]
+        here = path + (kind,)
+        if kind == "target":
+            return self._target(value, here)
+        if kind == "route":
+            return self._route_ref(value, here)
+        if kind == "fallback":
+            children = self._children(value["targets"], here + ("targets",), route)
+            on = StatusMatcher.of(value.get("on_status", DEFAULT_FALLBACK_ON))
+            return FallbackNode(format_path(here), children, on) if children is not None else None
+        if kind == "loadbalance":
+            return self._loadbalance(value, here, route)
+        if kind == "conditional":
+            return self._conditional(value, here, route)
+        return self._canary(value, here, route)
+
+    def _children(self, specs: list, path: Path, route: str) -> tuple[Node, ...] | None:
+        nodes = [self._node(s, path + (i,), route) for i, s in enumerate(specs)]
+        return None if any(n is None for n in nodes) else tuple(nodes)  # type: ignore[misc]
+
+    def _route_ref(self, name: str, path: Path) -> Node | None:
+        if name not in self.routes_data:
+            self.error(path, f"unknown route '{name}'", did_you_mean(name, self.routes_data))
+            return None
+        if name in self.compiling:
+            cycle = " -> ".join(self.compiling[self.compiling.index(name):] + [name])
+            self.error(path, f"routes reference each other in a cycle: {cycle}")
+            return None
+        target = self._route(name)
+        return RouteRefNode(format_path(path), name, target.node) if target else None
+
+    def _target(self, spec: dict, path: Path) -> Node | None:
+        provider = self.providers.get(spec["provider"])
+        if provider is None:
+            declared = (self.data.get("providers") or {})
+            if spec["provider"] in declared:
+                return None  # the provider itself is in error; that error is reported
+            self.error(path + ("provider",), f"unknown provider '{spec['provider']}'",
+                       did_you_mean(spec["provider"], declared))
+            return None
+        return TargetNode(
+            path=format_path(path),
+            provider=provider,
+            model=spec["model"],
+            timeouts=self._timeouts(spec.get("timeout"), self.provider_timeouts.get(provider.name)),
+            retry=self._retry(spec.get("retry")),
+            override_params=_freeze(spec.get("override_params") or {}),
+        )
+
+    def _timeouts(self, target: Any, provider: Any) -> Timeouts:
+        merged: dict[str, float] = {}
+        for level in (self.defaults.get("timeout"), provider, target):
+            if level is None:
+                continue
+            if isinstance(level, dict):
+                merged.update({k: seconds(v) for k, v in level.items()})
+            else:
+                merged = {**{k: v for k, v in merged.items() if k in ("connect", "idle")},
+                          "total": seconds(level)}
+        total = merged.get("total", 60.0)
+        return Timeouts(
+            connect=min(merged.get("connect", 10.0), total),
+            first_byte=min(merged.get("first_byte", total), total),
+            idle=merged.get("idle", total),
+            total=total,
+        )
+
+    def _retry(self, target: dict | None) -> RetryPolicy:
+        spec = {**(self.defaults.get("retry") or {}), **(target or {})}
+        return RetryPolicy(
+            attempts=spec.get("attempts", 2),
+            on=StatusMatcher.of(spec.get("on_status", DEFAULT_RETRY_ON)),
+            backoff=spec.get("backoff", "exponential"),
+            base=seconds(spec.get("base", "500ms")),
+            max=seconds(spec.get("max", "8s")),
+            jitter=spec.get("jitter", True),
+            respect_retry_after=spec.get("respect_retry_after", True),
+        )
+
+    def _loadbalance(self, spec: dict, path: Path, route: str) -> Node | None:
+        algorithm = spec.get("algorithm", "weighted")
+        if algorithm not in AVAILABLE_ALGORITHMS:
+            self.error(path + ("algorithm",),
+                       f"algorithm '{algorithm}' is not available in this build yet",
+                       "use weighted or round_robin")
+            return None
+        items = spec["targets"]
+        children = self._children(items, path + ("targets",), route)
+        if children is None:
+            return None
+        weights = tuple(float(item.get("weight", 1)) for item in items)
+        key = ("loadbalance", route, format_path(path))
+        self.state_keys.add(key)
+        return LoadBalanceNode(
+            path=format_path(path),
+            algorithm=algorithm,
+            children=children,
+            weights=weights,
+            cumulative=tuple(itertools.accumulate(weights)),
+            cursor=self.runtime.state.acquire(key, itertools.count),
+        )
+
+    def _conditional(self, spec: dict, path: Path, route: str) -> Node | None:
+        rules, ok = [], True
+        for i, rule in enumerate(spec["rules"]):
+            rule_path = path + ("rules", i)
+            try:
+                when = compile_condition(rule["when"])
+            except ConditionError as exc:
+                self.error(rule_path + ("when",) + exc.path, exc.message)
+                ok = False
+                continue
+            then = self._node(rule["then"], rule_path + ("then",), route)
+            if then is None:
+                ok = False
+                continue
+            rules.append(Rule(format_path(rule_path), when, then))
+        default = None
+        if "default" in spec:
+            default = self._node(spec["default"], path + ("default",), route)
+            ok = ok and default is not None
+        if not ok:
+            return None
+        return ConditionalNode(format_path(path), route, tuple(rules), default)
+
+    def _canary(self, spec: dict, path: Path, route: str) -> Node | None:
+        stable = self._node(spec["stable"], path + ("stable",), route)
+        canary = self._node(spec["canary"], path + ("canary",), route)
+        if stable is None or canary is None:
+            return None
+        return CanaryNode(
+            path=format_path(path),
+            percent=float(spec["percent"]),
+            stable=stable,
+            canary=canary,
+            sticky=field_getter(spec.get("sticky", "metadata.user")),
+        )
+
+    # -- keys and cross references ---------------------------------------------------------
+
+    def _keys(self) -> dict[str, KeySpec]:
+        by_hash: dict[str, KeySpec] = {}
+        for name, spec in (self.data.get("keys") or {}).items():
+            path = ("keys", name)
+            digest = spec["key_sha256"]
+            if digest in by_hash:
+                self.error(path + ("key_sha256",),
+                           f"key '{name}' has the same key_sha256 as key '{by_hash[digest].name}'")
+                continue
+            routes = spec.get("routes")
+            allowed = None if routes is None or "*" in routes else frozenset(routes)
+            for i, route in enumerate(routes or ()):
+                if route != "*" and route not in self.routes_data:
+                    self.error(path + ("routes", i), f"unknown route '{route}'",
+                               did_you_mean(route, self.routes_data))
+            by_hash[digest] = KeySpec(
+                name=name,
+                sha256=digest,
+                routes=allowed,
+                metadata=MappingProxyType(dict(spec.get("metadata") or {})),
+                expires_at=self._expiry(spec.get("expires"), path + ("expires",)),
+            )
+        return by_hash
+
+    def _expiry(self, value: str | None, path: Path) -> float | None:
+        if value is None:
+            return None
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            try:
+                moment = datetime.combine(date.fromisoformat(value), datetime.min.time())
+            except ValueError:
+                self.error(path, f"'{value}' is not an ISO 8601 date or date-time",
+                           "write it as 2027-01-31 or 2027-01-31T12:00:00Z")
+                return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.timestamp()
+
+    def _check_cache(self) -> None:
+        semantic = ((self.data.get("cache") or {}).get("semantic") or {})
+        route = semantic.get("route")
+        if route is not None and route not in self.routes_data:
+            self.error(("cache", "semantic", "route"), f"unknown route '{route}'",
+                       did_you_mean(route, self.routes_data))
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value

@@ -1,0 +1,185 @@
+"""YAML text -> plain data plus a SourceMap.
+
+Built on ruamel.yaml's composer rather than its constructor, so that:
+- every key and value keeps its line and column (for error messages);
+- duplicate keys are errors (YAML parsers silently keep the last one);
+- ``${VAR}`` and ``${VAR:-default}`` are interpolated with the position of the scalar they sit in;
+- the result is plain dicts, lists, str, int, float, bool and None (YAML 1.2: ``on`` and ``yes``
+  stay strings).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from ..errors import ConfigError, ConfigErrors
+from .source import Path, SourceMap, format_path
+
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A parsed config file: plain data, positions, and the exact text it came from."""
+
+    path: str
+    text: str
+    sha256: str
+    data: Any
+    source: SourceMap
+
+
+def load_file(path: str, env: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Read and parse a config file; raises ConfigErrors naming the file on any problem."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise ConfigErrors([ConfigError(path, 1, 1, "$", f"cannot read config: {exc.strerror}")])
+    return load_bytes(raw, path, env)
+
+
+def load_bytes(raw: bytes, path: str, env: Mapping[str, str] | None = None) -> LoadedConfig:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigErrors([ConfigError(path, 1, 1, "$", f"not UTF-8 text: {exc.reason}")])
+    data, source = parse(text, path, os.environ if env is None else env)
+    return LoadedConfig(path, text, hashlib.sha256(raw).hexdigest(), data, source)
+
+
+def parse(text: str, file: str, env: Mapping[str, str]) -> tuple[Any, SourceMap]:
+    yaml = YAML(typ="safe", pure=True)
+    try:
+        root = yaml.compose(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigErrors([ConfigError(file, line, col, "$", f"YAML syntax error: {problem}")])
+    source = SourceMap(file)
+    if root is None:
+        raise ConfigErrors([ConfigError(file, 1, 1, "$", "the file is empty")])
+    builder = _Builder(yaml, source, env)
+    data = builder.build(root, ())
+    if builder.errors:
+        raise ConfigErrors(builder.errors)
+    return data, source
+
+
+class _Builder:
+    def __init__(self, yaml: YAML, source: SourceMap, env: Mapping[str, str]):
+        self.constructor = yaml.constructor
+        self.source = source
+        self.env = env
+        self.errors: list[ConfigError] = []
+
+    def build(self, node: Node, path: Path) -> Any:
+        self.source.values.setdefault(path, _pos(node))
+        if isinstance(node, MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, SequenceNode):
+            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+        return self._scalar(node, path)
+
+    def _mapping(self, node: MappingNode, path: Path) -> dict:
+        out: dict = {}
+        seen: dict[Any, tuple[int, int]] = {}
+        merged: dict = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                for src in _merge_sources(value_node):
+                    for k, v in self._mapping(src, path).items():
+                        merged.setdefault(k, v)
+                continue
+            key = self.constructor.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                key = str(key) if isinstance(key, (int, float, bool)) or key is None else repr(key)
+            where = _pos(key_node)
+            if key in seen:
+                first = seen[key]
+                self.errors.append(
+                    ConfigError(
+                        self.source.file,
+                        *where,
+                        format_path(path + (key,)),
+                        f"duplicate key '{key}' (first defined at line {first[0]}); "
+                        "YAML would silently keep only the last one",
+                    )
+                )
+                continue
+            seen[key] = where
+            self.source.keys[path + (key,)] = where
+            out[key] = self.build(value_node, path + (key,))
+        for k, v in merged.items():
+            out.setdefault(k, v)
+        return out
+
+    def _scalar(self, node: ScalarNode, path: Path) -> Any:
+        value = self.constructor.construct_object(node, deep=True)
+        if not isinstance(value, str) or "$" not in value:
+            return value
+        return self._interpolate(node, value, path)
+
+    def _interpolate(self, node: ScalarNode, text: str, path: Path) -> Any:
+        whole = _VAR.fullmatch(text)
+
+        def replace(match: re.Match) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name, default = match.group(1), match.group(2)
+            if name in self.env:
+                return self.env[name]
+            if default is not None:
+                return default
+            self.errors.append(
+                self.source.error(
+                    path,
+                    f"environment variable ${{{name}}} is not set",
+                    f"set {name}, or give a default: ${{{name}:-value}}",
+                )
+            )
+            return ""
+
+        result = _VAR.sub(replace, text)
+        # A plain scalar that is exactly one ${VAR} takes the YAML type of what it expands to,
+        # so `port: ${PORT:-8080}` is a number. Quoted scalars always stay strings.
+        if whole and whole.group(0) != "$$" and node.style is None and result:
+            return _plain_scalar(result)
+        return result
+
+
+_INT = re.compile(r"^[-+]?[0-9]+$")
+_FLOAT = re.compile(r"^[-+]?([0-9]+\.[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$")
+
+
+def _plain_scalar(text: str) -> Any:
+    if _INT.match(text):
+        return int(text)
+    if _FLOAT.match(text):
+        return float(text)
+    if text in ("true", "false"):
+        return text == "true"
+    return text
+
+
+def _merge_sources(node: Node) -> list[MappingNode]:
+    if isinstance(node, MappingNode):
+        return [node]
+    if isinstance(node, SequenceNode):
+        return [n for n in node.value if isinstance(n, MappingNode)]
+    return []
+
+
+def _pos(node: Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1

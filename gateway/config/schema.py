@@ -1,0 +1,212 @@
+"""JSON Schema validation of loaded config data, with errors mapped back to YAML positions.
+
+All errors of a file are reported at once. jsonschema's raw messages are rewritten where they
+would not tell a user what to do (unknown keys, node kinds, durations), and values of secret
+fields are never echoed.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any, Iterator
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from ..errors import ConfigError
+from .source import SourceMap
+from .suggest import did_you_mean
+
+SECRET_FIELDS = frozenset(
+    {"api_key", "admin_token", "aws_secret_access_key", "aws_session_token", "aws_access_key_id"}
+)
+
+_TYPE_NAMES = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
+}
+
+_BOUNDS = {
+    "minimum": "must be at least",
+    "maximum": "must be at most",
+    "exclusiveMinimum": "must be greater than",
+    "exclusiveMaximum": "must be less than",
+    "minItems": "needs at least this many items:",
+    "minLength": "is too short; minimum length:",
+}
+
+# Messages for oneOf definitions, by $defs name.
+_ONE_OF_HELP = {
+    "duration": "expected a duration such as 250ms, 30s, 5m, 1h, 1d or a number of seconds",
+    "size": "expected a size such as 512KB, 20MB, 1GB or a number of bytes",
+    "timeout": "expected a duration, or a mapping of connect, first_byte, idle and total durations",
+}
+
+
+@cache
+def load_schema() -> dict:
+    text = resources.files("gateway.config").joinpath("gateway.schema.json").read_text("utf-8")
+    return json.loads(text)
+
+
+@cache
+def _validator() -> Draft202012Validator:
+    schema = load_schema()
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+@cache
+def _def_names() -> dict[int, str]:
+    return {id(v): k for k, v in load_schema()["$defs"].items()}
+
+
+def validate(data: Any, source: SourceMap) -> list[ConfigError]:
+    """Every schema error of ``data``, as ConfigErrors with positions."""
+    errors: list[ConfigError] = []
+    for err in _validator().iter_errors(data):
+        errors.extend(_convert(err, source))
+    # "unknown key 'fallbak'" already explains why a node has no kind: say it once.
+    unknown_at = {e.path.rsplit(".", 1)[0] for e in errors if e.message.startswith("unknown key")}
+    return [
+        e for e in errors if not (e.message.startswith("a node needs") and e.path in unknown_at)
+    ]
+
+
+def _convert(err: ValidationError, source: SourceMap) -> Iterator[ConfigError]:
+    path = tuple(err.absolute_path)
+    kind = err.validator
+    if "propertyNames" in err.schema_path:
+        yield source.error(path + (err.instance,), _name_message(err.instance), at_key=True)
+    elif kind == "additionalProperties":
+        yield from _unknown_keys(err, path, source)
+    elif kind == "required":
+        missing = err.message.split("'")[1] if "'" in err.message else err.validator_value
+        yield source.error(path, f"missing required key '{missing}'")
+    elif kind == "oneOf":
+        yield source.error(path, _one_of_message(err, path))
+    elif kind == "const" and path == ("version",):
+        yield source.error(
+            path, f"version {err.instance!r} is not supported", "this gateway reads version: 1"
+        )
+    elif kind == "enum":
+        hint = did_you_mean(str(err.instance), err.validator_value)
+        options = ", ".join(str(v) for v in err.validator_value)
+        yield source.error(path, f"{_show(path, err.instance)} is not one of: {options}", hint)
+    elif kind == "type":
+        expected = err.validator_value
+        names = [expected] if isinstance(expected, str) else expected
+        wanted = " or ".join(_TYPE_NAMES.get(n, n) for n in names)
+        yield source.error(path, f"expected {wanted}, got {_describe(err.instance)}")
+    elif kind == "pattern":
+        yield source.error(path, _pattern_message(path, err))
+    elif kind in _BOUNDS:
+        yield source.error(path, f"{_show(path, err.instance)} {_BOUNDS[kind]} {err.validator_value}")
+    else:
+        yield source.error(path, _redacted_message(path, err))
+
+
+def _unknown_keys(err: ValidationError, path: tuple, source: SourceMap) -> Iterator[ConfigError]:
+    known = list(err.schema.get("properties", {}))
+    extras = [k for k in err.instance if k not in known]
+    patterns = err.schema.get("patternProperties", {})
+    if patterns:  # a condition: keys are field paths
+        import re
+
+        extras = [k for k in extras if not any(re.match(p, k) for p in patterns)]
+        for key in extras:
+            hint = did_you_mean(key, known + _condition_field_guesses(err.instance, key))
+            yield source.error(
+                path + (key,),
+                f"unknown condition field '{key}': use metadata.*, params.*, key.name or route, "
+                "combined with $and, $or, $not",
+                hint,
+                at_key=True,
+            )
+        return
+    for key in extras:
+        yield source.error(
+            path + (key,), f"unknown key '{key}'", did_you_mean(key, known), at_key=True
+        )
+
+
+def _condition_field_guesses(instance: dict, key: str) -> list[str]:
+    head, _, rest = key.partition(".")
+    return [f"{root}.{rest}" for root in ("metadata", "params")] + ["key.name", "route"]
+
+
+def _one_of_message(err: ValidationError, path: tuple) -> str:
+    branches = err.validator_value
+    if all(set(b) == {"required"} for b in branches):  # node kinds
+        kinds = [b["required"][0] for b in branches]
+        present = [k for k in kinds if isinstance(err.instance, dict) and k in err.instance]
+        choices = ", ".join(kinds)
+        if not present:
+            return f"a node needs exactly one of: {choices}"
+        return f"a node is exactly one of {choices}; found {' and '.join(present)}"
+    name = _def_names().get(id(err.schema))
+    if name in _ONE_OF_HELP:
+        return f"{_show(path, err.instance)}: {_ONE_OF_HELP[name]}"
+    # The branch whose type fits the value holds the real reason (an unknown operator, ...).
+    reasons = [e for e in err.context if e.validator not in ("type", "oneOf")]
+    if reasons:
+        reason = max(reasons, key=lambda e: len(e.absolute_path))
+        if reason.validator == "additionalProperties":
+            known = list(reason.schema.get("properties", {}))
+            key = next((k for k in reason.instance if k not in known), "?")
+            hint = did_you_mean(key, known)
+            return f"unknown key '{key}'" + (f" ({hint})" if hint else "")
+        return _redacted_message(tuple(reason.absolute_path), reason)
+    description = err.schema.get("description")
+    if description:
+        return f"{_show(path, err.instance)} is not valid here: {description}"
+    return f"{_show(path, err.instance)} is not valid here"
+
+
+def _name_message(name: Any) -> str:
+    return (
+        f"'{name}' is not a valid name: start with a letter or digit, then use letters, digits, "
+        "'.', '_' or '-'"
+    )
+
+
+def _pattern_message(path: tuple, err: ValidationError) -> str:
+    field = path[-1] if path else ""
+    if field == "key_sha256":
+        return "key_sha256 must be 64 lowercase hex characters (make one with `gateway keys hash`)"
+    if field == "base_url" or field == "webhook":
+        return f"{_show(path, err.instance)} must start with http:// or https://"
+    if field == "state":
+        return f"{_show(path, err.instance)} must be memory, sqlite or redis://host:port/db"
+    if field in ("sticky",):
+        return f"{_show(path, err.instance)} must be metadata.<field> or key.name"
+    return f"{_show(path, err.instance)} does not match the pattern {err.validator_value}"
+
+
+def _redacted_message(path: tuple, err: ValidationError) -> str:
+    if path and path[-1] in SECRET_FIELDS:
+        return f"invalid value for {path[-1]} ({err.validator} check failed)"
+    return err.message
+
+
+def _show(path: tuple, value: Any) -> str:
+    if path and path[-1] in SECRET_FIELDS:
+        return "the value"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _describe(value: Any) -> str:
+    for py, name in ((bool, "boolean"), (dict, "object"), (list, "array"), (str, "string")):
+        if isinstance(value, py):
+            return _TYPE_NAMES[name]
+    if value is None:
+        return "null (an empty value)"
+    return "a number"

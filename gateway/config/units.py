@@ -1,0 +1,29 @@
+"""Durations and sizes as written in gateway.yaml (already checked by the schema)."""
+
+from __future__ import annotations
+
+import re
+
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)$")
+_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_SIZE = re.compile(r"^([0-9]+)(B|KB|MB|GB)$")
+_BYTES = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
+
+
+def seconds(value: int | float | str) -> float:
+    """250ms -> 0.25, 30s -> 30, 5m -> 300, 1h -> 3600, 2 -> 2 (a number is seconds)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    match = _DURATION.match(str(value).strip())
+    if not match:
+        raise ValueError(f"{value!r} is not a duration (250ms, 30s, 5m, 1h, 1d or seconds)")
+    return float(match.group(1)) * _SECONDS[match.group(2)]
+
+
+def size_bytes(value: int | str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = _SIZE.match(str(value).strip())
+    if not match:
+        raise ValueError(f"{value!r} is not a size (512KB, 20MB, 1GB or bytes)")
+    return int(match.group(1)) * _BYTES[match.group(2)]

@@ -1,0 +1,1 @@
+"""The compiled routing graph: immutable strategy nodes and the policies they apply."""

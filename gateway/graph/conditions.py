@@ -1,0 +1,121 @@
+"""Compile `when:` conditions into plain predicates over a RequestContext.
+
+Field paths: ``metadata.<a>.<b>`` (request metadata), ``params.<a>`` (the request body),
+``key.name``, ``route``. Operators: $eq $ne $gt $gte $lt $lte $in $nin $regex $exists, combined
+with $and, $or, $not. A bare value means $eq. Everything is resolved here, once; evaluation is
+a few dict lookups.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+from .context import RequestContext
+
+Predicate = Callable[[RequestContext], bool]
+_MISSING = object()
+
+
+class ConditionError(ValueError):
+    """A condition that cannot be compiled; ``path`` is relative to the condition."""
+
+    def __init__(self, path: tuple, message: str):
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+def compile_condition(spec: dict, path: tuple = ()) -> Predicate:
+    parts: list[Predicate] = []
+    for key, value in spec.items():
+        if key == "$and":
+            subs = [compile_condition(s, path + (key, i)) for i, s in enumerate(value)]
+            parts.append(lambda ctx, subs=subs: all(s(ctx) for s in subs))
+        elif key == "$or":
+            subs = [compile_condition(s, path + (key, i)) for i, s in enumerate(value)]
+            parts.append(lambda ctx, subs=subs: any(s(ctx) for s in subs))
+        elif key == "$not":
+            sub = compile_condition(value, path + (key,))
+            parts.append(lambda ctx, sub=sub: not sub(ctx))
+        else:
+            parts.append(_field_predicate(key, value, path + (key,)))
+    if len(parts) == 1:
+        return parts[0]
+    return lambda ctx: all(p(ctx) for p in parts)
+
+
+def _field_predicate(field_path: str, spec: Any, path: tuple) -> Predicate:
+    getter = field_getter(field_path)
+    ops = spec if isinstance(spec, dict) else {"$eq": spec}
+    tests = [_operator(op, arg, path + (op,)) for op, arg in ops.items()]
+    if len(tests) == 1:
+        test = tests[0]
+        return lambda ctx: test(getter(ctx))
+    return lambda ctx: all(t(v) for v in (getter(ctx),) for t in tests)
+
+
+def field_getter(field_path: str) -> Callable[[RequestContext], Any]:
+    """A function returning the value at ``field_path`` for a request, or a missing marker."""
+    if field_path == "route":
+        return lambda ctx: ctx.route
+    if field_path == "key.name":
+        return lambda ctx: ctx.key_name if ctx.key_name is not None else _MISSING
+    root, _, rest = field_path.partition(".")
+    keys = tuple(rest.split("."))
+    attr = "metadata" if root == "metadata" else "body"
+
+    def get(ctx: RequestContext) -> Any:
+        value: Any = getattr(ctx, attr)
+        for k in keys:
+            if not isinstance(value, dict):
+                return _MISSING
+            value = value.get(k, _MISSING)
+            if value is _MISSING:
+                return _MISSING
+        return value
+
+    return get
+
+
+def is_missing(value: Any) -> bool:
+    return value is _MISSING
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _operator(op: str, arg: Any, path: tuple) -> Callable[[Any], bool]:
+    if op == "$eq":
+        return lambda v: v is not _MISSING and v == arg
+    if op == "$ne":
+        return lambda v: v is _MISSING or v != arg
+    if op in ("$gt", "$gte", "$lt", "$lte"):
+        compare = {
+            "$gt": lambda v: v > arg,
+            "$gte": lambda v: v >= arg,
+            "$lt": lambda v: v < arg,
+            "$lte": lambda v: v <= arg,
+        }[op]
+        return lambda v: _number(v) and compare(v)
+    if op in ("$in", "$nin"):
+        choices = list(arg)
+
+        def member(v: Any) -> bool:
+            if v is _MISSING:
+                return False
+            if isinstance(v, list):
+                return any(x in choices for x in v)
+            return v in choices
+
+        return member if op == "$in" else (lambda v: not member(v))
+    if op == "$regex":
+        try:
+            pattern = re.compile(arg)
+        except re.error as exc:
+            raise ConditionError(path, f"invalid regular expression {arg!r}: {exc}") from None
+        return lambda v: isinstance(v, str) and pattern.search(v) is not None
+    if op == "$exists":
+        return lambda v: (v is not _MISSING) == bool(arg)
+    raise ConditionError(path, f"unknown operator {op}")

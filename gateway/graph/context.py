@@ -1,0 +1,50 @@
+"""Per-request state that travels through middleware and nodes. Mutable, never shared."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+_rng = random.Random()
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One upstream call: which target, what came back, how long it took."""
+
+    target: str
+    status: int
+    error_class: str | None
+    latency_ms: float
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """Everything a request carries through the gateway.
+
+    ``endpoint`` is one of chat, completions, embeddings. ``body`` is the client's JSON body;
+    nodes copy it before changing it, so a fallback always starts from what the client sent.
+    """
+
+    endpoint: str
+    body: dict[str, Any]
+    route: str
+    request_id: str = ""
+    stream: bool = False
+    headers: Mapping[str, str] = field(default_factory=dict)
+    node: Any = None  # the route's compiled node, set once the route is known
+    metadata: dict[str, Any] = field(default_factory=dict)
+    key_name: str | None = None
+    deadline: float | None = None  # time.monotonic() value; None means no request deadline
+    rng: random.Random = _rng
+    attempts: list[Attempt] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    # Free-form notes from middleware and nodes (e.g. the cache status), for headers and logs.
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def remaining(self) -> float | None:
+        if self.deadline is None:
+            return None
+        return self.deadline - time.monotonic()

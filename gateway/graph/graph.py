@@ -1,0 +1,69 @@
+"""RoutingGraph: one compiled, immutable config. The server holds exactly one at a time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Hashable, Mapping
+
+from ..providers.base import Provider
+from .nodes import Node
+from .pipeline import Handler, Middleware
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str
+    path: str
+    node: Node
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpec:
+    """A virtual key declared in the config (only its hash is known)."""
+
+    name: str
+    sha256: str
+    routes: frozenset[str] | None  # None: every route
+    metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    expires_at: float | None = None  # unix time
+
+    def allows(self, route: str) -> bool:
+        return self.routes is None or route in self.routes
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: str = ".gateway"
+    admin_token: str = ""
+    max_body: int = 20 * 1024 * 1024
+    workers: int = 1
+    state: str = "sqlite"
+
+
+@dataclass(frozen=True)
+class RoutingGraph:
+    version: int
+    sha256: str
+    loaded_at: float
+    path: str
+    text: str
+    routes: Mapping[str, Route]
+    providers: Mapping[str, Provider]
+    keys_by_hash: Mapping[str, KeySpec]
+    settings: ServerSettings
+    middleware: tuple[Middleware, ...]
+    handler: Handler
+    state_keys: frozenset[Hashable] = field(default_factory=frozenset)
+    # Canonical JSON of each route's config, to say which routes a reload changed.
+    route_specs: Mapping[str, bytes] = field(default_factory=dict)
+
+    @property
+    def requires_key(self) -> bool:
+        return bool(self.keys_by_hash)
+
+    def client_keys(self) -> set[tuple]:
+        return {p.pool_key() for p in self.providers.values()}

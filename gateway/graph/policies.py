@@ -1,0 +1,84 @@
+"""Frozen retry, timeout and status-matching policies, fully resolved at compile time."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from ..errors import UpstreamError
+
+DEFAULT_RETRY_ON = (429, 500, 502, 503, 504, "timeout", "connection")
+DEFAULT_FALLBACK_ON = DEFAULT_RETRY_ON
+
+
+@dataclass(frozen=True, slots=True)
+class StatusMatcher:
+    """Which failures a policy acts on: upstream statuses and named error classes."""
+
+    codes: frozenset[int]
+    classes: frozenset[str]
+
+    @classmethod
+    def of(cls, items) -> "StatusMatcher":
+        return cls(
+            frozenset(i for i in items if isinstance(i, int)),
+            frozenset(i for i in items if isinstance(i, str)),
+        )
+
+    def matches(self, err: UpstreamError) -> bool:
+        if err.error_class in self.classes:
+            return True
+        return err.from_upstream and err.status in self.codes
+
+    def describe(self) -> list:
+        return sorted(self.codes) + sorted(self.classes)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds. ``total`` bounds one attempt; for streams it bounds the wait for the first byte,
+    and ``idle`` bounds each gap between chunks after that."""
+
+    connect: float
+    first_byte: float
+    idle: float
+    total: float
+
+    def clipped(self, remaining: float) -> "Timeouts":
+        """The same timeouts, none longer than what is left of the request's deadline."""
+        if remaining >= self.total:
+            return self
+        return Timeouts(
+            min(self.connect, remaining),
+            min(self.first_byte, remaining),
+            self.idle,
+            remaining,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int
+    on: StatusMatcher
+    backoff: str  # exponential | constant
+    base: float
+    max: float
+    jitter: bool
+    respect_retry_after: bool
+
+    def should_retry(self, err: UpstreamError, attempt: int) -> bool:
+        return attempt < self.attempts and self.on.matches(err)
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1``; None when waiting is pointless
+        (the upstream asked for longer than ``max``: let a fallback take over instead)."""
+        if retry_after is not None and self.respect_retry_after:
+            return retry_after if retry_after <= self.max else None
+        if self.backoff == "constant":
+            ceiling = min(self.base, self.max)
+        else:
+            ceiling = min(self.max, self.base * (2 ** (attempt - 1)))
+        return rng.uniform(0, ceiling) if self.jitter else ceiling
+
+
+NO_RETRY = RetryPolicy(1, StatusMatcher.of(()), "constant", 0.0, 0.0, False, False)

@@ -1,0 +1,128 @@
+"""The shape every provider adapter speaks, and the pooled HTTP clients they share.
+
+An adapter receives an OpenAI-shaped request body for one endpoint and returns an
+OpenAI-shaped answer (a whole body, or an async iterator of SSE bytes), or raises UpstreamError.
+Adapters are built by the compiler from frozen config; the HTTP sessions they use are
+per-process resources that outlive any one config (see ClientPool).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable, Mapping
+
+import aiohttp
+
+from ..graph.policies import Timeouts
+
+# Endpoint name -> path below an OpenAI-style base_url.
+ENDPOINT_PATHS = {
+    "chat": "/chat/completions",
+    "completions": "/completions",
+    "embeddings": "/embeddings",
+}
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    endpoint: str
+    body: dict[str, Any]
+    stream: bool
+    timeouts: Timeouts
+
+
+@dataclass(slots=True)
+class UpstreamResponse:
+    """A successful upstream answer. Exactly one of ``body`` and ``stream`` is set."""
+
+    status: int
+    body: bytes | None = None
+    stream: AsyncIterator[bytes] | None = None
+    media_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    target: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    """A provider's resolved config. ``options`` holds type-specific settings."""
+
+    name: str
+    type: str
+    base_url: str
+    api_key: str | None
+    headers: Mapping[str, str]
+    max_connections: int
+    options: Mapping[str, Any]
+
+
+class Provider(ABC):
+    """One named upstream connection. Immutable after construction."""
+
+    capabilities: frozenset[str] = frozenset({"chat", "completions", "embeddings", "stream"})
+
+    def __init__(self, spec: ProviderSpec, clients: "ClientPool"):
+        self.spec = spec
+        self.name = spec.name
+        self.clients = clients
+
+    @abstractmethod
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        """Call the upstream; raise UpstreamError on any failure."""
+
+    def pool_key(self) -> tuple:
+        """Providers with the same key share one aiohttp session across reloads."""
+        return (self.spec.name, self.spec.base_url, self.spec.max_connections)
+
+
+class ClientPool:
+    """One aiohttp ClientSession per provider, kept across config reloads, closed on shutdown.
+
+    Sessions are created lazily on the event loop (compilation runs in a worker thread).
+    """
+
+    def __init__(self) -> None:
+        self._sessions: dict[tuple, aiohttp.ClientSession] = {}
+
+    def session(self, key: tuple) -> aiohttp.ClientSession:
+        session = self._sessions.get(key)
+        if session is None or session.closed:
+            session = self._sessions[key] = self._new_session(limit=key[-1])
+        return session
+
+    @staticmethod
+    def _new_session(limit: int) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=limit,
+            limit_per_host=limit,
+            ttl_dns_cache=300,
+            keepalive_timeout=30,
+            family=socket.AF_UNSPEC,
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None),
+            auto_decompress=True,
+            skip_auto_headers=("User-Agent",),
+        )
+
+    async def prune(self, live_keys: Callable[[], set[tuple]], grace: float = 30.0) -> None:
+        """Close sessions no provider uses any more, after in-flight requests had time to end.
+
+        ``live_keys`` is asked again after the grace period: a reload in between may have
+        brought a provider back.
+        """
+        if all(k in live_keys() for k in self._sessions):
+            return
+        await asyncio.sleep(grace)
+        live = live_keys()
+        for key in [k for k in self._sessions if k not in live]:
+            await self._sessions.pop(key).close()
+
+    async def close(self) -> None:
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()

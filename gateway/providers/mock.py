@@ -1,0 +1,200 @@
+"""The built-in offline provider: deterministic answers, correct usage, SSE streaming,
+deterministic embeddings, a latency knob and failure injection for demos and tests.
+
+A token here is a whitespace-separated word, so usage numbers are easy to check by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import random
+import struct
+import time
+from typing import Any, AsyncIterator
+
+import orjson
+
+from ..errors import UpstreamError
+from .base import Provider, UpstreamRequest, UpstreamResponse
+
+
+class MockProvider(Provider):
+    capabilities = frozenset({"chat", "completions", "embeddings", "stream"})
+
+    def __init__(self, spec, clients):
+        super().__init__(spec, clients)
+        opts = spec.options
+        self.latency: float = opts.get("latency", 0.0)
+        self.chunk_delay: float = opts.get("chunk_delay", 0.0)
+        self.error_rate: float = opts.get("error_rate", 0.0)
+        self.error_status: int = opts.get("error_status", 503)
+        self._rng = random.Random(opts.get("seed"))
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        if self.latency:
+            if self.latency >= request.timeouts.first_byte:
+                await asyncio.sleep(request.timeouts.first_byte)
+                raise UpstreamError(
+                    408, "timeout", f"mock: no answer within {request.timeouts.first_byte:g}s",
+                    from_upstream=False,
+                )
+            await asyncio.sleep(self.latency)
+        if self.error_rate and self._rng.random() < self.error_rate:
+            raise _injected_error(self.error_status)
+        body = request.body
+        model = str(body.get("model", "mock"))
+        if request.endpoint == "embeddings":
+            return _json(embeddings(body, model))
+        prompt = _prompt_text(body, request.endpoint)
+        words = reply_for(model, prompt).split()
+        limit = body.get("max_tokens") or body.get("max_completion_tokens")
+        finish = "stop"
+        if isinstance(limit, int) and 0 < limit < len(words):
+            words, finish = words[:limit], "length"
+        usage = _usage(len(prompt.split()), len(words))
+        if request.stream:
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            chunks = _stream(request.endpoint, model, words, finish, usage if include_usage else None,
+                             self.chunk_delay)
+            return UpstreamResponse(200, stream=chunks, media_type="text/event-stream")
+        return _json(_completion(request.endpoint, model, " ".join(words), finish, usage))
+
+
+def reply_for(model: str, prompt: str) -> str:
+    """The mock's answer: names the model (so routing is visible) and echoes the prompt."""
+    echo = " ".join(prompt.split()[-12:]) or "(empty prompt)"
+    return f"Mock reply from {model}: {echo}"
+
+
+def _prompt_text(body: dict, endpoint: str) -> str:
+    if endpoint == "completions":
+        prompt = body.get("prompt", "")
+        return " ".join(prompt) if isinstance(prompt, list) else str(prompt)
+    texts = []
+    for message in body.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts.extend(p.get("text", "") for p in content if isinstance(p, dict))
+    return " ".join(texts)
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def _ident(prefix: str) -> str:
+    return f"{prefix}-mock{time.monotonic_ns():x}"
+
+
+def _completion(endpoint: str, model: str, text: str, finish: str, usage: dict) -> dict:
+    if endpoint == "completions":
+        return {
+            "id": _ident("cmpl"),
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}],
+            "usage": usage,
+        }
+    return {
+        "id": _ident("chatcmpl"),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": finish,
+                "logprobs": None,
+            }
+        ],
+        "usage": usage,
+    }
+
+
+async def _stream(
+    endpoint: str, model: str, words: list[str], finish: str, usage: dict | None, delay: float
+) -> AsyncIterator[bytes]:
+    ident, created = _ident("chatcmpl"), int(time.time())
+    chat = endpoint == "chat"
+
+    def event(choice: dict | None, extra: dict | None = None) -> bytes:
+        data = {
+            "id": ident,
+            "object": "chat.completion.chunk" if chat else "text_completion",
+            "created": created,
+            "model": model,
+            "choices": [choice] if choice else [],
+            **(extra or {}),
+        }
+        return b"data: " + orjson.dumps(data) + b"\n\n"
+
+    if chat:
+        yield event({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None})
+    for i, word in enumerate(words):
+        if delay:
+            await asyncio.sleep(delay)
+        piece = word if i == 0 else " " + word
+        if chat:
+            yield event({"index": 0, "delta": {"content": piece}, "finish_reason": None})
+        else:
+            yield event({"index": 0, "text": piece, "finish_reason": None})
+    if chat:
+        yield event({"index": 0, "delta": {}, "finish_reason": finish})
+    else:
+        yield event({"index": 0, "text": "", "finish_reason": finish})
+    if usage is not None:
+        yield event(None, {"usage": usage})
+    yield b"data: [DONE]\n\n"
+
+
+def embeddings(body: dict, model: str) -> dict:
+    inputs = body.get("input", "")
+    if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)):
+        inputs = [inputs]
+    dims = body.get("dimensions") or 64
+    data, tokens = [], 0
+    for i, item in enumerate(inputs):
+        text = item if isinstance(item, str) else " ".join(map(str, item))
+        tokens += len(text.split())
+        data.append({"object": "embedding", "index": i, "embedding": embed(text, dims)})
+    return {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+def embed(text: str, dims: int) -> list[float]:
+    """A unit vector derived from the text's hash: same text, same vector."""
+    raw = b""
+    counter = 0
+    while len(raw) < dims * 4:
+        raw += hashlib.sha256(f"{counter}:{text}".encode()).digest()
+        counter += 1
+    values = [v / 2**31 - 1.0 for v in struct.unpack(f"<{dims}I", raw[: dims * 4])]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [round(v / norm, 6) for v in values]
+
+
+def _json(data: Any) -> UpstreamResponse:
+    return UpstreamResponse(200, body=orjson.dumps(data))
+
+
+def _injected_error(status: int) -> UpstreamError:
+    kind = "rate_limit" if status == 429 else ("server" if status >= 500 else "client")
+    body = orjson.dumps(
+        {"error": {"message": f"mock: injected failure {status}", "type": "mock_error",
+                   "code": None, "param": None}}
+    )
+    return UpstreamError(status, kind, f"mock: injected failure {status}", body=body)

@@ -1,0 +1,1 @@
+"""The HTTP layer: Starlette app, OpenAI-compatible endpoints, admin API, reload, serving."""

@@ -1,0 +1,76 @@
+"""Admin API and operational endpoints: /healthz, /readyz, /admin/*.
+
+/admin/* needs `Authorization: Bearer <server.admin_token>` when a token is set; without one
+the gateway only listens on loopback (checked at start), so the admin API stays local.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..errors import GatewayError
+from .errors import gateway_error_response
+from .reload import GraphHolder, Reloader
+
+
+def _json(data, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+class AdminEndpoints:
+    def __init__(self, holder: GraphHolder, reloader: Reloader):
+        self.holder = holder
+        self.reloader = reloader
+
+    async def healthz(self, request: Request) -> Response:
+        return _json({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        graph = self.holder.current
+        if graph is None:
+            return _json({"status": "not ready", "reason": "no config loaded"}, 503)
+        return _json({"status": "ready", "config_version": graph.version})
+
+    async def config(self, request: Request) -> Response:
+        if (denied := self._deny(request)) is not None:
+            return denied
+        graph = self.holder.current
+        rejection = self.reloader.last_rejection
+        return _json({
+            "version": graph.version,
+            "sha256": graph.sha256,
+            "path": graph.path,
+            "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(graph.loaded_at)),
+            "routes": sorted(graph.routes),
+            "providers": sorted(graph.providers),
+            "reloads": self.reloader.counts,
+            "last_rejection": rejection.as_dict() if rejection else None,
+        })
+
+    async def reload(self, request: Request) -> Response:
+        if (denied := self._deny(request)) is not None:
+            return denied
+        result = await self.reloader.reload("admin", force=request.query_params.get("force") == "1")
+        body = {
+            "result": result.outcome,
+            "version": result.version,
+            "errors": [str(e) for e in result.errors],
+        }
+        return _json(body, 422 if result.outcome == "rejected" else 200)
+
+    def _deny(self, request: Request) -> Response | None:
+        token = self.holder.current.settings.admin_token
+        if not token:
+            return None
+        auth = request.headers.get("authorization", "")
+        scheme, _, given = auth.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+            return None
+        err = GatewayError(401, "admin endpoints need `Authorization: Bearer <server.admin_token>`",
+                           type="authentication_error", code="invalid_admin_token")
+        return gateway_error_response(err, {})

@@ -1,0 +1,68 @@
+"""create_app(): the Starlette application around one Reloader (which holds the graph)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..logs import get_logger
+from .admin import AdminEndpoints
+from .errors import error_body
+from .openai_api import OpenAIEndpoints
+from .reload import Reloader, watch
+
+log = get_logger("gateway.server")
+
+
+def create_app(reloader: Reloader, *, watch_config: bool = True) -> Starlette:
+    holder = reloader.holder
+    api = OpenAIEndpoints(holder)
+    admin = AdminEndpoints(holder, reloader)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(watch(reloader, stop)) if watch_config else None
+        try:
+            yield
+        finally:
+            stop.set()
+            if watcher is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(watcher, timeout=2)
+            await reloader.runtime.clients.close()
+
+    routes = [
+        Route("/v1/chat/completions", api.chat_completions, methods=["POST"]),
+        Route("/v1/completions", api.completions, methods=["POST"]),
+        Route("/v1/embeddings", api.embeddings, methods=["POST"]),
+        Route("/v1/models", api.models, methods=["GET"]),
+        Route("/healthz", admin.healthz, methods=["GET"]),
+        Route("/readyz", admin.readyz, methods=["GET"]),
+        Route("/admin/config", admin.config, methods=["GET"]),
+        Route("/admin/reload", admin.reload, methods=["POST"]),
+    ]
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+    )
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
+    message = f"{request.method} {request.url.path}: {exc.detail}"
+    return Response(error_body(message, kind), status_code=exc.status_code,
+                    media_type="application/json", headers=exc.headers)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.error("internal_error", path=request.url.path, exc_info=exc)
+    return Response(error_body("internal error in the gateway; see its log", "server_error"),
+                    status_code=500, media_type="application/json")

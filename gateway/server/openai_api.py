@@ -1,0 +1,208 @@
+"""The OpenAI-compatible endpoints under /v1.
+
+Each request reads the current graph once and keeps that snapshot for its whole life, so a
+reload never changes the rules under a running request.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import AsyncIterator
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from ..config.suggest import did_you_mean
+from ..config.units import seconds
+from ..errors import GatewayError, UpstreamError
+from ..graph.context import RequestContext
+from ..logs import get_logger
+from ..middleware.auth import find_key, presented_key
+from .errors import error_body, gateway_error_response, upstream_failure
+from .reload import GraphHolder
+
+log = get_logger("gateway.server")
+
+# Fields every endpoint requires, besides "model".
+_REQUIRED = {"chat": "messages", "completions": "prompt", "embeddings": "input"}
+
+
+class OpenAIEndpoints:
+    def __init__(self, holder: GraphHolder):
+        self.holder = holder
+
+    async def chat_completions(self, request: Request) -> Response:
+        return await self._proxy(request, "chat")
+
+    async def completions(self, request: Request) -> Response:
+        return await self._proxy(request, "completions")
+
+    async def embeddings(self, request: Request) -> Response:
+        return await self._proxy(request, "embeddings")
+
+    async def models(self, request: Request) -> Response:
+        graph = self.holder.current
+        headers = {"x-gateway-config-version": str(graph.version)}
+        allowed = graph.routes.keys()
+        if graph.requires_key:
+            try:
+                key = find_key(graph.keys_by_hash, presented_key(request.headers))
+            except GatewayError as err:
+                return gateway_error_response(err, headers)
+            allowed = [r for r in allowed if key.allows(r)]
+        created = int(graph.loaded_at)
+        data = [{"id": r, "object": "model", "created": created, "owned_by": "gateway"}
+                for r in allowed]
+        return Response(orjson.dumps({"object": "list", "data": data}), headers=headers,
+                        media_type="application/json")
+
+    async def _proxy(self, request: Request, endpoint: str) -> Response:
+        graph = self.holder.current
+        request_id = _request_id(request)
+        headers = {"x-request-id": request_id, "x-gateway-config-version": str(graph.version)}
+        ctx: RequestContext | None = None
+        try:
+            body = await read_json(request, graph.settings.max_body)
+            model = _model(body, endpoint)
+            route = graph.routes.get(model)
+            if route is None:
+                hint = did_you_mean(model, graph.routes)
+                raise GatewayError(
+                    404,
+                    f"The model '{model}' does not exist on this gateway"
+                    + (f"; {hint}" if hint else "") + " (GET /v1/models lists them)",
+                    code="model_not_found",
+                    param="model",
+                )
+            headers["x-gateway-route"] = model
+            ctx = RequestContext(
+                endpoint=endpoint,
+                body=body,
+                route=model,
+                request_id=request_id,
+                stream=_stream_flag(body, endpoint),
+                headers=request.headers,
+                metadata=_metadata(request),
+                deadline=_deadline(request),
+                node=route.node,
+            )
+            upstream = await graph.handler(ctx)
+        except GatewayError as err:
+            return gateway_error_response(err, headers)
+        except UpstreamError as err:
+            status, content, extra = upstream_failure(err, ctx)
+            headers.update(extra)
+            headers["x-gateway-attempts"] = str(len(ctx.attempts))
+            headers["x-gateway-target"] = err.target
+            return Response(content, status_code=status, headers=headers,
+                            media_type=extra.get("Content-Type", "application/json"))
+        headers["x-gateway-target"] = upstream.target
+        headers["x-gateway-attempts"] = str(len(ctx.attempts))
+        headers["x-gateway-cache"] = ctx.notes.get("cache", "skip")
+        if upstream.stream is not None:
+            headers["Cache-Control"] = "no-cache"
+            return StreamingResponse(
+                guard_stream(upstream.stream, ctx), status_code=upstream.status,
+                headers=headers, media_type=upstream.media_type,
+            )
+        return Response(upstream.body, status_code=upstream.status, headers=headers,
+                        media_type=upstream.media_type)
+
+
+async def guard_stream(chunks: AsyncIterator[bytes], ctx: RequestContext) -> AsyncIterator[bytes]:
+    """Forward chunks as they come. A failure after the first byte cannot fall back any more:
+    end the stream with an SSE error event in OpenAI's shape, never a silent truncation."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except (UpstreamError, GatewayError) as err:
+        log.warning("stream_failed", request_id=ctx.request_id, route=ctx.route, error=err.message)
+        kind = "upstream_error" if isinstance(err, UpstreamError) else err.type
+        code = err.error_class if isinstance(err, UpstreamError) else err.code
+        yield b"data: " + error_body(f"stream interrupted: {err.message}", kind, code) + b"\n\n"
+
+
+async def read_json(request: Request, limit: int) -> dict:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise GatewayError(400, f"the request body is not valid JSON: {exc}", code="invalid_json")
+    if not isinstance(body, dict):
+        raise GatewayError(400, "the request body must be a JSON object", code="invalid_json")
+    return body
+
+
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError(413, f"the request body is larger than the limit of {limit} bytes "
+                        "(server.max_body)", code="request_too_large")
+
+
+def _model(body: dict, endpoint: str) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise GatewayError(400, "you must provide a model parameter (a route name)",
+                           code="missing_required_parameter", param="model")
+    field = _REQUIRED[endpoint]
+    if field not in body:
+        raise GatewayError(400, f"missing required parameter: '{field}'",
+                           code="missing_required_parameter", param=field)
+    if endpoint == "chat" and not isinstance(body["messages"], list):
+        raise GatewayError(400, "'messages' must be a list", code="invalid_type", param="messages")
+    return model
+
+
+def _stream_flag(body: dict, endpoint: str) -> bool:
+    stream = body.get("stream", False)
+    if stream is None:
+        return False
+    if not isinstance(stream, bool):
+        raise GatewayError(400, "'stream' must be true or false", code="invalid_type", param="stream")
+    if stream and endpoint == "embeddings":
+        raise GatewayError(400, "embeddings cannot be streamed", code="invalid_value", param="stream")
+    return stream
+
+
+def _metadata(request: Request) -> dict:
+    raw = request.headers.get("x-gateway-metadata")
+    if not raw:
+        return {}
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise GatewayError(400, "the x-gateway-metadata header must be a JSON object",
+                           code="invalid_metadata")
+    return value
+
+
+def _deadline(request: Request) -> float | None:
+    """The request's own deadline, from `x-gateway-timeout` (30s, 1500ms, or seconds)."""
+    raw = request.headers.get("x-gateway-timeout")
+    if not raw:
+        return None
+    try:
+        budget = seconds(float(raw) if raw.replace(".", "", 1).isdigit() else raw)
+    except ValueError:
+        raise GatewayError(400, "x-gateway-timeout must be a duration such as 30s or 1500ms",
+                           code="invalid_timeout") from None
+    return time.monotonic() + budget
+
+
+def _request_id(request: Request) -> str:
+    given = request.headers.get("x-request-id")
+    if given and len(given) <= 128 and given.isprintable():
+        return given
+    return uuid.uuid4().hex

@@ -1,0 +1,160 @@
+"""Hot reload: read -> hash -> compile (in a worker thread) -> swap one reference, or reject.
+
+The live graph is never touched while a new one is built. A config that fails to load,
+validate or compile is rejected whole: the old graph keeps serving and the rejection is logged
+(one `FILE:LINE:COL: message` per error) and kept for `GET /admin/config`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from watchfiles import awatch
+
+from ..config.compiler import Runtime, compile_bytes
+from ..errors import ConfigError, ConfigErrors
+from ..graph.graph import RoutingGraph
+from ..logs import get_logger
+
+log = get_logger("gateway.reload")
+
+Outcome = Literal["applied", "unchanged", "rejected"]
+
+
+class GraphHolder:
+    """Holds the one current graph. A request reads ``current`` once and keeps that snapshot."""
+
+    __slots__ = ("current",)
+
+    def __init__(self, graph: RoutingGraph | None = None):
+        self.current = graph
+
+
+@dataclass(frozen=True)
+class Rejection:
+    at: float
+    source: str
+    sha256: str | None
+    errors: tuple[ConfigError, ...]
+
+    def as_dict(self) -> dict:
+        return {
+            "rejected_at": _iso(self.at),
+            "source": self.source,
+            "sha256": self.sha256,
+            "errors": [e.as_dict() | {"text": str(e)} for e in self.errors],
+        }
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    outcome: Outcome
+    version: int | None
+    errors: tuple[ConfigError, ...] = ()
+
+
+class Reloader:
+    def __init__(self, path: str, runtime: Runtime, holder: GraphHolder):
+        self.path = path
+        self.runtime = runtime
+        self.holder = holder
+        self.last_rejection: Rejection | None = None
+        self.counts = {"applied": 0, "unchanged": 0, "rejected": 0}
+        self._lock = asyncio.Lock()
+        self._version = holder.current.version if holder.current else 0
+
+    def adopt(self, graph: RoutingGraph) -> None:
+        """Install the first graph (compiled before serving started)."""
+        self.holder.current = graph
+        self._version = graph.version
+
+    async def reload(self, source: str = "file", *, force: bool = False) -> ReloadResult:
+        async with self._lock:
+            try:
+                raw = await asyncio.to_thread(_read, self.path)
+            except OSError as exc:
+                err = ConfigError(self.path, 1, 1, "$", f"cannot read config: {exc.strerror}")
+                return self._reject(source, None, (err,))
+            sha = hashlib.sha256(raw).hexdigest()
+            current = self.holder.current
+            if current is not None and current.sha256 == sha and not force:
+                self.counts["unchanged"] += 1
+                return ReloadResult("unchanged", current.version)
+            try:
+                graph = await asyncio.to_thread(
+                    compile_bytes, raw, self.path, version=self._version + 1, runtime=self.runtime
+                )
+            except ConfigErrors as exc:
+                return self._reject(source, sha, exc.errors)
+            self._swap(graph, current, source)
+            return ReloadResult("applied", graph.version)
+
+    def _swap(self, graph: RoutingGraph, previous: RoutingGraph | None, source: str) -> None:
+        self.holder.current = graph  # the swap: one reference assignment
+        self._version = graph.version
+        self.counts["applied"] += 1
+        self.runtime.state.retain_only(graph.state_keys)
+        asyncio.get_running_loop().create_task(self._prune_clients())
+        log.info("config_applied", version=graph.version, sha256=graph.sha256[:12], source=source,
+                 path=self.path, **route_changes(previous, graph))
+
+    async def _prune_clients(self) -> None:
+        def live() -> set[tuple]:
+            graph = self.holder.current
+            return graph.client_keys() if graph else set()
+
+        await self.runtime.clients.prune(live)
+
+    def _reject(self, source: str, sha: str | None, errors: tuple[ConfigError, ...]) -> ReloadResult:
+        self.counts["rejected"] += 1
+        self.last_rejection = Rejection(time.time(), source, sha, errors)
+        for err in errors:
+            log.error("config_error", error=str(err))
+        running = self.holder.current.version if self.holder.current else None
+        log.error("config_rejected", path=self.path, source=source, errors=len(errors),
+                  still_serving_version=running)
+        return ReloadResult("rejected", running, errors)
+
+
+def route_changes(old: RoutingGraph | None, new: RoutingGraph) -> dict[str, list[str]]:
+    """Which routes a swap added, removed and changed (by config content)."""
+    before = old.route_specs if old else {}
+    after = new.route_specs
+    return {
+        "routes_added": sorted(set(after) - set(before)),
+        "routes_removed": sorted(set(before) - set(after)),
+        "routes_changed": sorted(n for n in set(after) & set(before) if after[n] != before[n]),
+    }
+
+
+async def watch(reloader: Reloader, stop: asyncio.Event) -> None:
+    """Reload on every change of the config file. Watches its directory, because editors
+    save by writing a new file and renaming it over the old one. Never gives up on a bad file."""
+    target = os.path.abspath(reloader.path)
+    directory = os.path.dirname(target)
+
+    def is_config(_change, path: str) -> bool:
+        return os.path.abspath(path) == target
+
+    async for _changes in awatch(
+        directory, watch_filter=is_config, debounce=100, step=20, stop_event=stop,
+        recursive=False,
+    ):
+        try:
+            await reloader.reload("file")
+        except Exception:  # a bug must not stop hot reload for the life of the process
+            log.exception("reload_failed", path=reloader.path)
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

@@ -1,0 +1,134 @@
+"""`gateway serve`: compile the config, refuse unsafe binds, run hypercorn, reload on SIGHUP."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import multiprocessing
+import os
+import signal
+import sys
+
+from hypercorn.asyncio.run import worker_serve
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.utils import wrap_app
+
+from ..config.compiler import Runtime, compile_file
+from ..errors import ConfigErrors
+from ..graph.graph import RoutingGraph
+from ..logs import configure, get_logger
+from .app import create_app
+from .reload import GraphHolder, Reloader
+
+log = get_logger("gateway.serve")
+
+
+class StartupError(Exception):
+    """The gateway cannot start; the message says why and what to do."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(graph: RoutingGraph, host: str) -> None:
+    if is_loopback(host):
+        return
+    missing = []
+    if not graph.requires_key:
+        missing.append("virtual keys (keys:)")
+    if not graph.settings.admin_token:
+        missing.append("server.admin_token")
+    if missing:
+        raise StartupError(
+            f"refusing to listen on {host}: without {' and '.join(missing)} anyone who can reach "
+            "it could use the gateway. Configure them, or listen on 127.0.0.1."
+        )
+
+
+def serve(config_path: str, host: str | None = None, port: int | None = None,
+          workers: int | None = None, watch: bool = True) -> int:
+    configure()
+    runtime = Runtime()
+    try:
+        graph = compile_file(config_path, version=1, runtime=runtime)
+    except ConfigErrors as exc:
+        for err in exc.errors:
+            print(err, file=sys.stderr)
+        print(f"{config_path}: not started: {len(exc.errors)} error(s)", file=sys.stderr)
+        return 1
+    host = host or graph.settings.host
+    port = port if port is not None else graph.settings.port
+    workers = workers or graph.settings.workers
+    try:
+        check_bind(graph, host)
+    except StartupError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 1
+    config = _hypercorn_config(host, port)
+    if workers == 1:
+        _run_worker(config_path, graph, runtime, config, None, watch)
+        return 0
+    sockets = config.create_sockets()
+    ctx = multiprocessing.get_context("fork")
+    children = [
+        ctx.Process(target=_run_worker, args=(config_path, graph, Runtime(), config, sockets, watch))
+        for _ in range(workers)
+    ]
+    for child in children:
+        child.start()
+    _wait_for_children(children)
+    return 0
+
+
+def _hypercorn_config(host: str, port: int) -> HypercornConfig:
+    config = HypercornConfig()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.accesslog = None
+    config.errorlog = "-"
+    config.loglevel = "WARNING"
+    config.keep_alive_timeout = 75
+    config.graceful_timeout = 10
+    config.h11_max_incomplete_size = 64 * 1024
+    return config
+
+
+def _run_worker(config_path, graph, runtime, config, sockets, watch) -> None:
+    holder = GraphHolder(graph)
+    reloader = Reloader(config_path, runtime, holder)
+    app = wrap_app(create_app(reloader, watch_config=watch), config.wsgi_max_body_size, "asgi")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reloader.reload("signal")))
+        log.info("serving", config=config_path, bind=config.bind, version=graph.version,
+                 routes=len(graph.routes), pid=os.getpid())
+        await worker_serve(app, config, sockets=sockets, shutdown_trigger=stop.wait)
+        log.info("stopped", pid=os.getpid())
+
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
+
+
+def _wait_for_children(children) -> None:
+    def forward(signum, _frame):
+        for child in children:
+            if child.is_alive():
+                os.kill(child.pid, signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, forward)
+    for child in children:
+        child.join()

@@ -1,0 +1,1 @@
+"""Runtime state kept outside the immutable graph, keyed by stable identities."""

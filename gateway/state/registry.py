@@ -1,0 +1,38 @@
+"""StateRegistry: mutable runtime state (cursors, later breakers and EWMAs) by stable key.
+
+The compiler acquires a handle per key while it builds a graph, so a recompiled but unchanged
+node gets the very same state object back (Caddy's UsagePool idea). After a swap, keys that
+the new graph no longer uses are dropped.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable, Hashable, Iterable, TypeVar
+
+T = TypeVar("T")
+
+
+class StateRegistry:
+    def __init__(self) -> None:
+        self._items: dict[Hashable, object] = {}
+        self._lock = threading.Lock()  # compilation runs in a worker thread
+
+    def acquire(self, key: Hashable, factory: Callable[[], T]) -> T:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                item = self._items[key] = factory()
+            return item  # type: ignore[return-value]
+
+    def retain_only(self, keys: Iterable[Hashable]) -> None:
+        keep = set(keys)
+        with self._lock:
+            for key in [k for k in self._items if k not in keep]:
+                del self._items[key]
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -1,0 +1,163 @@
+"""A fake OpenAI-compatible upstream on a loopback port, for tests of the real server.
+
+It runs an aiohttp app in a background thread with its own event loop, speaks the OpenAI wire
+format (JSON and SSE streaming), records every request, and can be told per model what to do
+next: answer a status, hang, stream slowly, or reset the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Behaviour:
+    """What the upstream does for one request. Defaults: answer 200 at once."""
+
+    status: int = 200
+    delay: float = 0.0  # before the response headers
+    chunk_delay: float = 0.0  # between stream chunks
+    fail_after_chunks: int | None = None  # reset the connection mid-stream
+    headers: dict[str, str] = field(default_factory=dict)
+    error_code: str | None = None
+
+
+@dataclass
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    at: float
+
+
+class FakeOpenAI:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.requests: list[Recorded] = []
+        self._scripts: dict[str, deque[Behaviour]] = defaultdict(deque)
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    # -- control ---------------------------------------------------------------------------
+
+    def script(self, model: str, *behaviours: Behaviour | int) -> None:
+        """Queue what the next requests for ``model`` get (ints are statuses)."""
+        for b in behaviours:
+            self._scripts[model].append(Behaviour(status=b) if isinstance(b, int) else b)
+
+    def models_seen(self) -> list[str]:
+        return [r.body.get("model") for r in self.requests]
+
+    def start(self) -> "FakeOpenAI":
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_get("/v1/models", self._models)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    # -- handlers --------------------------------------------------------------------------
+
+    async def _record(self, request: web.Request) -> tuple[dict, Behaviour]:
+        body = await request.json()
+        self.requests.append(Recorded(request.path, dict(request.headers), body, time.monotonic()))
+        script = self._scripts.get(body.get("model"))
+        behaviour = script.popleft() if script else Behaviour()
+        if behaviour.delay:
+            await asyncio.sleep(behaviour.delay)
+        return body, behaviour
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body, b = await self._record(request)
+        if b.status != 200:
+            return _error(b)
+        model = body["model"]
+        text = f"fake answer from {model}"
+        if body.get("stream"):
+            return await self._stream(request, model, text, b)
+        return web.json_response(
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": 1,
+                "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+            },
+            headers=b.headers,
+        )
+
+    async def _stream(self, request, model: str, text: str, b: Behaviour) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", **b.headers})
+        await resp.prepare(request)
+        words = text.split()
+        for i, word in enumerate(words):
+            if b.fail_after_chunks is not None and i >= b.fail_after_chunks:
+                request.transport.close()  # a connection reset in the middle of the stream
+                return resp
+            chunk = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1,
+                     "model": model,
+                     "choices": [{"index": 0, "delta": {"content": (" " if i else "") + word},
+                                  "finish_reason": None}]}
+            await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+            if b.chunk_delay:
+                await asyncio.sleep(b.chunk_delay)
+        done = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1,
+                "model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        await resp.write(b"data: " + json.dumps(done).encode() + b"\n\ndata: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        body, b = await self._record(request)
+        if b.status != 200:
+            return _error(b)
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
+                for i, _ in enumerate(inputs)]
+        return web.json_response({"object": "list", "data": data, "model": body["model"],
+                                  "usage": {"prompt_tokens": 2, "total_tokens": 2}})
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": []})
+
+
+def _error(b: Behaviour) -> web.Response:
+    message = f"fake upstream error {b.status}"
+    return web.json_response(
+        {"error": {"message": message, "type": "fake_error", "code": b.error_code, "param": None}},
+        status=b.status,
+        headers=b.headers,
+    )

@@ -20,6 +20,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             for err in exc.errors:
                 print(err)
             continue
+        for warning in graph.warnings:
+            print(warning)
         if not args.quiet:
             print(f"{path}: OK ({len(graph.routes)} routes, {len(graph.providers)} providers)")
     if failed:

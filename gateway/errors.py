@@ -20,10 +20,12 @@ class ConfigError:
     path: str  # JSON path such as $.routes.smart.fallback.targets[0]
     message: str
     hint: str | None = None
+    severity: str = "error"  # or "warning": reported, but the config is accepted
 
     def __str__(self) -> str:
         where = f"{self.path}: " if self.path and self.path != "$" else ""
-        text = f"{self.file}:{self.line}:{self.column}: {where}{self.message}"
+        label = "warning: " if self.severity == "warning" else ""
+        text = f"{self.file}:{self.line}:{self.column}: {label}{where}{self.message}"
         return f"{text} ({self.hint})" if self.hint else text
 
     def as_dict(self) -> dict:
@@ -34,6 +36,7 @@ class ConfigError:
             "path": self.path,
             "message": self.message,
             "hint": self.hint,
+            "severity": self.severity,
         }
 
 

@@ -33,10 +33,10 @@ from ..graph.nodes import (
     TargetNode,
 )
 from ..graph.pipeline import build_pipeline
-from ..graph.policies import DEFAULT_FALLBACK_ON, DEFAULT_RETRY_ON, RetryPolicy, StatusMatcher, Timeouts
+from ..graph.policies import DEFAULT_FALLBACK_ON, DEFAULT_RETRY_ON, RetryPolicy, StatusMatcher
 from ..middleware.auth import KeyAuth
 from ..middleware.request_log import RequestLog
-from ..providers.base import ClientPool, Provider, ProviderSpec
+from ..providers.base import ClientPool, Provider, ProviderSpec, Timeouts
 from ..providers.openai import PRESETS
 from ..providers.registry import PLANNED, provider_types
 from ..state.registry import StateRegistry
@@ -83,6 +83,7 @@ class _Compiler:
         self.source: SourceMap = loaded.source
         self.runtime = runtime
         self.errors: list[ConfigError] = []
+        self.warnings: list[ConfigError] = []  # reported, but the config is still accepted
         self.routes_data: dict = self.data.get("routes") or {}
         self.defaults: dict = self.data.get("defaults") or {}
         self.providers: dict[str, Provider] = {}
@@ -125,6 +126,7 @@ class _Compiler:
             middleware=tuple(chain),
             handler=build_pipeline(chain),
             state_keys=frozenset(self.state_keys),
+            warnings=tuple(self.warnings),
             route_specs=MappingProxyType(
                 {n: orjson.dumps(s, option=orjson.OPT_SORT_KEYS) for n, s in self.routes_data.items()}
             ),
@@ -164,12 +166,12 @@ class _Compiler:
                 continue
             api_key = spec.get("api_key") or None
             if preset and preset.needs_key and not api_key and "base_url" not in spec:
-                self.error(
-                    path,
-                    f"provider '{name}' of type {kind} needs api_key",
-                    "set api_key: ${ENV_VAR}; an empty ${VAR:-} default counts as missing",
-                )
-                continue
+                self.warnings.append(self.source.error(
+                    path + (("api_key",) if "api_key" in spec else ()),
+                    f"provider '{name}' ({kind}) has no api_key: its requests will be refused "
+                    "upstream", "set the environment variable the config refers to",
+                    severity="warning",
+                ))
             options = {
                 k: (seconds(v) if k in ("latency", "chunk_delay") else v)
                 for k, v in spec.items()

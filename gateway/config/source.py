@@ -47,7 +47,8 @@ class SourceMap:
         return self.keys.get(tuple(path)) or self.position(path)
 
     def error(
-        self, path: Path, message: str, hint: str | None = None, *, at_key: bool = False
+        self, path: Path, message: str, hint: str | None = None, *, at_key: bool = False,
+        severity: str = "error",
     ) -> ConfigError:
         line, col = self.key_position(path) if at_key else self.position(path)
-        return ConfigError(self.file, line, col, format_path(path), message, hint)
+        return ConfigError(self.file, line, col, format_path(path), message, hint, severity)

@@ -58,6 +58,7 @@ class RoutingGraph:
     middleware: tuple[Middleware, ...]
     handler: Handler
     state_keys: frozenset[Hashable] = field(default_factory=frozenset)
+    warnings: tuple = ()  # ConfigErrors that do not reject the config
     # Canonical JSON of each route's config, to say which routes a reload changed.
     route_specs: Mapping[str, bytes] = field(default_factory=dict)
 

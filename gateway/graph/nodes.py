@@ -17,10 +17,10 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping, Protocol
 
 from ..errors import GatewayError, UpstreamError
-from ..providers.base import Provider, UpstreamRequest, UpstreamResponse
+from ..providers.base import Provider, Timeouts, UpstreamRequest, UpstreamResponse
 from .conditions import Predicate, is_missing
 from .context import Attempt, RequestContext
-from .policies import RetryPolicy, StatusMatcher, Timeouts
+from .policies import RetryPolicy, StatusMatcher
 
 
 class Node(Protocol):

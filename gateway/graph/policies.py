@@ -1,4 +1,4 @@
-"""Frozen retry, timeout and status-matching policies, fully resolved at compile time."""
+"""Frozen retry and status-matching policies, fully resolved at compile time."""
 
 from __future__ import annotations
 
@@ -35,28 +35,6 @@ class StatusMatcher:
 
 
 @dataclass(frozen=True, slots=True)
-class Timeouts:
-    """Seconds. ``total`` bounds one attempt; for streams it bounds the wait for the first byte,
-    and ``idle`` bounds each gap between chunks after that."""
-
-    connect: float
-    first_byte: float
-    idle: float
-    total: float
-
-    def clipped(self, remaining: float) -> "Timeouts":
-        """The same timeouts, none longer than what is left of the request's deadline."""
-        if remaining >= self.total:
-            return self
-        return Timeouts(
-            min(self.connect, remaining),
-            min(self.first_byte, remaining),
-            self.idle,
-            remaining,
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class RetryPolicy:
     attempts: int
     on: StatusMatcher
@@ -80,5 +58,3 @@ class RetryPolicy:
             ceiling = min(self.max, self.base * (2 ** (attempt - 1)))
         return rng.uniform(0, ceiling) if self.jitter else ceiling
 
-
-NO_RETRY = RetryPolicy(1, StatusMatcher.of(()), "constant", 0.0, 0.0, False, False)

@@ -16,7 +16,6 @@ from typing import Any, AsyncIterator, Callable, Mapping
 
 import aiohttp
 
-from ..graph.policies import Timeouts
 
 # Endpoint name -> path below an OpenAI-style base_url.
 ENDPOINT_PATHS = {
@@ -24,6 +23,28 @@ ENDPOINT_PATHS = {
     "completions": "/completions",
     "embeddings": "/embeddings",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds. ``total`` bounds one attempt; for streams it bounds the wait for the first byte,
+    and ``idle`` bounds each gap between chunks after that."""
+
+    connect: float
+    first_byte: float
+    idle: float
+    total: float
+
+    def clipped(self, remaining: float) -> "Timeouts":
+        """The same timeouts, none longer than what is left of the request's deadline."""
+        if remaining >= self.total:
+            return self
+        return Timeouts(
+            min(self.connect, remaining),
+            min(self.first_byte, remaining),
+            self.idle,
+            remaining,
+        )
 
 
 @dataclass(slots=True)

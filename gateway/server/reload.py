@@ -102,6 +102,7 @@ class Reloader:
         asyncio.get_running_loop().create_task(self._prune_clients())
         log.info("config_applied", version=graph.version, sha256=graph.sha256[:12], source=source,
                  path=self.path, **route_changes(previous, graph))
+        log_warnings(graph)
 
     async def _prune_clients(self) -> None:
         def live() -> set[tuple]:
@@ -158,3 +159,8 @@ def _read(path: str) -> bytes:
 
 def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def log_warnings(graph: RoutingGraph) -> None:
+    for warning in graph.warnings:
+        log.warning("config_warning", warning=str(warning))

@@ -18,7 +18,7 @@ from ..errors import ConfigErrors
 from ..graph.graph import RoutingGraph
 from ..logs import configure, get_logger
 from .app import create_app
-from .reload import GraphHolder, Reloader
+from .reload import GraphHolder, Reloader, log_warnings
 
 log = get_logger("gateway.serve")
 
@@ -109,6 +109,7 @@ def _run_worker(config_path, graph, runtime, config, sockets, watch) -> None:
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reloader.reload("signal")))
+        log_warnings(graph)
         log.info("serving", config=config_path, bind=config.bind, version=graph.version,
                  routes=len(graph.routes), pid=os.getpid())
         await worker_serve(app, config, sockets=sockets, shutdown_trigger=stop.wait)

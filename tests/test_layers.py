@@ -1,0 +1,62 @@
+"""Dependencies flow one way: cli/server -> config/graph -> providers/state (DESIGN.md §6).
+
+Walks every module's imports with ast, so a violation fails here rather than in review.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "gateway"
+
+# A layer may import itself and anything to its right, never to its left.
+LAYERS = ["cli", "server", "config", "middleware", "graph", "providers", "state", "base"]
+BASE = {"errors", "logs", "__init__"}
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    top = parts[1] if len(parts) > 1 else "__init__"
+    if top in BASE:
+        return "base"
+    return "cli" if top == "__main__" else top
+
+
+def imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    package = list(rel.parts[:-1])
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            if module.startswith("gateway"):
+                found.add(module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("gateway"))
+    return found
+
+
+def test_imports_flow_one_way():
+    """No module imports from a layer above its own."""
+    violations = []
+    for path in PACKAGE.rglob("*.py"):
+        module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        own = LAYERS.index(layer_of(module)) if layer_of(module) in LAYERS else None
+        assert own is not None, f"{module} is in no layer; add it to LAYERS"
+        for imported in imports(path):
+            layer = layer_of(imported)
+            if layer in LAYERS and LAYERS.index(layer) < own:
+                violations.append(f"{module} imports {imported}")
+    assert violations == []
+
+
+def test_modules_stay_small():
+    """No module grows past 800 lines."""
+    big = [f"{p}: {n}" for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 800]
+    assert big == []

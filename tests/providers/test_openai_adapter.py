@@ -1,0 +1,118 @@
+"""The OpenAI adapter against aioresponses: URLs, auth, error classification, Retry-After."""
+
+from __future__ import annotations
+
+import re
+from types import MappingProxyType
+
+import orjson
+import pytest
+from aioresponses import aioresponses
+
+from gateway.errors import UpstreamError
+from gateway.providers.base import ClientPool, ProviderSpec, Timeouts, UpstreamRequest
+from gateway.providers.openai import OpenAIProvider, retry_after
+
+URL = "http://upstream.test/v1/chat/completions"
+TIMEOUTS = Timeouts(connect=1, first_byte=2, idle=2, total=2)
+
+
+@pytest.fixture
+async def provider():
+    pool = ClientPool()
+    spec = ProviderSpec("up", "openai-compatible", "http://upstream.test/v1/", "sk-test",
+                        MappingProxyType({"X-Extra": "1"}), 10, MappingProxyType({}))
+    yield OpenAIProvider(spec, pool)
+    await pool.close()
+
+
+def request(stream: bool = False) -> UpstreamRequest:
+    return UpstreamRequest("chat", {"model": "m", "messages": []}, stream, TIMEOUTS)
+
+
+async def test_posts_body_with_auth_and_extra_headers(provider):
+    """The body goes to base_url + path with the bearer key and configured headers."""
+    with aioresponses() as mock:
+        mock.post(URL, body=b'{"ok": true}', content_type="application/json")
+        response = await provider.send(request())
+        call = mock.requests[("POST", __import__("yarl").URL(URL))][0]
+    assert response.status == 200 and response.body == b'{"ok": true}'
+    assert call.kwargs["headers"]["Authorization"] == "Bearer sk-test"
+    assert call.kwargs["headers"]["X-Extra"] == "1"
+    assert orjson.loads(call.kwargs["data"]) == {"model": "m", "messages": []}
+
+
+@pytest.mark.parametrize(
+    "status, body, error_class",
+    [
+        (429, {"error": {"message": "slow down", "type": "requests"}}, "rate_limit"),
+        (500, {"error": {"message": "boom"}}, "server"),
+        (503, "Service Unavailable", "server"),
+        (400, {"error": {"message": "too long", "code": "context_length_exceeded"}}, "context_window"),
+        (400, {"error": {"message": "flagged", "code": "content_filter"}}, "content_policy"),
+        (400, {"error": {"message": "bad field"}}, "client"),
+        (401, {"error": {"message": "bad key"}}, "client"),
+    ],
+)
+async def test_errors_are_classified(provider, status, body, error_class):
+    """Each upstream error becomes an UpstreamError with the right class and the message kept."""
+    payload = body if isinstance(body, str) else orjson.dumps(body).decode()
+    with aioresponses() as mock:
+        mock.post(URL, status=status, body=payload)
+        with pytest.raises(UpstreamError) as info:
+            await provider.send(request())
+    err = info.value
+    assert (err.status, err.error_class, err.from_upstream) == (status, error_class, True)
+    expected = body if isinstance(body, str) else body["error"]["message"]
+    assert err.message == expected
+    assert err.body == payload.encode()
+
+
+async def test_retry_after_ms_header(provider):
+    """retry-after-ms is read into seconds."""
+    with aioresponses() as mock:
+        mock.post(URL, status=429, body="{}", headers={"retry-after-ms": "250"})
+        with pytest.raises(UpstreamError) as info:
+            await provider.send(request())
+    assert info.value.retry_after == 0.25
+
+
+async def test_connection_error_is_not_an_upstream_status(provider):
+    """A refused connection is class 'connection' with no upstream status."""
+    import aiohttp
+
+    with aioresponses() as mock:
+        mock.post(URL, exception=aiohttp.ClientConnectionError("refused"))
+        with pytest.raises(UpstreamError) as info:
+            await provider.send(request())
+    assert info.value.error_class == "connection" and info.value.from_upstream is False
+
+
+async def test_stream_returns_chunks(provider):
+    """A stream answer is relayed as an async iterator of the upstream's bytes."""
+    sse = b'data: {"choices": []}\n\ndata: [DONE]\n\n'
+    with aioresponses() as mock:
+        mock.post(URL, body=sse, content_type="text/event-stream")
+        response = await provider.send(request(stream=True))
+        received = b"".join([c async for c in response.stream])
+    assert received == sse
+    assert response.media_type.startswith("text/event-stream")
+
+
+@pytest.mark.parametrize(
+    "headers, expected",
+    [({"Retry-After": "3"}, 3.0), ({"retry-after-ms": "1500"}, 1.5), ({}, None),
+     ({"Retry-After": "soon"}, None)],
+)
+def test_retry_after_parsing(headers, expected):
+    """Retry-After in seconds, retry-after-ms, absent or unparsable."""
+    assert retry_after(headers) == expected
+
+
+def test_retry_after_http_date():
+    """Retry-After as an HTTP date gives the seconds until then."""
+    from email.utils import formatdate
+    import time
+
+    value = retry_after({"Retry-After": formatdate(time.time() + 30, usegmt=True)})
+    assert value is not None and 25 <= value <= 31

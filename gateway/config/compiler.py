@@ -35,7 +35,6 @@ from ..graph.nodes import (
 from ..graph.pipeline import build_pipeline
 from ..graph.policies import DEFAULT_FALLBACK_ON, DEFAULT_RETRY_ON, RetryPolicy, StatusMatcher
 from ..middleware.auth import KeyAuth
-from ..middleware.request_log import RequestLog
 from ..providers.base import ClientPool, Provider, ProviderSpec, Timeouts
 from ..providers.openai import PRESETS
 from ..providers.registry import PLANNED, provider_types
@@ -108,11 +107,7 @@ class _Compiler:
         if self.errors:
             raise ConfigErrors(self.errors)
         observability = self.data.get("observability") or {}
-        chain: list = []
-        if observability.get("request_log", True):
-            chain.append(RequestLog())
-        if keys:
-            chain.append(KeyAuth(keys))
+        chain: list = [KeyAuth(keys)] if keys else []
         return RoutingGraph(
             version=version,
             sha256=self.loaded.sha256,
@@ -124,6 +119,7 @@ class _Compiler:
             keys_by_hash=MappingProxyType(keys),
             settings=settings,
             middleware=tuple(chain),
+            log_requests=observability.get("request_log", True),
             handler=build_pipeline(chain),
             state_keys=frozenset(self.state_keys),
             warnings=tuple(self.warnings),

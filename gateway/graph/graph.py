@@ -57,6 +57,7 @@ class RoutingGraph:
     settings: ServerSettings
     middleware: tuple[Middleware, ...]
     handler: Handler
+    log_requests: bool = True
     state_keys: frozenset[Hashable] = field(default_factory=frozenset)
     warnings: tuple = ()  # ConfigErrors that do not reject the config
     # Canonical JSON of each route's config, to say which routes a reload changed.

@@ -18,12 +18,10 @@ from ..config.suggest import did_you_mean
 from ..config.units import seconds
 from ..errors import GatewayError, UpstreamError
 from ..graph.context import RequestContext
-from ..logs import get_logger
 from ..middleware.auth import find_key, presented_key
+from .access_log import log_request
 from .errors import error_body, gateway_error_response, upstream_failure
 from .reload import GraphHolder
-
-log = get_logger("gateway.server")
 
 # Fields every endpoint requires, besides "model".
 _REQUIRED = {"chat": "messages", "completions": "prompt", "embeddings": "input"}
@@ -68,14 +66,7 @@ class OpenAIEndpoints:
             model = _model(body, endpoint)
             route = graph.routes.get(model)
             if route is None:
-                hint = did_you_mean(model, graph.routes)
-                raise GatewayError(
-                    404,
-                    f"The model '{model}' does not exist on this gateway"
-                    + (f"; {hint}" if hint else "") + " (GET /v1/models lists them)",
-                    code="model_not_found",
-                    param="model",
-                )
+                raise _unknown_model(model, graph.routes)
             headers["x-gateway-route"] = model
             ctx = RequestContext(
                 endpoint=endpoint,
@@ -90,12 +81,16 @@ class OpenAIEndpoints:
             )
             upstream = await graph.handler(ctx)
         except GatewayError as err:
+            if graph.log_requests:
+                log_request(ctx, endpoint, request_id, err.status, None, err.message)
             return gateway_error_response(err, headers)
         except UpstreamError as err:
             status, content, extra = upstream_failure(err, ctx)
             headers.update(extra)
             headers["x-gateway-attempts"] = str(len(ctx.attempts))
             headers["x-gateway-target"] = err.target
+            if graph.log_requests:
+                log_request(ctx, endpoint, request_id, status, err.target, err.message)
             return Response(content, status_code=status, headers=headers,
                             media_type=extra.get("Content-Type", "application/json"))
         headers["x-gateway-target"] = upstream.target
@@ -104,24 +99,33 @@ class OpenAIEndpoints:
         if upstream.stream is not None:
             headers["Cache-Control"] = "no-cache"
             return StreamingResponse(
-                guard_stream(upstream.stream, ctx), status_code=upstream.status,
-                headers=headers, media_type=upstream.media_type,
+                guard_stream(upstream.stream, ctx, upstream.target, graph.log_requests),
+                status_code=upstream.status, headers=headers, media_type=upstream.media_type,
             )
+        if graph.log_requests:
+            log_request(ctx, endpoint, request_id, upstream.status, upstream.target)
         return Response(upstream.body, status_code=upstream.status, headers=headers,
                         media_type=upstream.media_type)
 
 
-async def guard_stream(chunks: AsyncIterator[bytes], ctx: RequestContext) -> AsyncIterator[bytes]:
+async def guard_stream(
+    chunks: AsyncIterator[bytes], ctx: RequestContext, target: str, log_it: bool
+) -> AsyncIterator[bytes]:
     """Forward chunks as they come. A failure after the first byte cannot fall back any more:
-    end the stream with an SSE error event in OpenAI's shape, never a silent truncation."""
+    end the stream with an SSE error event in OpenAI's shape, never a silent truncation.
+    The request is logged when the stream ends, so the event says how it ended."""
+    error = None
     try:
         async for chunk in chunks:
             yield chunk
     except (UpstreamError, GatewayError) as err:
-        log.warning("stream_failed", request_id=ctx.request_id, route=ctx.route, error=err.message)
+        error = f"stream interrupted: {err.message}"
         kind = "upstream_error" if isinstance(err, UpstreamError) else err.type
         code = err.error_class if isinstance(err, UpstreamError) else err.code
-        yield b"data: " + error_body(f"stream interrupted: {err.message}", kind, code) + b"\n\n"
+        yield b"data: " + error_body(error, kind, code) + b"\n\n"
+    finally:
+        if log_it:
+            log_request(ctx, ctx.endpoint, ctx.request_id, 200, target, error)
 
 
 async def read_json(request: Request, limit: int) -> dict:
@@ -142,6 +146,17 @@ async def read_json(request: Request, limit: int) -> dict:
     if not isinstance(body, dict):
         raise GatewayError(400, "the request body must be a JSON object", code="invalid_json")
     return body
+
+
+def _unknown_model(model: str, routes) -> GatewayError:
+    hint = did_you_mean(model, routes)
+    return GatewayError(
+        404,
+        f"The model '{model}' does not exist on this gateway"
+        + (f"; {hint}" if hint else "") + " (GET /v1/models lists them)",
+        code="model_not_found",
+        param="model",
+    )
 
 
 def _too_large(limit: int) -> GatewayError:

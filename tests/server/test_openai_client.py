@@ -218,3 +218,23 @@ def test_mid_stream_failure_ends_with_sse_error(gw, upstream):
         for _ in stream:
             pass
     assert "stream interrupted" in str(info.value)
+
+
+def test_one_log_event_per_request_without_secrets(gw, upstream):
+    """Each request, failed ones included, is one structured event; no secret is logged."""
+    import json
+    import time
+
+    client(gw).chat.completions.create(model="gpt", messages=[{"role": "user", "content": "x"}])
+    httpx.post(gw.base_url + "/v1/chat/completions", json={"model": "nope", "messages": []})
+    stream = client(gw).chat.completions.create(
+        model="gpt", messages=[{"role": "user", "content": "x"}], stream=True)
+    list(stream)
+    time.sleep(0.3)
+    events = [json.loads(line) for line in gw.log().splitlines() if line.startswith("{")]
+    requests = [e for e in events if e["event"] == "request"]
+    assert [(e["status"], e.get("route"), e.get("target")) for e in requests] == [
+        (200, "gpt", "up/real-model"), (404, None, None), (200, "gpt", "up/real-model")]
+    assert requests[2]["stream"] is True and requests[0]["attempts"] == 1
+    assert all(e["latency_ms"] >= 0 for e in (requests[0], requests[2]))
+    assert "upstream-secret" not in gw.log()

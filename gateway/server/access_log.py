@@ -1,0 +1,31 @@
+"""One structured log event per request: route, target, status, attempts, latency."""
+
+from __future__ import annotations
+
+import time
+
+from ..graph.context import RequestContext
+from ..logs import get_logger
+
+log = get_logger("gateway.request")
+
+
+def log_request(ctx: RequestContext | None, endpoint: str, request_id: str, status: int,
+                target: str | None, error: str | None = None) -> None:
+    """``ctx`` is None when the request failed before a route was chosen (bad JSON, 404)."""
+    if ctx is None:
+        log.info("request", request_id=request_id, endpoint=endpoint, status=status, error=error)
+        return
+    log.info(
+        "request",
+        request_id=request_id,
+        endpoint=endpoint,
+        route=ctx.route,
+        target=target,
+        status=status,
+        attempts=len(ctx.attempts),
+        stream=ctx.stream,
+        key=ctx.key_name,
+        latency_ms=round((time.monotonic() - ctx.started) * 1000, 2),
+        error=error,
+    )

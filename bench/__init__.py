@@ -1,0 +1,1 @@
+"""Benchmark harness for Bodhi Gateway: `python bench/run.py --help` (or `make bench`)."""

@@ -168,3 +168,29 @@ async def _until(check, timeout: float = 5.0) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("condition not reached in time")
+
+
+def test_running_request_finishes_on_its_graph(gateway_factory):
+    """A request that started before a swap finishes with the routing it started with."""
+    slow = """
+version: 1
+providers:
+  demo: {{type: mock, latency: {latency}}}
+routes:
+  live: {{target: {{provider: demo, model: {model}}}}}
+"""
+    gw = gateway_factory(slow.format(latency="1s", model="old"))
+
+    async def main() -> tuple[httpx.Response, httpx.Response]:
+        async with httpx.AsyncClient(base_url=gw.base_url, timeout=10) as client:
+            body = {"model": "live", "messages": [{"role": "user", "content": "hi"}]}
+            running = asyncio.create_task(client.post("/v1/chat/completions", json=body))
+            await asyncio.sleep(0.2)
+            write_atomically(gw.config_path, slow.format(latency="1ms", model="new"))
+            await _until(lambda: httpx.get(gw.base_url + "/admin/config").json()["version"] == 2)
+            fresh = await client.post("/v1/chat/completions", json=body)
+            return await running, fresh
+
+    old, new = asyncio.run(main())
+    assert (old.status_code, old.json()["model"], old.headers["x-gateway-config-version"]) == (200, "old", "1")
+    assert (new.status_code, new.json()["model"], new.headers["x-gateway-config-version"]) == (200, "new", "2")

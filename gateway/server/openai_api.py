@@ -93,6 +93,8 @@ class OpenAIEndpoints:
                 log_request(ctx, endpoint, request_id, status, err.target, err.message)
             return Response(content, status_code=status, headers=headers,
                             media_type=extra.get("Content-Type", "application/json"))
+        if upstream.headers:  # added by middleware; the gateway's own headers win
+            headers = {**upstream.headers, **headers}
         headers["x-gateway-target"] = upstream.target
         headers["x-gateway-attempts"] = str(len(ctx.attempts))
         headers["x-gateway-cache"] = ctx.notes.get("cache", "skip")

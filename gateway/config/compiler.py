@@ -46,6 +46,17 @@ from .suggest import did_you_mean
 from .units import seconds, size_bytes
 
 NODE_KINDS = ("target", "route", "fallback", "loadbalance", "conditional", "canary")
+
+# Settings the version-1 schema accepts that this build does not act on yet. Each gets a
+# warning, so nobody believes a limit or a breaker protects them when it does not.
+# ("*" matches any key at that level.)
+INACTIVE = (
+    ("cache",), ("limits",), ("pricing",), ("plugins",), ("observability", "alerts"),
+    ("observability", "metrics"), ("server", "state"), ("server", "state_outage"),
+    ("server", "replicas"), ("defaults", "circuit_breaker"), ("routes", "*", "limits"),
+    ("routes", "*", "cache"), ("keys", "*", "limits"), ("keys", "*", "budget"),
+    ("providers", "*", "health_check"),
+)
 AVAILABLE_ALGORITHMS = frozenset({"weighted", "round_robin"})
 
 
@@ -104,6 +115,7 @@ class _Compiler:
             self._route(name)
         keys = self._keys()
         self._check_cache()
+        self._warn_inactive()
         if self.errors:
             raise ConfigErrors(self.errors)
         observability = self.data.get("observability") or {}
@@ -246,6 +258,8 @@ class _Compiler:
             self.error(path + ("provider",), f"unknown provider '{spec['provider']}'",
                        did_you_mean(spec["provider"], declared))
             return None
+        if "circuit_breaker" in spec:
+            self._inactive(path + ("circuit_breaker",))
         return TargetNode(
             path=format_path(path),
             provider=provider,
@@ -332,6 +346,8 @@ class _Compiler:
         return ConditionalNode(format_path(path), route, tuple(rules), default)
 
     def _canary(self, spec: dict, path: Path, route: str) -> Node | None:
+        if "rollback" in spec:
+            self._inactive(path + ("rollback",))
         stable = self._node(spec["stable"], path + ("stable",), route)
         canary = self._node(spec["canary"], path + ("canary",), route)
         if stable is None or canary is None:
@@ -386,12 +402,43 @@ class _Compiler:
             moment = moment.replace(tzinfo=timezone.utc)
         return moment.timestamp()
 
+    def _warn_inactive(self) -> None:
+        for pattern in INACTIVE:
+            for path in _expand(self.data, pattern):
+                self._inactive(path)
+
+    def _inactive(self, path: Path) -> None:
+        self.warnings.append(self.source.error(
+            path, "accepted by the schema but not active in this build yet: it has no effect",
+            at_key=True, severity="warning"))
+
     def _check_cache(self) -> None:
         semantic = ((self.data.get("cache") or {}).get("semantic") or {})
         route = semantic.get("route")
         if route is not None and route not in self.routes_data:
             self.error(("cache", "semantic", "route"), f"unknown route '{route}'",
                        did_you_mean(route, self.routes_data))
+
+
+def _expand(data: Any, pattern: tuple) -> list[Path]:
+    """The paths in ``data`` that match ``pattern`` ("*" matches any mapping key)."""
+    paths: list[Path] = [()]
+    for part in pattern:
+        nxt = []
+        for path in paths:
+            node = _at(data, path)
+            if not isinstance(node, dict):
+                continue
+            keys = list(node) if part == "*" else [part] if part in node else []
+            nxt.extend(path + (k,) for k in keys)
+        paths = nxt
+    return paths
+
+
+def _at(data: Any, path: Path) -> Any:
+    for part in path:
+        data = data[part]
+    return data
 
 
 def _freeze(value: Any) -> Any:

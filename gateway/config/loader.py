@@ -95,35 +95,49 @@ class _Builder:
     def _mapping(self, node: MappingNode, path: Path) -> dict:
         out: dict = {}
         seen: dict[Any, tuple[int, int]] = {}
-        merged: dict = {}
+        merges: list[MappingNode] = []
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
-                for src in _merge_sources(value_node):
-                    for k, v in self._mapping(src, path).items():
-                        merged.setdefault(k, v)
+                merges.extend(_merge_sources(value_node))
                 continue
-            key = self.constructor.construct_object(key_node, deep=True)
-            if not isinstance(key, str):
-                key = str(key) if isinstance(key, (int, float, bool)) or key is None else repr(key)
+            key = self._key(key_node)
             where = _pos(key_node)
             if key in seen:
-                first = seen[key]
                 self.errors.append(
                     ConfigError(
                         self.source.file,
                         *where,
                         format_path(path + (key,)),
-                        f"duplicate key '{key}' (first defined at line {first[0]}); "
+                        f"duplicate key '{key}' (first defined at line {seen[key][0]}); "
                         "YAML would silently keep only the last one",
                     )
                 )
                 continue
             seen[key] = where
-            self.source.keys[path + (key,)] = where
-            out[key] = self.build(value_node, path + (key,))
-        for k, v in merged.items():
-            out.setdefault(k, v)
+            out[key] = self._entry(key_node, value_node, path + (key,))
+        # `<<: *anchor` fills in only the keys the mapping does not set itself; their positions
+        # are the anchor's, where the value is written.
+        for source in merges:
+            for key_node, value_node in source.value:
+                key = self._key(key_node)
+                if key not in out and key_node.tag != _MERGE_TAG:
+                    out[key] = self._entry(key_node, value_node, path + (key,))
         return out
+
+    def _entry(self, key_node: Node, value_node: Node, path: Path) -> Any:
+        where = _pos(key_node)
+        self.source.keys[path] = where
+        if isinstance(value_node, ScalarNode) and value_node.value == "" and not value_node.style:
+            # An empty value has no position of its own (YAML gives it the next token's): use
+            # its key's, so `route:` with nothing after it is reported on its own line.
+            self.source.values[path] = where
+        return self.build(value_node, path)
+
+    def _key(self, key_node: Node) -> str:
+        key = self.constructor.construct_object(key_node, deep=True)
+        if isinstance(key, str):
+            return key
+        return str(key) if isinstance(key, (int, float, bool)) or key is None else repr(key)
 
     def _scalar(self, node: ScalarNode, path: Path) -> Any:
         value = self.constructor.construct_object(node, deep=True)

@@ -91,7 +91,7 @@ def _convert(err: ValidationError, source: SourceMap) -> Iterator[ConfigError]:
         missing = err.message.split("'")[1] if "'" in err.message else err.validator_value
         yield source.error(path, f"missing required key '{missing}'")
     elif kind == "oneOf":
-        yield source.error(path, _one_of_message(err, path))
+        yield from _one_of(err, path, source)
     elif kind == "const" and path == ("version",):
         yield source.error(
             path, f"version {err.instance!r} is not supported", "this gateway reads version: 1"
@@ -142,32 +142,40 @@ def _condition_field_guesses(instance: dict, key: str) -> list[str]:
     return [f"{root}.{rest}" for root in ("metadata", "params")] + ["key.name", "route"]
 
 
-def _one_of_message(err: ValidationError, path: tuple) -> str:
+def _one_of(err: ValidationError, path: tuple, source: SourceMap) -> Iterator[ConfigError]:
     branches = err.validator_value
     if all(set(b) == {"required"} for b in branches):  # node kinds
         kinds = [b["required"][0] for b in branches]
         present = [k for k in kinds if isinstance(err.instance, dict) and k in err.instance]
         choices = ", ".join(kinds)
         if not present:
-            return f"a node needs exactly one of: {choices}"
-        return f"a node is exactly one of {choices}; found {' and '.join(present)}"
+            yield source.error(path, f"a node needs exactly one of: {choices}")
+        else:
+            yield source.error(
+                path, f"a node is exactly one of {choices}; found {' and '.join(present)}"
+            )
+        return
+    # A branch whose shape fits the value (a mapping for a mapping) holds the real reason, such
+    # as an unknown operator or a bad duration inside a split timeout: report that, where it is.
+    # Branches that failed only on the value's type, here, are the wrong branches.
     name = _def_names().get(id(err.schema))
-    if name in _ONE_OF_HELP:
-        return f"{_show(path, err.instance)}: {_ONE_OF_HELP[name]}"
-    # The branch whose type fits the value holds the real reason (an unknown operator, ...).
-    reasons = [e for e in err.context if e.validator not in ("type", "oneOf")]
+    scalar = not isinstance(err.instance, (dict, list))
+    if name in _ONE_OF_HELP and scalar:
+        yield source.error(path, f"{_show(path, err.instance)}: {_ONE_OF_HELP[name]}")
+        return
+    reasons = [
+        e for e in err.context
+        if e.validator != "type" and not (e.validator == "oneOf" and e.absolute_path == err.absolute_path)
+    ]
     if reasons:
-        reason = max(reasons, key=lambda e: len(e.absolute_path))
-        if reason.validator == "additionalProperties":
-            known = list(reason.schema.get("properties", {}))
-            key = next((k for k in reason.instance if k not in known), "?")
-            hint = did_you_mean(key, known)
-            return f"unknown key '{key}'" + (f" ({hint})" if hint else "")
-        return _redacted_message(tuple(reason.absolute_path), reason)
+        yield from _convert(max(reasons, key=lambda e: len(e.absolute_path)), source)
+        return
+    if name in _ONE_OF_HELP:
+        yield source.error(path, f"{_show(path, err.instance)}: {_ONE_OF_HELP[name]}")
+        return
     description = err.schema.get("description")
-    if description:
-        return f"{_show(path, err.instance)} is not valid here: {description}"
-    return f"{_show(path, err.instance)} is not valid here"
+    suffix = f": {description}" if description else ""
+    yield source.error(path, f"{_show(path, err.instance)} is not valid here{suffix}")
 
 
 def _name_message(name: Any) -> str:

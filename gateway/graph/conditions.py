@@ -82,15 +82,22 @@ def is_missing(value: Any) -> bool:
     return value is _MISSING
 
 
+def same(a: Any, b: Any) -> bool:
+    """Equality that keeps booleans apart from numbers (Python says True == 1)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return a == b
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _operator(op: str, arg: Any, path: tuple) -> Callable[[Any], bool]:
     if op == "$eq":
-        return lambda v: v is not _MISSING and v == arg
+        return lambda v: v is not _MISSING and same(v, arg)
     if op == "$ne":
-        return lambda v: v is _MISSING or v != arg
+        return lambda v: v is _MISSING or not same(v, arg)
     if op in ("$gt", "$gte", "$lt", "$lte"):
         compare = {
             "$gt": lambda v: v > arg,
@@ -105,9 +112,8 @@ def _operator(op: str, arg: Any, path: tuple) -> Callable[[Any], bool]:
         def member(v: Any) -> bool:
             if v is _MISSING:
                 return False
-            if isinstance(v, list):
-                return any(x in choices for x in v)
-            return v in choices
+            values = v if isinstance(v, list) else (v,)
+            return any(same(x, c) for x in values for c in choices)
 
         return member if op == "$in" else (lambda v: not member(v))
     if op == "$regex":

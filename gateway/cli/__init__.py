@@ -1,0 +1,35 @@
+"""The `gateway` command. Argument parsing only: each subcommand lives in its own module here
+and calls into the package. A module registers itself with ``register(subparsers)``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import serve, validate
+
+COMMANDS = (serve, validate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(prog="gateway", description="Bodhi Gateway: an LLM API gateway")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

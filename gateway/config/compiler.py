@@ -36,7 +36,6 @@ from ..graph.pipeline import build_pipeline
 from ..graph.policies import DEFAULT_FALLBACK_ON, DEFAULT_RETRY_ON, RetryPolicy, StatusMatcher
 from ..middleware.auth import KeyAuth
 from ..providers.base import ClientPool, Provider, ProviderSpec, Timeouts
-from ..providers.openai import PRESETS
 from ..providers.registry import PLANNED, provider_types
 from ..state.registry import StateRegistry
 from . import schema
@@ -167,13 +166,13 @@ class _Compiler:
                 self.error(path + ("type",), f"provider type '{kind}' cannot be used: {why}",
                            "use an OpenAI-compatible type meanwhile")
                 continue
-            preset = PRESETS.get(kind)
-            base_url = spec.get("base_url") or (preset.base_url if preset else "mock://")
+            cls = types[kind]
+            base_url = spec.get("base_url") or cls.default_base_url(kind)
             if not base_url:
                 self.error(path, f"provider '{name}' of type {kind} needs base_url")
                 continue
             api_key = spec.get("api_key") or None
-            if preset and preset.needs_key and not api_key and "base_url" not in spec:
+            if cls.needs_key(kind) and not api_key and "base_url" not in spec:
                 self.warnings.append(self.source.error(
                     path + (("api_key",) if "api_key" in spec else ()),
                     f"provider '{name}' ({kind}) has no api_key: its requests will be refused "

@@ -85,6 +85,16 @@ class Provider(ABC):
 
     capabilities: frozenset[str] = frozenset({"chat", "completions", "embeddings", "stream"})
 
+    @classmethod
+    def default_base_url(cls, type_name: str) -> str | None:
+        """The endpoint used when the config gives no base_url; None makes base_url required."""
+        return None
+
+    @classmethod
+    def needs_key(cls, type_name: str) -> bool:
+        """True for hosted APIs that refuse requests without a key (a warning when absent)."""
+        return False
+
     def __init__(self, spec: ProviderSpec, clients: "ClientPool"):
         self.spec = spec
         self.name = spec.name
@@ -92,7 +102,11 @@ class Provider(ABC):
 
     @abstractmethod
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
-        """Call the upstream; raise UpstreamError on any failure."""
+        """Call the upstream; raise UpstreamError on any failure.
+
+        ``request.body`` may share nested values with the client's body (a later fallback
+        target starts from it): build new objects, never mutate it in place.
+        """
 
     def pool_key(self) -> tuple:
         """Providers with the same key share one aiohttp session across reloads."""

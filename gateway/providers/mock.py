@@ -23,6 +23,10 @@ from .base import Provider, UpstreamRequest, UpstreamResponse
 class MockProvider(Provider):
     capabilities = frozenset({"chat", "completions", "embeddings", "stream"})
 
+    @classmethod
+    def default_base_url(cls, type_name: str) -> str | None:
+        return "mock://"
+
     def __init__(self, spec, clients):
         super().__init__(spec, clients)
         opts = spec.options

@@ -46,6 +46,14 @@ MAX_ERROR_BODY = 64 * 1024
 
 
 class OpenAIProvider(Provider):
+    @classmethod
+    def default_base_url(cls, type_name: str) -> str | None:
+        return PRESETS[type_name].base_url
+
+    @classmethod
+    def needs_key(cls, type_name: str) -> bool:
+        return PRESETS[type_name].needs_key
+
     def __init__(self, spec, clients):
         super().__init__(spec, clients)
         base = spec.base_url.rstrip("/")

@@ -6,17 +6,12 @@ chunk as they arrive: no parsing on the way back.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
-from typing import AsyncIterator
 
-import aiohttp
 import orjson
 
-from ..errors import UpstreamError, classify_status
 from .base import ENDPOINT_PATHS, Provider, UpstreamRequest, UpstreamResponse
+from .http import parse_openai_error, post_json, post_stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +37,6 @@ PRESETS: dict[str, Preset] = {
     "lmstudio": Preset("http://127.0.0.1:1234/v1", False),
 }
 
-MAX_ERROR_BODY = 64 * 1024
-
-
 class OpenAIProvider(Provider):
     @classmethod
     def default_base_url(cls, type_name: str) -> str | None:
@@ -65,129 +57,15 @@ class OpenAIProvider(Provider):
         self._key = self.pool_key()
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
-        t = request.timeouts
         session = self.clients.session(self._key)
         data = orjson.dumps(request.body)
         url = self._urls[request.endpoint]
-        try:
-            if request.stream:
-                return await self._send_stream(session, url, data, t)
-            timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect)
-            async with session.post(url, data=data, headers=self._headers, timeout=timeout) as resp:
-                if resp.status >= 400:
-                    raise await error_from_response(resp)
-                body = await resp.read()
-                return UpstreamResponse(resp.status, body=body, media_type=_media_type(resp))
-        except asyncio.TimeoutError:
-            raise _timeout_error(t.total) from None
-        except aiohttp.ClientError as exc:
-            raise connection_error(exc) from None
-
-    async def _send_stream(self, session, url, data, t) -> UpstreamResponse:
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect)
-        resp = None
-        try:
-            # The first byte must arrive within first_byte (and the attempt's total); until it
-            # has, a failure is an ordinary failed attempt that retry and fallback can act on.
-            async with asyncio.timeout(min(t.first_byte, t.total)):
-                resp = await session.post(url, data=data, headers=self._headers, timeout=timeout)
-                if resp.status >= 400:
-                    raise await error_from_response(resp)
-                first = await resp.content.readany()
-        except BaseException:
-            if resp is not None:
-                resp.release()
-            raise
-        return UpstreamResponse(
-            resp.status,
-            stream=_relay(resp, first, t.idle),
-            media_type=_media_type(resp, "text/event-stream"),
-        )
-
-
-async def _relay(resp: aiohttp.ClientResponse, first: bytes, idle: float) -> AsyncIterator[bytes]:
-    """Yield upstream bytes as they arrive; a gap longer than ``idle`` is a timeout."""
-    try:
-        if first:
-            yield first
-        read = resp.content.readany
-        while True:
-            try:
-                async with asyncio.timeout(idle):
-                    chunk = await read()
-            except asyncio.TimeoutError:
-                raise _timeout_error(idle, "between stream chunks") from None
-            except aiohttp.ClientError as exc:
-                raise connection_error(exc) from None
-            if not chunk:
-                return
-            yield chunk
-    finally:
-        resp.release()
-
-
-def _media_type(resp: aiohttp.ClientResponse, default: str = "application/json") -> str:
-    return resp.headers.get("Content-Type", default)
-
-
-async def error_from_response(resp: aiohttp.ClientResponse) -> UpstreamError:
-    """Turn a non-2xx upstream answer into an UpstreamError, keeping the provider's message."""
-    body = await resp.content.read(MAX_ERROR_BODY)
-    message, code = _error_message(body, resp.status)
-    return UpstreamError(
-        resp.status,
-        classify_status(resp.status, code),
-        message,
-        retry_after=retry_after(resp.headers),
-        body=body,
-        headers={"Content-Type": resp.headers.get("Content-Type", "application/json")},
-    )
-
-
-def _error_message(body: bytes, status: int) -> tuple[str, str | None]:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        text = body.decode("utf-8", "replace").strip()
-        return (text[:500] or f"upstream answered {status}"), None
-    err = data.get("error") if isinstance(data, dict) else None
-    if isinstance(err, dict):
-        code = err.get("code") or err.get("type")
-        return str(err.get("message") or f"upstream answered {status}"), code
-    if isinstance(err, str):
-        return err, None
-    return f"upstream answered {status}", None
-
-
-def retry_after(headers) -> float | None:
-    """Seconds from `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
-def _timeout_error(seconds: float, what: str = "") -> UpstreamError:
-    detail = f" {what}" if what else ""
-    return UpstreamError(
-        408, "timeout", f"no answer within {seconds:g}s{detail}", from_upstream=False
-    )
-
-
-def connection_error(exc: Exception) -> UpstreamError:
-    return UpstreamError(
-        502, "connection", f"connection failed: {exc.__class__.__name__}: {exc}", from_upstream=False
-    )
+        if request.stream:
+            chunks, media_type = await post_stream(
+                session, url, data, self._headers, request.timeouts, parse_openai_error,
+                openai_shaped=True)
+            return UpstreamResponse(200, stream=chunks, media_type=media_type)
+        body, media_type = await post_json(
+            session, url, data, self._headers, request.timeouts, parse_openai_error,
+            openai_shaped=True)
+        return UpstreamResponse(200, body=body, media_type=media_type)

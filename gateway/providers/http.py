@@ -1,0 +1,196 @@
+"""HTTP calls every adapter makes the same way: timeouts, first-byte semantics for streams,
+and turning upstream failures into UpstreamError values.
+
+- ``post_json`` returns the whole answer within ``timeouts.total``.
+- ``post_stream`` returns once the first bytes have arrived (within ``first_byte``): until then a
+  failure is an ordinary failed attempt that retry and fallback can act on. After that, the
+  iterator enforces ``idle`` between chunks.
+- Error bodies are parsed by a provider-specific function into (message, code), and the
+  UpstreamError carries an OpenAI-shaped body unless the upstream's body already is one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from email.utils import parsedate_to_datetime
+from typing import AsyncIterator, Callable, Mapping
+
+import aiohttp
+import orjson
+
+from ..errors import UpstreamError, classify_status
+from .base import Timeouts
+
+MAX_ERROR_BODY = 64 * 1024
+
+# (body, status) -> (message, code): how one provider words its errors.
+ErrorParser = Callable[[bytes, int], tuple[str, str | None]]
+RetryAfter = Callable[[Mapping[str, str]], float | None]
+
+
+async def post_json(
+    session: aiohttp.ClientSession, url: str, data: bytes, headers: Mapping[str, str],
+    timeouts: Timeouts, parse_error: ErrorParser, *, openai_shaped: bool = False,
+    retry_after_of: RetryAfter | None = None,
+) -> tuple[bytes, str]:
+    """POST and read the whole answer: (body, content type)."""
+    timeout = aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect)
+    try:
+        async with session.post(url, data=data, headers=headers, timeout=timeout) as resp:
+            if resp.status >= 400:
+                raise await error_from_response(resp, parse_error, openai_shaped, retry_after_of)
+            body = await resp.read()
+            return body, resp.headers.get("Content-Type", "application/json")
+    except asyncio.TimeoutError:
+        raise timeout_error(timeouts.total) from None
+    except aiohttp.ClientError as exc:
+        raise connection_error(exc) from None
+
+
+async def post_stream(
+    session: aiohttp.ClientSession, url: str, data: bytes, headers: Mapping[str, str],
+    timeouts: Timeouts, parse_error: ErrorParser, *, openai_shaped: bool = False,
+    retry_after_of: RetryAfter | None = None,
+) -> tuple[AsyncIterator[bytes], str]:
+    """POST and wait for the first bytes: (an iterator over the raw body, content type)."""
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
+    resp = None
+    wait = min(timeouts.first_byte, timeouts.total)
+    try:
+        async with asyncio.timeout(wait):
+            resp = await session.post(url, data=data, headers=headers, timeout=timeout)
+            if resp.status >= 400:
+                raise await error_from_response(resp, parse_error, openai_shaped, retry_after_of)
+            first = await resp.content.readany()
+    except asyncio.TimeoutError:
+        if resp is not None:
+            resp.release()
+        raise timeout_error(wait, "for the first byte") from None
+    except aiohttp.ClientError as exc:
+        if resp is not None:
+            resp.release()
+        raise connection_error(exc) from None
+    except BaseException:
+        if resp is not None:
+            resp.release()
+        raise
+    media_type = resp.headers.get("Content-Type", "text/event-stream")
+    return _relay(resp, first, timeouts.idle), media_type
+
+
+async def _relay(resp: aiohttp.ClientResponse, first: bytes, idle: float) -> AsyncIterator[bytes]:
+    """Yield upstream bytes as they arrive; a gap longer than ``idle`` is a timeout."""
+    try:
+        if first:
+            yield first
+        read = resp.content.readany
+        while True:
+            try:
+                async with asyncio.timeout(idle):
+                    chunk = await read()
+            except asyncio.TimeoutError:
+                raise timeout_error(idle, "between stream chunks") from None
+            except aiohttp.ClientError as exc:
+                raise connection_error(exc) from None
+            if not chunk:
+                return
+            yield chunk
+    finally:
+        resp.release()
+
+
+async def error_from_response(
+    resp: aiohttp.ClientResponse, parse_error: ErrorParser, openai_shaped: bool = False,
+    retry_after_of: RetryAfter | None = None,
+) -> UpstreamError:
+    """A non-2xx answer as an UpstreamError; the provider's message is kept."""
+    raw = await resp.content.read(MAX_ERROR_BODY)
+    message, code = parse_error(raw, resp.status)
+    error_class = classify_status(resp.status, code)
+    body = raw if openai_shaped and _is_openai_error(raw) else openai_error_body(
+        message, error_type(resp.status), code)
+    return UpstreamError(
+        resp.status,
+        error_class,
+        message,
+        retry_after=(retry_after_of or retry_after)(resp.headers),
+        body=body,
+        headers={"Content-Type": "application/json"},
+    )
+
+
+def parse_openai_error(body: bytes, status: int) -> tuple[str, str | None]:
+    """OpenAI's {"error": {"message", "code", "type"}}, or plain text."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body.decode("utf-8", "replace").strip()
+        return (text[:500] or f"upstream answered {status}"), None
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict):
+        code = err.get("code") or err.get("type")
+        return str(err.get("message") or f"upstream answered {status}"), code
+    if isinstance(err, str):
+        return err, None
+    if isinstance(data, dict) and isinstance(data.get("message"), str):
+        return data["message"], None
+    return f"upstream answered {status}", None
+
+
+def _is_openai_error(body: bytes) -> bool:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(data, dict) and isinstance(data.get("error"), dict)
+
+
+def openai_error_body(message: str, type: str, code: str | None = None) -> bytes:
+    return orjson.dumps({"error": {"message": message, "type": type, "code": code, "param": None}})
+
+
+def error_type(status: int) -> str:
+    if status == 401:
+        return "authentication_error"
+    if status == 403:
+        return "permission_error"
+    if status == 404:
+        return "not_found_error"
+    if status == 429:
+        return "rate_limit_error"
+    if status >= 500:
+        return "api_error"
+    return "invalid_request_error"
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def timeout_error(seconds: float, what: str = "") -> UpstreamError:
+    detail = f" {what}" if what else ""
+    return UpstreamError(408, "timeout", f"no answer within {seconds:g}s{detail}",
+                         from_upstream=False)
+
+
+def connection_error(exc: Exception) -> UpstreamError:
+    return UpstreamError(502, "connection", f"connection failed: {exc.__class__.__name__}: {exc}",
+                         from_upstream=False)

@@ -1,0 +1,51 @@
+"""Server-sent events: parse an upstream's byte stream into events, write OpenAI chunks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+import orjson
+
+DONE = b"data: [DONE]\n\n"
+
+
+@dataclass(slots=True)
+class Event:
+    event: str | None
+    data: str
+
+
+async def events(chunks: AsyncIterator[bytes]) -> AsyncIterator[Event]:
+    """Parse SSE from arbitrary byte chunks (events may span chunks; CRLF or LF lines)."""
+    buffer = b""
+    event: str | None = None
+    data: list[str] = []
+    async for chunk in chunks:
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for raw in lines:
+            line = raw.rstrip(b"\r").decode("utf-8")
+            if not line:
+                if data or event:
+                    yield Event(event, "\n".join(data))
+                event, data = None, []
+            elif line.startswith(":"):
+                continue
+            else:
+                field, _, value = line.partition(":")
+                value = value[1:] if value.startswith(" ") else value
+                if field == "event":
+                    event = value
+                elif field == "data":
+                    data.append(value)
+    tail = buffer.rstrip(b"\r").decode("utf-8")
+    if tail.startswith("data:"):
+        data.append(tail[5:].lstrip(" "))
+    if data:
+        yield Event(event, "\n".join(data))
+
+
+def chunk(payload: dict[str, Any]) -> bytes:
+    """One OpenAI-style SSE event."""
+    return b"data: " + orjson.dumps(payload) + b"\n\n"

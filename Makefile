@@ -10,15 +10,24 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# Re-install whenever the package metadata changes.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
+# First-party plugins: separately installable distributions under plugins/.
+PLUGINS := $(wildcard plugins/*/pyproject.toml)
+# Tiny plugins the tests install, to exercise real entry-point discovery.
+TEST_PLUGINS := tests/plugins/tiny/pyproject.toml
+
+# Re-install whenever any package metadata changes.
+$(VENV)/.installed: pyproject.toml $(PLUGINS) | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]' $(foreach p,$(PLUGINS),-e $(dir $(p)))
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed $(TEST_PLUGINS)
+	$(BIN)/pip install --quiet -e tests/plugins/tiny
 	touch $@
 
 run: $(VENV)/.installed
 	$(BIN)/gateway serve --config $(CONFIG)
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed

@@ -124,3 +124,13 @@ class GatewayError(Exception):
         self.code = code
         self.param = param
         self.headers = headers or {}
+
+
+def plugin_error(plugin: str, exc: BaseException) -> GatewayError:
+    """A plugin raised while handling a request: a 500 that names it."""
+    return GatewayError(
+        500,
+        f"plugin '{plugin}' failed: {type(exc).__name__}: {exc}",
+        type="server_error",
+        code="plugin_error",
+    )

@@ -11,7 +11,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "gateway"
 
 # A layer may import itself and anything to its right, never to its left.
-LAYERS = ["cli", "server", "config", "middleware", "graph", "providers", "state", "base"]
+LAYERS = ["cli", "server", "config", "pluginmanager", "middleware", "hookspecs", "graph",
+          "providers", "state", "base"]
 BASE = {"errors", "logs", "__init__"}
 
 

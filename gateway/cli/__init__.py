@@ -19,6 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         command.register(sub)
+    from ..pluginmanager import default_manager
+
+    default_manager().hook.register_commands(subparsers=sub)  # commands from plugins
     return parser
 
 

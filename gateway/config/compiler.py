@@ -34,11 +34,13 @@ from ..graph.nodes import (
 )
 from ..graph.pipeline import build_pipeline
 from ..graph.policies import DEFAULT_FALLBACK_ON, DEFAULT_RETRY_ON, RetryPolicy, StatusMatcher
-from ..middleware.auth import KeyAuth
+from ..hookspecs import PluginContext
+from ..pluginmanager import PluginManager, default_manager
 from ..providers.base import ClientPool, Provider, ProviderSpec, Timeouts
 from ..providers.registry import PLANNED, provider_types
 from ..state.registry import StateRegistry
 from . import schema
+from .plugins import compile_plugins
 from .loader import LoadedConfig, load_bytes, load_file
 from .source import Path, SourceMap, format_path
 from .suggest import did_you_mean
@@ -50,7 +52,7 @@ NODE_KINDS = ("target", "route", "fallback", "loadbalance", "conditional", "cana
 # warning, so nobody believes a limit or a breaker protects them when it does not.
 # ("*" matches any key at that level.)
 INACTIVE = (
-    ("cache",), ("limits",), ("pricing",), ("plugins",), ("observability", "alerts"),
+    ("cache",), ("limits",), ("pricing",), ("observability", "alerts"),
     ("observability", "metrics"), ("server", "state"), ("server", "state_outage"),
     ("server", "replicas"), ("defaults", "circuit_breaker"), ("routes", "*", "limits"),
     ("routes", "*", "cache"), ("keys", "*", "limits"), ("keys", "*", "budget"),
@@ -65,6 +67,7 @@ class Runtime:
 
     clients: ClientPool = field(default_factory=ClientPool)
     state: StateRegistry = field(default_factory=StateRegistry)
+    plugins: PluginManager = field(default_factory=default_manager)
 
 
 def compile_file(path: str, *, version: int = 0, runtime: Runtime | None = None,
@@ -101,6 +104,7 @@ class _Compiler:
         self.compiling: list[str] = []
         self.failed: set[str] = set()
         self.state_keys: set[Hashable] = set()
+        self.checks: tuple = ()
 
     def error(self, path: Path, message: str, hint: str | None = None, *, at_key=False) -> None:
         self.errors.append(self.source.error(path, message, hint, at_key=at_key))
@@ -110,15 +114,22 @@ class _Compiler:
     def build(self, version: int) -> RoutingGraph:
         settings = self._settings()
         self._providers()
+        keys = self._keys()
+        plugins = compile_plugins(
+            self.runtime.plugins, self.data.get("plugins") or [], self.source,
+            PluginContext("", self.loaded.path, settings.data_dir, self.data, self.runtime.state,
+                          MappingProxyType(keys)),
+        )
+        self.errors.extend(plugins.errors)
+        self.checks = tuple(plugins.checks)
         for name in self.routes_data:
             self._route(name)
-        keys = self._keys()
         self._check_cache()
         self._warn_inactive()
         if self.errors:
             raise ConfigErrors(self.errors)
         observability = self.data.get("observability") or {}
-        chain: list = [KeyAuth(keys)] if keys else []
+        chain = plugins.chain
         return RoutingGraph(
             version=version,
             sha256=self.loaded.sha256,
@@ -156,15 +167,18 @@ class _Compiler:
     # -- providers -------------------------------------------------------------------------
 
     def _providers(self) -> None:
-        types = provider_types()
+        types = {**self.runtime.plugins.provider_types(), **provider_types()}  # built-ins win
         for name, spec in (self.data.get("providers") or {}).items():
             path = ("providers", name)
             kind = spec["type"]
             if kind not in types:
-                why = "its native adapter is not part of this build yet" if kind in PLANNED else \
-                    "no adapter is registered for it"
-                self.error(path + ("type",), f"provider type '{kind}' cannot be used: {why}",
-                           "use an OpenAI-compatible type meanwhile")
+                if kind in PLANNED:
+                    self.error(path + ("type",), f"provider type '{kind}' cannot be used: its "
+                               "native adapter is not part of this build yet",
+                               "use an OpenAI-compatible type meanwhile")
+                else:
+                    self.error(path + ("type",), f"unknown provider type '{kind}'",
+                               did_you_mean(kind, types) or "a plugin may add it: is it installed?")
                 continue
             cls = types[kind]
             base_url = spec.get("base_url") or cls.default_base_url(kind)
@@ -184,6 +198,11 @@ class _Compiler:
                 for k, v in spec.items()
                 if k not in ("type", "api_key", "base_url", "headers", "max_connections", "timeout")
             }
+            problems = cls.validate_options(kind, options)
+            for problem in problems:
+                self.error(path, f"provider '{name}' ({kind}): {problem}")
+            if problems:
+                continue
             pspec = ProviderSpec(
                 name=name,
                 type=kind,
@@ -266,6 +285,7 @@ class _Compiler:
             timeouts=self._timeouts(spec.get("timeout"), self.provider_timeouts.get(provider.name)),
             retry=self._retry(spec.get("retry")),
             override_params=_freeze(spec.get("override_params") or {}),
+            checks=self.checks,
         )
 
     def _timeouts(self, target: Any, provider: Any) -> Timeouts:

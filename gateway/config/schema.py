@@ -13,7 +13,7 @@ from importlib import resources
 from typing import Any, Iterator
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+from jsonschema.exceptions import SchemaError, ValidationError
 
 from ..errors import ConfigError
 from .source import SourceMap
@@ -80,8 +80,18 @@ def validate(data: Any, source: SourceMap) -> list[ConfigError]:
     ]
 
 
-def _convert(err: ValidationError, source: SourceMap) -> Iterator[ConfigError]:
-    path = tuple(err.absolute_path)
+def validate_fragment(schema: dict, data: Any, source: SourceMap, prefix: tuple) -> list[ConfigError]:
+    """Validate ``data`` (found at ``prefix`` in the file) against a schema a plugin supplies."""
+    try:
+        validator = Draft202012Validator(schema)
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        return [source.error(prefix, f"the plugin's own config schema is invalid: {exc.message}")]
+    return [e for err in validator.iter_errors(data) for e in _convert(err, source, prefix)]
+
+
+def _convert(err: ValidationError, source: SourceMap, prefix: tuple = ()) -> Iterator[ConfigError]:
+    path = prefix + tuple(err.absolute_path)
     kind = err.validator
     if "propertyNames" in err.schema_path:
         yield source.error(path + (err.instance,), _name_message(err.instance), at_key=True)
@@ -91,7 +101,7 @@ def _convert(err: ValidationError, source: SourceMap) -> Iterator[ConfigError]:
         missing = err.message.split("'")[1] if "'" in err.message else err.validator_value
         yield source.error(path, f"missing required key '{missing}'")
     elif kind == "oneOf":
-        yield from _one_of(err, path, source)
+        yield from _one_of(err, path, source, prefix)
     elif kind == "const" and path == ("version",):
         yield source.error(
             path, f"version {err.instance!r} is not supported", "this gateway reads version: 1"
@@ -142,7 +152,7 @@ def _condition_field_guesses(instance: dict, key: str) -> list[str]:
     return [f"{root}.{rest}" for root in ("metadata", "params")] + ["key.name", "route"]
 
 
-def _one_of(err: ValidationError, path: tuple, source: SourceMap) -> Iterator[ConfigError]:
+def _one_of(err: ValidationError, path: tuple, source: SourceMap, prefix: tuple) -> Iterator[ConfigError]:
     branches = err.validator_value
     if all(set(b) == {"required"} for b in branches):  # node kinds
         kinds = [b["required"][0] for b in branches]
@@ -168,7 +178,7 @@ def _one_of(err: ValidationError, path: tuple, source: SourceMap) -> Iterator[Co
         if e.validator != "type" and not (e.validator == "oneOf" and e.absolute_path == err.absolute_path)
     ]
     if reasons:
-        yield from _convert(max(reasons, key=lambda e: len(e.absolute_path)), source)
+        yield from _convert(max(reasons, key=lambda e: len(e.absolute_path)), source, prefix)
         return
     if name in _ONE_OF_HELP:
         yield source.error(path, f"{_show(path, err.instance)}: {_ONE_OF_HELP[name]}")

@@ -39,6 +39,7 @@ class TargetNode:
     timeouts: Timeouts
     retry: RetryPolicy
     override_params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    checks: tuple = ()  # plugin_layer.NamedCheck: attempt checks run on each whole answer
 
     @property
     def label(self) -> str:
@@ -75,6 +76,16 @@ class TargetNode:
                 if delay:
                     await asyncio.sleep(delay)
                 continue
+            if self.checks and response.body is not None:
+                for check in self.checks:
+                    reason = await check.reason(ctx, response)
+                    if reason:
+                        ctx.attempts.append(Attempt(label, 503, "guardrail", _ms(started)))
+                        raise UpstreamError(
+                            503, "guardrail",
+                            f"the answer of {label} was refused by plugin '{check.plugin}': {reason}",
+                            target=label, from_upstream=False,
+                        )
             ctx.attempts.append(Attempt(label, response.status, None, _ms(started)))
             response.target = label
             return response
@@ -107,7 +118,8 @@ class FallbackNode:
                 return await child.handle(ctx)
             except UpstreamError as err:
                 last = err
-                if not self.on.matches(err):
+                # A refused answer is never returned: always try the next target.
+                if not self.on.matches(err) and err.error_class != "guardrail":
                     raise
                 remaining = ctx.remaining()
                 if remaining is not None and remaining <= 0:

@@ -11,11 +11,11 @@ import hmac
 import time
 from typing import Mapping
 
+from .. import hookimpl
 from ..errors import GatewayError
 from ..graph.context import RequestContext
 from ..graph.graph import KeySpec
-from ..graph.pipeline import Handler
-from ..providers.base import UpstreamResponse
+from ..hookspecs import PluginContext
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
@@ -47,12 +47,12 @@ def find_key(keys_by_hash: Mapping[str, KeySpec], raw: str | None) -> KeySpec:
 
 
 class KeyAuth:
-    name = "auth"
+    """Request middleware: who is calling, and may they use this route?"""
 
     def __init__(self, keys_by_hash: Mapping[str, KeySpec]):
         self.keys_by_hash = keys_by_hash
 
-    async def __call__(self, ctx: RequestContext, call_next: Handler) -> UpstreamResponse:
+    async def on_request(self, ctx: RequestContext) -> None:
         spec = find_key(self.keys_by_hash, presented_key(ctx.headers))
         if not spec.allows(ctx.route):
             raise GatewayError(
@@ -64,4 +64,9 @@ class KeyAuth:
         ctx.key_name = spec.name
         if spec.metadata:
             ctx.metadata = {**ctx.metadata, **spec.metadata}
-        return await call_next(ctx)
+
+
+@hookimpl
+def request_middleware(config: dict, context: PluginContext) -> KeyAuth | None:
+    """Built in: active whenever the config declares keys."""
+    return KeyAuth(context.keys_by_hash) if context.keys_by_hash else None

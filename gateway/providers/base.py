@@ -95,6 +95,12 @@ class Provider(ABC):
         """True for hosted APIs that refuse requests without a key (a warning when absent)."""
         return False
 
+    @classmethod
+    def validate_options(cls, type_name: str, options: Mapping[str, Any]) -> list[str]:
+        """Problems with the type-specific settings (``ProviderSpec.options``), one message
+        each; the compiler reports them at the provider and refuses the config."""
+        return []
+
     def __init__(self, spec: ProviderSpec, clients: "ClientPool"):
         self.spec = spec
         self.name = spec.name

@@ -46,6 +46,8 @@ def upstream_failure(err: UpstreamError, ctx: RequestContext) -> tuple[int, byte
     attempts = ctx.attempts
     if attempts and all(a.error_class == "timeout" for a in attempts):
         status, kind = 408, "timeout_error"
+    elif err.error_class == "guardrail":
+        status, kind = 503, "guardrail_error"
     elif err.from_upstream:
         status, kind = err.status, _TYPES.get(err.status, "upstream_error")
     else:

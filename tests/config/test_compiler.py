@@ -687,3 +687,15 @@ def test_inactive_settings_are_warnings_with_positions():
         (7, 1, "$.cache", "warning"),
     ]
     assert all("no effect" in w.message for w in graph.warnings)
+
+
+def test_unknown_provider_type_suggests_the_closest():
+    """A misspelled provider type is a compile error with a suggestion (plugins may add types)."""
+    from gateway.config.compiler import compile_bytes
+    from gateway.errors import ConfigErrors
+
+    with pytest.raises(ConfigErrors) as info:
+        compile_bytes(b"version: 1\nproviders:\n  p: {type: opnai}\n", "t.yaml")
+    (err,) = info.value.errors
+    assert (err.line, err.column, err.path) == (3, 13, "$.providers.p.type")
+    assert err.message == "unknown provider type 'opnai'" and err.hint == "did you mean 'openai'?"

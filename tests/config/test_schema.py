@@ -264,10 +264,10 @@ def test_status_out_of_range_in_on_status():
 
 def test_enum_value_with_hint():
     """An unknown enum value lists the choices and suggests the closest."""
-    err = only(validate("version: 1\nproviders:\n  p: {type: opnai}\n"))
-    assert (err.line, err.column, err.path) == (3, 13, "$.providers.p.type")
-    assert err.message.startswith("'opnai' is not one of: openai, ")
-    assert err.hint == "did you mean 'openai'?"
+    err = only(validate("version: 1\nserver: {state_outage: lokal}\n"))
+    assert (err.line, err.column, err.path) == (2, 24, "$.server.state_outage")
+    assert err.message == "'lokal' is not one of: local, closed"
+    assert err.hint == "did you mean 'local'?"
 
 
 def test_missing_required_key():

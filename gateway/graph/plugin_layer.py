@@ -1,0 +1,89 @@
+"""Adapts plugins' request and response middleware into one layer of the pipeline.
+
+A plugin's request middleware runs on the way in (list order), its response middleware on the
+way out (reverse order), like the layers of an onion. Whatever a plugin raises, other than
+GatewayError and UpstreamError, becomes a 500 naming the plugin, logged with its traceback;
+in a stream that has started, the server ends it with an SSE error event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+from ..errors import GatewayError, UpstreamError, plugin_error
+from ..logs import get_logger
+from ..providers.base import UpstreamResponse
+from .context import RequestContext
+from .pipeline import Handler
+
+log = get_logger("gateway.plugins")
+
+
+def failure(plugin: str, exc: Exception) -> GatewayError:
+    log.error("plugin_failed", plugin=plugin, exc_info=exc)
+    return plugin_error(plugin, exc)
+
+
+@dataclass(frozen=True, slots=True)
+class NamedCheck:
+    """A plugin's attempt check, with the plugin's name for messages."""
+
+    plugin: str
+    check: Any  # hookspecs.AttemptCheck
+
+    async def reason(self, ctx: RequestContext, response: UpstreamResponse) -> str | None:
+        try:
+            return await self.check.check(ctx, response)
+        except (GatewayError, UpstreamError):
+            raise
+        except Exception as exc:
+            raise failure(self.plugin, exc) from exc
+
+
+class PluginLayer:
+    def __init__(self, name: str, before: Any | None, after: Any | None):
+        self.name = name
+        self.before = before
+        self.on_response = getattr(after, "on_response", None)
+        self.on_chunk = getattr(after, "on_chunk", None)
+        self.on_stream_end = getattr(after, "on_stream_end", None)
+
+    async def __call__(self, ctx: RequestContext, call_next: Handler) -> UpstreamResponse:
+        response = None
+        if self.before is not None:
+            try:
+                response = await self.before.on_request(ctx)
+            except (GatewayError, UpstreamError):
+                raise
+            except Exception as exc:
+                raise failure(self.name, exc) from exc
+        if response is None:
+            response = await call_next(ctx)
+        if response.stream is not None:
+            if self.on_chunk is not None or self.on_stream_end is not None:
+                response.stream = self._wrap(ctx, response.stream)
+        elif self.on_response is not None:
+            try:
+                response = await self.on_response(ctx, response)
+            except (GatewayError, UpstreamError):
+                raise
+            except Exception as exc:
+                raise failure(self.name, exc) from exc
+        return response
+
+    async def _wrap(self, ctx: RequestContext, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        on_chunk, on_end = self.on_chunk, self.on_stream_end
+        try:
+            async for chunk in stream:
+                out = on_chunk(ctx, chunk) if on_chunk is not None else chunk
+                if out:
+                    yield out
+            if on_end is not None:
+                tail = on_end(ctx)
+                if tail:
+                    yield tail
+        except (GatewayError, UpstreamError):
+            raise
+        except Exception as exc:
+            raise failure(self.name, exc) from exc

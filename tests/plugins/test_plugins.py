@@ -259,3 +259,26 @@ def test_reload_adds_and_removes_plugins_under_traffic(gateway_factory):
     assert {v for v, _ in seen} == set(versions)
     for version, stamp in seen:
         assert stamp == versions[version], (version, stamp)
+
+
+HOOKS = ["plugin_config_schema", "request_middleware", "response_middleware", "attempt_check",
+         "register_commands", "register_providers"]
+
+
+def test_every_hook_is_documented_with_its_signature():
+    """docs/plugins.md has a section per hook spec, and no section for a hook that is gone."""
+    import inspect
+    from pathlib import Path
+
+    from gateway import hookspecs
+
+    specs = sorted(name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
+                   if hasattr(fn, "gateway_spec"))
+    assert specs == sorted(HOOKS)
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "plugins.md").read_text()
+    documented = sorted(line.split("`")[1].split("(")[0] for line in doc.splitlines()
+                        if line.startswith("### `"))
+    assert documented == specs
+    for name in specs:
+        params = ", ".join(inspect.signature(getattr(hookspecs, name)).parameters)
+        assert f"### `{name}({params})" in doc

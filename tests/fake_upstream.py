@@ -50,6 +50,8 @@ class FakeOpenAI:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.requests: list[Recorded] = []
+        self.models_status = 200  # what GET /v1/models (health checks) answers
+        self.model_checks = 0
         self._scripts: dict[str, deque[Behaviour]] = defaultdict(deque)
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
@@ -151,7 +153,8 @@ class FakeOpenAI:
                                   "usage": {"prompt_tokens": 2, "total_tokens": 2}})
 
     async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": []})
+        self.model_checks += 1
+        return web.json_response({"object": "list", "data": []}, status=self.models_status)
 
 
 def _error(b: Behaviour) -> web.Response:

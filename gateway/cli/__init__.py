@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import serve, validate
+from . import diff, history, init, rollback, route, serve, test, validate
 
-COMMANDS = (serve, validate)
+COMMANDS = (serve, validate, diff, history, rollback, route, test, init)
 
 
 def build_parser() -> argparse.ArgumentParser:

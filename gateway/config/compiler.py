@@ -8,6 +8,7 @@ durations parsed and conditions compiled once.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from ..graph.graph import KeySpec, Route, RoutingGraph, ServerSettings
 from ..graph.nodes import (
     CanaryNode,
     ConditionalNode,
+    DeadlineNode,
     FallbackNode,
     LoadBalanceNode,
     Node,
@@ -33,12 +35,23 @@ from ..graph.nodes import (
     TargetNode,
 )
 from ..graph.pipeline import build_pipeline
-from ..graph.policies import DEFAULT_FALLBACK_ON, DEFAULT_RETRY_ON, RetryPolicy, StatusMatcher
+from ..graph.policies import (
+    DEFAULT_BREAKER_ON,
+    DEFAULT_FALLBACK_ON,
+    DEFAULT_RETRY_ON,
+    BreakerPolicy,
+    RetryBudget,
+    RetryPolicy,
+    StatusMatcher,
+)
 from ..hookspecs import PluginContext
 from ..pluginmanager import PluginManager, default_manager
 from ..providers.base import ClientPool, Provider, ProviderSpec, Timeouts
 from ..providers.registry import PLANNED, provider_types
+from ..state.canary import CanaryState
 from ..state.registry import StateRegistry
+from ..state.retry_budget import RetryBudgetState
+from ..state.target import ProviderHealth, TargetState
 from . import schema
 from .plugins import compile_plugins
 from .loader import LoadedConfig, load_bytes, load_file
@@ -52,13 +65,10 @@ NODE_KINDS = ("target", "route", "fallback", "loadbalance", "conditional", "cana
 # warning, so nobody believes a limit or a breaker protects them when it does not.
 # ("*" matches any key at that level.)
 INACTIVE = (
-    ("cache",), ("limits",), ("pricing",), ("observability", "alerts"),
-    ("observability", "metrics"), ("server", "state"), ("server", "state_outage"),
-    ("server", "replicas"), ("defaults", "circuit_breaker"), ("routes", "*", "limits"),
+    ("cache",), ("limits",), ("pricing",), ("observability", "alerts"), ("server", "state"),
+    ("server", "state_outage"), ("server", "replicas"), ("routes", "*", "limits"),
     ("routes", "*", "cache"), ("keys", "*", "limits"), ("keys", "*", "budget"),
-    ("providers", "*", "health_check"),
 )
-AVAILABLE_ALGORITHMS = frozenset({"weighted", "round_robin"})
 
 
 @dataclass
@@ -71,13 +81,16 @@ class Runtime:
 
 
 def compile_file(path: str, *, version: int = 0, runtime: Runtime | None = None,
-                 env: Mapping[str, str] | None = None) -> RoutingGraph:
-    return compile_loaded(load_file(path, env), version=version, runtime=runtime)
+                 env: Mapping[str, str] | None = None,
+                 environment: str | None = None) -> RoutingGraph:
+    return compile_loaded(load_file(path, env, environment), version=version, runtime=runtime)
 
 
 def compile_bytes(raw: bytes, path: str, *, version: int = 0, runtime: Runtime | None = None,
-                  env: Mapping[str, str] | None = None) -> RoutingGraph:
-    return compile_loaded(load_bytes(raw, path, env), version=version, runtime=runtime)
+                  env: Mapping[str, str] | None = None,
+                  environment: str | None = None) -> RoutingGraph:
+    return compile_loaded(load_bytes(raw, path, env, environment), version=version,
+                          runtime=runtime)
 
 
 def compile_loaded(loaded: LoadedConfig, *, version: int = 0,
@@ -142,6 +155,9 @@ class _Compiler:
             settings=settings,
             middleware=tuple(chain),
             log_requests=observability.get("request_log", True),
+            metrics_enabled=observability.get("metrics", True),
+            request_timeout=(seconds(self.defaults["request_timeout"])
+                             if "request_timeout" in self.defaults else None),
             handler=build_pipeline(chain),
             state_keys=frozenset(self.state_keys),
             warnings=tuple(self.warnings),
@@ -230,14 +246,20 @@ class _Compiler:
         if node is None:
             self.failed.add(name)
             return None
-        route = Route(name, format_path(path), node, spec.get("description"))
+        route = Route(name, format_path(path), node, spec.get("description"),
+                      self._retry_budget(name, spec.get("retry_budget")))
         self.routes[name] = route
         return route
 
     def _node(self, spec: dict, path: Path, route: str) -> Node | None:
         kind = next(k for k in NODE_KINDS if k in spec)
-        value = spec[kind]
-        here = path + (kind,)
+        node = self._node_of_kind(kind, spec[kind], path + (kind,), route)
+        timeout = spec[kind].get("timeout") if isinstance(spec[kind], dict) and kind != "target" else None
+        if node is None or timeout is None:
+            return node
+        return DeadlineNode(format_path(path + (kind, "timeout")), seconds(timeout), node)
+
+    def _node_of_kind(self, kind: str, value: Any, here: Path, route: str) -> Node | None:
         if kind == "target":
             return self._target(value, here)
         if kind == "route":
@@ -276,14 +298,18 @@ class _Compiler:
             self.error(path + ("provider",), f"unknown provider '{spec['provider']}'",
                        did_you_mean(spec["provider"], declared))
             return None
-        if "circuit_breaker" in spec:
-            self._inactive(path + ("circuit_breaker",))
+        identity = ("target", provider.name, provider.spec.base_url, spec["model"])
+        self.state_keys.update((identity, ("health", provider.name)))
+        label = f"{provider.name}/{spec['model']}"
         return TargetNode(
             path=format_path(path),
             provider=provider,
             model=spec["model"],
             timeouts=self._timeouts(spec.get("timeout"), self.provider_timeouts.get(provider.name)),
             retry=self._retry(spec.get("retry")),
+            breaker=self._breaker(spec.get("circuit_breaker")),
+            state=self.runtime.state.acquire(identity, lambda: TargetState(label)),
+            health=self.runtime.state.acquire(("health", provider.name), ProviderHealth),
             override_params=_freeze(spec.get("override_params") or {}),
             checks=self.checks,
         )
@@ -318,13 +344,35 @@ class _Compiler:
             respect_retry_after=spec.get("respect_retry_after", True),
         )
 
+    def _retry_budget(self, route: str, own: dict | None) -> RetryBudget | None:
+        defaults = self.defaults.get("retry_budget")
+        if own is None and defaults is None:
+            return None
+        spec = {**(defaults or {}), **(own or {})}
+        key = ("retry_budget", route)
+        self.state_keys.add(key)
+        return RetryBudget(
+            ratio=spec.get("ratio", 0.2),
+            window=seconds(spec.get("window", "10s")),
+            min_retries=spec.get("min_retries", 3),
+            state=self.runtime.state.acquire(key, RetryBudgetState),
+        )
+
+    def _breaker(self, target: dict | None) -> BreakerPolicy:
+        spec = {**(self.defaults.get("circuit_breaker") or {}), **(target or {})}
+        return BreakerPolicy(
+            enabled=spec.get("enabled", True),
+            failure_threshold=spec.get("failure_threshold", 5),
+            failure_rate=spec.get("failure_rate", 0.5),
+            min_requests=spec.get("min_requests", 10),
+            window=seconds(spec.get("window", "60s")),
+            cooldown=seconds(spec.get("cooldown", "30s")),
+            half_open_requests=spec.get("half_open_requests", 1),
+            on=StatusMatcher.of(spec.get("on_status", DEFAULT_BREAKER_ON)),
+        )
+
     def _loadbalance(self, spec: dict, path: Path, route: str) -> Node | None:
         algorithm = spec.get("algorithm", "weighted")
-        if algorithm not in AVAILABLE_ALGORITHMS:
-            self.error(path + ("algorithm",),
-                       f"algorithm '{algorithm}' is not available in this build yet",
-                       "use weighted or round_robin")
-            return None
         items = spec["targets"]
         children = self._children(items, path + ("targets",), route)
         if children is None:
@@ -365,18 +413,24 @@ class _Compiler:
         return ConditionalNode(format_path(path), route, tuple(rules), default)
 
     def _canary(self, spec: dict, path: Path, route: str) -> Node | None:
-        if "rollback" in spec:
-            self._inactive(path + ("rollback",))
         stable = self._node(spec["stable"], path + ("stable",), route)
         canary = self._node(spec["canary"], path + ("canary",), route)
         if stable is None or canary is None:
             return None
+        rollback = spec.get("rollback") or {}
+        # Counters and a rollback survive reloads that leave this canary as it is.
+        digest = hashlib.sha256(orjson.dumps(spec, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+        key = ("canary", route, format_path(path), digest)
+        self.state_keys.add(key)
         return CanaryNode(
             path=format_path(path),
             percent=float(spec["percent"]),
             stable=stable,
             canary=canary,
             sticky=field_getter(spec.get("sticky", "metadata.user")),
+            state=self.runtime.state.acquire(key, lambda: CanaryState(f"{route} {format_path(path)}")),
+            rollback_error_rate=rollback.get("error_rate"),
+            rollback_min_requests=rollback.get("min_requests", 50),
         )
 
     # -- keys and cross references ---------------------------------------------------------

@@ -6,6 +6,9 @@ Built on ruamel.yaml's composer rather than its constructor, so that:
 - ``${VAR}`` and ``${VAR:-default}`` are interpolated with the position of the scalar they sit in;
 - the result is plain dicts, lists, str, int, float, bool and None (YAML 1.2: ``on`` and ``yes``
   stay strings).
+
+``include:`` and ``environments:`` are resolved here too (includes.py), so everything after the
+loader sees one document whose SourceMap still names the file of every value.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass
-from typing import Any, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
@@ -34,31 +37,68 @@ class LoadedConfig:
 
     path: str
     text: str
-    sha256: str
+    sha256: str  # of the file; with includes, of the file and every included file together
     data: Any
     source: SourceMap
+    includes: tuple["IncludedFile", ...] = ()  # in the order they were read
+    environment: str | None = None  # the environments: overlay merged into data, if any
+    overlays: Mapping[str, Any] = field(default_factory=dict)  # every environment, as written
 
 
-def load_file(path: str, env: Mapping[str, str] | None = None) -> LoadedConfig:
+@dataclass(frozen=True)
+class IncludedFile:
+    path: str  # as read (relative to the including file's folder, joined onto it)
+    name: str  # relative to the main file's folder, with "/": how versions store it
+    text: str
+    sha256: str
+
+
+Reader = Callable[[str], bytes]
+
+
+def read_file(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def load_file(path: str, env: Mapping[str, str] | None = None,
+              environment: str | None = None) -> LoadedConfig:
     """Read and parse a config file; raises ConfigErrors naming the file on any problem."""
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
+        raw = read_file(path)
     except OSError as exc:
         raise ConfigErrors([ConfigError(path, 1, 1, "$", f"cannot read config: {exc.strerror}")])
-    return load_bytes(raw, path, env)
+    return load_bytes(raw, path, env, environment)
 
 
-def load_bytes(raw: bytes, path: str, env: Mapping[str, str] | None = None) -> LoadedConfig:
+def load_bytes(raw: bytes, path: str, env: Mapping[str, str] | None = None,
+               environment: str | None = None, *, read: Reader = read_file,
+               keep_refs: bool = False) -> LoadedConfig:
+    """Parse a config given as bytes. ``environment`` selects an ``environments:`` overlay
+    (default: $GATEWAY_ENV); included files are read with ``read``; ``keep_refs`` leaves
+    ``${VAR}`` references as written instead of interpolating them (for diffs)."""
+    from .includes import compose  # includes.py builds on parse(): imported here, not above
+
+    text = decode(raw, path)
+    return compose(raw, text, path, os.environ if env is None else env, environment,
+                   read=read, keep_refs=keep_refs)
+
+
+def decode(raw: bytes, path: str) -> str:
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigErrors([ConfigError(path, 1, 1, "$", f"not UTF-8 text: {exc.reason}")])
-    data, source = parse(text, path, os.environ if env is None else env)
-    return LoadedConfig(path, text, hashlib.sha256(raw).hexdigest(), data, source)
 
 
-def parse(text: str, file: str, env: Mapping[str, str]) -> tuple[Any, SourceMap]:
+def sha256_of(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def parse(text: str, file: str, env: Mapping[str, str], *, keep_refs: bool = False,
+          unset: list[tuple[Path, ConfigError]] | None = None) -> tuple[Any, SourceMap]:
+    """YAML text -> (data, SourceMap). With ``unset`` given, unset ${VAR}s are appended to it
+    (path, error) instead of failing: the caller decides whether the value survives."""
     yaml = YAML(typ="safe", pure=True)
     try:
         root = yaml.compose(text)
@@ -70,7 +110,7 @@ def parse(text: str, file: str, env: Mapping[str, str]) -> tuple[Any, SourceMap]
     source = SourceMap(file)
     if root is None:
         raise ConfigErrors([ConfigError(file, 1, 1, "$", "the file is empty")])
-    builder = _Builder(yaml, source, env)
+    builder = _Builder(yaml, source, env, keep_refs, unset)
     data = builder.build(root, ())
     if builder.errors:
         raise ConfigErrors(builder.errors)
@@ -78,10 +118,13 @@ def parse(text: str, file: str, env: Mapping[str, str]) -> tuple[Any, SourceMap]
 
 
 class _Builder:
-    def __init__(self, yaml: YAML, source: SourceMap, env: Mapping[str, str]):
+    def __init__(self, yaml: YAML, source: SourceMap, env: Mapping[str, str],
+                 keep_refs: bool = False, unset: list | None = None):
         self.constructor = yaml.constructor
         self.source = source
         self.env = env
+        self.keep_refs = keep_refs
+        self.unset = unset
         self.errors: list[ConfigError] = []
 
     def build(self, node: Node, path: Path) -> Any:
@@ -141,7 +184,7 @@ class _Builder:
 
     def _scalar(self, node: ScalarNode, path: Path) -> Any:
         value = self.constructor.construct_object(node, deep=True)
-        if not isinstance(value, str) or "$" not in value:
+        if not isinstance(value, str) or "$" not in value or self.keep_refs:
             return value
         return self._interpolate(node, value, path)
 
@@ -156,13 +199,15 @@ class _Builder:
                 return self.env[name]
             if default is not None:
                 return default
-            self.errors.append(
-                self.source.error(
-                    path,
-                    f"environment variable ${{{name}}} is not set",
-                    f"set {name}, or give a default: ${{{name}:-value}}",
-                )
+            error = self.source.error(
+                path,
+                f"environment variable ${{{name}}} is not set",
+                f"set {name}, or give a default: ${{{name}:-value}}",
             )
+            if self.unset is None:
+                self.errors.append(error)
+            else:
+                self.unset.append((path, error))
             return ""
 
         result = _VAR.sub(replace, text)

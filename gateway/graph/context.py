@@ -38,6 +38,7 @@ class RequestContext:
     metadata: dict[str, Any] = field(default_factory=dict)
     key_name: str | None = None
     deadline: float | None = None  # time.monotonic() value; None means no request deadline
+    retry_budget: Any = None  # policies.RetryBudget of the route, when it has one
     rng: random.Random = _rng
     attempts: list[Attempt] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)

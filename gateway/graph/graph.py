@@ -17,6 +17,7 @@ class Route:
     path: str
     node: Node
     description: str | None = None
+    retry_budget: Any = None  # policies.RetryBudget, when the config sets one
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,8 @@ class RoutingGraph:
     middleware: tuple[Middleware, ...]
     handler: Handler
     log_requests: bool = True
+    metrics_enabled: bool = True
+    request_timeout: float | None = None  # longest a request may take (defaults.request_timeout)
     state_keys: frozenset[Hashable] = field(default_factory=frozenset)
     warnings: tuple = ()  # ConfigErrors that do not reject the config
     # Canonical JSON of each route's config, to say which routes a reload changed.

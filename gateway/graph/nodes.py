@@ -14,13 +14,17 @@ import itertools
 import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, AsyncIterator, Callable, Mapping, Protocol
+
+import orjson
 
 from ..errors import GatewayError, UpstreamError
 from ..providers.base import Provider, Timeouts, UpstreamRequest, UpstreamResponse
+from ..state.canary import CanaryState
+from ..state.target import ProviderHealth, TargetState
 from .conditions import Predicate, is_missing
 from .context import Attempt, RequestContext
-from .policies import RetryPolicy, StatusMatcher
+from .policies import BreakerPolicy, RetryPolicy, StatusMatcher
 
 
 class Node(Protocol):
@@ -29,15 +33,27 @@ class Node(Protocol):
     async def handle(self, ctx: RequestContext) -> UpstreamResponse: ...
 
 
+# Failures after which a fallback always moves on, whatever its on_status lists: the target
+# was skipped (open circuit, failing health checks) or its answer refused (guardrail).
+ALWAYS_MOVE_ON = frozenset({"guardrail", "circuit_open"})
+
+
 @dataclass(frozen=True, slots=True)
 class TargetNode:
-    """One provider model, with its retry and timeout policies."""
+    """One provider model, with its retry, timeout and circuit-breaker policies.
+
+    ``state`` and ``health`` are runtime handles from the StateRegistry, shared by every node
+    naming the same target and kept across reloads.
+    """
 
     path: str
     provider: Provider
     model: str
     timeouts: Timeouts
     retry: RetryPolicy
+    breaker: BreakerPolicy
+    state: TargetState
+    health: ProviderHealth
     override_params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     checks: tuple = ()  # plugin_layer.NamedCheck: attempt checks run on each whole answer
 
@@ -45,50 +61,110 @@ class TargetNode:
     def label(self) -> str:
         return f"{self.provider.name}/{self.model}"
 
+    def available(self, now: float) -> bool:
+        return self.health.healthy and self.state.available(self.breaker, now)
+
     async def handle(self, ctx: RequestContext) -> UpstreamResponse:
         body = {**ctx.body, "model": self.model}
         if self.override_params:
             body = deep_merge(body, self.override_params)
-        label, retry = self.label, self.retry
         attempt = 0
         while True:
             attempt += 1
-            timeouts = self.timeouts
-            remaining = ctx.remaining()
-            if remaining is not None:
-                if remaining <= 0:
-                    raise _deadline_error(label)
-                timeouts = timeouts.clipped(remaining)
-            started = time.monotonic()
             try:
-                response = await self.provider.send(
-                    UpstreamRequest(ctx.endpoint, body, ctx.stream, timeouts)
-                )
+                return await self._attempt(ctx, body)
             except UpstreamError as err:
-                err.target = label
-                ctx.attempts.append(Attempt(label, err.status, err.error_class, _ms(started)))
-                if not retry.should_retry(err, attempt):
-                    raise
-                delay = retry.delay(attempt, err.retry_after, ctx.rng)
-                remaining = ctx.remaining()
-                if delay is None or (remaining is not None and delay >= remaining):
+                delay = self._retry_delay(ctx, err, attempt)
+                if delay is None:
                     raise
                 if delay:
                     await asyncio.sleep(delay)
-                continue
-            if self.checks and response.body is not None:
-                for check in self.checks:
-                    reason = await check.reason(ctx, response)
-                    if reason:
-                        ctx.attempts.append(Attempt(label, 503, "guardrail", _ms(started)))
-                        raise UpstreamError(
-                            503, "guardrail",
-                            f"the answer of {label} was refused by plugin '{check.plugin}': {reason}",
-                            target=label, from_upstream=False,
-                        )
-            ctx.attempts.append(Attempt(label, response.status, None, _ms(started)))
-            response.target = label
-            return response
+
+    def _retry_delay(self, ctx: RequestContext, err: UpstreamError, attempt: int) -> float | None:
+        """Seconds to wait before trying again, or None to give up on this target."""
+        if err.error_class in ALWAYS_MOVE_ON or not self.retry.should_retry(err, attempt):
+            return None
+        delay = self.retry.delay(attempt, err.retry_after, ctx.rng)
+        remaining = ctx.remaining()
+        if delay is None or (remaining is not None and delay >= remaining):
+            return None
+        if ctx.retry_budget is not None and not ctx.retry_budget.try_retry(time.monotonic()):
+            return None
+        return delay
+
+    async def _attempt(self, ctx: RequestContext, body: dict) -> UpstreamResponse:
+        label, state = self.label, self.state
+        timeouts = self.timeouts
+        remaining = ctx.remaining()
+        if remaining is not None:
+            if remaining <= 0:
+                raise _deadline_error(label)
+            timeouts = timeouts.clipped(remaining)
+        if not self.health.healthy or not state.allow(self.breaker, time.monotonic()):
+            ctx.attempts.append(Attempt(label, 503, "circuit_open", 0.0))
+            why = "circuit open" if self.health.healthy else "failing health checks"
+            raise UpstreamError(503, "circuit_open", f"{label} is skipped: {why}",
+                                target=label, from_upstream=False)
+        started = state.started()
+        try:
+            response = await self.provider.send(
+                UpstreamRequest(ctx.endpoint, body, ctx.stream, timeouts))
+        except UpstreamError as err:
+            state.done()
+            state.record(self.breaker, self.breaker.on.matches(err), time.monotonic())
+            err.target = label
+            ctx.attempts.append(Attempt(label, err.status, err.error_class, _ms(started)))
+            raise
+        except BaseException:  # cancelled (the client left): free a half-open probe slot
+            state.done()
+            state.record(self.breaker, False, time.monotonic())
+            raise
+        state.finished(started)
+        state.record(self.breaker, False, time.monotonic())
+        if response.stream is not None:
+            response.stream = _count_until_end(response.stream, state)
+        else:
+            state.done()
+            for check in self.checks:
+                reason = await check.reason(ctx, response)
+                if reason:
+                    ctx.attempts.append(Attempt(label, 503, "guardrail", _ms(started)))
+                    raise UpstreamError(
+                        503, "guardrail",
+                        f"the answer of {label} was refused by plugin '{check.plugin}': {reason}",
+                        target=label, from_upstream=False,
+                    )
+        ctx.attempts.append(Attempt(label, response.status, None, _ms(started)))
+        response.target = label
+        return response
+
+
+async def _count_until_end(stream: AsyncIterator[bytes], state: TargetState) -> AsyncIterator[bytes]:
+    """A stream is in flight until its last chunk (least_busy counts it)."""
+    try:
+        async for chunk in stream:
+            yield chunk
+    finally:
+        state.done()
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlineNode:
+    """A strategy node's own `timeout`: the subtree must answer within it. The tighter of this
+    and any deadline already set (the request's, an outer node's) wins."""
+
+    path: str
+    seconds: float
+    node: Node
+
+    async def handle(self, ctx: RequestContext) -> UpstreamResponse:
+        outer = ctx.deadline
+        mine = time.monotonic() + self.seconds
+        ctx.deadline = mine if outer is None else min(outer, mine)
+        try:
+            return await self.node.handle(ctx)
+        finally:
+            ctx.deadline = outer
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +194,7 @@ class FallbackNode:
                 return await child.handle(ctx)
             except UpstreamError as err:
                 last = err
-                # A refused answer is never returned: always try the next target.
-                if not self.on.matches(err) and err.error_class != "guardrail":
+                if not self.on.matches(err) and err.error_class not in ALWAYS_MOVE_ON:
                     raise
                 remaining = ctx.remaining()
                 if remaining is not None and remaining <= 0:
@@ -130,7 +205,10 @@ class FallbackNode:
 
 @dataclass(frozen=True, slots=True)
 class LoadBalanceNode:
-    """Picks one child per request: weighted (random by weight) or round_robin."""
+    """Picks one child per request among those available (targets with an open circuit or
+    failing health checks are left out, weights renormalised): weighted (random by weight),
+    round_robin, least_busy (fewest requests in flight) or latency (lowest EWMA of time to
+    first byte, exploring now and then so a recovered target gets traffic again)."""
 
     path: str
     algorithm: str
@@ -139,11 +217,36 @@ class LoadBalanceNode:
     cumulative: tuple[float, ...]  # running sums of weights, for bisect
     cursor: "itertools.count[int]"  # runtime state handle (round robin), from the registry
 
+    EXPLORE = 0.1
+
     def pick(self, ctx: RequestContext) -> Node:
+        now = time.monotonic()
+        children = self.children
+        live = [i for i, c in enumerate(children) if _available(c, now)]
+        if not live:
+            raise UpstreamError(503, "circuit_open",
+                                f"every target of {self.path} is unavailable (open circuits)",
+                                from_upstream=False)
         if self.algorithm == "round_robin":
-            return self.children[next(self.cursor) % len(self.children)]
-        point = ctx.rng.random() * self.cumulative[-1]
-        return self.children[bisect.bisect_right(self.cumulative, point)]
+            return children[live[next(self.cursor) % len(live)]]
+        if self.algorithm == "least_busy":
+            return children[min(live, key=lambda i: (_in_flight(children[i]), ctx.rng.random()))]
+        if self.algorithm == "latency":
+            return children[self._fastest(live, ctx)]
+        if len(live) == len(children):
+            point = ctx.rng.random() * self.cumulative[-1]
+            return children[bisect.bisect_right(self.cumulative, point)]
+        sums = list(itertools.accumulate(self.weights[i] for i in live))
+        return children[live[bisect.bisect_right(sums, ctx.rng.random() * sums[-1])]]
+
+    def _fastest(self, live: list[int], ctx: RequestContext) -> int:
+        latencies = {i: _latency(self.children[i]) for i in live}
+        unmeasured = [i for i, ms in latencies.items() if ms is None]
+        if unmeasured:
+            return ctx.rng.choice(unmeasured)
+        if len(live) > 1 and ctx.rng.random() < self.EXPLORE:
+            return ctx.rng.choice(live)
+        return min(live, key=lambda i: latencies[i])
 
     def probabilities(self) -> tuple[float, ...]:
         total = self.cumulative[-1]
@@ -151,6 +254,18 @@ class LoadBalanceNode:
 
     async def handle(self, ctx: RequestContext) -> UpstreamResponse:
         return await self.pick(ctx).handle(ctx)
+
+
+def _available(node: Node, now: float) -> bool:
+    return node.available(now) if isinstance(node, TargetNode) else True
+
+
+def _in_flight(node: Node) -> int:
+    return node.state.in_flight if isinstance(node, TargetNode) else 0
+
+
+def _latency(node: Node) -> float | None:
+    return node.state.ewma_ms if isinstance(node, TargetNode) else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,25 +304,55 @@ class ConditionalNode:
 @dataclass(frozen=True, slots=True)
 class CanaryNode:
     """Sends ``percent`` of traffic to ``canary``; a caller with a sticky value always lands
-    on the same arm (hash of the value), others are split at random."""
+    on the same arm (hash of the value), others are split at random. Counts each arm and,
+    with a rollback policy, sends everything to ``stable`` once the canary's error rate
+    reaches ``rollback_error_rate`` after ``rollback_min_requests``."""
 
     path: str
     percent: float
     stable: Node
     canary: Node
     sticky: Callable[[RequestContext], Any]
+    state: CanaryState
+    rollback_error_rate: float | None = None
+    rollback_min_requests: int = 50
 
-    def choose(self, ctx: RequestContext) -> Node:
+    @property
+    def share(self) -> float:
+        """The canary's current share in percent (0 once rolled back)."""
+        return 0.0 if self.state.rolled_back else self.percent
+
+    def choose(self, ctx: RequestContext) -> tuple[str, Node]:
+        if self.state.rolled_back:
+            return "stable", self.stable
         value = self.sticky(ctx)
         if is_missing(value) or value is None:
             point = ctx.rng.random() * 100
         else:
             digest = hashlib.blake2b(str(value).encode(), digest_size=8).digest()
             point = int.from_bytes(digest, "big") / 2**64 * 100
-        return self.canary if point < self.percent else self.stable
+        return ("canary", self.canary) if point < self.percent else ("stable", self.stable)
 
     async def handle(self, ctx: RequestContext) -> UpstreamResponse:
-        return await self.choose(ctx).handle(ctx)
+        arm, node = self.choose(ctx)
+        started = time.monotonic()
+        try:
+            response = await node.handle(ctx)
+        except UpstreamError:
+            self._record(arm, True, started, None)
+            raise
+        usage = None
+        if response.body is not None:
+            try:
+                usage = orjson.loads(response.body).get("usage")
+            except (orjson.JSONDecodeError, AttributeError):
+                usage = None
+        self._record(arm, False, started, usage if isinstance(usage, dict) else None)
+        return response
+
+    def _record(self, arm: str, failed: bool, started: float, usage: dict | None) -> None:
+        self.state.record(arm, failed, _ms(started), usage, self.rollback_error_rate,
+                          self.rollback_min_requests)
 
 
 def deep_merge(base: dict, override: Mapping[str, Any]) -> dict:

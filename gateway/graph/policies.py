@@ -1,9 +1,10 @@
-"""Frozen retry and status-matching policies, fully resolved at compile time."""
+"""Frozen retry, breaker and status-matching policies, fully resolved at compile time."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import UpstreamError
 
@@ -58,3 +59,31 @@ class RetryPolicy:
             ceiling = min(self.max, self.base * (2 ** (attempt - 1)))
         return rng.uniform(0, ceiling) if self.jitter else ceiling
 
+
+
+DEFAULT_BREAKER_ON = (500, 502, 503, 504, "timeout", "connection")
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    enabled: bool
+    failure_threshold: int
+    failure_rate: float
+    min_requests: int
+    window: float
+    cooldown: float
+    half_open_requests: int
+    on: StatusMatcher
+
+
+@dataclass(frozen=True, slots=True)
+class RetryBudget:
+    """A route's retry budget: the policy and its runtime state (a registry handle)."""
+
+    ratio: float
+    window: float
+    min_retries: int
+    state: Any  # state.retry_budget.RetryBudgetState
+
+    def try_retry(self, now: float) -> bool:
+        return self.state.try_retry(self.ratio, self.window, self.min_retries, now)

@@ -114,6 +114,20 @@ class Provider(ABC):
         target starts from it): build new objects, never mutate it in place.
         """
 
+    async def check_health(self, timeout: float) -> str | None:
+        """One active health check: None when healthy, else what went wrong. The default asks
+        the OpenAI-style `GET {base_url}/models`; adapters with another API override it."""
+        session = self.clients.session(self.pool_key())
+        headers = {k: v for k, v in getattr(self, "_headers", {}).items() if k != "Content-Type"}
+        try:
+            async with session.get(self.spec.base_url.rstrip("/") + "/models", headers=headers,
+                                   timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                return None if resp.status < 400 else f"GET /models answered {resp.status}"
+        except asyncio.TimeoutError:
+            return f"no answer within {timeout:g}s"
+        except aiohttp.ClientError as exc:
+            return f"{type(exc).__name__}: {exc}"
+
     def pool_key(self) -> tuple:
         """Providers with the same key share one aiohttp session across reloads."""
         return (self.spec.name, self.spec.base_url, self.spec.max_connections)

@@ -27,6 +27,10 @@ class MockProvider(Provider):
     def default_base_url(cls, type_name: str) -> str | None:
         return "mock://"
 
+    async def check_health(self, timeout: float) -> str | None:
+        """Unhealthy when it is set to fail every request (error_rate: 1)."""
+        return "mock: error_rate is 1" if self.error_rate >= 1 else None
+
     def __init__(self, spec, clients):
         super().__init__(spec, clients)
         opts = spec.options

@@ -38,6 +38,10 @@ PRESETS: dict[str, Preset] = {
 }
 
 class OpenAIProvider(Provider):
+    # Passed through as they are: what a given model supports is up to the upstream.
+    capabilities = frozenset({"chat", "completions", "stream", "tools", "vision", "json",
+                              "reasoning", "embeddings"})
+
     @classmethod
     def default_base_url(cls, type_name: str) -> str | None:
         return PRESETS[type_name].base_url

@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from ..errors import GatewayError
 from .errors import gateway_error_response
+from .health import health_report
 from .reload import GraphHolder, Reloader
 
 
@@ -51,6 +52,11 @@ class AdminEndpoints:
             "reloads": self.reloader.counts,
             "last_rejection": rejection.as_dict() if rejection else None,
         })
+
+    async def health(self, request: Request) -> Response:
+        if (denied := self._deny(request)) is not None:
+            return denied
+        return _json(health_report(self.holder.current))
 
     async def reload(self, request: Request) -> Response:
         if (denied := self._deny(request)) is not None:

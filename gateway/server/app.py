@@ -14,8 +14,11 @@ from starlette.routing import Route
 from ..logs import get_logger
 from .admin import AdminEndpoints
 from .errors import error_body
+from .health_checks import HealthMonitor
+from .metrics import metrics_endpoint
 from .openai_api import OpenAIEndpoints
 from .reload import Reloader, watch
+from .versions_api import VersionEndpoints
 
 log = get_logger("gateway.server")
 
@@ -24,15 +27,20 @@ def create_app(reloader: Reloader, *, watch_config: bool = True) -> Starlette:
     holder = reloader.holder
     api = OpenAIEndpoints(holder)
     admin = AdminEndpoints(holder, reloader)
+    versions = VersionEndpoints(reloader, admin._deny)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
         stop = asyncio.Event()
         watcher = asyncio.create_task(watch(reloader, stop)) if watch_config else None
+        monitor = HealthMonitor(reloader.runtime.state)
+        monitor.reconcile(holder.current)
+        reloader.listeners.append(monitor.reconcile)
         try:
             yield
         finally:
             stop.set()
+            await monitor.stop()
             if watcher is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait_for(watcher, timeout=2)
@@ -47,6 +55,11 @@ def create_app(reloader: Reloader, *, watch_config: bool = True) -> Starlette:
         Route("/readyz", admin.readyz, methods=["GET"]),
         Route("/admin/config", admin.config, methods=["GET"]),
         Route("/admin/reload", admin.reload, methods=["POST"]),
+        Route("/admin/config/versions", versions.list, methods=["GET"]),
+        Route("/admin/config/versions/{number:int}", versions.show, methods=["GET"]),
+        Route("/admin/rollback", versions.rollback, methods=["POST"]),
+        Route("/admin/health", admin.health, methods=["GET"]),
+        Route("/metrics", metrics_endpoint(reloader), methods=["GET"]),
     ]
     return Starlette(
         routes=routes,

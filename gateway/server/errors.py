@@ -48,6 +48,9 @@ def upstream_failure(err: UpstreamError, ctx: RequestContext) -> tuple[int, byte
         status, kind = 408, "timeout_error"
     elif err.error_class == "guardrail":
         status, kind = 503, "guardrail_error"
+    elif err.error_class == "circuit_open" and attempts and all(
+            a.error_class == "circuit_open" for a in attempts):
+        status, kind = 503, "service_unavailable"
     elif err.from_upstream:
         status, kind = err.status, _TYPES.get(err.status, "upstream_error")
     else:

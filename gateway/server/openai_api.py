@@ -76,9 +76,12 @@ class OpenAIEndpoints:
                 stream=_stream_flag(body, endpoint),
                 headers=request.headers,
                 metadata=_metadata(request),
-                deadline=_deadline(request),
+                deadline=_deadline(request, graph.request_timeout),
                 node=route.node,
+                retry_budget=route.retry_budget,
             )
+            if route.retry_budget is not None:
+                route.retry_budget.state.request(ctx.started)
             upstream = await graph.handler(ctx)
         except GatewayError as err:
             if graph.log_requests:
@@ -205,17 +208,19 @@ def _metadata(request: Request) -> dict:
     return value
 
 
-def _deadline(request: Request) -> float | None:
-    """The request's own deadline, from `x-gateway-timeout` (30s, 1500ms, or seconds)."""
+def _deadline(request: Request, cap: float | None) -> float | None:
+    """The request's deadline: `x-gateway-timeout` (30s, 1500ms, or seconds), never longer
+    than defaults.request_timeout."""
     raw = request.headers.get("x-gateway-timeout")
-    if not raw:
-        return None
-    try:
-        budget = seconds(float(raw) if raw.replace(".", "", 1).isdigit() else raw)
-    except ValueError:
-        raise GatewayError(400, "x-gateway-timeout must be a duration such as 30s or 1500ms",
-                           code="invalid_timeout") from None
-    return time.monotonic() + budget
+    budget = cap
+    if raw:
+        try:
+            asked = seconds(float(raw) if raw.replace(".", "", 1).isdigit() else raw)
+        except ValueError:
+            raise GatewayError(400, "x-gateway-timeout must be a duration such as 30s or 1500ms",
+                               code="invalid_timeout") from None
+        budget = asked if cap is None else min(asked, cap)
+    return None if budget is None else time.monotonic() + budget
 
 
 def _request_id(request: Request) -> str:

@@ -8,6 +8,7 @@ validate or compile is rejected whole: the old graph keeps serving and the rejec
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import time
@@ -16,10 +17,11 @@ from typing import Literal
 
 from watchfiles import awatch
 
-from ..config.compiler import Runtime, compile_bytes
+from ..config.compiler import Runtime
 from ..errors import ConfigError, ConfigErrors
 from ..graph.graph import RoutingGraph
 from ..logs import get_logger
+from .versioning import Inputs, build_graph
 
 log = get_logger("gateway.reload")
 
@@ -59,12 +61,16 @@ class ReloadResult:
 
 
 class Reloader:
-    def __init__(self, path: str, runtime: Runtime, holder: GraphHolder):
+    def __init__(self, path: str, runtime: Runtime, holder: GraphHolder, *,
+                 environment: str | None = None, inputs: Inputs | None = None):
         self.path = path
         self.runtime = runtime
         self.holder = holder
+        self.environment = environment  # the environments: overlay (None: $GATEWAY_ENV)
+        self.inputs = inputs  # the files the running config was read from (with includes)
         self.last_rejection: Rejection | None = None
         self.counts = {"applied": 0, "unchanged": 0, "rejected": 0}
+        self.listeners: list = []  # called with each newly applied graph
         self._lock = asyncio.Lock()
         self._version = holder.current.version if holder.current else 0
 
@@ -82,17 +88,30 @@ class Reloader:
                 return self._reject(source, None, (err,))
             sha = hashlib.sha256(raw).hexdigest()
             current = self.holder.current
-            if current is not None and current.sha256 == sha and not force:
+            if current is not None and not force and await self._unchanged(raw, sha, current):
                 self.counts["unchanged"] += 1
                 return ReloadResult("unchanged", current.version)
             try:
-                graph = await asyncio.to_thread(
-                    compile_bytes, raw, self.path, version=self._version + 1, runtime=self.runtime
+                graph, loaded = await asyncio.to_thread(
+                    build_graph, raw, self.path, self.runtime, self.environment,
+                    self._version + 1, source,
                 )
             except ConfigErrors as exc:
                 return self._reject(source, sha, exc.errors)
+            self.inputs = Inputs.of(loaded)
             self._swap(graph, current, source)
             return ReloadResult("applied", graph.version)
+
+    async def _unchanged(self, raw: bytes, sha: str, current: RoutingGraph) -> bool:
+        if self.inputs is None:
+            return current.sha256 == sha
+        return await asyncio.to_thread(self.inputs.unchanged, raw)
+
+    def watched_files(self) -> frozenset[str]:
+        """The config file and the files it includes (absolute paths)."""
+        if self.inputs is None:
+            return frozenset({os.path.abspath(self.path)})
+        return self.inputs.paths() | {os.path.abspath(self.path)}
 
     def _swap(self, graph: RoutingGraph, previous: RoutingGraph | None, source: str) -> None:
         self.holder.current = graph  # the swap: one reference assignment
@@ -100,6 +119,8 @@ class Reloader:
         self.counts["applied"] += 1
         self.runtime.state.retain_only(graph.state_keys)
         asyncio.get_running_loop().create_task(self._prune_clients())
+        for listener in self.listeners:
+            listener(graph)
         log.info("config_applied", version=graph.version, sha256=graph.sha256[:12], source=source,
                  path=self.path, **route_changes(previous, graph))
         log_warnings(graph)
@@ -134,22 +155,26 @@ def route_changes(old: RoutingGraph | None, new: RoutingGraph) -> dict[str, list
 
 
 async def watch(reloader: Reloader, stop: asyncio.Event) -> None:
-    """Reload on every change of the config file. Watches its directory, because editors
-    save by writing a new file and renaming it over the old one. Never gives up on a bad file."""
-    target = os.path.abspath(reloader.path)
-    directory = os.path.dirname(target)
+    """Reload on every change of the config file or a file it includes. Watches their
+    directories, because editors save by writing a new file and renaming it over the old one;
+    re-arms when a reload changes the set of included files. Never gives up on a bad file."""
+    while not stop.is_set():
+        targets = reloader.watched_files()
+        directories = sorted({d for d in map(os.path.dirname, targets) if os.path.isdir(d)})
 
-    def is_config(_change, path: str) -> bool:
-        return os.path.abspath(path) == target
+        def is_config(_change, path: str, targets=targets) -> bool:
+            return os.path.abspath(path) in targets
 
-    async for _changes in awatch(
-        directory, watch_filter=is_config, debounce=100, step=20, stop_event=stop,
-        recursive=False,
-    ):
-        try:
-            await reloader.reload("file")
-        except Exception:  # a bug must not stop hot reload for the life of the process
-            log.exception("reload_failed", path=reloader.path)
+        changes = awatch(*directories, watch_filter=is_config, debounce=100, step=20,
+                         stop_event=stop, recursive=False)
+        async with contextlib.aclosing(changes):
+            async for _changes in changes:
+                try:
+                    await reloader.reload("file")
+                except Exception:  # a bug must not stop hot reload for the life of the process
+                    log.exception("reload_failed", path=reloader.path)
+                if reloader.watched_files() != targets:
+                    break  # the includes changed: watch the new set
 
 
 def _read(path: str) -> bytes:

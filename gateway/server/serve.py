@@ -13,12 +13,13 @@ from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.utils import wrap_app
 
-from ..config.compiler import Runtime, compile_file
+from ..config.compiler import Runtime
 from ..errors import ConfigErrors
 from ..graph.graph import RoutingGraph
 from ..logs import configure, get_logger
 from .app import create_app
 from .reload import GraphHolder, Reloader, log_warnings
+from .versioning import Inputs, startup_graph
 
 log = get_logger("gateway.serve")
 
@@ -52,11 +53,11 @@ def check_bind(graph: RoutingGraph, host: str) -> None:
 
 
 def serve(config_path: str, host: str | None = None, port: int | None = None,
-          workers: int | None = None, watch: bool = True) -> int:
+          workers: int | None = None, watch: bool = True, environment: str | None = None) -> int:
     configure()
     runtime = Runtime()
     try:
-        graph = compile_file(config_path, version=1, runtime=runtime)
+        graph, loaded = startup_graph(config_path, runtime, environment)
     except ConfigErrors as exc:
         for err in exc.errors:
             print(err, file=sys.stderr)
@@ -71,13 +72,15 @@ def serve(config_path: str, host: str | None = None, port: int | None = None,
         print(f"gateway: {exc}", file=sys.stderr)
         return 1
     config = _hypercorn_config(host, port)
+    inputs = Inputs.of(loaded)  # the files to watch: the config and what it includes
     if workers == 1:
-        _run_worker(config_path, graph, runtime, config, None, watch)
+        _run_worker(config_path, graph, runtime, config, None, watch, environment, inputs)
         return 0
     sockets = config.create_sockets()
     ctx = multiprocessing.get_context("fork")
     children = [
-        ctx.Process(target=_run_worker, args=(config_path, graph, Runtime(), config, sockets, watch))
+        ctx.Process(target=_run_worker, args=(config_path, graph, Runtime(), config, sockets, watch,
+                                              environment, inputs))
         for _ in range(workers)
     ]
     for child in children:
@@ -98,9 +101,10 @@ def _hypercorn_config(host: str, port: int) -> HypercornConfig:
     return config
 
 
-def _run_worker(config_path, graph, runtime, config, sockets, watch) -> None:
+def _run_worker(config_path, graph, runtime, config, sockets, watch, environment=None,
+                inputs=None) -> None:
     holder = GraphHolder(graph)
-    reloader = Reloader(config_path, runtime, holder)
+    reloader = Reloader(config_path, runtime, holder, environment=environment, inputs=inputs)
     app = wrap_app(create_app(reloader, watch_config=watch), config.wsgi_max_body_size, "asgi")
 
     async def main() -> None:

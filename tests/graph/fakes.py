@@ -10,7 +10,14 @@ from typing import Any, Iterable, Union
 
 from gateway.errors import UpstreamError, classify_status
 from gateway.graph.nodes import TargetNode
-from gateway.graph.policies import DEFAULT_RETRY_ON, RetryPolicy, StatusMatcher
+from gateway.graph.policies import (
+    DEFAULT_BREAKER_ON,
+    DEFAULT_RETRY_ON,
+    BreakerPolicy,
+    RetryPolicy,
+    StatusMatcher,
+)
+from gateway.state.target import ProviderHealth, TargetState
 from gateway.providers.base import (
     ClientPool,
     Provider,
@@ -116,13 +123,30 @@ def retry_policy(attempts: int = 1, on=DEFAULT_RETRY_ON, *, backoff: str = "cons
                        respect_retry_after)
 
 
+NO_BREAKER = BreakerPolicy(False, 5, 0.5, 10, 60.0, 30.0, 1, StatusMatcher.of(DEFAULT_BREAKER_ON))
+
+
+def breaker_policy(**overrides) -> BreakerPolicy:
+    """An enabled breaker with the built-in defaults, fields overridable."""
+    values = dict(enabled=True, failure_threshold=5, failure_rate=0.5, min_requests=10,
+                  window=60.0, cooldown=30.0, half_open_requests=1,
+                  on=StatusMatcher.of(DEFAULT_BREAKER_ON))
+    values.update(overrides)
+    return BreakerPolicy(**values)
+
+
 def target(provider: Provider, model: str = "m", *, retry: RetryPolicy | None = None,
-           timeouts: Timeouts = TIMEOUTS, override_params=None, path: str = "") -> TargetNode:
+           timeouts: Timeouts = TIMEOUTS, override_params=None, path: str = "",
+           breaker: BreakerPolicy = NO_BREAKER, state: TargetState | None = None,
+           health: ProviderHealth | None = None) -> TargetNode:
     return TargetNode(
         path=path or f"$.test.{provider.name}.{model}",
         provider=provider,
         model=model,
         timeouts=timeouts,
         retry=retry or retry_policy(),
+        breaker=breaker,
+        state=state or TargetState(f"{provider.name}/{model}"),
+        health=health or ProviderHealth(),
         override_params=override_params if override_params is not None else MappingProxyType({}),
     )

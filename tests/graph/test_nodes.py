@@ -608,17 +608,22 @@ def canary_node(percent: float, sticky: str | None = None) -> CanaryNode:
     return compile_routes({"routes": {"c": {"canary": spec}}})["c"].node
 
 
+def arm_of(node: CanaryNode, ctx) -> TargetNode:
+    """The target node the canary picks for a request."""
+    return node.choose(ctx)[1]
+
+
 def test_canary_random_split_within_bounds():
     """Without a sticky value, 10% of 10000 seeded requests go to the canary (+- 1.5%)."""
     node, ctx = canary_node(10), ctx_for(seed=2024)
-    picks = [node.choose(ctx).model for _ in range(10000)]
+    picks = [arm_of(node, ctx).model for _ in range(10000)]
     assert abs(picks.count("canary") / 10000 - 0.10) <= 0.015
 
 
 def test_canary_sticky_share_across_users_within_bounds():
     """Across 4000 distinct users, about 25% land on the canary (+- 3%)."""
     node = canary_node(25)
-    picks = [node.choose(ctx_for(metadata={"user": f"user-{i}"}, seed=i)).model for i in range(4000)]
+    picks = [arm_of(node, ctx_for(metadata={"user": f"user-{i}"}, seed=i)).model for i in range(4000)]
     assert abs(picks.count("canary") / 4000 - 0.25) <= 0.03
 
 
@@ -626,14 +631,14 @@ def test_canary_is_sticky_per_user():
     """The same metadata.user always lands on the same arm, whatever the random state."""
     node = canary_node(50)
     for user in ("alice", "bob", "carol", "dave", "erin", "frank"):
-        arms = {node.choose(ctx_for(metadata={"user": user}, seed=s)).model for s in range(40)}
+        arms = {arm_of(node, ctx_for(metadata={"user": user}, seed=s)).model for s in range(40)}
         assert len(arms) == 1, user
 
 
 def test_canary_sticky_users_reach_both_arms():
     """Stickiness still spreads different users over both arms."""
     node = canary_node(50)
-    arms = {node.choose(ctx_for(metadata={"user": f"u{i}"})).model for i in range(50)}
+    arms = {arm_of(node, ctx_for(metadata={"user": f"u{i}"})).model for i in range(50)}
     assert arms == {"stable", "canary"}
 
 
@@ -641,14 +646,14 @@ def test_canary_sticky_on_key_name():
     """sticky: key.name pins each key to one arm."""
     node = canary_node(50, sticky="key.name")
     for key in ("k1", "k2", "k3", "k4"):
-        arms = {node.choose(ctx_for(key_name=key, seed=s)).model for s in range(30)}
+        arms = {arm_of(node, ctx_for(key_name=key, seed=s)).model for s in range(30)}
         assert len(arms) == 1
 
 
 def test_canary_null_sticky_value_is_random():
     """A null metadata.user is split at random like a missing one."""
     node = canary_node(50)
-    arms = {node.choose(ctx_for(metadata={"user": None}, seed=s)).model for s in range(40)}
+    arms = {arm_of(node, ctx_for(metadata={"user": None}, seed=s)).model for s in range(40)}
     assert arms == {"stable", "canary"}
 
 
@@ -656,7 +661,7 @@ def test_canary_null_sticky_value_is_random():
 def test_canary_extremes(percent, expected):
     """percent 0 never picks the canary; percent 100 always does."""
     node = canary_node(percent)
-    picks = {node.choose(ctx_for(seed=s, metadata={"user": f"u{s}"} if s % 2 else {})).model
+    picks = {arm_of(node, ctx_for(seed=s, metadata={"user": f"u{s}"} if s % 2 else {})).model
              for s in range(200)}
     assert picks == {expected}
 

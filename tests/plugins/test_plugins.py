@@ -239,6 +239,8 @@ def test_reload_adds_and_removes_plugins_under_traffic(gateway_factory):
                 seen.append((int(r.headers["x-gateway-config-version"]), r.headers.get("x-test-stamp")))
 
     async def reloads() -> None:
+        while len(seen) < 5:  # some traffic on version 1 first
+            await asyncio.sleep(0.02)
         steps = ["a", "b", None, "c", None, "d"]
         for version, value in enumerate(steps, start=2):
             plugins = f"plugins:\n  - {{name: test-stamp, config: {{value: {value}}}}}\n" if value else ""

@@ -131,6 +131,8 @@ def test_reload_under_load_loses_no_request(gateway_factory):
                             r.headers["x-gateway-target"]))
 
     async def rewrite() -> None:
+        while len(results) < 5:  # some traffic on version 1 first
+            await asyncio.sleep(0.02)
         version = 1
         for i in range(2, 22):
             if i % 4 == 0:

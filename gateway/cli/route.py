@@ -1,0 +1,103 @@
+"""gateway route: a dry run of one request through the compiled graph.
+
+    gateway route MODEL [--metadata k=v]... [--param k=v]... [--key NAME]
+
+Says which node decides, which targets would be tried and in which order (with the
+probabilities of load balancers and canaries) and which policies apply. Nothing is sent
+upstream. Exit 0 when the request would be routed, 1 when the gateway would refuse it, 2 when
+the config does not load.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..config.compiler import compile_file
+from ..errors import ConfigErrors
+from ..graph.explain import Explanation, explain
+from ._common import (
+    add_config_options,
+    add_format_option,
+    fail,
+    parse_pairs,
+    print_errors,
+    print_json,
+)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("route", help="dry run: which targets a request would go to, in order")
+    p.add_argument("model", metavar="MODEL", help="the model (route name) a client would send")
+    p.add_argument("--metadata", "-m", action="append", metavar="K=V",
+                   help="request metadata, as in the x-gateway-metadata header (repeatable)")
+    p.add_argument("--param", "-p", action="append", metavar="K=V",
+                   help="a request body parameter, e.g. max_tokens=5000 (repeatable)")
+    p.add_argument("--key", "-k", metavar="NAME", help="the virtual key (by its name in keys:)")
+    add_config_options(p)
+    add_format_option(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        metadata = parse_pairs(args.metadata, "--metadata")
+        params = parse_pairs(args.param, "--param")
+    except ValueError as exc:
+        return fail(str(exc))
+    try:
+        graph = compile_file(args.config, environment=args.environment)
+    except ConfigErrors as exc:
+        print_errors(exc)
+        return fail(f"{args.config}: does not load (errors above)")
+    result = explain(graph, args.model, metadata=metadata, params=params, key=args.key)
+    if args.format == "json":
+        print_json({"config": args.config, **result.as_dict()})
+    else:
+        print("\n".join(render(result, args.config)))
+    return 1 if result.rejected else 0
+
+
+def render(e: Explanation, config: str) -> list[str]:
+    who = f", key {e.key}" if e.key else ""
+    lines = [f"route {e.model}  ({config}{who})"]
+    if e.rejected and not e.alternatives:
+        lines.append(f"  rejected: {e.status} {e.error}")
+        return lines
+    lines.append(f"  decided by  {e.decided_by}")
+    if e.steps:
+        lines.append("  decisions")
+        width = max(len(s.path) for s in e.steps)
+        lines += [f"    {s.path:{width}}  {s.node}: {s.decision}" for s in e.steps]
+    lines.append("  tried in order" if e.deterministic else "  alternatives (probability: "
+                                                          "targets tried in order)")
+    for alt in e.alternatives:
+        chain = " -> ".join(alt.targets) if alt.targets else ""
+        if alt.error:
+            chain = (chain + "  then " if chain else "") + f"rejected {alt.error}"
+        via = f"   (route {alt.route})" if alt.route != e.model else ""
+        lines.append(f"    {alt.probability * 100:5.1f}%  {chain}{via}")
+    if e.rejected:
+        lines.append(f"  rejected: {e.status} {e.error}")
+    lines.append("  policies")
+    lines.append(f"    middleware  {', '.join(e.middleware) if e.middleware else '(none)'}")
+    for info in e.targets.values():
+        lines.append(f"    {info['target']}  {_policies(info)}")
+    lines += [f"  note: {n}" for n in e.notes]
+    return lines
+
+
+def _policies(info: dict) -> str:
+    retry, timeout = info["retry"], info["timeout"]
+    parts = [f"retry {retry['attempts']} attempt(s) on {' '.join(retry['on'])} "
+             f"({retry['backoff']})" if retry["attempts"] > 1 else "no retry",
+             f"timeout {timeout['total']:g}s (connect {timeout['connect']:g}s, first byte "
+             f"{timeout['first_byte']:g}s)"]
+    if "circuit_breaker" in info:
+        cb = info["circuit_breaker"]
+        parts.append(f"breaker after {cb['failure_threshold']} failures, "
+                     f"{cb['cooldown']:g}s cooldown")
+    if "override_params" in info:
+        parts.append("overrides " + ", ".join(info["override_params"]))
+    if "checks" in info:
+        parts.append("checked by " + ", ".join(info["checks"]))
+    return "; ".join(parts)

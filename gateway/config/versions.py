@@ -1,0 +1,281 @@
+"""The config version store: every config a gateway applies, numbered, in SQLite.
+
+One table, ``config_versions`` in ``<server.data_dir>/gateway.db`` (sqlite-utils, WAL,
+created by a sqlite-utils Migrations set so later columns come as migrations):
+
+    number        INTEGER PRIMARY KEY  1, 2, 3, ... (survive restarts: they come from here)
+    sha256        TEXT   of the file, or of the file and its includes together
+    applied_at    TEXT   ISO 8601 UTC
+    source        TEXT   startup | file | admin | rollback
+    path          TEXT   the config file (absolute)
+    environment   TEXT   the environments: overlay in effect, or NULL
+    restored_from INTEGER  for a rollback: the version whose text was restored
+    git_commit    TEXT   HEAD of the work tree the file sits in, or NULL
+    git_dirty     INTEGER  1 when the file (or an include) differs from HEAD, NULL outside git
+    text          TEXT   the file as written: ${VAR} and secret:NAME stay references
+    files         TEXT   JSON {name relative to the file's folder: text} of included files
+
+A config identical (same sha256 and environment) to the latest version is not a new version:
+``record`` returns the latest number instead, atomically (BEGIN IMMEDIATE), so several worker
+processes applying the same file agree on one number.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sqlite3
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+from .loader import LoadedConfig, Reader
+
+DB_NAME = "gateway.db"
+SOURCES = ("startup", "file", "admin", "rollback")
+
+migrations = Migrations("gateway.config_versions")
+
+
+@migrations()
+def m001_config_versions(db: Database) -> None:
+    db["config_versions"].create(
+        {
+            "number": int, "sha256": str, "applied_at": str, "source": str, "path": str,
+            "environment": str, "restored_from": int, "git_commit": str, "git_dirty": int,
+            "text": str, "files": str,
+        },
+        pk="number",
+        not_null={"sha256", "applied_at", "source", "text", "files"},
+    )
+    db["config_versions"].create_index(["sha256"])
+
+
+@dataclass(frozen=True)
+class Version:
+    number: int
+    sha256: str
+    applied_at: str
+    source: str
+    path: str
+    environment: str | None
+    restored_from: int | None
+    git_commit: str | None
+    git_dirty: bool | None
+    text: str = ""
+    files: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "Version":
+        dirty = row.get("git_dirty")
+        return cls(
+            number=row["number"], sha256=row["sha256"], applied_at=row["applied_at"],
+            source=row["source"], path=row.get("path") or "", environment=row.get("environment"),
+            restored_from=row.get("restored_from"), git_commit=row.get("git_commit"),
+            git_dirty=None if dirty is None else bool(dirty), text=row.get("text") or "",
+            files=json.loads(row["files"]) if row.get("files") else {},
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """Everything but the texts (for lists)."""
+        return {
+            "number": self.number, "sha256": self.sha256, "applied_at": self.applied_at,
+            "source": self.source, "path": self.path, "environment": self.environment,
+            "restored_from": self.restored_from, "git_commit": self.git_commit,
+            "git_dirty": self.git_dirty, "includes": sorted(self.files),
+        }
+
+    def reader(self, config_path: str) -> Reader:
+        """Reads this version's included files from the store instead of the disk."""
+        return bundle_reader(config_path, self.files)
+
+
+def bundle_reader(config_path: str, files: Mapping[str, str]) -> Reader:
+    base = os.path.dirname(config_path) or "."
+
+    def read(path: str) -> bytes:
+        name = os.path.relpath(path, base).replace(os.sep, "/")
+        if name not in files:
+            raise FileNotFoundError(errno.ENOENT, "not part of the stored version", path)
+        return files[name].encode("utf-8")
+
+    return read
+
+
+class StoreError(Exception):
+    """The version store cannot be read or written; the message says where and why."""
+
+
+class VersionStore:
+    """Config versions in ``<data_dir>/gateway.db``. Opens a connection per call: versions are
+    written a few times a day, never on the request path."""
+
+    def __init__(self, data_dir: str):
+        self.data_dir = data_dir
+        self.path = os.path.join(data_dir, DB_NAME)
+
+    def exists(self) -> bool:
+        return os.path.exists(self.path)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def list(self, limit: int | None = None) -> list[Version]:
+        """Versions, newest first (without their texts)."""
+        sql = ("select number, sha256, applied_at, source, path, environment, restored_from, "
+               "git_commit, git_dirty, files from config_versions order by number desc")
+        if limit:
+            sql += f" limit {int(limit)}"
+        return [Version.from_row(r) for r in self._query(sql)]
+
+    def get(self, number: int) -> Version | None:
+        rows = list(self._query("select * from config_versions where number = ?", [number]))
+        return Version.from_row(rows[0]) if rows else None
+
+    def latest(self) -> Version | None:
+        rows = list(self._query("select * from config_versions order by number desc limit 1"))
+        return Version.from_row(rows[0]) if rows else None
+
+    def _query(self, sql: str, params: list | None = None) -> Iterator[dict]:
+        if not self.exists():
+            return iter(())
+        try:
+            db = Database(self.path)
+            try:
+                if "config_versions" not in db.table_names():
+                    return iter(())
+                return iter(list(db.query(sql, params or [])))
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot read config versions: {exc}") from exc
+
+    def next_number(self, loaded: LoadedConfig) -> int:
+        """The number ``record`` would give ``loaded`` now (to compile it with that number)."""
+        last = self.latest()
+        if last is None:
+            return 1
+        same = last.sha256 == loaded.sha256 and last.environment == loaded.environment
+        return last.number if same else last.number + 1
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def record(self, loaded: LoadedConfig, source: str, *, restored_from: int | None = None,
+               git: tuple[str | None, bool | None] | None = None) -> tuple[int, bool]:
+        """Store ``loaded`` as the newest version; (number, True) when it is new, or (latest
+        number, False) when it is identical to the latest version."""
+        if source not in SOURCES:
+            source = "file"  # SIGHUP and other triggers re-read the file
+        commit, dirty = git if git is not None else git_info(
+            [loaded.path, *(f.path for f in loaded.includes)])
+        row = {
+            "sha256": loaded.sha256,
+            "applied_at": _iso(time.time()),
+            "source": source,
+            "path": os.path.abspath(loaded.path),
+            "environment": loaded.environment,
+            "restored_from": restored_from,
+            "git_commit": commit,
+            "git_dirty": None if dirty is None else int(dirty),
+            "text": loaded.text,
+            "files": json.dumps({f.name: f.text for f in loaded.includes}, sort_keys=True),
+        }
+        db = self._open()
+        try:
+            with db.ensure_autocommit_on():
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    last = db.execute(
+                        "select number, sha256, environment from config_versions "
+                        "order by number desc limit 1").fetchone()
+                    if last and last[1] == loaded.sha256 and last[2] == loaded.environment:
+                        db.execute("COMMIT")
+                        return last[0], False
+                    number = (last[0] if last else 0) + 1
+                    db["config_versions"].insert({"number": number, **row})
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+            return number, True
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot record the config version: {exc}") from exc
+        finally:
+            db.close()
+
+    def set_git(self, number: int, commit: str | None, dirty: bool | None) -> None:
+        self._write("update config_versions set git_commit = ?, git_dirty = ? where number = ?",
+                    [commit, None if dirty is None else int(dirty), number])
+
+    def delete(self, number: int) -> None:
+        """Forget a version that was recorded but never reached the file (a failed write)."""
+        self._write("delete from config_versions where number = ?", [number])
+
+    def _write(self, sql: str, params: list) -> None:
+        db = self._open()
+        try:
+            with db.atomic():
+                db.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot update config versions: {exc}") from exc
+        finally:
+            db.close()
+
+    def _open(self) -> Database:
+        try:
+            os.makedirs(self.data_dir, exist_ok=True)
+            db = Database(self.path)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"{self.path}: cannot open the version store: {exc} "
+                             "(check server.data_dir and its permissions)") from exc
+        try:
+            if db.journal_mode != "wal":
+                db.enable_wal()
+            if migrations.pending(db):
+                migrations.apply(db)
+        except sqlite3.Error as exc:
+            db.close()
+            raise StoreError(f"{self.path}: cannot prepare the version store: {exc}") from exc
+        return db
+
+
+def data_dir_for(config_path: str, data: Any) -> str:
+    """``server.data_dir`` resolved as the compiler does (relative to the config file), from
+    loaded data; the default ``.gateway`` when it is unset or not a plain string."""
+    server = data.get("server") if isinstance(data, dict) else None
+    value = server.get("data_dir") if isinstance(server, dict) else None
+    if not isinstance(value, str) or not value or "${" in value:
+        value = ".gateway"
+    return os.path.join(os.path.dirname(os.path.abspath(config_path)), value)
+
+
+def git_info(paths: list[str]) -> tuple[str | None, bool | None]:
+    """(HEAD commit, whether any of ``paths`` differs from it) when the first path sits in a git
+    work tree; (None, None) outside git or when git is not installed."""
+    folder = os.path.dirname(os.path.abspath(paths[0])) or "."
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", folder, *args], capture_output=True, text=True,
+                              timeout=10, env=env)
+
+    try:
+        if git("rev-parse", "--is-inside-work-tree").stdout.strip() != "true":
+            return None, None
+        head = git("rev-parse", "--verify", "-q", "HEAD")
+        commit = head.stdout.strip() if head.returncode == 0 else None
+        status = git("status", "--porcelain", "--untracked-files=all", "--",
+                     *(os.path.abspath(p) for p in paths))
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    if status.returncode != 0:
+        return commit, None
+    return commit, commit is None or bool(status.stdout.strip())
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

@@ -1,0 +1,165 @@
+"""Anthropic's Messages API (POST {base_url}/v1/messages) behind the OpenAI chat API.
+
+Requests are translated by anthropic_translate.py and answers by anthropic_response.py; this
+module does the HTTP. A stream is returned once Anthropic's ``message_start`` event has
+arrived, so an ``error`` event in its place (an overloaded model, typically) is still an
+ordinary failed attempt that retry and fallback act on. An ``error`` event later ends the
+stream with UpstreamError, which the server turns into an SSE error event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator, Mapping
+
+import aiohttp
+import orjson
+
+from ..errors import UpstreamError
+from .anthropic_response import StreamTranslator, from_anthropic, parse_error
+from .anthropic_translate import DEFAULT_MAX_TOKENS, TranslationError, to_anthropic
+from .base import Provider, UpstreamRequest, UpstreamResponse
+from .http import post_json, post_stream
+from .sse import DONE, chunk, events
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+DEFAULT_VERSION = "2023-06-01"
+
+
+class AnthropicProvider(Provider):
+    capabilities = frozenset({"chat", "stream", "tools", "vision", "json", "reasoning"})
+
+    @classmethod
+    def default_base_url(cls, type_name: str) -> str | None:
+        return DEFAULT_BASE_URL
+
+    @classmethod
+    def needs_key(cls, type_name: str) -> bool:
+        return True
+
+    @classmethod
+    def validate_options(cls, type_name: str, options: Mapping[str, Any]) -> list[str]:
+        errors = []
+        if "api_version" in options and not str(options["api_version"]).strip():
+            errors.append("api_version (the anthropic-version header) must not be empty")
+        return errors
+
+    def __init__(self, spec, clients):
+        super().__init__(spec, clients)
+        base = spec.base_url.rstrip("/")
+        self._url = base + ("/messages" if base.endswith("/v1") else "/v1/messages")
+        headers = {"Content-Type": "application/json",
+                   "anthropic-version": str(spec.options.get("api_version") or DEFAULT_VERSION),
+                   **spec.headers}
+        if spec.api_key:
+            headers["x-api-key"] = spec.api_key
+        self._headers = headers
+        self._max_tokens = int(spec.options.get("default_max_tokens") or DEFAULT_MAX_TOKENS)
+        self._key = self.pool_key()
+
+    async def check_health(self, timeout: float) -> str | None:
+        """GET /v1/models: answers for a valid key without spending tokens."""
+        url = self._url.removesuffix("/messages") + "/models"
+        headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
+        try:
+            async with self.clients.session(self._key).get(
+                    url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                return None if resp.status < 400 else f"GET /v1/models answered {resp.status}"
+        except asyncio.TimeoutError:
+            return f"no answer within {timeout:g}s"
+        except aiohttp.ClientError as exc:
+            return f"{type(exc).__name__}: {exc}"
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        if request.endpoint != "chat":
+            raise client_error(f"provider '{self.name}' (anthropic) has no {request.endpoint} "
+                               "endpoint: route it to a provider that has one",
+                               "unsupported_endpoint")
+        try:
+            translated = to_anthropic(request.body, stream=request.stream,
+                                      default_max_tokens=self._max_tokens)
+        except TranslationError as err:
+            raise client_error(f"anthropic: {err.message}", "invalid_value", err.param) from None
+        session = self.clients.session(self._key)
+        data = orjson.dumps(translated.body)
+        if request.stream:
+            chunks, _ = await post_stream(session, self._url, data, self._headers,
+                                          request.timeouts, parse_error)
+            options = request.body.get("stream_options") or {}
+            translator = StreamTranslator(
+                include_usage=bool(isinstance(options, dict) and options.get("include_usage")),
+                json_tool=translated.json_tool, model=str(request.body.get("model") or ""))
+            stream = await open_stream(chunks, translator)
+            return UpstreamResponse(200, stream=stream, media_type="text/event-stream")
+        raw, _ = await post_json(session, self._url, data, self._headers, request.timeouts,
+                                 parse_error)
+        try:
+            message = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(502, "server", "anthropic answered with a body that is not JSON") \
+                from None
+        return UpstreamResponse(200, body=orjson.dumps(from_anthropic(message, translated.json_tool)))
+
+
+def client_error(message: str, code: str, param: str | None = None) -> UpstreamError:
+    """A request this adapter cannot send: a 400 returned to the client as it is."""
+    body = orjson.dumps({"error": {"message": message, "type": "invalid_request_error",
+                                   "code": code, "param": param}})
+    return UpstreamError(400, "client", message, body=body,
+                         headers={"Content-Type": "application/json"})
+
+
+async def open_stream(chunks: AsyncIterator[bytes],
+                      translator: StreamTranslator) -> AsyncIterator[bytes]:
+    """Read up to ``message_start`` (an ``error`` event before it raises here, while fallback
+    can still act), then return an iterator over the OpenAI chunks of the whole stream."""
+    parsed = events(chunks)
+    pending: list[dict] = []
+    try:
+        async for event in parsed:
+            pending.extend(translator.feed(_decode(event.data)))
+            if translator.started:
+                break
+        else:
+            raise UpstreamError(502, "server", "anthropic stream ended before message_start")
+    except BaseException:
+        await _close(parsed, chunks)
+        raise
+    return _relay(parsed, chunks, translator, pending)
+
+
+async def _relay(parsed: AsyncIterator, chunks: AsyncIterator[bytes], translator: StreamTranslator,
+                 pending: list[dict]) -> AsyncIterator[bytes]:
+    try:
+        for payload in pending:
+            yield chunk(payload)
+        async for event in parsed:
+            for payload in translator.feed(_decode(event.data)):
+                yield chunk(payload)
+            if translator.stopped:
+                break
+        if not translator.stopped:
+            raise UpstreamError(502, "connection", "anthropic stream ended before message_stop",
+                                from_upstream=False)
+        yield DONE
+    finally:
+        await _close(parsed, chunks)
+
+
+def _decode(data: str) -> dict:
+    try:
+        event = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamError(502, "server", "anthropic sent a stream event that is not JSON",
+                            from_upstream=False) from None
+    return event if isinstance(event, dict) else {}
+
+
+async def _close(*iterators: Any) -> None:
+    for it in iterators:
+        aclose = getattr(it, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except Exception:  # the stream is being abandoned; nothing to report
+                pass

@@ -1,0 +1,91 @@
+"""Azure OpenAI: OpenAI's wire format at deployment URLs.
+
+    POST {base_url}/openai/deployments/{deployment}/chat/completions?api-version={api_version}
+
+``base_url`` is the resource endpoint (https://RESOURCE.openai.azure.com); the deployment is
+the provider's ``deployment`` option, else the target's model. Auth is ``api_key`` (sent as the
+``api-key`` header) or ``azure_ad_token``, a Microsoft Entra ID access token sent as
+``Authorization: Bearer`` (it wins when both are set). Bodies and streams pass through
+untouched, as for OpenAI; Azure's content-filter and context-length errors carry OpenAI's codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Mapping
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+
+from .base import ENDPOINT_PATHS, Provider, UpstreamRequest, UpstreamResponse
+from .http import parse_openai_error, post_json, post_stream
+
+
+class AzureOpenAIProvider(Provider):
+    capabilities = frozenset({"chat", "completions", "stream", "tools", "vision", "json",
+                              "reasoning", "embeddings"})
+
+    @classmethod
+    def default_base_url(cls, type_name: str) -> str | None:
+        return None  # the resource's own endpoint
+
+    @classmethod
+    def needs_key(cls, type_name: str) -> bool:
+        return True
+
+    @classmethod
+    def validate_options(cls, type_name: str, options: Mapping[str, Any]) -> list[str]:
+        if not str(options.get("api_version") or "").strip():
+            return ["azure-openai needs api_version, the api-version query parameter "
+                    "(for example 2024-10-21)"]
+        return []
+
+    def __init__(self, spec, clients):
+        super().__init__(spec, clients)
+        base = spec.base_url.rstrip("/")
+        if base.endswith("/openai"):
+            base = base[: -len("/openai")]
+        self._prefix = base + "/openai/deployments/"
+        version = str(spec.options.get("api_version") or "")
+        self._query = "?api-version=" + quote(version, safe="")
+        self._deployment = spec.options.get("deployment")
+        headers = {"Content-Type": "application/json", **spec.headers}
+        token = spec.options.get("azure_ad_token")
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        elif spec.api_key:
+            headers["api-key"] = spec.api_key
+        self._headers = headers
+        self._key = self.pool_key()
+
+    def url(self, endpoint: str, model: str) -> str:
+        deployment = quote(str(self._deployment or model), safe="")
+        return self._prefix + deployment + ENDPOINT_PATHS[endpoint] + self._query
+
+    async def check_health(self, timeout: float) -> str | None:
+        """GET /openai/models?api-version=…: answers for valid credentials, costs nothing."""
+        url = self._prefix.removesuffix("deployments/") + "models" + self._query
+        headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
+        try:
+            async with self.clients.session(self._key).get(
+                    url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                return None if resp.status < 400 else f"GET /openai/models answered {resp.status}"
+        except asyncio.TimeoutError:
+            return f"no answer within {timeout:g}s"
+        except aiohttp.ClientError as exc:
+            return f"{type(exc).__name__}: {exc}"
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        session = self.clients.session(self._key)
+        data = orjson.dumps(request.body)
+        url = self.url(request.endpoint, str(request.body.get("model") or ""))
+        if request.stream:
+            chunks, media_type = await post_stream(
+                session, url, data, self._headers, request.timeouts, parse_openai_error,
+                openai_shaped=True)
+            return UpstreamResponse(200, stream=chunks, media_type=media_type)
+        body, media_type = await post_json(
+            session, url, data, self._headers, request.timeouts, parse_openai_error,
+            openai_shaped=True)
+        return UpstreamResponse(200, body=body, media_type=media_type)

@@ -1,0 +1,438 @@
+"""Google Gemini (Generative Language API, v1beta): generateContent, streamGenerateContent with
+``alt=sse``, batchEmbedContents.
+
+The key travels in the ``x-goog-api-key`` header, never in the URL, so it cannot leak into a
+log line or an error message. Function calls carry no ids upstream: the adapter makes them up
+and finds a tool result's function name again from the earlier call with that id. A call's
+``thoughtSignature`` (which Gemini 3 requires back on the next turn) rides inside the id
+after ``SIGNATURE``, so a client that echoes ids verbatim round-trips it without knowing.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+from typing import Any, AsyncIterator, Mapping
+from urllib.parse import quote
+
+import orjson
+
+from ..errors import UpstreamError
+from .base import Provider, UpstreamRequest, UpstreamResponse
+from .http import post_json, post_stream
+from .native import (
+    Chunks, aclose, arguments_of, assistant_message, bad_request, bad_upstream, call_id, completion,
+    embedding_inputs, embeddings, image_url, include_usage, load_json, max_tokens_of, messages_of,
+    parse_data_url, parts_of, primed, response_format_of, stop_of, stream_error, text_of, tool_call,
+    tool_calls_of, tool_choice_of, tools_of, unsupported_endpoint, usage,
+)
+from .sse import events
+
+KIND = "gemini"
+SIGNATURE = "__thought__"
+
+FINISH = {
+    "STOP": "stop", "MAX_TOKENS": "length",
+    "SAFETY": "content_filter", "RECITATION": "content_filter", "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter", "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+}
+# reasoning_effort -> thinkingBudget, as Google's own OpenAI-compatible endpoint maps it.
+THINKING_BUDGET = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576}
+# The OpenAPI-subset Schema that functionDeclarations.parameters and responseSchema accept.
+SCHEMA_KEYS = frozenset({
+    "type", "format", "title", "description", "nullable", "enum", "maxItems", "minItems",
+    "properties", "required", "minProperties", "maxProperties", "minLength", "maxLength",
+    "pattern", "example", "anyOf", "propertyOrdering", "default", "items", "minimum", "maximum",
+})
+_CONTEXT = re.compile(r"exceeds the maximum number of tokens|input token count|too many tokens|"
+                      r"context (window|length)", re.IGNORECASE)
+
+
+class GeminiProvider(Provider):
+    capabilities = frozenset({"chat", "stream", "tools", "vision", "json", "reasoning", "embeddings"})
+
+    @classmethod
+    def default_base_url(cls, type_name: str) -> str | None:
+        return "https://generativelanguage.googleapis.com"
+
+    @classmethod
+    def needs_key(cls, type_name: str) -> bool:
+        return True
+
+    def __init__(self, spec, clients):
+        super().__init__(spec, clients)
+        base = spec.base_url.rstrip("/")
+        self._base = base if re.search(r"/v1(beta|alpha)?$", base) else base + "/v1beta"
+        headers = {"Content-Type": "application/json", **spec.headers}
+        if spec.api_key:
+            headers["x-goog-api-key"] = spec.api_key
+        self._headers = headers
+        self._key = self.pool_key()
+
+    def url(self, model: str, method: str) -> str:
+        name = model[len("models/"):] if model.startswith("models/") else model
+        return f"{self._base}/models/{quote(name, safe='')}:{method}"
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        body = request.body
+        model = str(body.get("model", ""))
+        session = self.clients.session(self._key)
+        retry_info: dict[str, float | None] = {}
+
+        def parse(raw: bytes, status: int) -> tuple[str, str | None]:
+            message, code, retry_info["delay"] = parse_error(raw, status)
+            return message, code
+
+        try:
+            if request.endpoint == "embeddings":
+                data = orjson.dumps(to_embed_request(body, model))
+                raw, _ = await post_json(session, self.url(model, "batchEmbedContents"), data,
+                                         self._headers, request.timeouts, parse)
+                result = from_embed_response(load_json(KIND, raw), model, body.get("encoding_format"))
+                return UpstreamResponse(200, body=orjson.dumps(result))
+            if request.endpoint != "chat":
+                raise unsupported_endpoint(KIND, request.endpoint)
+            data = orjson.dumps(to_gemini(body))
+            if request.stream:
+                chunks, _ = await post_stream(
+                    session, self.url(model, "streamGenerateContent") + "?alt=sse", data,
+                    self._headers, request.timeouts, parse)
+                stream = await primed(stream_chunks(chunks, model, include_usage(body)))
+                return UpstreamResponse(200, stream=stream, media_type="text/event-stream")
+            raw, _ = await post_json(session, self.url(model, "generateContent"), data,
+                                     self._headers, request.timeouts, parse)
+            return UpstreamResponse(200, body=orjson.dumps(from_gemini(load_json(KIND, raw), model)))
+        except UpstreamError as err:
+            if err.retry_after is None and retry_info.get("delay") is not None:
+                err.retry_after = retry_info["delay"]
+            raise
+
+
+# -- OpenAI -> Gemini --------------------------------------------------------------------------
+
+
+def to_gemini(body: dict) -> dict:
+    """An OpenAI chat request as a GenerateContentRequest."""
+    system: list[dict] = []
+    contents: list[dict] = []
+    names: dict[str, str] = {}  # tool call id -> function name
+
+    def add(role: str, parts: list[dict]) -> None:
+        if not parts:
+            return
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": role, "parts": parts})
+
+    for i, m in enumerate(messages_of(body)):
+        role, param = m["role"], f"messages[{i}]"
+        if role in ("system", "developer"):
+            text = text_of(m.get("content"), param + ".content")
+            if text:
+                system.append({"text": text})
+        elif role == "user":
+            add("user", [_part(p, param) for p in parts_of(m.get("content"), param + ".content")])
+        elif role == "assistant":
+            parts: list[dict] = []
+            text = text_of(m.get("content"), param + ".content")
+            if text:
+                parts.append({"text": text})
+            for j, call in enumerate(tool_calls_of(m, param)):
+                names[call["id"]] = call["function"]["name"]
+                fc: dict[str, Any] = {"functionCall": {
+                    "name": call["function"]["name"],
+                    "args": arguments_of(call, f"{param}.tool_calls[{j}]")}}
+                if SIGNATURE in call["id"]:
+                    fc["thoughtSignature"] = call["id"].split(SIGNATURE, 1)[1]
+                parts.append(fc)
+            add("model", parts)
+        elif role == "tool":
+            ident = m.get("tool_call_id")
+            if ident not in names:
+                raise bad_request(f"{param}.tool_call_id {ident!r} matches no earlier tool call",
+                                  param + ".tool_call_id")
+            add("user", [{"functionResponse": {
+                "name": names[ident], "response": _tool_result(m.get("content"), param)}}])
+        else:
+            raise bad_request(f"{param}: role {role!r} is not supported", param + ".role")
+    if not contents:
+        raise bad_request("the conversation needs at least one user message", "messages")
+    out: dict[str, Any] = {"contents": contents}
+    if system:
+        out["systemInstruction"] = {"parts": system}
+    tools = tools_of(body)
+    if tools:
+        out["tools"] = [{"functionDeclarations": [_declaration(t, i) for i, t in enumerate(tools)]}]
+        mode, name = tool_choice_of(body)
+        config: dict[str, Any] = {"mode": {"auto": "AUTO", "none": "NONE"}.get(mode, "ANY")}
+        if name:
+            config["allowedFunctionNames"] = [name]
+        out["toolConfig"] = {"functionCallingConfig": config}
+    generation = _generation_config(body)
+    if generation:
+        out["generationConfig"] = generation
+    return out
+
+
+def _part(part: dict, param: str) -> dict:
+    if part["type"] == "text":
+        return {"text": part["text"]}
+    url = image_url(part)
+    inline = parse_data_url(url)
+    if inline:
+        return {"inlineData": {"mimeType": inline[0], "data": inline[1]}}
+    mime = mimetypes.guess_type(url.split("?", 1)[0])[0] or "image/jpeg"
+    return {"fileData": {"mimeType": mime, "fileUri": url}}
+
+
+def _tool_result(content: Any, param: str) -> dict:
+    """functionResponse.response must be an object: a JSON object result as it is, anything
+    else under "content"."""
+    text = text_of(content, param + ".content")
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return {"content": text}
+    return value if isinstance(value, dict) else {"content": value}
+
+
+def _declaration(fn: dict, i: int) -> dict:
+    out = {"name": fn["name"]}
+    if fn.get("description"):
+        out["description"] = fn["description"]
+    params = fn.get("parameters")
+    if isinstance(params, dict) and (params.get("properties") or params.get("type") not in (None, "object")):
+        out["parameters"] = schema(params, f"tools[{i}].function.parameters")
+    return out
+
+
+def _generation_config(body: dict) -> dict:
+    config: dict[str, Any] = {}
+    for ours, theirs in (("temperature", "temperature"), ("top_p", "topP"), ("seed", "seed"),
+                         ("presence_penalty", "presencePenalty"),
+                         ("frequency_penalty", "frequencyPenalty")):
+        if body.get(ours) is not None:
+            config[theirs] = body[ours]
+    limit = max_tokens_of(body)
+    if limit:
+        config["maxOutputTokens"] = limit
+    stop = stop_of(body)
+    if stop:
+        config["stopSequences"] = stop
+    if body.get("n") not in (None, 1):
+        config["candidateCount"] = body["n"]
+    kind, json_schema, _ = response_format_of(body)
+    if kind != "text":
+        config["responseMimeType"] = "application/json"
+    if json_schema is not None:
+        config["responseSchema"] = schema(json_schema, "response_format.json_schema.schema")
+    effort = body.get("reasoning_effort")
+    if effort is not None:
+        if effort not in THINKING_BUDGET:
+            raise bad_request(f"reasoning_effort {effort!r} is not one of "
+                              f"{', '.join(THINKING_BUDGET)}", "reasoning_effort")
+        budget = THINKING_BUDGET[effort]
+        config["thinkingConfig"] = {"thinkingBudget": budget, "includeThoughts": budget > 0}
+    return config
+
+
+def schema(node: Any, param: str, root: dict | None = None, depth: int = 0) -> Any:
+    """JSON Schema -> Gemini's Schema: local $refs inlined, type lists folded into
+    ``nullable``, const into enum, upper-case types, unsupported keywords dropped."""
+    if not isinstance(node, dict):
+        return node
+    root = root if root is not None else node
+    if depth > 32:
+        raise bad_request(f"{param}: the schema nests too deep (a recursive $ref?)", param)
+    if "$ref" in node:
+        ref = node["$ref"]
+        target: Any = root
+        if not isinstance(ref, str) or not ref.startswith("#/"):
+            raise bad_request(f"{param}: only local $refs can be translated", param)
+        for key in ref[2:].split("/"):
+            target = target.get(key) if isinstance(target, dict) else None
+        if not isinstance(target, dict):
+            raise bad_request(f"{param}: $ref {ref} points nowhere", param)
+        return schema({**target, **{k: v for k, v in node.items() if k != "$ref"}}, param, root, depth + 1)
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "type":
+            types = value if isinstance(value, list) else [value]
+            if "null" in types:
+                out["nullable"] = True
+            rest = [t for t in types if t != "null"]
+            if rest:
+                out["type"] = str(rest[0]).upper()
+        elif key == "const":
+            out["enum"] = [value]
+        elif key in ("properties",):
+            out[key] = {k: schema(v, param, root, depth + 1) for k, v in value.items()}
+        elif key == "items":
+            out[key] = schema(value, param, root, depth + 1)
+        elif key in ("anyOf", "oneOf"):
+            out["anyOf"] = [schema(v, param, root, depth + 1) for v in value]
+        elif key in SCHEMA_KEYS:
+            out[key] = value
+    return out
+
+
+def to_embed_request(body: dict, model: str) -> dict:
+    name = model if model.startswith("models/") else f"models/{model}"
+    extra: dict[str, Any] = {}
+    if body.get("dimensions"):
+        extra["outputDimensionality"] = body["dimensions"]
+    if body.get("task_type"):
+        extra["taskType"] = body["task_type"]
+    return {"requests": [{"model": name, "content": {"parts": [{"text": t}]}, **extra}
+                         for t in embedding_inputs(body)]}
+
+
+# -- Gemini -> OpenAI --------------------------------------------------------------------------
+
+
+def finish_reason(reason: str | None, has_calls: bool) -> str:
+    if has_calls and reason in (None, "STOP"):
+        return "tool_calls"
+    return FINISH.get(reason or "STOP", "stop")
+
+
+def usage_of(meta: Mapping[str, Any] | None) -> dict | None:
+    if not meta:
+        return None
+    thoughts = meta.get("thoughtsTokenCount")
+    prompt = meta.get("promptTokenCount", 0) + meta.get("toolUsePromptTokenCount", 0)
+    completion_tokens = meta.get("candidatesTokenCount", 0) + (thoughts or 0)
+    return usage(prompt, completion_tokens, meta.get("totalTokenCount", prompt + completion_tokens),
+                 cached=meta.get("cachedContentTokenCount"), reasoning=thoughts)
+
+
+def _call_id(fc: dict, part: dict) -> str:
+    ident = fc.get("id") or call_id()
+    return f"{ident}{SIGNATURE}{part['thoughtSignature']}" if part.get("thoughtSignature") else ident
+
+
+def from_gemini(data: dict, model: str) -> dict:
+    """A GenerateContentResponse as an OpenAI chat.completion."""
+    candidates = data.get("candidates") or []
+    if not candidates:
+        if (data.get("promptFeedback") or {}).get("blockReason"):
+            return completion(model, [(assistant_message("", []), "content_filter")],
+                              usage_of(data.get("usageMetadata")), _ident(data))
+        raise bad_upstream(KIND, "the answer has no candidates")
+    choices = []
+    for cand in sorted(candidates, key=lambda c: c.get("index", 0)):
+        texts, thoughts, calls = [], [], []
+        for part in (cand.get("content") or {}).get("parts") or []:
+            if "functionCall" in part:
+                fc = part["functionCall"]
+                calls.append(tool_call(_call_id(fc, part), fc.get("name", ""), fc.get("args") or {}))
+            elif isinstance(part.get("text"), str):
+                (thoughts if part.get("thought") else texts).append(part["text"])
+        message = assistant_message("".join(texts), calls, "".join(thoughts) or None)
+        choices.append((message, finish_reason(cand.get("finishReason"), bool(calls))))
+    return completion(model, choices, usage_of(data.get("usageMetadata")), _ident(data))
+
+
+def _ident(data: dict) -> str | None:
+    return f"chatcmpl-{data['responseId']}" if data.get("responseId") else None
+
+
+def from_embed_response(data: dict, model: str, encoding_format: str | None) -> dict:
+    try:
+        vectors = [e["values"] for e in data["embeddings"]]
+    except (KeyError, TypeError):
+        raise bad_upstream(KIND, "the embeddings answer has no embeddings[].values") from None
+    return embeddings(model, vectors, 0, encoding_format)
+
+
+async def stream_chunks(raw: AsyncIterator[bytes], model: str, with_usage: bool) -> AsyncIterator[bytes]:
+    """streamGenerateContent SSE (one GenerateContentResponse per event) -> OpenAI chunks, each
+    yielded as soon as its event has arrived."""
+    out: Chunks | None = None
+    started: set[int] = set()
+    slots: dict[int, int] = {}  # candidate -> tool calls so far
+    finished: set[int] = set()
+    last_usage = None
+    try:
+        async for event in events(raw):
+            if event.data.strip() in ("", "[DONE]"):
+                continue
+            data = load_json(KIND, event.data)
+            if isinstance(data, list):  # errors may come as a one-element array
+                data = data[0] if data else {}
+            if isinstance(data.get("error"), dict):
+                message, code, _ = error_fields(data, 500)
+                raise stream_error(KIND, int(data["error"].get("code") or 500), message, code)
+            if out is None:
+                out = Chunks(model, _ident(data))
+            last_usage = usage_of(data.get("usageMetadata")) or last_usage
+            candidates = data.get("candidates") or []
+            if not candidates and (data.get("promptFeedback") or {}).get("blockReason"):
+                if 0 not in started:
+                    started.add(0)
+                    yield out.role(0)
+                finished.add(0)
+                yield out.finish("content_filter", 0)
+            for cand in candidates:
+                idx = cand.get("index", 0)
+                if idx not in started:
+                    started.add(idx)
+                    yield out.role(idx)
+                for part in (cand.get("content") or {}).get("parts") or []:
+                    if "functionCall" in part:
+                        fc = part["functionCall"]
+                        slot = slots.get(idx, 0)
+                        slots[idx] = slot + 1
+                        args = orjson.dumps(fc.get("args") or {}).decode()
+                        yield out.tool_start(slot, _call_id(fc, part), fc.get("name", ""), args, idx)
+                    elif part.get("text"):
+                        if part.get("thought"):
+                            yield out.reasoning(part["text"], idx)
+                        else:
+                            yield out.content(part["text"], idx)
+                if cand.get("finishReason") and idx not in finished:
+                    finished.add(idx)
+                    yield out.finish(finish_reason(cand["finishReason"], idx in slots), idx)
+        if out is None or not finished:
+            raise bad_upstream(KIND, "the stream ended before a finish reason")
+        if with_usage and last_usage:
+            yield out.usage(last_usage)
+        yield out.done
+    finally:
+        await aclose(raw)
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+def error_fields(data: Any, status: int) -> tuple[str, str | None, float | None]:
+    if isinstance(data, list) and data:
+        data = data[0]
+    err = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(err, dict):
+        return f"gemini answered {status}", None, None
+    message = str(err.get("message") or f"gemini answered {status}")
+    code = err.get("status")
+    delay = None
+    for detail in err.get("details") or ():
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("RetryInfo"):
+            m = re.fullmatch(r"(\d+(?:\.\d+)?)s", str(detail.get("retryDelay", "")))
+            delay = float(m.group(1)) if m else None
+    if status == 400 and _CONTEXT.search(message):
+        code = "context_length_exceeded"
+    elif re.search(r"safety|blocked|prohibited", message, re.IGNORECASE) and status == 400:
+        code = "content_filter"
+    return message, code, delay
+
+
+def parse_error(raw: bytes, status: int) -> tuple[str, str | None, float | None]:
+    """Google's {"error": {"code", "message", "status", "details"}}: message, a code for
+    classify_status, and RetryInfo's retryDelay in seconds."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        text = raw.decode("utf-8", "replace").strip()
+        return text[:500] or f"gemini answered {status}", None, None
+    return error_fields(data, status)

@@ -1,0 +1,79 @@
+"""GET /admin/health: per route and target, breaker state, in-flight count, EWMA latency,
+error rate; per canary, its share and per-arm counters; per provider, health-check results."""
+
+from __future__ import annotations
+
+import time
+from typing import Iterator
+
+from ..graph.graph import RoutingGraph
+from ..graph.nodes import (
+    CanaryNode,
+    ConditionalNode,
+    DeadlineNode,
+    FallbackNode,
+    LoadBalanceNode,
+    Node,
+    RouteRefNode,
+    TargetNode,
+)
+
+
+def walk(node: Node, *, into_routes: bool = True) -> Iterator[Node]:
+    """Every node below ``node``, depth first, itself included."""
+    yield node
+    if isinstance(node, (FallbackNode, LoadBalanceNode)):
+        children = node.children
+    elif isinstance(node, ConditionalNode):
+        children = tuple(r.then for r in node.rules) + ((node.default,) if node.default else ())
+    elif isinstance(node, CanaryNode):
+        children = (node.stable, node.canary)
+    elif isinstance(node, DeadlineNode) or (isinstance(node, RouteRefNode) and into_routes):
+        children = (node.node,)
+    else:
+        children = ()
+    for child in children:
+        yield from walk(child, into_routes=into_routes)
+
+
+def health_report(graph: RoutingGraph) -> dict:
+    now = time.monotonic()
+    routes = {}
+    for name, route in graph.routes.items():
+        targets, canaries, seen = [], [], set()
+        for node in walk(route.node):
+            if isinstance(node, TargetNode) and node.label not in seen:
+                seen.add(node.label)
+                targets.append({"target": node.label, "path": node.path,
+                                **node.state.snapshot(node.breaker, now)})
+            elif isinstance(node, CanaryNode):
+                canaries.append({
+                    "path": node.path,
+                    "percent": node.percent,
+                    "share": node.share,
+                    "rolled_back": node.state.rolled_back,
+                    "arms": {arm: stats.snapshot() for arm, stats in node.state.arms.items()},
+                })
+        entry: dict = {"targets": targets}
+        if canaries:
+            entry["canaries"] = canaries
+        if route.retry_budget is not None:
+            entry["retry_budget"] = {"ratio": route.retry_budget.ratio,
+                                     "denied": route.retry_budget.state.denied}
+        routes[name] = entry
+    providers = {}
+    for name in graph.providers:
+        health = _provider_health(graph, name)
+        if health is not None:
+            providers[name] = {"healthy": health.healthy, "error": health.error,
+                               "consecutive_failures": health.consecutive_failures,
+                               "checked_at": health.checked_at}
+    return {"config_version": graph.version, "routes": routes, "providers": providers}
+
+
+def _provider_health(graph: RoutingGraph, provider: str):
+    for route in graph.routes.values():
+        for node in walk(route.node):
+            if isinstance(node, TargetNode) and node.provider.name == provider:
+                return node.health
+    return None

@@ -1,0 +1,151 @@
+"""Admin endpoints for config versions (bearer ``server.admin_token`` like all of /admin/*):
+
+- ``GET /admin/config/versions[?limit=N]``: the stored versions, newest first, the running one
+  marked;
+- ``GET /admin/config/versions/{n}``: one version with its text (and included files), literal
+  secrets replaced by ``***`` (references such as ``${VAR}`` stay as written);
+- ``POST /admin/rollback`` with ``{"version": N}`` or ``{"steps": N}`` (default: one step back):
+  validates the stored text, writes it back to the config file atomically, reloads, and
+  answers like ``POST /admin/reload`` plus ``restored_from``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..config.redact import redact_text
+from ..config.rollback import (
+    RollbackError,
+    RollbackRefused,
+    VersionNotFound,
+    pick_version,
+    rollback,
+)
+from ..config.versions import StoreError, Version, VersionStore
+from ..errors import GatewayError
+from .errors import gateway_error_response
+from .reload import Reloader
+
+Guard = Callable[[Request], "Response | None"]
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def _error(status: int, message: str, code: str) -> Response:
+    return gateway_error_response(GatewayError(status, message, code=code,
+                                               type="invalid_request_error" if status < 500
+                                               else "server_error"), {})
+
+
+class VersionEndpoints:
+    def __init__(self, reloader: Reloader, guard: Guard):
+        self.reloader = reloader
+        self.guard = guard  # AdminEndpoints' bearer-token check
+        self._rollback_lock = asyncio.Lock()
+
+    def _store(self) -> VersionStore:
+        return VersionStore(self.reloader.holder.current.settings.data_dir)
+
+    def _running(self) -> int:
+        return self.reloader.holder.current.version
+
+    async def list(self, request: Request) -> Response:
+        if (denied := self.guard(request)) is not None:
+            return denied
+        limit = request.query_params.get("limit", "")
+        if limit and not limit.isdigit():
+            return _error(400, "limit must be a positive integer", "invalid_limit")
+        try:
+            versions = await asyncio.to_thread(self._store().list, int(limit) if limit else None)
+        except StoreError as exc:
+            return _error(500, str(exc), "version_store_unavailable")
+        running = self._running()
+        return _json({
+            "running": running,
+            "path": self.reloader.path,
+            "environment": self.reloader.environment,
+            "versions": [v.summary() | {"running": v.number == running} for v in versions],
+        })
+
+    async def show(self, request: Request) -> Response:
+        if (denied := self.guard(request)) is not None:
+            return denied
+        number = request.path_params["number"]
+        try:
+            version = await asyncio.to_thread(self._store().get, number)
+        except StoreError as exc:
+            return _error(500, str(exc), "version_store_unavailable")
+        if version is None:
+            return _error(404, f"there is no config version {number}; GET "
+                               "/admin/config/versions lists them", "version_not_found")
+        return _json(shown(version, self._running()))
+
+    async def rollback(self, request: Request) -> Response:
+        if (denied := self.guard(request)) is not None:
+            return denied
+        try:
+            number, steps = _rollback_request(await request.body())
+        except ValueError as exc:
+            return _error(400, str(exc), "invalid_rollback_request")
+        store = self._store()
+        async with self._rollback_lock:
+            try:
+                target = await asyncio.to_thread(pick_version, store, number, steps)
+                result = await asyncio.to_thread(
+                    rollback, store, self.reloader.path, target,
+                    environment=self.reloader.environment)
+            except RollbackRefused as exc:
+                return _json({"result": "refused", "version": self._running(),
+                              "restored_from": exc.number,
+                              "errors": [str(e) for e in exc.errors],
+                              "message": str(exc).splitlines()[0]}, 422)
+            except VersionNotFound as exc:
+                return _error(404, str(exc), "version_not_found")
+            except RollbackError as exc:
+                return _error(500, str(exc), "rollback_failed")
+            except StoreError as exc:
+                return _error(500, str(exc), "version_store_unavailable")
+            reload = await self.reloader.reload("rollback")
+        body = {
+            "result": reload.outcome,
+            "version": reload.version,
+            "restored_from": result.restored_from,
+            "changed": result.changed,
+            "errors": [str(e) for e in reload.errors],
+        }
+        return _json(body, 422 if reload.outcome == "rejected" else 200)
+
+
+def shown(version: Version, running: int | None) -> dict:
+    """A version as the admin API shows it: texts with literal secrets masked."""
+    return version.summary() | {
+        "running": version.number == running,
+        "text": redact_text(version.text),
+        "files": {name: redact_text(text) for name, text in sorted(version.files.items())},
+    }
+
+
+def _rollback_request(raw: bytes) -> tuple[int | None, int | None]:
+    if not raw.strip():
+        return None, None
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ValueError("the body must be JSON: {\"version\": N} or {\"steps\": N}") from None
+    if not isinstance(body, dict) or set(body) - {"version", "steps"}:
+        raise ValueError("the body may hold only version or steps: {\"version\": N}")
+    if "version" in body and "steps" in body:
+        raise ValueError("give version or steps, not both")
+    for name in ("version", "steps"):
+        value = body.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or value < 1):
+            raise ValueError(f"{name} must be a positive integer")
+    return body.get("version"), body.get("steps")

@@ -1,0 +1,157 @@
+"""Runtime state of one upstream target (provider + base_url + model): circuit breaker,
+requests in flight, latency EWMA, counts. Shared by every node that names the same target,
+kept across reloads while any node still does.
+
+The policy that decides is passed in by the node on each call, so the state survives a reload
+that changes thresholds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..logs import get_logger
+
+log = get_logger("gateway.breaker")
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+
+
+class BreakerPolicy(Protocol):
+    enabled: bool
+    failure_threshold: int
+    failure_rate: float
+    min_requests: int
+    window: float
+    cooldown: float
+    half_open_requests: int
+
+
+@dataclass(slots=True)
+class Outcome:
+    at: float
+    failed: bool
+
+
+class TargetState:
+    EWMA_ALPHA = 0.3
+
+    def __init__(self, label: str):
+        self.label = label
+        self.state = CLOSED
+        self.window: deque[Outcome] = deque()
+        self.window_failures = 0
+        self.opened_at = 0.0
+        self.probes = 0
+        self.in_flight = 0
+        self.ewma_ms: float | None = None
+        self.requests = 0
+        self.errors = 0
+        self.transitions = {OPEN: 0, HALF_OPEN: 0, CLOSED: 0}
+
+    # -- breaker ---------------------------------------------------------------------------
+
+    def available(self, policy: BreakerPolicy, now: float) -> bool:
+        """Would a request be let through now? (No side effects: for load balancers.)"""
+        if not policy.enabled or self.state == CLOSED:
+            return True
+        if self.state == OPEN:
+            return now - self.opened_at >= policy.cooldown
+        return self.probes < policy.half_open_requests
+
+    def allow(self, policy: BreakerPolicy, now: float) -> bool:
+        """Let one request through, or not. Moves open to half-open after the cooldown."""
+        if not policy.enabled or self.state == CLOSED:
+            return True
+        if self.state == OPEN:
+            if now - self.opened_at < policy.cooldown:
+                return False
+            self._move(HALF_OPEN, "cooldown over: probing")
+        if self.probes >= policy.half_open_requests:
+            return False
+        self.probes += 1
+        return True
+
+    def record(self, policy: BreakerPolicy, failed: bool, now: float) -> None:
+        self.requests += 1
+        self.errors += failed
+        if not policy.enabled:
+            return
+        if self.state == HALF_OPEN:
+            self.probes = max(0, self.probes - 1)
+            if failed:
+                self.opened_at = now
+                self._move(OPEN, "probe failed")
+            else:
+                self._reset_window()
+                self._move(CLOSED, "probe succeeded")
+            return
+        if self.state == OPEN:  # an answer from before the circuit opened
+            return
+        self.window.append(Outcome(now, failed))
+        self.window_failures += failed
+        self._prune(policy, now)
+        total = len(self.window)
+        if self.window_failures >= policy.failure_threshold or (
+            total >= policy.min_requests and self.window_failures / total >= policy.failure_rate
+        ):
+            self.opened_at = now
+            self._move(OPEN, f"{self.window_failures} failures in {total} requests")
+
+    def _prune(self, policy: BreakerPolicy, now: float) -> None:
+        horizon = now - policy.window
+        while self.window and self.window[0].at < horizon:
+            self.window_failures -= self.window.popleft().failed
+
+    def _reset_window(self) -> None:
+        self.window.clear()
+        self.window_failures = 0
+
+    def _move(self, state: str, why: str) -> None:
+        self.state = state
+        self.transitions[state] += 1
+        event = log.warning if state == OPEN else log.info
+        event(f"circuit_{state}", target=self.label, reason=why)
+
+    # -- load ------------------------------------------------------------------------------
+
+    def started(self) -> float:
+        self.in_flight += 1
+        return time.monotonic()
+
+    def finished(self, started: float, first_byte: bool = True) -> None:
+        """One call ended (or, for streams, its first byte arrived: latency is TTFB)."""
+        if first_byte:
+            ms = (time.monotonic() - started) * 1000
+            self.ewma_ms = ms if self.ewma_ms is None else (
+                self.EWMA_ALPHA * ms + (1 - self.EWMA_ALPHA) * self.ewma_ms)
+
+    def done(self) -> None:
+        self.in_flight = max(0, self.in_flight - 1)
+
+    def snapshot(self, policy: BreakerPolicy, now: float) -> dict:
+        self._prune(policy, now)
+        total = len(self.window)
+        return {
+            "breaker": self.state if policy.enabled else "disabled",
+            "in_flight": self.in_flight,
+            "ewma_ms": None if self.ewma_ms is None else round(self.ewma_ms, 2),
+            "requests": self.requests,
+            "errors": self.errors,
+            "window_requests": total,
+            "window_error_rate": round(self.window_failures / total, 4) if total else 0.0,
+            "transitions": dict(self.transitions),
+        }
+
+
+class ProviderHealth:
+    """Result of a provider's active health checks (healthy until a check says otherwise)."""
+
+    def __init__(self) -> None:
+        self.healthy = True
+        self.checked_at: float | None = None
+        self.error: str | None = None
+        self.consecutive_failures = 0

@@ -1,0 +1,167 @@
+"""output-guard: checks every answer against deny patterns, a maximum length and a JSON Schema.
+
+``on_fail: fallback`` (the default) refuses a whole answer inside the graph (attempt_check):
+the attempt fails with error class ``guardrail`` and a fallback moves on to its next target;
+a stream that breaks a rule is ended with an SSE error event. ``on_fail: flag`` lets the
+answer through with an ``x-gateway-guard`` header naming the rule (in a stream, where headers
+are already sent, with an SSE comment line instead). See README.md.
+"""
+
+from __future__ import annotations
+
+import orjson
+import structlog
+
+from gateway import hookimpl
+from gateway.errors import GatewayError
+
+from .rules import Rules, RuleError, header_value
+from .stream import StreamGuard
+
+__all__ = ["Rules", "RuleError"]
+
+log = structlog.get_logger("gateway.plugins.output-guard")
+
+HEADER = "x-gateway-guard"
+NOTE = "guard"  # ctx.notes key: the rule an answer broke
+_STREAM = "output-guard.stream"  # ctx.notes key: the StreamGuard of a streamed answer
+META = "https://json-schema.org/draft/2020-12/schema"
+
+CONFIG_SCHEMA = {
+    "$schema": META,
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "deny": {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1, "format": "regex"},
+            "description": "Python regular expressions; an answer in which one is found "
+                           "(re.search) breaks the rule deny[i]. Use (?i) for any case.",
+        },
+        "max_length": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "The longest answer allowed, in characters.",
+        },
+        "json_schema": {
+            "type": ["object", "boolean"],
+            "description": "The answer must be JSON valid for this schema (2020-12 unless "
+                           "it names another draft in $schema).",
+            # Checked against the 2020-12 meta-schema here, with line numbers; a schema that
+            # names its own draft is checked against that draft when the plugin is set up.
+            "if": {"type": "object", "required": ["$schema"]},
+            "else": {"$ref": META},
+        },
+        "on_fail": {
+            "enum": ["fallback", "flag"],
+            "default": "fallback",
+            "description": "fallback: refuse the answer (the next target is tried; 503 when "
+                           "none is left); flag: return it with an x-gateway-guard header.",
+        },
+    },
+}
+
+
+def _rules(config: dict) -> Rules:
+    return Rules.from_config(config)  # RuleError rejects the config with a clear message
+
+
+def _refused(plugin: str, reason: str) -> GatewayError:
+    return GatewayError(503, f"the answer was refused by plugin '{plugin}': {reason}",
+                        type="guardrail_error", code="guardrail")
+
+
+class AttemptGuard:
+    """fallback: refuses whole answers inside the graph, so a fallback tries the next target."""
+
+    def __init__(self, rules: Rules, plugin: str):
+        self.rules = rules
+        self.plugin = plugin
+
+    async def check(self, ctx, response) -> str | None:
+        try:
+            body = orjson.loads(response.body)
+        except orjson.JSONDecodeError:
+            return None
+        reason = self.rules.check_response(body)
+        if reason:
+            ctx.notes[NOTE] = reason
+            log.info("output_guard_refused", plugin=self.plugin, rule=reason, route=ctx.route,
+                     request_id=ctx.request_id, stream=False)
+        return reason
+
+
+class StreamChecks:
+    """Streams, for both modes: whole events only; the first broken rule goes to _failed."""
+
+    def __init__(self, rules: Rules, plugin: str):
+        self.rules = rules
+        self.plugin = plugin
+
+    def on_chunk(self, ctx, chunk: bytes) -> bytes:
+        guard = ctx.notes.get(_STREAM)
+        if guard is None:
+            guard = ctx.notes[_STREAM] = StreamGuard(self.rules, lambda r: self._failed(ctx, r))
+        return guard.feed(chunk)
+
+    def on_stream_end(self, ctx) -> bytes:
+        guard = ctx.notes.get(_STREAM)
+        return guard.close() if guard is not None else b""
+
+    def _failed(self, ctx, reason: str) -> bytes:
+        raise NotImplementedError
+
+
+class StreamFallback(StreamChecks):
+    """fallback, streamed: the first byte is gone, so no other target can answer; the stream
+    ends with an SSE error event instead of the event that broke the rule."""
+
+    def _failed(self, ctx, reason: str) -> bytes:
+        ctx.notes[NOTE] = reason
+        log.info("output_guard_refused", plugin=self.plugin, rule=reason, route=ctx.route,
+                 request_id=ctx.request_id, stream=True)
+        raise _refused(self.plugin, reason)
+
+
+class Flag(StreamChecks):
+    """flag: whole answers get the x-gateway-guard header; streams an SSE comment line."""
+
+    async def on_response(self, ctx, response):
+        if response.body is None:
+            return response
+        try:
+            body = orjson.loads(response.body)
+        except orjson.JSONDecodeError:
+            return response
+        reason = self.rules.check_response(body)
+        if reason:
+            ctx.notes[NOTE] = reason
+            response.headers[HEADER] = header_value(reason)
+            log.info("output_guard_flagged", plugin=self.plugin, rule=reason, route=ctx.route,
+                     request_id=ctx.request_id, stream=False)
+        return response
+
+    def _failed(self, ctx, reason: str) -> bytes:
+        ctx.notes[NOTE] = reason
+        log.info("output_guard_flagged", plugin=self.plugin, rule=reason, route=ctx.route,
+                 request_id=ctx.request_id, stream=True)
+        return f": {HEADER}: {header_value(reason)}\n\n".encode("ascii")
+
+
+@hookimpl
+def plugin_config_schema():
+    return CONFIG_SCHEMA
+
+
+@hookimpl
+def attempt_check(config, context):
+    rules = _rules(config)
+    return AttemptGuard(rules, context.name) if config.get("on_fail", "fallback") == "fallback" else None
+
+
+@hookimpl
+def response_middleware(config, context):
+    rules = _rules(config)
+    if config.get("on_fail", "fallback") == "flag":
+        return Flag(rules, context.name)
+    return StreamFallback(rules, context.name)

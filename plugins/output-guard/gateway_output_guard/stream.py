@@ -1,0 +1,152 @@
+"""Checking a streamed answer as it passes.
+
+The bytes are re-framed into whole SSE events, so that the guard only ever sends whole events
+and can stop between two of them. Per choice it keeps the text so far: deny patterns and
+max_length are checked after every event (deny near the new text, then once over the whole
+text when the choice finishes), json_schema when the choice finishes (or at ``[DONE]``, or at
+the end of the stream). An event that breaks a rule is held back; what happens then is the
+caller's ``on_fail``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+import orjson
+
+from .rules import Rules
+
+# An SSE event ends with an empty line; a line ends with CRLF, LF or CR.
+_EVENT_END = re.compile(rb"(?>\r\n|\n|\r)(?>\r\n|\n|\r)")
+# Deny patterns are searched in the new text plus this much of the text before it, so a match
+# split across events is found at once; a final search over the whole text finds longer ones.
+WINDOW = 4096
+
+
+class SSEFramer:
+    """Cuts a byte stream into whole SSE events (each with its terminating blank line)."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        self._buffer += chunk
+        events, at = [], 0
+        while (m := _EVENT_END.search(self._buffer, at)) is not None:
+            events.append(self._buffer[at:m.end()])
+            at = m.end()
+        self._buffer = self._buffer[at:]
+        return events
+
+    def rest(self) -> bytes:
+        rest, self._buffer = self._buffer, b""
+        return rest
+
+
+def event_data(raw: bytes) -> str | None:
+    data = []
+    for line in raw.splitlines():
+        if line.startswith(b"data:"):
+            value = line[5:]
+            data.append(value[1:] if value.startswith(b" ") else value)
+    return b"\n".join(data).decode("utf-8", "replace") if data else None
+
+
+class ChoiceText:
+    __slots__ = ("pieces", "length", "tail", "finished")
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.length = 0
+        self.tail = ""  # the last WINDOW characters
+        self.finished = False
+
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+
+class StreamGuard:
+    """``on_fail(reason)`` is called once, with the first broken rule, before the event that
+    broke it is sent: it may raise (to end the stream) or return bytes to send first (a flag)."""
+
+    __slots__ = ("rules", "on_fail", "framer", "choices", "failed")
+
+    def __init__(self, rules: Rules, on_fail: Callable[[str], bytes]):
+        self.rules = rules
+        self.on_fail = on_fail
+        self.framer = SSEFramer()
+        self.choices: dict[int, ChoiceText] = {}
+        self.failed: str | None = None
+
+    def feed(self, chunk: bytes) -> bytes:
+        return b"".join(self._event(raw) for raw in self.framer.feed(chunk))
+
+    def close(self) -> bytes:
+        rest = self.framer.rest()
+        out = self._event(rest + b"\n\n") if rest.strip() else b""
+        return out + self._finish_all()
+
+    def _event(self, raw: bytes) -> bytes:
+        if self.failed is not None:
+            return raw
+        data = event_data(raw)
+        if data is None:
+            return raw
+        if data.strip() == "[DONE]":
+            return self._finish_all() + raw
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return raw
+        choices = payload.get("choices") if isinstance(payload, dict) else None
+        if not isinstance(choices, list):
+            return raw
+        for position, choice in enumerate(choices):
+            if isinstance(choice, dict):
+                reason = self._choice(choice, position)
+                if reason:
+                    return self._fail(reason, len(self.choices) > 1, choice, position) + raw
+        return raw
+
+    def _choice(self, choice: dict, position: int) -> str | None:
+        index = choice.get("index", position)
+        state = self.choices.get(index)
+        if state is None:
+            state = self.choices[index] = ChoiceText()
+        delta = choice.get("delta")
+        piece = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+        reason = None
+        if isinstance(piece, str) and piece:
+            window = state.tail + piece
+            state.pieces.append(piece)
+            state.length += len(piece)
+            state.tail = window[-WINDOW:]
+            reason = self.rules.check_deny(window) or self.rules.check_length_of(state.length)
+        if reason is None and choice.get("finish_reason") is not None:
+            reason = self._finish(state)
+        return reason
+
+    def _finish(self, state: ChoiceText) -> str | None:
+        if state.finished:
+            return None
+        state.finished = True
+        text = state.text()
+        return self.rules.check_deny(text) or self.rules.check_schema(text)
+
+    def _finish_all(self) -> bytes:
+        if self.failed is not None:
+            return b""
+        for index, state in sorted(self.choices.items()):
+            reason = self._finish(state)
+            if reason:
+                return self._fail(reason, len(self.choices) > 1, None, index)
+        return b""
+
+    def _fail(self, reason: str, several: bool, choice: dict | None, index: int) -> bytes:
+        if several:
+            reason = f"choices[{choice.get('index', index) if choice else index}]: {reason}"
+        self.failed = reason
+        return self.on_fail(reason)

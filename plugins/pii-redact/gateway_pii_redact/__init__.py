@@ -1,0 +1,165 @@
+"""pii-redact: finds e-mail addresses, phone numbers, card numbers, IBANs and IP addresses in
+prompts, and masks them before the request goes upstream (putting them back into the answer
+with ``restore: true``), refuses the request (``block``), or only counts them (``log``).
+
+Per-request state lives in ``ctx.notes`` under a private key, in objects whose repr shows no
+value; what the plugin logs and the counts in ``ctx.notes["pii"]`` never contain a value.
+"""
+
+from __future__ import annotations
+
+import orjson
+import structlog
+
+from gateway import hookimpl
+from gateway.errors import GatewayError
+
+from .detect import KINDS, find
+from .mask import Vault, count, map_prompts, ordered, prompt_texts
+from .stream import StreamRestorer
+
+__all__ = ["KINDS", "find"]
+
+log = structlog.get_logger("gateway.plugins.pii-redact")
+
+VAULT = "pii-redact.vault"  # ctx.notes key: the request's Vault (mask with restore)
+STREAM = "pii-redact.stream"  # ctx.notes key: the StreamRestorer of a streamed answer
+COUNTS = "pii"  # ctx.notes key: findings per kind, for logs and other plugins
+_FIELDS = {"chat": "messages", "completions": "prompt", "embeddings": "input"}
+
+CONFIG_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["mode"],
+    "properties": {
+        "mode": {
+            "enum": ["mask", "block", "log"],
+            "description": "mask: replace values with placeholders before the request goes "
+                           "upstream; block: refuse the request (400); log: only count.",
+        },
+        "kinds": {
+            "type": "array",
+            "items": {"enum": list(KINDS)},
+            "uniqueItems": True,
+            "minItems": 1,
+            "description": "What to look for. Default: all of email, phone, card, iban, ip.",
+        },
+        "restore": {
+            "type": "boolean",
+            "default": False,
+            "description": "mask only: put the original values back into the answer.",
+        },
+    },
+}
+
+
+class Settings:
+    __slots__ = ("name", "mode", "kinds", "restore")
+
+    def __init__(self, config: dict, name: str):
+        self.name = name
+        self.mode: str = config["mode"]
+        self.kinds: tuple[str, ...] = tuple(k for k in KINDS if k in config.get("kinds", KINDS))
+        self.restore: bool = bool(config.get("restore", False))
+        if self.restore and self.mode != "mask":
+            raise ValueError(f"restore: true works only with mode: mask (mode is {self.mode!r})")
+
+
+class Redactor:
+    """The request side: runs before the graph, on every request."""
+
+    def __init__(self, settings: Settings):
+        self.s = settings
+
+    async def on_request(self, ctx) -> None:
+        texts = prompt_texts(ctx.endpoint, ctx.body)
+        if not texts:
+            return None
+        s = self.s
+        if s.mode == "mask":
+            vault = Vault(s.kinds, texts)
+            body = map_prompts(ctx.endpoint, ctx.body, vault.mask)
+            counts = vault.counts
+            if counts:
+                ctx.body = body
+                if s.restore:
+                    ctx.notes[VAULT] = vault
+        else:
+            counts = count(texts, s.kinds)
+        if not counts:
+            return None
+        found = ordered(counts)
+        ctx.notes[COUNTS] = found
+        log.info("pii_detected", plugin=s.name, action=s.mode, counts=found, route=ctx.route,
+                 request_id=ctx.request_id)
+        if s.mode == "block":
+            raise GatewayError(
+                400,
+                f"The request contains personal data ({', '.join(found)}) and was not sent "
+                "upstream. Remove it and try again.",
+                code="pii_detected",
+                param=_FIELDS.get(ctx.endpoint),
+            )
+        return None
+
+
+class Restorer:
+    """The answer side (mask with restore): puts originals back, whole or streamed."""
+
+    async def on_response(self, ctx, response):
+        vault = ctx.notes.get(VAULT)
+        if vault is None or response.body is None:
+            return response
+        try:
+            body = orjson.loads(response.body)
+        except orjson.JSONDecodeError:
+            return response
+        choices = body.get("choices") if isinstance(body, dict) else None
+        if not isinstance(choices, list):
+            return response
+        changed = False
+        for choice in choices:
+            if not isinstance(choice, dict):
+                continue
+            message = choice.get("message")
+            if isinstance(message, dict) and isinstance(message.get("content"), str):
+                restored = vault.restore(message["content"])
+                changed |= restored != message["content"]
+                message["content"] = restored
+            if isinstance(choice.get("text"), str):  # legacy completions
+                restored = vault.restore(choice["text"])
+                changed |= restored != choice["text"]
+                choice["text"] = restored
+        if changed:
+            response.body = orjson.dumps(body)
+        return response
+
+    def on_chunk(self, ctx, chunk: bytes) -> bytes:
+        vault = ctx.notes.get(VAULT)
+        if vault is None:
+            return chunk
+        restorer = ctx.notes.get(STREAM)
+        if restorer is None:
+            restorer = ctx.notes[STREAM] = StreamRestorer(vault)
+        return restorer.feed(chunk)
+
+    def on_stream_end(self, ctx) -> bytes:
+        restorer = ctx.notes.get(STREAM)
+        return restorer.close() if restorer is not None else b""
+
+
+@hookimpl
+def plugin_config_schema():
+    return CONFIG_SCHEMA
+
+
+@hookimpl
+def request_middleware(config, context):
+    return Redactor(Settings(config, context.name))
+
+
+@hookimpl
+def response_middleware(config, context):
+    settings = Settings(config, context.name)
+    return Restorer() if settings.mode == "mask" and settings.restore else None

@@ -9,7 +9,8 @@ import orjson
 import structlog
 
 SECRET_KEYS = frozenset(
-    {"api_key", "authorization", "admin_token", "x-api-key", "password", "secret", "token"}
+    {"api_key", "authorization", "admin_token", "x-api-key", "password", "secret", "token",
+     "azure_ad_token", "aws_secret_access_key", "aws_session_token"}
 )
 
 

@@ -20,7 +20,8 @@ from .source import SourceMap
 from .suggest import did_you_mean
 
 SECRET_FIELDS = frozenset(
-    {"api_key", "admin_token", "aws_secret_access_key", "aws_session_token", "aws_access_key_id"}
+    {"api_key", "admin_token", "aws_secret_access_key", "aws_session_token", "aws_access_key_id",
+     "azure_ad_token"}
 )
 
 _TYPE_NAMES = {

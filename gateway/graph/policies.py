@@ -8,7 +8,8 @@ from typing import Any
 
 from ..errors import UpstreamError
 
-DEFAULT_RETRY_ON = (429, 500, 502, 503, 504, "timeout", "connection")
+# 529: Anthropic's "overloaded".
+DEFAULT_RETRY_ON = (429, 500, 502, 503, 504, 529, "timeout", "connection")
 DEFAULT_FALLBACK_ON = DEFAULT_RETRY_ON
 
 
@@ -61,7 +62,7 @@ class RetryPolicy:
 
 
 
-DEFAULT_BREAKER_ON = (500, 502, 503, 504, "timeout", "connection")
+DEFAULT_BREAKER_ON = (500, 502, 503, 504, 529, "timeout", "connection")
 
 
 @dataclass(frozen=True, slots=True)

@@ -341,7 +341,7 @@ def test_builtin_retry_defaults():
     """Without retry config: 2 attempts on 429/5xx/timeout/connection, exponential 500ms..8s."""
     r = compile_text(ONE_ROUTE).routes["smart"].node.retry
     assert r.attempts == 2
-    assert r.on == StatusMatcher(frozenset({429, 500, 502, 503, 504}), frozenset({"timeout", "connection"}))
+    assert r.on == StatusMatcher(frozenset({429, 500, 502, 503, 504, 529}), frozenset({"timeout", "connection"}))
     assert (r.backoff, r.base, r.max, r.jitter, r.respect_retry_after) == (
         "exponential", 0.5, 8.0, True, True,
     )
@@ -455,7 +455,7 @@ def test_fallback_default_on_status():
     """A fallback without on_status moves on for 429, 5xx, timeout and connection failures."""
     text = PROVIDERS + "routes:\n  f:\n    fallback:\n      targets: [{target: {provider: demo, model: m}}]\n"
     node = compile_text(text).routes["f"].node
-    assert node.on.describe() == [429, 500, 502, 503, 504, "connection", "timeout"]
+    assert node.on.describe() == [429, 500, 502, 503, 504, 529, "connection", "timeout"]
 
 
 def test_loadbalance_shape(shapes):

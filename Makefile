@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= gateway.yaml
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean redis-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +24,14 @@ $(VENV)/.installed-test: $(VENV)/.installed $(TEST_PLUGINS)
 	$(BIN)/pip install --quiet -e tests/plugins/tiny
 	touch $@
 
+# The Redis tests start their own redis-server (Debian's package) on a free loopback port.
+redis-server:
+	command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
+
 run: $(VENV)/.installed
 	$(BIN)/gateway serve --config $(CONFIG)
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test redis-server
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed

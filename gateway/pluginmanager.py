@@ -21,7 +21,7 @@ GROUP = "gateway"
 BUILTIN_PREFIX = "builtin:"
 # Built-in features, registered through the same hooks as third-party plugins. They are always
 # part of the chain; each returns None from its hooks when the config does not use it.
-DEFAULT_PLUGINS = ("gateway.middleware.auth",)
+DEFAULT_PLUGINS = ("gateway.middleware.auth", "gateway.middleware.limits")
 
 
 class PluginManager(pluggy.PluginManager):

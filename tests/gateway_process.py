@@ -44,6 +44,7 @@ class GatewayProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self._log.close()
                 raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 if httpx.get(self.base_url + "/readyz", timeout=0.5).status_code == 200:
@@ -59,6 +60,8 @@ class GatewayProcess:
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
+            if self.proc is not None and not self._log.closed:
+                self._log.close()
             return
         self.proc.send_signal(signal.SIGTERM)
         try:

@@ -12,8 +12,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gateway"
 
 # A layer may import itself and anything to its right, never to its left.
 LAYERS = ["cli", "server", "config", "pluginmanager", "middleware", "hookspecs", "graph",
-          "providers", "state", "base"]
-BASE = {"errors", "logs", "__init__"}
+          "providers", "state", "keys", "vault", "base"]
+BASE = {"errors", "logs", "units", "pricing", "__init__"}
 
 
 def layer_of(module: str) -> str:

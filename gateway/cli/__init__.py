@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import diff, history, init, rollback, route, serve, test, validate
+from . import diff, history, init, keys, rollback, route, secrets, serve, test, usage, validate
 
-COMMANDS = (serve, validate, diff, history, rollback, route, test, init)
+COMMANDS = (serve, validate, diff, history, rollback, route, test, init, keys, secrets, usage)
 
 
 def build_parser() -> argparse.ArgumentParser:

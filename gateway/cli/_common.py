@@ -44,9 +44,9 @@ def fail(message: str, status: int = 2) -> int:
     return status
 
 
-def print_errors(exc: ConfigErrors, to=sys.stderr) -> None:
+def print_errors(exc: ConfigErrors) -> None:
     for err in exc.errors:
-        print(err, file=to)
+        print(err, file=sys.stderr)  # looked up now: tests and callers may swap sys.stderr
 
 
 def parse_pairs(items: list[str] | None, flag: str) -> dict[str, Any]:
@@ -146,3 +146,17 @@ def _error_message(exc: urllib.error.HTTPError) -> str:
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         return str(body["error"].get("message", ""))
     return exc.reason or ""
+
+
+def data_dir_of(config: str, override: str | None, environment: str | None = None) -> str:
+    """--data-dir, else the config's server.data_dir (relative to its file), else .gateway
+    beside it. The config need not be valid."""
+    if override:
+        return os.path.abspath(override)
+    loaded = quiet_load(config, environment) if os.path.exists(config) else None
+    return data_dir_for(config, loaded.data if loaded else None)
+
+
+def add_location_args(parser) -> None:
+    add_config_options(parser)
+    parser.add_argument("--data-dir", help="the data directory, instead of the config's")

@@ -82,7 +82,8 @@ def _retarget_schema(text: str, output: str) -> str:
     if SCHEMA.is_file():
         folder = os.path.dirname(os.path.abspath(output))
         relative = os.path.relpath(SCHEMA, folder).replace(os.sep, "/")
-        lines.insert(0, f"{SCHEMA_LINE}{relative if relative.startswith('.') else './' + relative}\n")
+        relative = relative if relative.startswith(".") else "./" + relative
+        lines.insert(0, f"{SCHEMA_LINE}{relative}\n")
     return "".join(lines)
 
 

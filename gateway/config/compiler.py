@@ -57,18 +57,14 @@ from .plugins import compile_plugins
 from .loader import LoadedConfig, load_bytes, load_file
 from .source import Path, SourceMap, format_path
 from .suggest import did_you_mean
-from .units import seconds, size_bytes
+from ..units import seconds, size_bytes
 
 NODE_KINDS = ("target", "route", "fallback", "loadbalance", "conditional", "canary")
 
 # Settings the version-1 schema accepts that this build does not act on yet. Each gets a
 # warning, so nobody believes a limit or a breaker protects them when it does not.
 # ("*" matches any key at that level.)
-INACTIVE = (
-    ("cache",), ("limits",), ("pricing",), ("observability", "alerts"), ("server", "state"),
-    ("server", "state_outage"), ("server", "replicas"), ("routes", "*", "limits"),
-    ("routes", "*", "cache"), ("keys", "*", "limits"), ("keys", "*", "budget"),
-)
+INACTIVE = (("cache",), ("observability", "alerts"), ("routes", "*", "cache"))
 
 
 @dataclass
@@ -126,11 +122,15 @@ class _Compiler:
 
     def build(self, version: int) -> RoutingGraph:
         settings = self._settings()
+        from .secrets import resolve_secrets  # secret:NAME -> vault value, in a copy of the data
+        self.data, secret_errors = resolve_secrets(self.data, self.source, settings.data_dir)
+        self.errors.extend(secret_errors)
         self._providers()
         keys = self._keys()
         plugins = compile_plugins(
             self.runtime.plugins, self.data.get("plugins") or [], self.source,
-            PluginContext("", self.loaded.path, settings.data_dir, self.data, self.runtime.state,
+            PluginContext("", self.loaded.path, settings.data_dir, self.data,
+                          _TrackedState(self.runtime.state, self.state_keys),
                           MappingProxyType(keys)),
         )
         self.errors.extend(plugins.errors)
@@ -155,6 +155,8 @@ class _Compiler:
             settings=settings,
             middleware=tuple(chain),
             log_requests=observability.get("request_log", True),
+            identify=next((layer.before.identify for layer in chain
+                           if hasattr(getattr(layer, "before", None), "identify")), None),
             metrics_enabled=observability.get("metrics", True),
             request_timeout=(seconds(self.defaults["request_timeout"])
                              if "request_timeout" in self.defaults else None),
@@ -456,6 +458,8 @@ class _Compiler:
                 routes=allowed,
                 metadata=MappingProxyType(dict(spec.get("metadata") or {})),
                 expires_at=self._expiry(spec.get("expires"), path + ("expires",)),
+                limits=MappingProxyType(dict(spec.get("limits") or {})),
+                budget=MappingProxyType(dict(spec["budget"])) if "budget" in spec else None,
             )
         return by_hash
 
@@ -491,6 +495,17 @@ class _Compiler:
         if route is not None and route not in self.routes_data:
             self.error(("cache", "semantic", "route"), f"unknown route '{route}'",
                        did_you_mean(route, self.routes_data))
+
+
+class _TrackedState:
+    """The state registry as plugins see it: what they acquire is kept across the swap."""
+
+    def __init__(self, state: StateRegistry, used: set):
+        self._state, self._used = state, used
+
+    def acquire(self, key: Hashable, factory):
+        self._used.add(key)
+        return self._state.acquire(key, factory)
 
 
 def _expand(data: Any, pattern: tuple) -> list[Path]:

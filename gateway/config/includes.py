@@ -45,7 +45,10 @@ def compose(raw: bytes, text: str, path: str, variables: Mapping[str, str],
     if environment is None:
         environment = variables.get("GATEWAY_ENV") or None
     unset: list[tuple[Path, ConfigError]] = []
-    data, source = parse(text, path, variables, keep_refs=keep_refs, unset=unset)
+    try:
+        data, source = parse(text, path, variables, keep_refs=keep_refs, unset=unset)
+    except ConfigErrors as exc:  # report unset variables too, all errors at once
+        raise ConfigErrors([*exc.errors, *(e for p, e in unset if p[:1] != ("environments",))])
     plain = not isinstance(data, dict) or not ({"include", "environments"} & set(data))
     if plain and (environment is None or not isinstance(data, dict)):
         if unset:
@@ -93,8 +96,9 @@ class _Composer:
 
     def add(self, file: str, data: Any, source: SourceMap, stack: list[str]) -> None:
         if not isinstance(data, dict):
-            self.errors.append(source.error((), "an included file must be a mapping of "
-                                                "top-level sections, such as providers: or routes:"))
+            self.errors.append(source.error(
+                (), "an included file must be a mapping of top-level sections, such as "
+                    "providers: or routes:"))
             return
         if file == self.main and () in source.values:
             self.source.values[()] = source.values[()]
@@ -109,8 +113,12 @@ class _Composer:
     def _include_names(self, value: Any, source: SourceMap) -> list[tuple[int, str, Path]]:
         if value is None:
             return []
-        items = [(0, value, ("include",))] if isinstance(value, str) else \
-            [(i, v, ("include", i)) for i, v in enumerate(value)] if isinstance(value, list) else None
+        if isinstance(value, str):
+            items = [(0, value, ("include",))]
+        elif isinstance(value, list):
+            items = [(i, v, ("include", i)) for i, v in enumerate(value)]
+        else:
+            items = None
         if items is None or any(not isinstance(v, str) or not v.strip() for _, v, _ in items):
             self.errors.append(source.error(("include",),
                                             "include must be a file name or a list of file names",
@@ -138,12 +146,13 @@ class _Composer:
                 at, f"cannot read included file '{name}' ({target}): {reason}",
                 "include paths are relative to the folder of the file that includes them"))
             return
+        unset: list[tuple[Path, ConfigError]] = []
         try:
             text = decode(raw, target)
-            unset: list[tuple[Path, ConfigError]] = []
             data, sub = parse(text, target, self.variables, keep_refs=self.keep_refs, unset=unset)
         except ConfigErrors as exc:
             self.errors.extend(exc.errors)
+            self.errors.extend(e for p, e in unset if p[:1] != ("environments",))
             return
         self.unset.extend((target, p, e) for p, e in unset)
         stored = os.path.relpath(target, os.path.dirname(self.main) or ".").replace(os.sep, "/")

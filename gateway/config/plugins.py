@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import ConfigError, GatewayError
 from ..graph.pipeline import Middleware
-from ..graph.plugin_layer import NamedCheck, PluginLayer
+from ..graph.plugin_layer import RESPONSE_METHODS, NamedCheck, PluginLayer
 from ..hookspecs import PluginContext
 from ..pluginmanager import BUILTIN_PREFIX, PluginManager
 from .schema import validate_fragment
@@ -81,6 +81,8 @@ def _instantiate(pm: PluginManager, name: str, config: dict, base: PluginContext
         out.errors.append(source.error(
             path, f"plugin '{public}' failed to set up: {type(exc).__name__}: {exc}"))
         return
+    if after is None and any(hasattr(before, m) for m in RESPONSE_METHODS):
+        after = before  # one object serving both sides (it keeps what it reserved in ctx)
     if before is not None or after is not None:
         out.chain.append(PluginLayer(public, before, after))
     if check is not None:

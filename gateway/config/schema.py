@@ -8,6 +8,7 @@ fields are never echoed.
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from importlib import resources
 from typing import Any, Iterator
@@ -84,8 +85,8 @@ def validate(data: Any, source: SourceMap) -> list[ConfigError]:
 def validate_fragment(schema: dict, data: Any, source: SourceMap, prefix: tuple) -> list[ConfigError]:
     """Validate ``data`` (found at ``prefix`` in the file) against a schema a plugin supplies."""
     try:
-        validator = Draft202012Validator(schema)
         Draft202012Validator.check_schema(schema)
+        validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
     except SchemaError as exc:
         return [source.error(prefix, f"the plugin's own config schema is invalid: {exc.message}")]
     return [e for err in validator.iter_errors(data) for e in _convert(err, source, prefix)]
@@ -118,6 +119,8 @@ def _convert(err: ValidationError, source: SourceMap, prefix: tuple = ()) -> Ite
         yield source.error(path, f"expected {wanted}, got {_describe(err.instance)}")
     elif kind == "pattern":
         yield source.error(path, _pattern_message(path, err))
+    elif kind == "format":
+        yield source.error(path, _format_message(path, err))
     elif kind in _BOUNDS:
         yield source.error(path, f"{_show(path, err.instance)} {_BOUNDS[kind]} {err.validator_value}")
     else:
@@ -187,6 +190,15 @@ def _one_of(err: ValidationError, path: tuple, source: SourceMap, prefix: tuple)
     description = err.schema.get("description")
     suffix = f": {description}" if description else ""
     yield source.error(path, f"{_show(path, err.instance)} is not valid here{suffix}")
+
+
+def _format_message(path: tuple, err: ValidationError) -> str:
+    if err.validator_value == "regex" and isinstance(err.instance, str):
+        try:
+            re.compile(err.instance)
+        except re.error as exc:
+            return f"{_show(path, err.instance)} is not a valid regular expression: {exc}"
+    return f"{_show(path, err.instance)} is not a valid {err.validator_value}"
 
 
 def _name_message(name: Any) -> str:

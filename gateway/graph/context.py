@@ -37,6 +37,8 @@ class RequestContext:
     node: Any = None  # the route's compiled node, set once the route is known
     metadata: dict[str, Any] = field(default_factory=dict)
     key_name: str | None = None
+    key: Any = None  # graph.KeySpec of the caller, once authenticated
+    target: str = ""  # provider/model that answered, once one has
     deadline: float | None = None  # time.monotonic() value; None means no request deadline
     retry_budget: Any = None  # policies.RetryBudget of the route, when it has one
     rng: random.Random = _rng

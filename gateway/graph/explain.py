@@ -153,7 +153,7 @@ def explain(graph: RoutingGraph, model: str, *, metadata: Mapping[str, Any] | No
     walker = _Walker(ctx, out)
     alternatives = walker.walk(route.node, (model,))
     out.alternatives = _merge(alternatives)
-    out.decided_by = walker.decider or route.node.path
+    out.decided_by = walker.decider or _unwrapped(route.node).path
     if all(a.error for a in out.alternatives):
         first = out.alternatives[0].error or "400 no_route_matched"
         status, _, message = first.partition(" ")
@@ -214,11 +214,9 @@ class _Walker:
             return self._conditional(node, via)
         if isinstance(node, CanaryNode):
             return self._canary(node, via)
-        inner = getattr(node, "node", None)
-        seconds = getattr(node, "seconds", None)
-        if inner is not None and isinstance(seconds, (int, float)):  # DeadlineNode
-            self.step(node, "deadline", f"the subtree must answer within {seconds:g}s")
-            return self.walk(inner, via)
+        if _is_deadline(node):  # DeadlineNode: a strategy node's own timeout
+            self.step(node, "deadline", f"the subtree must answer within {node.seconds:g}s")
+            return self.walk(node.node, via)
         kind = type(node).__name__
         self.step(node, kind, "a node type the dry run does not know (from a plugin?): its "
                               "choice is not simulated")
@@ -296,6 +294,18 @@ class _Walker:
         self.probabilistic = True
         return _scaled(self.walk(node.stable, via), 1 - share / 100) + \
             _scaled(self.walk(node.canary, via), share / 100)
+
+
+def _unwrapped(node: Any) -> Any:
+    """The node inside deadline wrappers (a strategy node's own timeout)."""
+    while _is_deadline(node):
+        node = node.node
+    return node
+
+
+def _is_deadline(node: Any) -> bool:
+    return isinstance(getattr(node, "seconds", None), (int, float)) and \
+        getattr(node, "node", None) is not None
 
 
 def _scaled(alternatives: list[_Alt], factor: float) -> list[_Alt]:

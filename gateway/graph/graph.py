@@ -29,6 +29,8 @@ class KeySpec:
     routes: frozenset[str] | None  # None: every route
     metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     expires_at: float | None = None  # unix time
+    limits: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    budget: Mapping[str, Any] | None = None
 
     def allows(self, route: str) -> bool:
         return self.routes is None or route in self.routes
@@ -59,6 +61,8 @@ class RoutingGraph:
     middleware: tuple[Middleware, ...]
     handler: Handler
     log_requests: bool = True
+    # Who is calling (the auth middleware's identify); None when nothing authenticates.
+    identify: Any = None
     metrics_enabled: bool = True
     request_timeout: float | None = None  # longest a request may take (defaults.request_timeout)
     state_keys: frozenset[Hashable] = field(default_factory=frozenset)

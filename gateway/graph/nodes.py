@@ -125,6 +125,7 @@ class TargetNode:
             response.stream = _count_until_end(response.stream, state)
         else:
             state.done()
+            response.target = label  # the checks may name it
             for check in self.checks:
                 reason = await check.reason(ctx, response)
                 if reason:
@@ -135,7 +136,7 @@ class TargetNode:
                         target=label, from_upstream=False,
                     )
         ctx.attempts.append(Attempt(label, response.status, None, _ms(started)))
-        response.target = label
+        response.target = ctx.target = label
         return response
 
 

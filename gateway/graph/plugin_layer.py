@@ -19,6 +19,8 @@ from .pipeline import Handler
 
 log = get_logger("gateway.plugins")
 
+RESPONSE_METHODS = ("on_response", "on_chunk", "on_stream_end", "on_error")
+
 
 def failure(plugin: str, exc: Exception) -> GatewayError:
     log.error("plugin_failed", plugin=plugin, exc_info=exc)
@@ -48,6 +50,7 @@ class PluginLayer:
         self.on_response = getattr(after, "on_response", None)
         self.on_chunk = getattr(after, "on_chunk", None)
         self.on_stream_end = getattr(after, "on_stream_end", None)
+        self.on_error = getattr(after, "on_error", None)
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> UpstreamResponse:
         response = None
@@ -59,7 +62,14 @@ class PluginLayer:
             except Exception as exc:
                 raise failure(self.name, exc) from exc
         if response is None:
-            response = await call_next(ctx)
+            if self.on_error is None:
+                response = await call_next(ctx)
+            else:
+                try:
+                    response = await call_next(ctx)
+                except BaseException as exc:  # cancelled too: a reservation must be released
+                    await self._error(ctx, exc)
+                    raise
         if response.stream is not None:
             if self.on_chunk is not None or self.on_stream_end is not None:
                 response.stream = self._wrap(ctx, response.stream)
@@ -72,8 +82,17 @@ class PluginLayer:
                 raise failure(self.name, exc) from exc
         return response
 
+    async def _error(self, ctx: RequestContext, exc: BaseException) -> None:
+        try:
+            await self.on_error(ctx, exc)
+        except Exception as failed:  # never hide the original failure
+            log.error("plugin_failed", plugin=self.name, exc_info=failed)
+
     async def _wrap(self, ctx: RequestContext, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """Pass chunks through the plugin. A stream that does not end normally (an upstream
+        failure, a plugin failure, the client leaving) reaches the plugin's on_error."""
         on_chunk, on_end = self.on_chunk, self.on_stream_end
+        ended = False
         try:
             async for chunk in stream:
                 out = on_chunk(ctx, chunk) if on_chunk is not None else chunk
@@ -83,7 +102,11 @@ class PluginLayer:
                 tail = on_end(ctx)
                 if tail:
                     yield tail
+            ended = True
         except (GatewayError, UpstreamError):
             raise
         except Exception as exc:
             raise failure(self.name, exc) from exc
+        finally:
+            if not ended and self.on_error is not None:
+                await self._error(ctx, GeneratorExit("the stream did not end normally"))

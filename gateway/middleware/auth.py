@@ -1,14 +1,18 @@
 """Virtual-key authentication: `Authorization: Bearer KEY` or `x-api-key: KEY`.
 
-Keys are known only by their SHA-256; the lookup is by hash and the final comparison is
-constant-time. 401 for no or unknown key, 403 for a route the key may not use.
+Keys come from gateway.yaml (`keys:`, only their SHA-256) and from the key store (created with
+`gateway keys create` or `POST /admin/keys`). Lookups are by hash, with a constant-time final
+comparison. 401 for no, unknown, revoked or expired keys; 403 for a route the key may not use.
+With no key configured anywhere, requests need none (the gateway then only listens on loopback).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import time
+from types import MappingProxyType
 from typing import Mapping
 
 from .. import hookimpl
@@ -16,6 +20,7 @@ from ..errors import GatewayError
 from ..graph.context import RequestContext
 from ..graph.graph import KeySpec
 from ..hookspecs import PluginContext
+from ..keys.store import KeyStore, StoredKey
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
@@ -27,33 +32,52 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
     return headers.get("x-api-key") or None
 
 
-def find_key(keys_by_hash: Mapping[str, KeySpec], raw: str | None) -> KeySpec:
-    """The key for a presented secret, or GatewayError 401."""
-    if not raw:
-        raise GatewayError(
-            401,
-            "missing API key: send `Authorization: Bearer <key>`",
-            type="authentication_error",
-            code="missing_api_key",
-        )
-    digest = hashlib.sha256(raw.encode()).hexdigest()
-    spec = keys_by_hash.get(digest)
-    if spec is None or not hmac.compare_digest(spec.sha256, digest):
-        raise GatewayError(401, "invalid API key", type="authentication_error", code="invalid_api_key")
-    if spec.expires_at is not None and time.time() >= spec.expires_at:
-        raise GatewayError(401, f"API key '{spec.name}' has expired", type="authentication_error",
-                           code="expired_api_key")
-    return spec
+def _unauthorized(message: str, code: str) -> GatewayError:
+    return GatewayError(401, message, type="authentication_error", code=code)
 
 
 class KeyAuth:
     """Request middleware: who is calling, and may they use this route?"""
 
-    def __init__(self, keys_by_hash: Mapping[str, KeySpec]):
+    def __init__(self, keys_by_hash: Mapping[str, KeySpec], store: KeyStore | None):
         self.keys_by_hash = keys_by_hash
+        self.store = store
+        self._stored: dict[str, KeySpec] = {}  # converted StoredKeys, by hash
+
+    def required(self) -> bool:
+        return bool(self.keys_by_hash) or (self.store is not None and self.store.has_keys())
+
+    def identify(self, headers: Mapping[str, str]) -> KeySpec | None:
+        """The caller's key; None when no key is configured at all; GatewayError 401 else."""
+        if not self.required():
+            return None
+        raw = presented_key(headers)
+        if not raw:
+            raise _unauthorized("missing API key: send `Authorization: Bearer <key>`",
+                                "missing_api_key")
+        digest = hashlib.sha256(raw.encode()).hexdigest()
+        spec = self.keys_by_hash.get(digest) or self._from_store(digest)
+        if spec is None or not hmac.compare_digest(spec.sha256, digest):
+            raise _unauthorized("invalid API key", "invalid_api_key")
+        if spec.expires_at is not None and time.time() >= spec.expires_at:
+            raise _unauthorized(f"API key '{spec.name}' has expired", "expired_api_key")
+        return spec
+
+    def _from_store(self, digest: str) -> KeySpec | None:
+        if self.store is None:
+            return None
+        stored = self.store.lookup(digest)  # None once revoked
+        if stored is None:
+            return None
+        spec = self._stored.get(digest)
+        if spec is None:
+            spec = self._stored[digest] = _spec_of(stored)
+        return spec
 
     async def on_request(self, ctx: RequestContext) -> None:
-        spec = find_key(self.keys_by_hash, presented_key(ctx.headers))
+        spec = self.identify(ctx.headers)
+        if spec is None:
+            return
         if not spec.allows(ctx.route):
             raise GatewayError(
                 403,
@@ -62,11 +86,30 @@ class KeyAuth:
                 code="route_not_allowed",
             )
         ctx.key_name = spec.name
+        ctx.key = spec
         if spec.metadata:
             ctx.metadata = {**ctx.metadata, **spec.metadata}
 
 
+def _spec_of(stored: StoredKey) -> KeySpec:
+    return KeySpec(
+        name=stored.name,
+        sha256=stored.sha256,
+        routes=None if stored.routes is None else frozenset(stored.routes),
+        metadata=MappingProxyType(dict(stored.metadata)),
+        expires_at=stored.expires_at,
+        limits=MappingProxyType(dict(stored.limits)),
+        budget=None if stored.budget is None else MappingProxyType(dict(stored.budget)),
+    )
+
+
+def keystore_path(data_dir: str) -> str:
+    return os.path.join(data_dir, "gateway.db")
+
+
 @hookimpl
-def request_middleware(config: dict, context: PluginContext) -> KeyAuth | None:
-    """Built in: active whenever the config declares keys."""
-    return KeyAuth(context.keys_by_hash) if context.keys_by_hash else None
+def request_middleware(config: dict, context: PluginContext) -> KeyAuth:
+    """Built in, always first: keys from gateway.yaml and from the key store."""
+    path = keystore_path(context.data_dir)
+    store = context.state.acquire(("keystore", path), lambda: KeyStore(path))
+    return KeyAuth(context.keys_by_hash, store)

@@ -144,7 +144,7 @@ def to_bedrock(body: dict) -> tuple[dict, str | None]:
     single_choice(body, KIND)
     system: list[dict] = []
     messages: list[dict] = []
-    used_tools = False
+    history_tools: dict[str, None] = {}  # tool names the conversation used, in order
 
     def add(role: str, blocks: list[dict]) -> None:
         if not blocks:
@@ -167,14 +167,13 @@ def to_bedrock(body: dict) -> tuple[dict, str | None]:
             text = text_of(m.get("content"), param + ".content")
             blocks: list[dict] = [{"text": text}] if text.strip() else []
             for j, call in enumerate(tool_calls_of(m, param)):
-                used_tools = True
+                history_tools[call["function"]["name"]] = None
                 blocks.append({"toolUse": {"toolUseId": tool_id(call["id"]), "name": call["function"]["name"],
                                            "input": arguments_of(call, f"{param}.tool_calls[{j}]")}})
             add("assistant", blocks)
         elif role == "tool":
             if not m.get("tool_call_id"):
                 raise bad_request(f"{param} needs a tool_call_id", param + ".tool_call_id")
-            used_tools = True
             text = text_of(m.get("content"), param + ".content")
             add("user", [{"toolResult": {"toolUseId": tool_id(m["tool_call_id"]),
                                          "content": [{"text": text or "(empty)"}]}}])
@@ -194,23 +193,25 @@ def to_bedrock(body: dict) -> tuple[dict, str | None]:
     if inference:
         out["inferenceConfig"] = inference
     tools = tools_of(body)
-    kind, schema, _ = response_format_of(body)
-    json_tool = None
     if tools:
         mode, name = tool_choice_of(body)
-        if mode != "none" or used_tools:
-            specs = [_tool_spec(t) for t in tools]
-            config: dict[str, Any] = {"tools": specs}
+        if mode != "none" or history_tools:
+            config: dict[str, Any] = {"tools": [_tool_spec(t) for t in tools]}
             if mode == "required":
                 config["toolChoice"] = {"any": {}}
             elif mode == "function":
                 config["toolChoice"] = {"tool": {"name": name}}
             out["toolConfig"] = config
-        if kind != "text":
-            rule = "Answer with a single JSON object and nothing else."
-            if schema:
-                rule += " It must match this JSON Schema: " + orjson.dumps(schema).decode()
-            system.append({"text": rule})
+    elif history_tools:
+        # Converse refuses toolUse blocks without a toolConfig: declare the history's tools.
+        out["toolConfig"] = {"tools": [_tool_spec({"name": n}) for n in history_tools]}
+    kind, schema, _ = response_format_of(body)
+    json_tool = None
+    if kind != "text" and "toolConfig" in out:
+        rule = "Answer with a single JSON object and nothing else."
+        if schema:
+            rule += " It must match this JSON Schema: " + orjson.dumps(schema).decode()
+        system.append({"text": rule})
     elif kind != "text":
         json_tool = JSON_TOOL
         out["toolConfig"] = {

@@ -150,11 +150,12 @@ def to_gemini(body: dict) -> dict:
             add("model", parts)
         elif role == "tool":
             ident = m.get("tool_call_id")
-            if ident not in names:
+            name = names.get(ident) or m.get("name")  # a tool message may name its function
+            if not isinstance(name, str):
                 raise bad_request(f"{param}.tool_call_id {ident!r} matches no earlier tool call",
                                   param + ".tool_call_id")
             add("user", [{"functionResponse": {
-                "name": names[ident], "response": _tool_result(m.get("content"), param)}}])
+                "name": name, "response": _tool_result(m.get("content"), param)}}])
         else:
             raise bad_request(f"{param}: role {role!r} is not supported", param + ".role")
     if not contents:
@@ -188,14 +189,17 @@ def _part(part: dict, param: str) -> dict:
 
 
 def _tool_result(content: Any, param: str) -> dict:
-    """functionResponse.response must be an object: a JSON object result as it is, anything
-    else under "content"."""
+    """functionResponse.response must be an object: a JSON object result as it is, any other
+    text under "content"."""
     text = text_of(content, param + ".content")
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return {"content": text}
-    return value if isinstance(value, dict) else {"content": value}
+    if text.lstrip().startswith("{"):
+        try:
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            value = None
+        if isinstance(value, dict):
+            return value
+    return {"content": text}
 
 
 def _declaration(fn: dict, i: int) -> dict:

@@ -14,6 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import GatewayError
+from ..state.counters import counters_in
+from ..middleware.usage import period_range, query_usage, usage_db
 from .errors import gateway_error_response
 from .health import health_report
 from .reload import GraphHolder, Reloader
@@ -35,7 +37,15 @@ class AdminEndpoints:
         graph = self.holder.current
         if graph is None:
             return _json({"status": "not ready", "reason": "no config loaded"}, 503)
-        return _json({"status": "ready", "config_version": graph.version})
+        body = {"status": "ready", "config_version": graph.version}
+        for counters in counters_in(self.reloader.runtime.state):
+            await counters.refresh()
+            body["state"] = state = counters.status()
+            if not state["healthy"] and state.get("mode") == "closed":
+                body.update(status="not ready", reason="state backend unreachable and "
+                            "server.state_outage is closed: limited requests get 503")
+                return _json(body, 503)
+        return _json(body)
 
     async def config(self, request: Request) -> Response:
         if (denied := self._deny(request)) is not None:
@@ -57,6 +67,18 @@ class AdminEndpoints:
         if (denied := self._deny(request)) is not None:
             return denied
         return _json(health_report(self.holder.current))
+
+    async def usage(self, request: Request) -> Response:
+        """Requests, tokens and cost: ?key=NAME&period=today|month|YYYY-MM|YYYY-MM-DD|all
+        &group_by=key,route,target,day"""
+        if (denied := self._deny(request)) is not None:
+            return denied
+        params = request.query_params
+        since, until = period_range(params.get("period"))
+        group = tuple(params.get("group_by", "key,route,target").split(","))
+        rows = query_usage(usage_db(self.holder.current.settings.data_dir), key=params.get("key"),
+                           since=since, until=until, group_by=group)
+        return _json({"since": since, "until": until, "usage": rows})
 
     async def reload(self, request: Request) -> Response:
         if (denied := self._deny(request)) is not None:

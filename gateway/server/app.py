@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from ..logs import get_logger
 from .admin import AdminEndpoints
+from .keys_api import KeysEndpoints
 from .errors import error_body
 from .health_checks import HealthMonitor
 from .metrics import metrics_endpoint
@@ -27,6 +28,7 @@ def create_app(reloader: Reloader, *, watch_config: bool = True) -> Starlette:
     holder = reloader.holder
     api = OpenAIEndpoints(holder)
     admin = AdminEndpoints(holder, reloader)
+    keys = KeysEndpoints(admin)
     versions = VersionEndpoints(reloader, admin._deny)
 
     @contextlib.asynccontextmanager
@@ -45,6 +47,7 @@ def create_app(reloader: Reloader, *, watch_config: bool = True) -> Starlette:
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait_for(watcher, timeout=2)
             await reloader.runtime.clients.close()
+            await reloader.runtime.state.aclose()
 
     routes = [
         Route("/v1/chat/completions", api.chat_completions, methods=["POST"]),
@@ -59,6 +62,10 @@ def create_app(reloader: Reloader, *, watch_config: bool = True) -> Starlette:
         Route("/admin/config/versions/{number:int}", versions.show, methods=["GET"]),
         Route("/admin/rollback", versions.rollback, methods=["POST"]),
         Route("/admin/health", admin.health, methods=["GET"]),
+        Route("/admin/usage", admin.usage, methods=["GET"]),
+        Route("/admin/keys", keys.list, methods=["GET"]),
+        Route("/admin/keys", keys.create, methods=["POST"]),
+        Route("/admin/keys/{name}", keys.revoke, methods=["DELETE"]),
         Route("/metrics", metrics_endpoint(reloader), methods=["GET"]),
     ]
     return Starlette(

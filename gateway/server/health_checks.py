@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from ..config.units import seconds
+from ..units import seconds
 from ..graph.graph import RoutingGraph
 from ..logs import get_logger
 from ..providers.base import Provider

@@ -15,10 +15,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from ..config.suggest import did_you_mean
-from ..config.units import seconds
+from ..units import seconds
 from ..errors import GatewayError, UpstreamError
 from ..graph.context import RequestContext
-from ..middleware.auth import find_key, presented_key
 from .access_log import log_request
 from .errors import error_body, gateway_error_response, upstream_failure
 from .reload import GraphHolder
@@ -44,12 +43,13 @@ class OpenAIEndpoints:
         graph = self.holder.current
         headers = {"x-gateway-config-version": str(graph.version)}
         allowed = graph.routes.keys()
-        if graph.requires_key:
+        if graph.identify is not None:
             try:
-                key = find_key(graph.keys_by_hash, presented_key(request.headers))
+                key = graph.identify(request.headers)
             except GatewayError as err:
                 return gateway_error_response(err, headers)
-            allowed = [r for r in allowed if key.allows(r)]
+            if key is not None:
+                allowed = [r for r in allowed if key.allows(r)]
         created = int(graph.loaded_at)
         data = [{"id": r, "object": "model", "created": created, "owned_by": "gateway"}
                 for r in allowed]

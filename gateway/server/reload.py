@@ -158,6 +158,7 @@ async def watch(reloader: Reloader, stop: asyncio.Event) -> None:
     """Reload on every change of the config file or a file it includes. Watches their
     directories, because editors save by writing a new file and renaming it over the old one;
     re-arms when a reload changes the set of included files. Never gives up on a bad file."""
+    rearmed = False
     while not stop.is_set():
         targets = reloader.watched_files()
         directories = sorted({d for d in map(os.path.dirname, targets) if os.path.isdir(d)})
@@ -168,13 +169,20 @@ async def watch(reloader: Reloader, stop: asyncio.Event) -> None:
         changes = awatch(*directories, watch_filter=is_config, debounce=100, step=20,
                          stop_event=stop, recursive=False)
         async with contextlib.aclosing(changes):
+            if rearmed:  # a save while re-arming would be missed: look once (cheap if none)
+                await _reload_logged(reloader)
             async for _changes in changes:
-                try:
-                    await reloader.reload("file")
-                except Exception:  # a bug must not stop hot reload for the life of the process
-                    log.exception("reload_failed", path=reloader.path)
+                await _reload_logged(reloader)
                 if reloader.watched_files() != targets:
+                    rearmed = True
                     break  # the includes changed: watch the new set
+
+
+async def _reload_logged(reloader: Reloader) -> None:
+    try:
+        await reloader.reload("file")
+    except Exception:  # a bug must not stop hot reload for the life of the process
+        log.exception("reload_failed", path=reloader.path)
 
 
 def _read(path: str) -> bytes:

@@ -13,10 +13,12 @@ from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.utils import wrap_app
 
-from ..config.compiler import Runtime
+from ..config.compiler import Runtime, compile_file
 from ..errors import ConfigErrors
 from ..graph.graph import RoutingGraph
+from ..keys.store import KeyStore
 from ..logs import configure, get_logger
+from ..middleware.auth import keystore_path
 from .app import create_app
 from .reload import GraphHolder, Reloader, log_warnings
 from .versioning import Inputs, startup_graph
@@ -41,8 +43,9 @@ def check_bind(graph: RoutingGraph, host: str) -> None:
     if is_loopback(host):
         return
     missing = []
-    if not graph.requires_key:
-        missing.append("virtual keys (keys:)")
+    store = keystore_path(graph.settings.data_dir)
+    if not graph.requires_key and not (os.path.exists(store) and KeyStore(store).has_keys()):
+        missing.append("virtual keys (keys: in the config, or `gateway keys create`)")
     if not graph.settings.admin_token:
         missing.append("server.admin_token")
     if missing:
@@ -76,6 +79,7 @@ def serve(config_path: str, host: str | None = None, port: int | None = None,
     if workers == 1:
         _run_worker(config_path, graph, runtime, config, None, watch, environment, inputs)
         return 0
+    os.environ["GATEWAY_WORKERS"] = str(workers)  # each worker enforces its share of limits
     sockets = config.create_sockets()
     ctx = multiprocessing.get_context("fork")
     children = [
@@ -103,6 +107,9 @@ def _hypercorn_config(host: str, port: int) -> HypercornConfig:
 
 def _run_worker(config_path, graph, runtime, config, sockets, watch, environment=None,
                 inputs=None) -> None:
+    if sockets is not None:  # a forked worker: compile again, against its own runtime state
+        graph = compile_file(config_path, version=graph.version, runtime=runtime,
+                             environment=environment)
     holder = GraphHolder(graph)
     reloader = Reloader(config_path, runtime, holder, environment=environment, inputs=inputs)
     app = wrap_app(create_app(reloader, watch_config=watch), config.wsgi_max_body_size, "asgi")

@@ -31,6 +31,19 @@ class StateRegistry:
             for key in [k for k in self._items if k not in keep]:
                 del self._items[key]
 
+    async def aclose(self) -> None:
+        """At shutdown: close every item that holds a resource (an ``aclose`` method)."""
+        for item in list(self._items.values()):
+            close = getattr(item, "aclose", None)
+            if close is not None:
+                await close()
+
+    def of_kind(self, kind: str) -> list[object]:
+        """The items whose key is a tuple starting with ``kind``, e.g. ``("counters", url)``."""
+        with self._lock:
+            return [item for key, item in self._items.items()
+                    if isinstance(key, tuple) and key and key[0] == kind]
+
     def __contains__(self, key: Hashable) -> bool:
         return key in self._items
 

@@ -648,8 +648,9 @@ def test_retain_only_with_graph_state_keys_keeps_everything_used():
                            "      targets:\n        - target: {provider: demo, model: a}\n"
                            "        - target: {provider: demo, model: b}\n", runtime)
     runtime.state.retain_only(smaller.state_keys)
-    assert len(runtime.state) == len(smaller.state_keys) == 4  # the cursor, 2 targets, health
+    assert len(runtime.state) == len(smaller.state_keys)
     assert ("loadbalance", "lb", "$.routes.lb.loadbalance") in runtime.state
+    assert ("target", "demo", "mock://", "a") in runtime.state
     assert ("target", "demo", "mock://", "c") not in runtime.state
 
 
@@ -676,16 +677,13 @@ def test_inactive_settings_are_warnings_with_positions():
         "providers: {d: {type: mock}}\n"
         "routes:\n"
         "  a:\n"
-        "    target: {provider: d, model: m, circuit_breaker: {failure_threshold: 3}}\n"
-        "    limits: {requests_per_minute: 10}\n"
+        "    target: {provider: d, model: m}\n"
+        "    cache: {mode: simple}\n"
         "cache: {mode: simple}\n"
     )
     graph = compile_bytes(text.encode(), "w.yaml")
     found = sorted((w.line, w.column, w.path, w.severity) for w in graph.warnings)
-    assert found == [
-        (6, 5, "$.routes.a.limits", "warning"),
-        (7, 1, "$.cache", "warning"),
-    ]
+    assert found == [(6, 5, "$.routes.a.cache", "warning"), (7, 1, "$.cache", "warning")]
     assert all("no effect" in w.message for w in graph.warnings)
 
 

@@ -53,7 +53,7 @@ def test_includes_merge_sections_and_keep_their_files(tmp_path):
     }
     assert [f.name for f in loaded.includes] == ["providers.yaml", "routes/chat.yaml"]
     model = loaded.source.error(("routes", "chat", "target", "model"), "x")
-    assert (model.file, model.line, model.column) == (str(tmp_path / "routes/chat.yaml"), 2, 43)
+    assert (model.file, model.line, model.column) == (str(tmp_path / "routes/chat.yaml"), 2, 42)
     port = loaded.source.error(("server", "port"), "x")
     assert (port.file, port.line, port.column) == (str(main), 3, 16)
 
@@ -65,7 +65,7 @@ def test_compiler_errors_point_into_the_included_file(tmp_path):
     with pytest.raises(ConfigErrors) as info:
         compile_file(str(main), env={})
     assert [str(e) for e in info.value.errors] == [
-        f"{tmp_path / 'routes/chat.yaml'}:2:28: $.routes.chat.target.provider: unknown provider "
+        f"{tmp_path / 'routes/chat.yaml'}:2:29: $.routes.chat.target.provider: unknown provider "
         "'dmeo' (did you mean 'demo'?)"]
 
 
@@ -195,7 +195,7 @@ def test_unset_variables_of_other_environments_are_not_errors(tmp_path):
     assert load_file(str(main), {"PROD_KEY": "k"}, "prod").data["server"]["port"] == 9090
     assert load_file(str(main), {"DEV_KEY": "d"}).data["providers"]["openai"]["api_key"] == "d"
     assert errors_of(main, {"DEV_KEY": "d"}, "staging") == [
-        f"{main}:25:33: $.environments.staging.providers.openai.api_key: environment variable "
+        f"{main}:25:25: $.environments.staging.providers.openai.api_key: environment variable "
         "${STAGING_KEY} is not set (set STAGING_KEY, or give a default: ${STAGING_KEY:-value})"]
 
 
@@ -242,7 +242,7 @@ def test_plain_files_load_as_before():
 
 def test_keep_refs_leaves_variables_as_written():
     """keep_refs=True keeps ${VAR} (with defaults) as written and never needs the variable."""
-    loaded = load_bytes(b"version: 1\nserver: {port: ${PORT:-8080}}\nproviders:\n"
+    loaded = load_bytes(b"version: 1\nserver:\n  port: ${PORT:-8080}\nproviders:\n"
                         b"  o: {type: openai, api_key: '${OPENAI_API_KEY}'}\n", "g.yaml", {},
                         keep_refs=True)
     assert loaded.data["server"]["port"] == "${PORT:-8080}"

@@ -66,8 +66,7 @@ def test_plain_chat_and_system():
 
 
 def test_multi_turn_parallel_tool_calls_and_results():
-    """Tool calls become toolUse blocks; results become toolResult blocks merged into one user
-    turn (with the next user text), as Converse requires alternating roles."""
+    """Tool calls become toolUse blocks; results merge into the next user turn as toolResult."""
     body, _ = to_bedrock(chat(
         user("weather?"),
         {"role": "assistant", "content": "Looking.", "tool_calls": [
@@ -104,6 +103,16 @@ def test_foreign_tool_ids_are_mapped_stably():
     validate(body)
 
 
+def test_tool_history_without_tools_declares_them():
+    """A tool-use history sent without tools still gets the toolConfig Converse requires."""
+    body, _ = to_bedrock(chat(user("x"), {"role": "assistant", "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "found"}))
+    assert body["toolConfig"] == {"tools": [{"toolSpec": {
+        "name": "lookup", "inputSchema": {"json": {"type": "object", "properties": {}}}}}]}
+    validate(body)
+
+
 def test_tool_choice():
     """required -> any, a named function -> tool, none -> no toolConfig when no tool history."""
     def config(choice):
@@ -132,8 +141,7 @@ def test_inference_config_and_stop():
 
 
 def test_json_mode_uses_a_forced_tool():
-    """Without tools, JSON mode is a forced tool whose schema is the requested one; with tools,
-    the instruction goes into the system prompt."""
+    """JSON mode is a forced schema tool without tools, a system instruction with them."""
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
     body, json_tool = to_bedrock(chat(user("x"), response_format={
         "type": "json_schema", "json_schema": {"name": "r", "schema": schema}}))
@@ -300,15 +308,19 @@ async def test_wrong_secret_is_refused(fake, pool):
     assert "signature we calculated does not match" in info.value.message
 
 
-async def test_session_token_and_env_credentials(monkeypatch, pool):
+async def test_session_token_and_env_credentials(monkeypatch):
     """Credentials from AWS_* variables, with a session token, sign acceptably."""
     with FakeBedrock(session_token="tok/en==") as fake:
         for key, value in {"AWS_ACCESS_KEY_ID": "AKIDFAKEBEDROCK", "AWS_SECRET_ACCESS_KEY": "fake/secret+key",
                            "AWS_SESSION_TOKEN": "tok/en=="}.items():
             monkeypatch.setenv(key, value)
-        provider = BedrockProvider(ProviderSpec("b", "bedrock", fake.base_url, None, MappingProxyType({}), 8,
-                                                MappingProxyType({"region": "us-west-2"})), pool)
-        await provider.send(UpstreamRequest("chat", chat(user("hi")), False, T))
+        pool = ClientPool()
+        try:
+            provider = BedrockProvider(ProviderSpec("b", "bedrock", fake.base_url, None, MappingProxyType({}), 8,
+                                                    MappingProxyType({"region": "us-west-2"})), pool)
+            await provider.send(UpstreamRequest("chat", chat(user("hi")), False, T))
+        finally:
+            await pool.close()
         assert fake.requests[-1].headers["X-Amz-Security-Token"] == "tok/en==" and fake.rejections == []
 
 
@@ -352,8 +364,7 @@ async def test_context_error_through_fake(fake, pool):
 
 
 async def test_stream_through_fake(fake, pool):
-    """ConverseStream frames from the fake become OpenAI chunks; an exception frame mid-stream
-    raises from the iterator; as the first frame it raises from send."""
+    """Fake ConverseStream frames become chunks; exception frames raise mid-stream or from send."""
     provider = make(fake, pool)
     out = await collect((await provider.send(UpstreamRequest(
         "chat", chat(user("go on"), stream_options={"include_usage": True}), True, T))).stream)

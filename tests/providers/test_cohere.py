@@ -61,8 +61,7 @@ def test_plain_chat_and_system():
 
 
 def test_multi_turn_parallel_tool_calls_and_results():
-    """Assistant tool calls carry their plan; tool results keep tool_call_id; tools pass as
-    JSON Schema functions."""
+    """Tool calls keep their plan, results their tool_call_id; tools pass as JSON Schema."""
     body = to_cohere(chat(
         user("weather and time?"),
         {"role": "assistant", "content": "I will look both up.", "tool_calls": [

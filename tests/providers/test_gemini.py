@@ -67,8 +67,7 @@ def test_system_prompts_become_system_instruction():
 
 
 def test_multi_turn_parallel_tool_calls_and_results():
-    """Tool calls become functionCall parts; results become functionResponse parts named after
-    their call, merged into one user turn; the thought signature rides back."""
+    """Tool calls become functionCall parts, results named functionResponse parts in one turn."""
     sig_id = f"call_1{SIGNATURE}c2lnbmF0dXJl"
     body = to_gemini(chat(
         user("weather in Paris and Rome?"),
@@ -95,8 +94,7 @@ def test_multi_turn_parallel_tool_calls_and_results():
 
 
 def test_tools_and_tool_choice():
-    """Function tools become functionDeclarations with a Gemini Schema; tool_choice maps to
-    functionCallingConfig."""
+    """Tools become functionDeclarations with a Gemini Schema; tool_choice maps to toolConfig."""
     body = to_gemini(chat(user("x"), tools=[WEATHER]))
     assert body["tools"] == [{"functionDeclarations": [{
         "name": "get_weather", "description": "Weather in a city",
@@ -123,6 +121,13 @@ def test_unknown_tool_call_id_is_a_400():
         to_gemini(chat(user("x"), {"role": "tool", "tool_call_id": "nope", "content": "1"}))
     assert (info.value.status, info.value.error_class) == (400, "client")
     assert orjson.loads(info.value.body)["error"]["param"] == "messages[1].tool_call_id"
+
+
+def test_tool_message_may_name_its_function():
+    """Without an earlier call to match, a tool message's own name is used."""
+    body = to_gemini(chat(user("x"), {"role": "tool", "tool_call_id": "elsewhere", "name": "f", "content": "1"}))
+    assert body["contents"] == [{"role": "user", "parts": [
+        {"text": "x"}, {"functionResponse": {"name": "f", "response": {"content": "1"}}}]}]
 
 
 def test_images():
@@ -195,8 +200,7 @@ def test_text_answer_with_usage():
 
 
 def test_function_calls_answer():
-    """functionCall parts become tool_calls with JSON-string arguments; finish is tool_calls;
-    a thought signature is kept inside the id."""
+    """functionCall parts become tool_calls (signature kept in the id); finish is tool_calls."""
     out = from_gemini({"candidates": [{"content": {"parts": [
         {"functionCall": {"name": "a", "args": {"x": 1}}, "thoughtSignature": "SIG"},
         {"functionCall": {"name": "b", "args": {}, "id": "given"}}]}, "finishReason": "STOP"}]}, "m")
@@ -255,8 +259,7 @@ async def test_text_stream_with_usage_chunk():
 
 
 async def test_stream_tool_calls_and_no_usage_without_option():
-    """functionCall parts stream as whole tool-call deltas with index, id, name and arguments;
-    no usage chunk unless asked."""
+    """functionCall parts stream as whole indexed tool-call deltas; no usage chunk unless asked."""
     out = await collect(stream_chunks(sse(
         {"candidates": [{"content": {"parts": [{"text": "thinking", "thought": True}]}}]},
         {"candidates": [{"content": {"parts": [{"functionCall": {"name": "a", "args": {"x": 1}}},
@@ -409,8 +412,7 @@ async def test_stream_through_fake(provider):
 
 
 async def test_stream_error_mid_stream_and_first(provider, fake):
-    """An error event after some chunks raises from the iterator; as the first event it raises
-    from send, so retry and fallback can still act."""
+    """An error event mid-stream raises from the iterator; as the first event, from send."""
     fake.script("gemini-2.0-flash", Script(stream_error_after=2))
     response = await provider.send(UpstreamRequest("chat", chat(user("a b c d")), True, T))
     with pytest.raises(UpstreamError) as info:

@@ -76,11 +76,17 @@ def gw(fakes, gateway_factory):
         fake.rejections.clear()
     config = CONFIG.format(gemini=fakes["gemini"].base_url, cohere=fakes["cohere"].base_url,
                            bedrock=fakes["bedrock"].base_url, bedrock_model=BEDROCK_MODEL)
-    return gateway_factory(config, env={"TEST_AWS_KEY": "AKIDFAKEBEDROCK", "TEST_AWS_SECRET": "fake/secret+key"})
+    proc = gateway_factory(config, env={"TEST_AWS_KEY": "AKIDFAKEBEDROCK", "TEST_AWS_SECRET": "fake/secret+key"})
+    proc.clients = []
+    yield proc
+    for c in proc.clients:
+        c.close()
 
 
 def client(gw) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.base_url + "/v1", api_key="unused", max_retries=0)
+    c = openai.OpenAI(base_url=gw.base_url + "/v1", api_key="unused", max_retries=0)
+    gw.clients.append(c)
+    return c
 
 
 def user(text):
@@ -135,8 +141,7 @@ def test_stream_with_usage(gw, fakes, route):
 
 @pytest.mark.parametrize("route", PROVIDERS)
 def test_tool_loop(gw, fakes, route):
-    """Parallel tool calls come back with ids and JSON arguments; the results sent back are
-    accepted upstream and answered."""
+    """Parallel tool calls come back with JSON arguments; their results are accepted and answered."""
     c = client(gw)
     first = c.chat.completions.create(model=route, messages=[user("weather and time?")], tools=[WEATHER, TIME])
     message = first.choices[0].message
@@ -185,8 +190,7 @@ def test_embeddings(gw, route, dims):
 
 
 def test_fallback_gemini_cohere_bedrock_with_tools(gw, fakes):
-    """Gemini 503 then Cohere 503 fall back to Bedrock, which calls tools; the tool results
-    (Bedrock ids) then go through the same route to Cohere after another Gemini 503."""
+    """Gemini 503 and Cohere 503 fall back to Bedrock's tool calls, whose results Cohere then takes."""
     c = client(gw)
     fakes["gemini"].script("gemini-chain", 503, 503, 503)
     fakes["cohere"].script("cohere-chain", 503)
@@ -208,8 +212,7 @@ def test_fallback_gemini_cohere_bedrock_with_tools(gw, fakes):
 
 
 def test_context_window_fallback(gw, fakes):
-    """Gemini's 'exceeds the maximum number of tokens' is context_window: a route listing it
-    falls back to Cohere; a route that does not returns Google's 400 as it is."""
+    """Gemini's context error falls back on context_window, else returns Google's 400 as it is."""
     long = "word " * 1000
     raw = client(gw).chat.completions.with_raw_response.create(model="big", messages=[user(long)])
     assert raw.headers["x-gateway-target"] == "co/command-r-plus"
@@ -242,8 +245,9 @@ def test_error_mid_stream(gw, fakes, route, script):
     model = {"bedrock": BEDROCK_MODEL, "gemini": "gemini-2.0-flash", "cohere": "command-r-plus"}[route]
     fakes[route].script(model, script)
     with pytest.raises(openai.APIError) as info:
-        for _ in client(gw).chat.completions.create(model=route, messages=[user("a b c d")], stream=True):
-            pass
+        with client(gw).chat.completions.create(model=route, messages=[user("a b c d")], stream=True) as stream:
+            for _ in stream:
+                pass
     assert "stream interrupted" in str(info.value)
 
 

@@ -92,7 +92,12 @@ class AttemptGuard:
 
 
 class StreamChecks:
-    """Streams, for both modes: whole events only; the first broken rule goes to _failed."""
+    """Streams, for both modes: whole events only; the first broken rule goes to _on_fail.
+
+    The StreamGuard kept in ctx.notes holds no reference to ctx (no reference cycle per
+    request): the rule is noted and logged here, after the guard has seen the chunk."""
+
+    event = ""  # the log event of a broken rule
 
     def __init__(self, rules: Rules, plugin: str):
         self.rules = rules
@@ -101,14 +106,28 @@ class StreamChecks:
     def on_chunk(self, ctx, chunk: bytes) -> bytes:
         guard = ctx.notes.get(_STREAM)
         if guard is None:
-            guard = ctx.notes[_STREAM] = StreamGuard(self.rules, lambda r: self._failed(ctx, r))
-        return guard.feed(chunk)
+            guard = ctx.notes[_STREAM] = StreamGuard(self.rules, self._on_fail)
+        try:
+            return guard.feed(chunk)
+        finally:
+            self._note(ctx, guard)
 
     def on_stream_end(self, ctx) -> bytes:
         guard = ctx.notes.get(_STREAM)
-        return guard.close() if guard is not None else b""
+        if guard is None:
+            return b""
+        try:
+            return guard.close()
+        finally:
+            self._note(ctx, guard)
 
-    def _failed(self, ctx, reason: str) -> bytes:
+    def _note(self, ctx, guard: StreamGuard) -> None:
+        if guard.failed is not None and NOTE not in ctx.notes:
+            ctx.notes[NOTE] = guard.failed
+            log.info(self.event, plugin=self.plugin, rule=guard.failed, route=ctx.route,
+                     request_id=ctx.request_id, stream=True)
+
+    def _on_fail(self, reason: str) -> bytes:
         raise NotImplementedError
 
 
@@ -116,15 +135,16 @@ class StreamFallback(StreamChecks):
     """fallback, streamed: the first byte is gone, so no other target can answer; the stream
     ends with an SSE error event instead of the event that broke the rule."""
 
-    def _failed(self, ctx, reason: str) -> bytes:
-        ctx.notes[NOTE] = reason
-        log.info("output_guard_refused", plugin=self.plugin, rule=reason, route=ctx.route,
-                 request_id=ctx.request_id, stream=True)
+    event = "output_guard_refused"
+
+    def _on_fail(self, reason: str) -> bytes:
         raise _refused(self.plugin, reason)
 
 
 class Flag(StreamChecks):
     """flag: whole answers get the x-gateway-guard header; streams an SSE comment line."""
+
+    event = "output_guard_flagged"
 
     async def on_response(self, ctx, response):
         if response.body is None:
@@ -137,14 +157,11 @@ class Flag(StreamChecks):
         if reason:
             ctx.notes[NOTE] = reason
             response.headers[HEADER] = header_value(reason)
-            log.info("output_guard_flagged", plugin=self.plugin, rule=reason, route=ctx.route,
+            log.info(self.event, plugin=self.plugin, rule=reason, route=ctx.route,
                      request_id=ctx.request_id, stream=False)
         return response
 
-    def _failed(self, ctx, reason: str) -> bytes:
-        ctx.notes[NOTE] = reason
-        log.info("output_guard_flagged", plugin=self.plugin, rule=reason, route=ctx.route,
-                 request_id=ctx.request_id, stream=True)
+    def _on_fail(self, reason: str) -> bytes:
         return f": {HEADER}: {header_value(reason)}\n\n".encode("ascii")
 
 
@@ -156,7 +173,9 @@ def plugin_config_schema():
 @hookimpl
 def attempt_check(config, context):
     rules = _rules(config)
-    return AttemptGuard(rules, context.name) if config.get("on_fail", "fallback") == "fallback" else None
+    if config.get("on_fail", "fallback") == "fallback":
+        return AttemptGuard(rules, context.name)
+    return None
 
 
 @hookimpl

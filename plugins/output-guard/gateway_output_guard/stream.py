@@ -5,7 +5,12 @@ and can stop between two of them. Per choice it keeps the text so far: deny patt
 max_length are checked after every event (deny near the new text, then once over the whole
 text when the choice finishes), json_schema when the choice finishes (or at ``[DONE]``, or at
 the end of the stream). An event that breaks a rule is held back; what happens then is the
-caller's ``on_fail``.
+caller's ``on_fail``: return bytes to send first (flag), or raise to end the stream (fallback).
+
+A raise is delivered after the whole events that came before the broken one: when they arrived
+in the same network chunk, they are sent now and the error is raised on the next call (the
+next chunk, or the end of the stream), so what the client receives does not depend on how the
+network cut the stream.
 """
 
 from __future__ import annotations
@@ -72,7 +77,7 @@ class StreamGuard:
     """``on_fail(reason)`` is called once, with the first broken rule, before the event that
     broke it is sent: it may raise (to end the stream) or return bytes to send first (a flag)."""
 
-    __slots__ = ("rules", "on_fail", "framer", "choices", "failed")
+    __slots__ = ("rules", "on_fail", "framer", "choices", "failed", "pending")
 
     def __init__(self, rules: Rules, on_fail: Callable[[str], bytes]):
         self.rules = rules
@@ -80,14 +85,36 @@ class StreamGuard:
         self.framer = SSEFramer()
         self.choices: dict[int, ChoiceText] = {}
         self.failed: str | None = None
+        self.pending: Exception | None = None  # raised by on_fail, to raise on the next call
 
     def feed(self, chunk: bytes) -> bytes:
-        return b"".join(self._event(raw) for raw in self.framer.feed(chunk))
+        self._raise_pending()
+        return self._run(lambda: self.framer.feed(chunk), None, defer=True)
 
     def close(self) -> bytes:
+        self._raise_pending()
         rest = self.framer.rest()
-        out = self._event(rest + b"\n\n") if rest.strip() else b""
-        return out + self._finish_all()
+        # The last call: nothing comes after it to raise a deferred error, so raise at once.
+        return self._run(lambda: [rest + b"\n\n"] if rest.strip() else [], self._finish_all,
+                         defer=False)
+
+    def _run(self, events, finish, defer: bool) -> bytes:
+        out: list[bytes] = []
+        try:
+            for raw in events():
+                out.append(self._event(raw))
+            if finish is not None:
+                out.append(finish())
+        except Exception as exc:
+            if not defer or not any(out):
+                raise
+            self.pending = exc  # send the whole events before the broken one first
+        return b"".join(out)
+
+    def _raise_pending(self) -> None:
+        if self.pending is not None:
+            exc, self.pending = self.pending, None
+            raise exc
 
     def _event(self, raw: bytes) -> bytes:
         if self.failed is not None:

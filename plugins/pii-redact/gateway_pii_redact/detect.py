@@ -13,6 +13,7 @@ into a log line by accident.
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -104,7 +105,9 @@ _GROUP = re.compile(r"[0-9]+", re.ASCII)
 def _cards(text: str) -> Iterator[Finding]:
     """13 to 19 digits, Luhn-valid. In a run of digit groups, a card is a sequence of whole
     groups (the longest valid one from the left), so "card 4111 1111 1111 1111 tel 555..."
-    and a 20-digit plain number are both handled."""
+    and a 20-digit plain number are both handled. Card numbers are printed in groups of 3 or
+    more digits (4-4-4-4, 4-6-5, 4-4-4-4-3; only the last may be shorter: 4-4-4-1), which
+    also keeps runs such as "1 2 3 4 ..." from being searched at length."""
     for run in _DIGIT_RUN.finditer(text):
         groups = [(g.start() + run.start(), g.end() + run.start())
                   for g in _GROUP.finditer(run.group())]
@@ -112,6 +115,8 @@ def _cards(text: str) -> Iterator[Finding]:
         while i < len(groups):
             best, digits = None, ""
             for j in range(i, len(groups)):
+                if j > i and groups[j - 1][1] - groups[j - 1][0] < 3:
+                    break
                 digits += text[groups[j][0]:groups[j][1]]
                 if len(digits) > 19:
                     break
@@ -165,6 +170,8 @@ _IPV6_TOKEN = re.compile(r"(?<![\w:.])[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*", re.ASCII)
 
 
 def _ips(text: str) -> Iterator[Finding]:
+    """IPv6, then IPv4 addresses. Loopback and unspecified addresses (127.0.0.1, 0.0.0.0, ::1)
+    identify nobody and fill code and docs: they are not reported."""
     for m in _IPV6_TOKEN.finditer(text):
         found = _ipv6(m.group())
         if found is None:
@@ -172,14 +179,16 @@ def _ips(text: str) -> Iterator[Finding]:
         end = m.start() + len(found)
         if end < len(text) and (text[end].isalnum() or text[end] == "_"):
             continue
-        key = ipaddress.IPv6Address(found).compressed
-        yield Finding("ip", m.start(), end, found, key)
+        address = ipaddress.IPv6Address(found)
+        if not (address.is_loopback or address.is_unspecified):
+            yield Finding("ip", m.start(), end, found, address.compressed)
     for m in _IPV4.finditer(text):
         try:
-            key = ipaddress.IPv4Address(m.group()).compressed
+            address = ipaddress.IPv4Address(m.group())
         except ValueError:
             continue
-        yield Finding("ip", m.start(), m.end(), m.group(), key)
+        if not (address.is_loopback or address.is_unspecified):
+            yield Finding("ip", m.start(), m.end(), m.group(), address.compressed)
 
 
 def _ipv6(token: str) -> str | None:
@@ -223,6 +232,9 @@ def phone_ok(s: str) -> bool:
 
     Dates (2024-01-15, 15.01.2024) and separators of more than one symbol are refused.
     """
+    digits = "".join(ch for ch in s if ch.isdigit())
+    if not 7 <= len(digits) <= 17:  # the cheap test first: 7..15, plus a "00" prefix
+        return False
     if _DATE.search(s):
         return False
     if s.count("(") != s.count(")") or s.count("(") > 1:
@@ -230,7 +242,6 @@ def phone_ok(s: str) -> bool:
     for sep in _SEPARATORS.findall(s.lstrip("+(")):
         if len(sep) > 2 or (len(sep) == 2 and not (sep[0] == ")" or sep[-1] == "(")):
             return False
-    digits = "".join(ch for ch in s if ch.isdigit())
     if s.startswith("+"):
         return digits[0] != "0" and 7 <= len(digits) <= 15
     if digits.startswith("00"):
@@ -247,7 +258,13 @@ def _phones(text: str) -> Iterator[Finding]:
     "(555) 123-4567 / 2024-01-15" still yields the phone number."""
     for m in _PHONE.finditer(text):
         s = m.group()
-        ends = [g.end() for g in _GROUP.finditer(s)]
+        ends, digits = [], 0
+        for g in _GROUP.finditer(s):
+            digits += g.end() - g.start()
+            if digits > 17:
+                break
+            if digits >= 7:
+                ends.append(g.end())
         for end in reversed(ends):
             candidate = s[:end]
             if phone_ok(candidate):
@@ -273,9 +290,15 @@ def find(text: str, kinds: Collection[str] = KINDS) -> list[Finding]:
     by another (a card number is never reported as a phone number when only phones are asked
     for); only the asked-for kinds are returned.
     """
-    claimed: list[Finding] = []
+    claimed: list[Finding] = []  # sorted by start, never overlapping
+    starts: list[int] = []
     for kind in ORDER:
         for f in DETECTORS[kind](text):
-            if not any(f.start < c.end and c.start < f.end for c in claimed):
-                claimed.append(f)
-    return sorted((f for f in claimed if f.kind in kinds), key=lambda f: f.start)
+            at = bisect.bisect_left(starts, f.start)
+            if at > 0 and claimed[at - 1].end > f.start:
+                continue
+            if at < len(claimed) and claimed[at].start < f.end:
+                continue
+            claimed.insert(at, f)
+            starts.insert(at, f.start)
+    return [f for f in claimed if f.kind in kinds]

@@ -74,7 +74,7 @@ class Vault:
         hold back), where the tail is a trailing piece that may still become a placeholder once
         the next piece arrives ("... [EMA")."""
         at = text.rfind("[")
-        if True:
+        if at == -1 or len(text) - at > MAX_PLACEHOLDER or not could_continue(text[at:]):
             return self.restore(text), ""
         return self.restore(text[:at]), text[at:]
 

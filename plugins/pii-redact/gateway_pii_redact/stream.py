@@ -18,6 +18,8 @@ from .mask import Vault
 
 # An SSE event ends with an empty line; a line ends with CRLF, LF or CR.
 _EVENT_END = re.compile(rb"(?>\r\n|\n|\r)(?>\r\n|\n|\r)")
+# Fields copied from the last chunk into a chunk the restorer makes itself.
+_TEMPLATE = ("id", "object", "created", "model")
 
 
 class SSEFramer:
@@ -94,7 +96,7 @@ class StreamRestorer:
             return raw
         if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
             return raw
-        self.template = {k: payload[k] for k in ("id", "object", "created", "model") if k in payload}
+        self.template = {k: payload[k] for k in _TEMPLATE if k in payload}
         changed = False
         for choice in payload["choices"]:
             if isinstance(choice, dict):

@@ -54,8 +54,9 @@ class EchoUpstream(FakeOpenAI):
         await resp.prepare(request)
 
         def event(choice: dict) -> bytes:
-            payload = {"id": "echo", "object": "chat.completion.chunk" if chat else "text_completion",
-                       "created": 1, "model": model, "choices": [choice]}
+            kind = "chat.completion.chunk" if chat else "text_completion"
+            payload = {"id": "echo", "object": kind, "created": 1, "model": model,
+                       "choices": [choice]}
             return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
         for i in range(0, len(text), self.piece):

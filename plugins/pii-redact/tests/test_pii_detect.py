@@ -162,10 +162,11 @@ def test_ip_found(text, value):
 
 @pytest.mark.parametrize("text", [
     "256.1.1.1", "1.2.3", "1.2.3.4.5", "01.2.3.4", "at 12:30:45 sharp", "x[1::2]",
-    "std::vector", "a::", "::1", "2001:db8:::1",
+    "std::vector", "a::", "::1", "2001:db8:::1", "listen on 127.0.0.1:8080", "bind 0.0.0.0",
+    "loopback 0:0:0:0:0:0:0:1", "any ::",
 ])
 def test_not_an_ip(text):
-    """Out-of-range octets, version-like strings, times and code are not IP addresses."""
+    """Bad octets, versions, times, code, loopback and unspecified addresses are not reported."""
     assert [k for k, _ in found(text) if k == "ip"] == []
 
 

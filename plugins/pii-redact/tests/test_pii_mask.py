@@ -50,7 +50,8 @@ def test_restore_puts_the_first_spelling_back():
     vault = Vault(ALL)
     masked = vault.mask(f"mail {EMAIL}, call {PHONE}, card {CARD}")
     assert masked == "mail [EMAIL_1], call [PHONE_1], card [CARD_1]"
-    assert vault.restore(masked + " [EMAIL_9]") == f"mail {EMAIL}, call {PHONE}, card {CARD} [EMAIL_9]"
+    restored = vault.restore(masked + " [EMAIL_9]")
+    assert restored == f"mail {EMAIL}, call {PHONE}, card {CARD} [EMAIL_9]"
 
 
 def test_placeholders_the_client_wrote_are_never_handed_out():
@@ -99,8 +100,10 @@ def test_chat_strings_and_text_parts_are_prompts():
     """Chat message strings and text parts are prompts; images are not."""
     body = {"messages": [
         {"role": "system", "content": "sys"},
-        {"role": "user", "content": [{"type": "text", "text": "part"},
-                                     {"type": "image_url", "image_url": {"url": "http://x/a.png"}}]},
+        {"role": "user", "content": [
+            {"type": "text", "text": "part"},
+            {"type": "image_url", "image_url": {"url": "http://x/a.png"}},
+        ]},
         {"role": "assistant", "content": None, "tool_calls": []},
     ]}
     assert prompt_texts("chat", body) == ["sys", "part"]

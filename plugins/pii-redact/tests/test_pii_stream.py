@@ -77,7 +77,8 @@ def test_no_placeholder_text_ever_reaches_the_client():
 
 def test_held_text_rides_on_the_finishing_chunk():
     """A partial placeholder still held when the choice finishes is sent with that chunk."""
-    raw = chunk_event("mail [EMA") + chunk_event("IL_1") + chunk_event("]", "stop") + b"data: [DONE]\n\n"
+    raw = (chunk_event("mail [EMA") + chunk_event("IL_1") + chunk_event("]", "stop")
+           + b"data: [DONE]\n\n")
     text, events = contents(run(raw, cut=1000))
     assert text == f"mail {EMAIL}"
     assert events[-1]["choices"][0]["delta"]["content"] == f"{EMAIL}"
@@ -127,7 +128,8 @@ def test_choices_are_restored_independently():
     by_choice: dict[int, str] = {}
     for e in events:
         for c in e["choices"]:
-            by_choice[c["index"]] = by_choice.get(c["index"], "") + (c["delta"].get("content") or "")
+            piece = c["delta"].get("content") or ""
+            by_choice[c["index"]] = by_choice.get(c["index"], "") + piece
     assert by_choice == {0: EMAIL, 1: PHONE}
 
 

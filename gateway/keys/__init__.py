@@ -1,0 +1,1 @@
+"""Virtual keys created at run time (CLI, admin API), stored hashed in SQLite."""

@@ -1,0 +1,298 @@
+"""Built-in rate limits and budgets: global (`limits:`), per route (`limits:` beside a route),
+per key (`keys.NAME.limits` / `budget`, or set by `gateway keys create`) and per team
+(`teams.NAME`, matched on metadata.team).
+
+Before the call the request's expected amounts are reserved — one request, an estimate of its
+tokens and of its cost at the route's dearest target — atomically across every applicable
+limit, so concurrent requests cannot overspend. After the call the reservation is settled with
+the usage the provider reported (released on failure), usage is recorded, and budget
+thresholds crossed emit one alert each. 429 answers carry Retry-After and OpenAI's
+x-ratelimit-* headers; successful answers carry the x-ratelimit-* headers too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .. import hookimpl
+from ..errors import GatewayError
+from ..graph.context import RequestContext
+from ..hookspecs import PluginContext
+from ..logs import get_logger
+from ..pricing import Price
+from ..providers.base import UpstreamResponse
+from ..state.counters import Limit, Verdict
+from .limits_rules import (
+    Budget,
+    budget_of,
+    describe,
+    estimate_completion_tokens,
+    estimate_prompt_tokens,
+    limits_of,
+    period_end,
+    route_targets,
+    target_prices,
+)
+from .state_backend import counters_for
+from .usage import UsageRecorder, usage_recorder
+
+log = get_logger("gateway.limits")
+
+
+@dataclass(slots=True)
+class Reservation:
+    items: list[tuple[Limit, float]]
+    tokens: float
+    usd: float
+    budgets: list[tuple[Budget, Limit]]
+    verdict: Verdict
+    stream_usage: dict | None = None
+    stream_tail: bytes = b""
+    chunks: int = 0
+    settled: bool = False
+
+
+class Limits:
+    def __init__(self, context: PluginContext):
+        config = context.gateway_config
+        self.counters = counters_for(context)
+        self.recorder: UsageRecorder = usage_recorder(context)
+        self.global_limits = limits_of(config.get("limits"), "global", "the gateway")
+        self.route_limits = {name: limits_of(spec.get("limits"), f"route:{name}", f"route '{name}'")
+                             for name, spec in (config.get("routes") or {}).items()}
+        self.teams = {
+            name: (limits_of(spec.get("limits"), f"team:{name}", f"team '{name}'"),
+                   budget_of(spec.get("budget"), f"team:{name}", f"team '{name}'"))
+            for name, spec in (config.get("teams") or {}).items()
+        }
+        self.prices = target_prices(config)
+        self.route_price = {
+            name: _dearest([self.prices.get(f"{p}/{m}") for p, m in targets])
+            for name, targets in route_targets(config).items()
+        }
+        self._key_rules: dict[tuple[str, int], tuple[tuple[Limit, ...], Budget | None]] = {}
+
+    # -- before -----------------------------------------------------------------------------
+
+    async def on_request(self, ctx: RequestContext) -> None:
+        now = time.time()
+        limits, budgets = self._applicable(ctx)
+        if not limits and not budgets:
+            ctx.notes["limits"] = Reservation([], 0, 0, [], Verdict(True))
+            return
+        prompt = estimate_prompt_tokens(ctx.body)
+        completion = estimate_completion_tokens(ctx.body, ctx.endpoint)
+        price = self.route_price.get(ctx.route)
+        usd = price.cost({"prompt_tokens": prompt, "completion_tokens": completion}) if price else 0.0
+        items = [(limit, _amount(limit, prompt + completion, usd)) for limit in limits]
+        budget_limits = [(b, b.limit(now)) for b in budgets]
+        items += [(limit, usd) for b, limit in budget_limits if b.block]
+        verdict = await self.counters.reserve(items, now)
+        if not verdict.allowed:
+            raise self._refusal(verdict, budget_limits, now)
+        reservation = Reservation(items, prompt + completion, usd, budget_limits, verdict)
+        ctx.notes["limits"] = reservation
+        if ctx.stream and ctx.endpoint != "embeddings":  # ask for the usage chunk, to settle
+            options = ctx.body.get("stream_options") or {}
+            if not options.get("include_usage"):
+                ctx.body = {**ctx.body, "stream_options": {**options, "include_usage": True}}
+
+    def _applicable(self, ctx: RequestContext) -> tuple[list[Limit], list[Budget]]:
+        limits = list(self.global_limits) + list(self.route_limits.get(ctx.route, ()))
+        budgets: list[Budget] = []
+        key = ctx.key
+        if key is not None:
+            key_limits, key_budget = self._key(key)
+            limits += key_limits
+            if key_budget:
+                budgets.append(key_budget)
+        team = ctx.metadata.get("team") if isinstance(ctx.metadata, dict) else None
+        if isinstance(team, str) and team in self.teams:
+            team_limits, team_budget = self.teams[team]
+            limits += team_limits
+            if team_budget:
+                budgets.append(team_budget)
+        return limits, budgets
+
+    def _key(self, key: Any) -> tuple[tuple[Limit, ...], Budget | None]:
+        cache_key = (key.name, id(key))
+        rules = self._key_rules.get(cache_key)
+        if rules is None:
+            scope = f"key '{key.name}'"
+            rules = (limits_of(key.limits, f"key:{key.name}", scope),
+                     budget_of(key.budget, f"key:{key.name}", scope))
+            self._key_rules[cache_key] = rules
+        return rules
+
+    def _refusal(self, verdict: Verdict, budgets: list[tuple[Budget, Limit]], now: float) -> GatewayError:
+        limit = verdict.blocked
+        budget = next((b for b, bl in budgets if bl is limit), None)
+        if budget is not None:
+            end = period_end(budget.period, now)
+            wait = max(1, math.ceil(end - now)) if end else None
+            when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(end)) if end else "never"
+            message = (f"budget exceeded: {budget.scope} has spent its {budget.period} budget of "
+                       f"${budget.usd:g} (resets {when})")
+            code = "budget_exceeded"
+        else:
+            wait = max(1, math.ceil(verdict.retry_after)) if math.isfinite(verdict.retry_after) else None
+            message = (f"rate limit exceeded: {limit.scope} allows {describe(limit)}"
+                       + (f"; retry in {wait}s" if wait else ""))
+            code = "rate_limit_exceeded"
+        headers = rate_headers(verdict)
+        if wait:
+            headers["Retry-After"] = str(wait)
+        return GatewayError(429, message, type="rate_limit_error", code=code, headers=headers)
+
+    # -- after -------------------------------------------------------------------------------
+
+    async def on_response(self, ctx: RequestContext, response: UpstreamResponse) -> UpstreamResponse:
+        reservation: Reservation | None = ctx.notes.get("limits")
+        if reservation is None:
+            return response
+        usage = None
+        if response.body is not None:
+            try:
+                data = orjson.loads(response.body)
+                usage = data.get("usage") if isinstance(data, dict) else None
+            except orjson.JSONDecodeError:
+                usage = None
+        await self._settle(ctx, reservation, response.target, usage)
+        if reservation.items:
+            response.headers.update(rate_headers(reservation.verdict))
+        return response
+
+    def on_chunk(self, ctx: RequestContext, chunk: bytes) -> bytes:
+        reservation: Reservation | None = ctx.notes.get("limits")
+        if reservation is not None:
+            reservation.chunks += 1
+            if b'"usage"' in chunk or reservation.stream_tail:
+                reservation.stream_usage = _usage_in(reservation.stream_tail + chunk) or \
+                    reservation.stream_usage
+                reservation.stream_tail = chunk[-512:] if b'"usage"' in chunk[-512:] else b""
+        return chunk
+
+    def on_stream_end(self, ctx: RequestContext) -> bytes:
+        reservation: Reservation | None = ctx.notes.get("limits")
+        if reservation is not None and not reservation.settled:
+            usage = reservation.stream_usage or {
+                "prompt_tokens": estimate_prompt_tokens(ctx.body),
+                "completion_tokens": reservation.chunks,
+            }
+            asyncio.get_running_loop().create_task(self._settle(ctx, reservation, ctx.target, usage))
+        return b""
+
+    async def on_error(self, ctx: RequestContext, error: BaseException) -> None:
+        reservation: Reservation | None = ctx.notes.get("limits")
+        if reservation is not None and not reservation.settled:
+            reservation.settled = True
+            refund = [(limit, -amount) for limit, amount in reservation.items
+                      if limit.kind != "requests" and amount]
+            if refund:
+                await self.counters.adjust(refund, time.time())
+
+    async def _settle(self, ctx: RequestContext, reservation: Reservation, target: str,
+                      usage: dict | None) -> None:
+        if reservation.settled:
+            return
+        reservation.settled = True
+        now = time.time()
+        usage = usage if isinstance(usage, dict) else {}
+        tokens = float((usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0))
+        price = self.prices.get(target)
+        usd = price.cost(usage) if price else 0.0
+        adjust = []
+        for limit, amount in reservation.items:
+            if limit.kind == "tokens":
+                adjust.append((limit, tokens - amount))
+            elif limit.kind == "usd":
+                adjust.append((limit, usd - amount))
+            elif limit.kind == "parallel":
+                adjust.append((limit, -amount))
+        adjust += [(limit, usd) for budget, limit in reservation.budgets if not budget.block]
+        if adjust:
+            await self.counters.adjust(adjust, now)
+        for budget, limit in reservation.budgets:
+            await self._alerts(budget, limit, now)
+        self.recorder.record(now, ctx.key_name, ctx.route, target, usage, usd)
+
+    async def _alerts(self, budget: Budget, limit: Limit, now: float) -> None:
+        if not budget.alert_at:
+            return
+        spent = await self.counters.total(limit, now)
+        for share in budget.alert_at:
+            if spent >= share * budget.usd:
+                marker = Limit(f"alert:{limit.key}:{share:g}", 1.0, 0.0, "alert")
+                if (await self.counters.reserve([(marker, 1.0)], now)).allowed:  # once only
+                    log.warning("alert", kind="budget_threshold", scope=budget.scope,
+                                period=budget.period, threshold=share, spent_usd=round(spent, 6),
+                                budget_usd=budget.usd)
+
+
+def _amount(limit: Limit, tokens: float, usd: float) -> float:
+    if limit.kind == "tokens":
+        return tokens
+    if limit.kind == "usd":
+        return usd
+    return 1.0
+
+
+def _dearest(prices: list[Price | None]) -> Price | None:
+    known = [p for p in prices if p is not None]
+    if not known:
+        return None
+    return Price(max(p.input for p in known), max(p.output for p in known))
+
+
+def _usage_in(data: bytes) -> dict | None:
+    """The usage object of the last complete `data:` line that has one."""
+    found = None
+    for line in data.split(b"\n"):
+        if line.startswith(b"data: {") and b'"usage"' in line:
+            try:
+                usage = orjson.loads(line[6:]).get("usage")
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(usage, dict):
+                found = usage
+    return found
+
+
+def rate_headers(verdict: Verdict) -> dict[str, str]:
+    """OpenAI's x-ratelimit-{limit,remaining,reset}-{requests,tokens}, from the tightest limit
+    of each kind."""
+    headers: dict[str, str] = {}
+    for kind in ("requests", "tokens"):
+        candidates = [(rem, limit) for limit, rem in verdict.remaining.items() if limit.kind == kind]
+        if not candidates:
+            continue
+        remaining, limit = min(candidates, key=lambda c: c[0])
+        headers[f"x-ratelimit-limit-{kind}"] = f"{limit.limit:g}"
+        headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, math.floor(remaining)))
+        headers[f"x-ratelimit-reset-{kind}"] = _duration(verdict.resets.get(limit, 0.0))
+    return headers
+
+
+def _duration(seconds: float) -> str:
+    """OpenAI's style: 1s, 6m0s, 1h2m3s."""
+    seconds = max(0, math.ceil(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+@hookimpl
+def request_middleware(config: dict, context: PluginContext) -> Limits:
+    """Built in, always on: keys created at run time may carry limits and budgets at any
+    moment. Its response methods settle what the request reserved."""
+    return Limits(context)

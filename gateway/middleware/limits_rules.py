@@ -1,0 +1,169 @@
+"""Turns the `limits:`, `budget:` and `teams:` settings of a config into counter limits, once,
+at compile time, and estimates what a request will cost before it runs."""
+
+from __future__ import annotations
+
+import calendar
+import time
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Iterable, Mapping
+
+from ..pricing import Price, PriceTable
+from ..state.counters import Limit
+
+# limits key -> (kind, window in seconds)
+LIMIT_KEYS = {
+    "requests_per_second": ("requests", 1),
+    "requests_per_minute": ("requests", 60),
+    "requests_per_hour": ("requests", 3600),
+    "requests_per_day": ("requests", 86400),
+    "tokens_per_minute": ("tokens", 60),
+    "tokens_per_hour": ("tokens", 3600),
+    "tokens_per_day": ("tokens", 86400),
+    "usd_per_hour": ("usd", 3600),
+    "usd_per_day": ("usd", 86400),
+    "usd_per_month": ("usd", 30 * 86400),
+    "max_parallel_requests": ("parallel", 0),
+}
+UNITS = {1: "second", 60: "minute", 3600: "hour", 86400: "day", 30 * 86400: "30 days"}
+DEFAULT_COMPLETION_ESTIMATE = 1024  # tokens, when the request sets no max_tokens
+
+
+def limits_of(spec: Mapping[str, Any] | None, scope_id: str, scope: str) -> tuple[Limit, ...]:
+    out = []
+    for name, value in (spec or {}).items():
+        kind, window = LIMIT_KEYS[name]
+        out.append(Limit(f"rl:{scope_id}:{kind}:{window}", float(value), float(window), kind, scope))
+    return tuple(out)
+
+
+def describe(limit: Limit) -> str:
+    """'60 requests per minute', '$20 per day', '5 requests in parallel'."""
+    if limit.kind == "parallel":
+        return f"{limit.limit:g} requests in parallel"
+    amount = f"${limit.limit:g}" if limit.kind == "usd" else f"{limit.limit:g} {limit.kind}"
+    if limit.window:
+        return f"{amount} per {UNITS.get(int(limit.window), f'{limit.window:g}s')}"
+    return amount
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    scope_id: str  # "key:research", "team:ml"
+    scope: str  # "key 'research'"
+    usd: float
+    period: str  # daily | weekly | monthly | total
+    alert_at: tuple[float, ...]
+    block: bool
+
+    def limit(self, now: float) -> Limit:
+        """The counter of the current period: a fixed total under a key naming the period."""
+        return Limit(f"budget:{self.scope_id}:{period_id(self.period, now)}", self.usd, 0.0,
+                     "usd", self.scope)
+
+
+def budget_of(spec: Mapping[str, Any] | None, scope_id: str, scope: str) -> Budget | None:
+    if not spec:
+        return None
+    alert = spec.get("alert_at", ())
+    alert = (alert,) if isinstance(alert, (int, float)) else tuple(alert)
+    return Budget(scope_id, scope, float(spec["usd"]), spec.get("period", "monthly"),
+                  tuple(sorted(float(a) for a in alert)), spec.get("enforcement", "block") == "block")
+
+
+def period_id(period: str, now: float) -> str:
+    t = time.gmtime(now)
+    if period == "daily":
+        return time.strftime("%Y-%m-%d", t)
+    if period == "weekly":
+        year, week, _ = date(t.tm_year, t.tm_mon, t.tm_mday).isocalendar()
+        return f"{year}-W{week:02d}"
+    if period == "monthly":
+        return time.strftime("%Y-%m", t)
+    return "total"
+
+
+def period_end(period: str, now: float) -> float | None:
+    """When the current period ends (UTC), or None for `total`."""
+    t = time.gmtime(now)
+    day_start = calendar.timegm((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0))
+    if period == "daily":
+        return day_start + 86400
+    if period == "weekly":
+        return day_start + (7 - t.tm_wday) * 86400
+    if period == "monthly":
+        year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
+        return calendar.timegm((year, month, 1, 0, 0, 0))
+    return None
+
+
+def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
+    """A cheap upper-ish estimate: 4 characters a token, plus a few per message."""
+    chars, messages = 0, 0
+    for message in body.get("messages") or ():
+        messages += 1
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):
+            chars += sum(len(p.get("text", "")) for p in content if isinstance(p, dict))
+    for field in ("prompt", "input"):
+        value = body.get(field)
+        if isinstance(value, str):
+            chars += len(value)
+        elif isinstance(value, list):
+            chars += sum(len(v) if isinstance(v, str) else 4 * len(v) if isinstance(v, list) else 1
+                         for v in value)
+    return chars // 4 + 4 * messages + 1
+
+
+def estimate_completion_tokens(body: Mapping[str, Any], endpoint: str) -> int:
+    if endpoint == "embeddings":
+        return 0
+    for field in ("max_completion_tokens", "max_tokens"):
+        value = body.get(field)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return DEFAULT_COMPLETION_ESTIMATE
+
+
+def route_targets(config: Mapping[str, Any]) -> dict[str, set[tuple[str, str]]]:
+    """Every (provider, model) each route can reach, following route references."""
+    routes = config.get("routes") or {}
+    memo: dict[str, set[tuple[str, str]]] = {}
+
+    def of_node(node: Any, seen: frozenset) -> Iterable[tuple[str, str]]:
+        if not isinstance(node, dict):
+            return
+        for key, value in node.items():
+            if key == "target" and isinstance(value, dict):
+                yield value.get("provider"), value.get("model")
+            elif key == "route" and isinstance(value, str) and value not in seen:
+                yield from of_route(value, seen | {value})
+            elif isinstance(value, dict):
+                yield from of_node(value, seen)
+            elif isinstance(value, list):
+                for item in value:
+                    yield from of_node(item, seen)
+
+    def of_route(name: str, seen: frozenset) -> set[tuple[str, str]]:
+        if name not in memo:
+            memo[name] = set(of_node(routes.get(name), seen))
+        return memo[name]
+
+    return {name: of_route(name, frozenset({name})) for name in routes}
+
+
+def target_prices(config: Mapping[str, Any]) -> dict[str, Price]:
+    """'provider/model' -> Price for every target of the config (unknown prices left out)."""
+    table = PriceTable(config.get("pricing"))
+    providers = config.get("providers") or {}
+    prices = {}
+    for targets in route_targets(config).values():
+        for provider, model in targets:
+            ptype = (providers.get(provider) or {}).get("type", "")
+            price = table.lookup(provider, ptype, model)
+            if price is not None:
+                prices[f"{provider}/{model}"] = price
+    return prices

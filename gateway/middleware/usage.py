@@ -1,0 +1,159 @@
+"""Usage accounting: requests, tokens and cost per day, key, route and target.
+
+Requests add to an in-memory aggregate; a background task writes it to SQLite once a second
+(in a worker thread, WAL), so a slow disk never slows a request and a crash loses at most the
+last second. Read by GET /admin/usage and `gateway usage`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from collections import defaultdict
+from typing import Any
+
+from ..hookspecs import PluginContext
+from ..logs import get_logger
+
+log = get_logger("gateway.usage")
+FLUSH_EVERY = 1.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS usage (
+    day TEXT NOT NULL, key TEXT NOT NULL, route TEXT NOT NULL, target TEXT NOT NULL,
+    requests INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+    cost_usd REAL NOT NULL,
+    PRIMARY KEY (day, key, route, target)
+)
+"""
+
+
+def usage_db(data_dir: str) -> str:
+    return os.path.join(data_dir, "gateway.db")
+
+
+class UsageRecorder:
+    def __init__(self, path: str):
+        self.path = path
+        self.pending: dict[tuple, list] = defaultdict(lambda: [0, 0, 0, 0.0])
+        self._task: asyncio.Task | None = None
+
+    def record(self, now: float, key: str | None, route: str, target: str,
+               usage: dict[str, Any], cost: float) -> None:
+        day = time.strftime("%Y-%m-%d", time.gmtime(now))
+        row = self.pending[(day, key or "", route, target or "")]
+        row[0] += 1
+        row[1] += int(usage.get("prompt_tokens") or 0)
+        row[2] += int(usage.get("completion_tokens") or 0)
+        row[3] += cost
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._flusher())
+
+    async def _flusher(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY)
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self.pending:
+            return
+        rows, self.pending = self.pending, defaultdict(lambda: [0, 0, 0, 0.0])
+        try:
+            await asyncio.to_thread(write_usage, self.path, rows)
+        except sqlite3.Error as exc:
+            for k, v in rows.items():  # keep them for the next flush: nothing is lost
+                mine = self.pending[k]
+                for i in range(4):
+                    mine[i] += v[i]
+            log.error("usage_flush_failed", path=self.path, error=str(exc))
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        await self.flush()
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    db = sqlite3.connect(path, timeout=5)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(SCHEMA)
+    return db
+
+
+def write_usage(path: str, rows: dict[tuple, list]) -> None:
+    db = _connect(path)
+    try:
+        with db:
+            db.executemany(
+                "INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
+                "requests = requests + excluded.requests, "
+                "prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
+                "completion_tokens = completion_tokens + excluded.completion_tokens, "
+                "cost_usd = cost_usd + excluded.cost_usd",
+                [(*k, *v) for k, v in rows.items()],
+            )
+    finally:
+        db.close()
+
+
+def query_usage(path: str, *, key: str | None = None, since: str | None = None,
+                until: str | None = None, group_by: tuple[str, ...] = ("key", "route", "target")
+                ) -> list[dict]:
+    """Totals grouped by the given columns, for days in [since, until] (YYYY-MM-DD)."""
+    allowed = {"day", "key", "route", "target"}
+    group = [g for g in group_by if g in allowed]
+    if not os.path.exists(path):
+        return []
+    where, params = [], []
+    if key is not None:
+        where.append("key = ?")
+        params.append(key)
+    if since:
+        where.append("day >= ?")
+        params.append(since)
+    if until:
+        where.append("day <= ?")
+        params.append(until)
+    cols = ", ".join(group)
+    sql = (f"SELECT {cols + ', ' if cols else ''}SUM(requests), SUM(prompt_tokens), "
+           f"SUM(completion_tokens), SUM(cost_usd) FROM usage"
+           + (f" WHERE {' AND '.join(where)}" if where else "")
+           + (f" GROUP BY {cols} ORDER BY {cols}" if cols else ""))
+    db = _connect(path)
+    try:
+        rows = db.execute(sql, params).fetchall()
+    finally:
+        db.close()
+    out = []
+    for row in rows:
+        names = dict(zip(group, row[: len(group)]))
+        requests, prompt, completion, cost = row[len(group):]
+        if requests is None:
+            continue
+        out.append({**names, "requests": requests, "prompt_tokens": prompt,
+                    "completion_tokens": completion, "cost_usd": round(cost, 6)})
+    return out
+
+
+def period_range(period: str | None, now: float | None = None) -> tuple[str | None, str | None]:
+    """'today', 'month', 'YYYY-MM', 'YYYY-MM-DD' or None (everything) -> (since, until)."""
+    now = time.time() if now is None else now
+    today = time.strftime("%Y-%m-%d", time.gmtime(now))
+    if period in (None, "", "all"):
+        return None, None
+    if period == "today":
+        return today, today
+    if period == "month":
+        return today[:8] + "01", today
+    if len(period) == 7:
+        return period + "-01", period + "-31"
+    return period, period
+
+
+def usage_recorder(context: PluginContext) -> UsageRecorder:
+    path = usage_db(context.data_dir)
+    return context.state.acquire(("usage", path), lambda: UsageRecorder(path))

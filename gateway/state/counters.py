@@ -1,0 +1,173 @@
+"""Counters behind rate limits and budgets: one interface, several backends.
+
+Two kinds of window:
+- sliding (``window > 0``): the sliding-window-counter approximation — the current fixed
+  bucket plus the previous one weighted by how much of it still overlaps the window. Two
+  numbers per limit, O(1) per check, accurate to within a few percent.
+- fixed (``window == 0``): a plain total under a key that already names its period (a budget's
+  month, say), or a gauge such as requests in parallel.
+
+``reserve`` checks every limit of a request and, only if all allow it, adds every amount —
+atomically, so concurrent requests cannot both take the last unit. ``adjust`` settles a
+reservation later (actual tokens and cost), and may be negative.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    key: str  # stable id of the counter, e.g. "rl:key:research:requests:60"
+    limit: float
+    window: float  # seconds; 0 for fixed totals and gauges
+    kind: str = "requests"  # requests | tokens | usd | parallel: names the headers
+    scope: str = ""  # what it limits, for messages: "key 'research'", "route 'chat'", ...
+
+
+@dataclass(slots=True)
+class Verdict:
+    """What a reservation found: allowed or not, and per limit what is left."""
+
+    allowed: bool
+    blocked: Limit | None = None
+    retry_after: float = 0.0
+    remaining: dict[Limit, float] = field(default_factory=dict)
+    resets: dict[Limit, float] = field(default_factory=dict)  # seconds until it resets
+
+
+def bucket_of(now: float, window: float) -> int:
+    return int(now // window)
+
+
+def sliding_usage(prev: float, curr: float, now: float, window: float) -> float:
+    elapsed = (now % window) / window
+    return prev * (1.0 - elapsed) + curr
+
+
+def retry_after(prev: float, curr: float, amount: float, limit: float, now: float,
+                window: float) -> float:
+    """Seconds until ``amount`` more would fit, as the previous bucket's weight decays."""
+    start = bucket_of(now, window) * window
+    if curr + amount > limit:  # not before the current bucket rolls over
+        return start + window - now
+    if prev <= 0:
+        return 0.0
+    # prev * (1 - (t - start)/window) + curr + amount <= limit  ->  solve for t
+    t = start + window * (1.0 - (limit - curr - amount) / prev)
+    return max(0.0, t - now)
+
+
+class Counters(ABC):
+    backend = "memory"  # named in /readyz and /metrics
+
+    @abstractmethod
+    async def reserve(self, items: list[tuple[Limit, float]], now: float) -> Verdict: ...
+
+    @abstractmethod
+    async def adjust(self, items: list[tuple[Limit, float]], now: float) -> None: ...
+
+    @abstractmethod
+    async def total(self, limit: Limit, now: float) -> float:
+        """What a limit has used now (a fixed total, or the sliding estimate)."""
+
+    async def aclose(self) -> None:
+        return None
+
+    @property
+    def healthy(self) -> bool:
+        return True
+
+    def status(self) -> dict:
+        """For /readyz and /metrics: the backend and whether it answers."""
+        return {"backend": self.backend, "healthy": self.healthy}
+
+    async def refresh(self) -> None:
+        """Check the backend when that is due (a remote one), before status() is reported."""
+        return None
+
+
+def counters_in(registry) -> list[Counters]:
+    """The counters the running config uses, from the runtime state registry (kept there
+    under ``("counters", where)``; see middleware/state_backend.py)."""
+    return [item for item in registry.of_kind("counters") if isinstance(item, Counters)]
+
+
+class MemoryCounters(Counters):
+    """In-process counters. Atomic by construction: no await between check and add.
+
+    ``share`` divides every limit, so that N processes each enforcing limit/N cannot exceed
+    the limit together (several workers without Redis, or a Redis outage).
+    """
+
+    def __init__(self, share: int = 1) -> None:
+        self.share = max(1, share)
+        self.buckets: dict[tuple[str, int], float] = {}  # (key, bucket) -> amount
+        self.totals: dict[str, float] = {}  # fixed windows
+
+    def cap(self, limit: Limit) -> float:
+        """This process's part of a limit. Alert markers ("once") are not divided: each
+        process may report a crossing, rather than none ever could."""
+        return limit.limit if limit.kind == "alert" else limit.limit / self.share
+
+    def usage(self, limit: Limit, now: float) -> tuple[float, float]:
+        """(previous, current) amounts of a sliding limit, or (0, total) of a fixed one."""
+        if not limit.window:
+            return 0.0, self.totals.get(limit.key, 0.0)
+        b = bucket_of(now, limit.window)
+        return self.buckets.get((limit.key, b - 1), 0.0), self.buckets.get((limit.key, b), 0.0)
+
+    async def reserve(self, items: list[tuple[Limit, float]], now: float) -> Verdict:
+        return self.reserve_now(items, now)
+
+    async def total(self, limit: Limit, now: float) -> float:
+        prev, curr = self.usage(limit, now)
+        return sliding_usage(prev, curr, now, limit.window) if limit.window else curr
+
+    def reserve_now(self, items: list[tuple[Limit, float]], now: float) -> Verdict:
+        verdict = Verdict(True)
+        for limit, amount in items:
+            prev, curr = self.usage(limit, now)
+            cap = self.cap(limit)
+            used = sliding_usage(prev, curr, now, limit.window) if limit.window else curr
+            if amount > 0 and used + amount > cap + 1e-9:
+                wait = (retry_after(prev, curr, amount, cap, now, limit.window)
+                        if limit.window else math.inf)
+                return Verdict(False, limit, wait, {limit: max(0.0, cap - used)},
+                               {limit: wait})
+            verdict.remaining[limit] = max(0.0, cap - used - amount)
+            verdict.resets[limit] = (limit.window - now % limit.window) if limit.window else 0.0
+        self.adjust_now(items, now)
+        return verdict
+
+    async def adjust(self, items: list[tuple[Limit, float]], now: float) -> None:
+        self.adjust_now(items, now)
+
+    def adjust_now(self, items: list[tuple[Limit, float]], now: float) -> None:
+        for limit, amount in items:
+            if not amount:
+                continue
+            if limit.window:
+                slot = (limit.key, bucket_of(now, limit.window))
+                self.buckets[slot] = self.buckets.get(slot, 0.0) + amount
+            else:
+                self.totals[limit.key] = max(0.0, self.totals.get(limit.key, 0.0) + amount)
+        if len(self.buckets) > 4096:
+            self._forget_old(now)
+
+    def _forget_old(self, now: float) -> None:
+        """Drop buckets too old to matter (older than the previous one of their window)."""
+        stale = [k for k in self.buckets if k[1] < bucket_of(now, _window_of(k[0])) - 1]
+        for k in stale:
+            del self.buckets[k]
+
+
+def _window_of(key: str) -> float:
+    """Counter keys end with their window in seconds (``...:60``)."""
+    try:
+        return float(key.rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return 86400.0

@@ -1,0 +1,91 @@
+"""Memory counters persisted to SQLite: the embedded default (`server.state: sqlite`), so
+budgets and rate windows survive a restart. The hot path stays in memory; a background task
+writes what changed once a second (in a worker thread), and at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+
+from ..logs import get_logger
+from .counters import Limit, MemoryCounters
+
+log = get_logger("gateway.state")
+FLUSH_EVERY = 1.0
+
+
+class SqliteCounters(MemoryCounters):
+    backend = "sqlite"
+
+    def __init__(self, path: str, share: int = 1):
+        super().__init__(share)
+        self.path = path
+        self._dirty: set = set()
+        self._task: asyncio.Task | None = None
+        self._load()
+
+    def _db(self) -> sqlite3.Connection:
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=5)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE IF NOT EXISTS counters (key TEXT NOT NULL, bucket INTEGER NOT NULL,"
+                   " amount REAL NOT NULL, updated REAL NOT NULL, PRIMARY KEY (key, bucket))")
+        return db
+
+    def _load(self) -> None:
+        if not os.path.exists(self.path):
+            return
+        db = self._db()
+        try:
+            for key, bucket, amount in db.execute("SELECT key, bucket, amount FROM counters"):
+                if bucket < 0:
+                    self.totals[key] = amount
+                else:
+                    self.buckets[(key, bucket)] = amount
+        finally:
+            db.close()
+
+    def adjust_now(self, items: list[tuple[Limit, float]], now: float) -> None:
+        super().adjust_now(items, now)
+        for limit, amount in items:
+            if amount:
+                self._dirty.add((limit.key, int(now // limit.window) if limit.window else -1))
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._flusher())
+
+    async def _flusher(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY)
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, set()
+        rows = [(key, bucket, self.totals.get(key, 0.0) if bucket < 0
+                 else self.buckets.get((key, bucket), 0.0), time.time()) for key, bucket in dirty]
+        try:
+            await asyncio.to_thread(self._write, rows)
+        except sqlite3.Error as exc:
+            self._dirty |= dirty  # try again next time; nothing is lost from memory
+            log.error("state_flush_failed", path=self.path, error=str(exc))
+
+    def _write(self, rows: list) -> None:
+        db = self._db()
+        try:
+            with db:
+                db.executemany("INSERT INTO counters (key, bucket, amount, updated) VALUES (?,?,?,?)"
+                               " ON CONFLICT(key, bucket) DO UPDATE SET amount = excluded.amount,"
+                               " updated = excluded.updated", rows)
+                db.execute("DELETE FROM counters WHERE bucket >= 0 AND updated < ?",
+                           (time.time() - 40 * 86400,))
+        finally:
+            db.close()
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        await self.flush()

@@ -47,7 +47,7 @@ from ..graph.policies import (
 from ..hookspecs import PluginContext
 from ..pluginmanager import PluginManager, default_manager
 from ..providers.base import ClientPool, Provider, ProviderSpec, Timeouts
-from ..providers.registry import PLANNED, provider_types
+from ..providers.registry import provider_types
 from ..state.canary import CanaryState
 from ..state.registry import StateRegistry
 from ..state.retry_budget import RetryBudgetState
@@ -190,13 +190,8 @@ class _Compiler:
             path = ("providers", name)
             kind = spec["type"]
             if kind not in types:
-                if kind in PLANNED:
-                    self.error(path + ("type",), f"provider type '{kind}' cannot be used: its "
-                               "native adapter is not part of this build yet",
-                               "use an OpenAI-compatible type meanwhile")
-                else:
-                    self.error(path + ("type",), f"unknown provider type '{kind}'",
-                               did_you_mean(kind, types) or "a plugin may add it: is it installed?")
+                self.error(path + ("type",), f"unknown provider type '{kind}'",
+                           did_you_mean(kind, types) or "a plugin may add it: is it installed?")
                 continue
             cls = types[kind]
             base_url = spec.get("base_url") or cls.default_base_url(kind)

@@ -35,4 +35,5 @@ def counters_for(context: PluginContext) -> Counters:
     if state == "memory":
         return context.state.acquire(("counters", "memory"), lambda: MemoryCounters(workers()))
     path = os.path.join(context.data_dir, "state.db")
-    return context.state.acquire(("counters", path), lambda: SqliteCounters(path, workers()))
+    index = int(os.environ.get("GATEWAY_WORKER_INDEX", "0") or 0)
+    return context.state.acquire(("counters", path), lambda: SqliteCounters(path, workers(), index))

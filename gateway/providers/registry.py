@@ -11,8 +11,6 @@ from .gemini import GeminiProvider
 from .mock import MockProvider
 from .openai import PRESETS, OpenAIProvider
 
-# Types the schema knows whose native adapters are not part of this build yet.
-PLANNED: frozenset[str] = frozenset()
 
 
 def provider_types() -> dict[str, type[Provider]]:

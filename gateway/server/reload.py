@@ -117,8 +117,12 @@ class Reloader:
         self.holder.current = graph  # the swap: one reference assignment
         self._version = graph.version
         self.counts["applied"] += 1
-        self.runtime.state.retain_only(graph.state_keys)
-        asyncio.get_running_loop().create_task(self._prune_clients())
+        dropped = self.runtime.state.retain_only(graph.state_keys)
+        loop = asyncio.get_running_loop()
+        loop.create_task(self._prune_clients())
+        closable = [item for item in dropped if hasattr(item, "aclose")]
+        if closable:  # e.g. the counters of a state backend the new config no longer uses
+            loop.create_task(_close_later(closable))
         for listener in self.listeners:
             listener(graph)
         log.info("config_applied", version=graph.version, sha256=graph.sha256[:12], source=source,
@@ -141,6 +145,15 @@ class Reloader:
         log.error("config_rejected", path=self.path, source=source, errors=len(errors),
                   still_serving_version=running)
         return ReloadResult("rejected", running, errors)
+
+
+async def _close_later(items: list, grace: float = 30.0) -> None:
+    await asyncio.sleep(grace)  # requests that started on the old graph may still use them
+    for item in items:
+        try:
+            await item.aclose()
+        except Exception:  # closing must never break serving
+            log.exception("state_close_failed", item=type(item).__name__)
 
 
 def route_changes(old: RoutingGraph | None, new: RoutingGraph) -> dict[str, list[str]]:

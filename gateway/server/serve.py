@@ -84,8 +84,8 @@ def serve(config_path: str, host: str | None = None, port: int | None = None,
     ctx = multiprocessing.get_context("fork")
     children = [
         ctx.Process(target=_run_worker, args=(config_path, graph, Runtime(), config, sockets, watch,
-                                              environment, inputs))
-        for _ in range(workers)
+                                              environment, inputs), kwargs={"index": i})
+        for i in range(workers)
     ]
     for child in children:
         child.start()
@@ -106,7 +106,9 @@ def _hypercorn_config(host: str, port: int) -> HypercornConfig:
 
 
 def _run_worker(config_path, graph, runtime, config, sockets, watch, environment=None,
-                inputs=None) -> None:
+                inputs=None, index: int | None = None) -> None:
+    if index is not None:
+        os.environ["GATEWAY_WORKER_INDEX"] = str(index)  # its own rows in state.db
     if sockets is not None:  # a forked worker: compile again, against its own runtime state
         graph = compile_file(config_path, version=graph.version, runtime=runtime,
                              environment=environment)

@@ -1,6 +1,9 @@
 """Memory counters persisted to SQLite: the embedded default (`server.state: sqlite`), so
 budgets and rate windows survive a restart. The hot path stays in memory; a background task
-writes what changed once a second (in a worker thread), and at shutdown."""
+writes what changed once a second (in a worker thread), and at shutdown.
+
+Each worker process owns its rows (``worker`` column): with `--workers N` every worker enforces
+its share of each limit, and after a restart worker i reloads what worker i had counted."""
 
 from __future__ import annotations
 
@@ -19,9 +22,10 @@ FLUSH_EVERY = 1.0
 class SqliteCounters(MemoryCounters):
     backend = "sqlite"
 
-    def __init__(self, path: str, share: int = 1):
+    def __init__(self, path: str, share: int = 1, worker: int = 0):
         super().__init__(share)
         self.path = path
+        self.worker = worker
         self._dirty: set = set()
         self._task: asyncio.Task | None = None
         self._load()
@@ -30,8 +34,9 @@ class SqliteCounters(MemoryCounters):
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         db = sqlite3.connect(self.path, timeout=5)
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("CREATE TABLE IF NOT EXISTS counters (key TEXT NOT NULL, bucket INTEGER NOT NULL,"
-                   " amount REAL NOT NULL, updated REAL NOT NULL, PRIMARY KEY (key, bucket))")
+        db.execute("CREATE TABLE IF NOT EXISTS worker_counters (worker INTEGER NOT NULL,"
+                   " key TEXT NOT NULL, bucket INTEGER NOT NULL, amount REAL NOT NULL,"
+                   " updated REAL NOT NULL, PRIMARY KEY (worker, key, bucket))")
         return db
 
     def _load(self) -> None:
@@ -39,7 +44,9 @@ class SqliteCounters(MemoryCounters):
             return
         db = self._db()
         try:
-            for key, bucket, amount in db.execute("SELECT key, bucket, amount FROM counters"):
+            rows = db.execute("SELECT key, bucket, amount FROM worker_counters WHERE worker = ?",
+                              (self.worker,))
+            for key, bucket, amount in rows:
                 if bucket < 0:
                     self.totals[key] = amount
                 else:
@@ -64,7 +71,7 @@ class SqliteCounters(MemoryCounters):
         if not self._dirty:
             return
         dirty, self._dirty = self._dirty, set()
-        rows = [(key, bucket, self.totals.get(key, 0.0) if bucket < 0
+        rows = [(self.worker, key, bucket, self.totals.get(key, 0.0) if bucket < 0
                  else self.buckets.get((key, bucket), 0.0), time.time()) for key, bucket in dirty]
         try:
             await asyncio.to_thread(self._write, rows)
@@ -76,10 +83,10 @@ class SqliteCounters(MemoryCounters):
         db = self._db()
         try:
             with db:
-                db.executemany("INSERT INTO counters (key, bucket, amount, updated) VALUES (?,?,?,?)"
-                               " ON CONFLICT(key, bucket) DO UPDATE SET amount = excluded.amount,"
-                               " updated = excluded.updated", rows)
-                db.execute("DELETE FROM counters WHERE bucket >= 0 AND updated < ?",
+                db.executemany("INSERT INTO worker_counters (worker, key, bucket, amount, updated)"
+                               " VALUES (?,?,?,?,?) ON CONFLICT(worker, key, bucket) DO UPDATE"
+                               " SET amount = excluded.amount, updated = excluded.updated", rows)
+                db.execute("DELETE FROM worker_counters WHERE bucket >= 0 AND updated < ?",
                            (time.time() - 40 * 86400,))
         finally:
             db.close()

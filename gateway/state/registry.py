@@ -25,11 +25,13 @@ class StateRegistry:
                 item = self._items[key] = factory()
             return item  # type: ignore[return-value]
 
-    def retain_only(self, keys: Iterable[Hashable]) -> None:
+    def retain_only(self, keys: Iterable[Hashable]) -> list[object]:
+        """Drop what ``keys`` does not name; returns the dropped items (the caller closes
+        those that hold resources, once requests still using them are done)."""
         keep = set(keys)
         with self._lock:
-            for key in [k for k in self._items if k not in keep]:
-                del self._items[key]
+            dropped = [k for k in self._items if k not in keep]
+            return [self._items.pop(k) for k in dropped]
 
     async def aclose(self) -> None:
         """At shutdown: close every item that holds a resource (an ``aclose`` method)."""

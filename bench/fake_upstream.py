@@ -10,6 +10,9 @@ connections are kept alive. Endpoints:
 - ``POST /v1/chat/completions``: a fixed ``chat.completion``; with ``"stream": true`` in the body an
   SSE stream (chunked transfer encoding) of ``--chunks`` chunks then ``data: [DONE]``, with
   ``--chunk-delay-ms`` between chunks. The streamed pieces join to the non-streamed content.
+  A model whose name contains ``slow-<MS>x<N>`` (``slow-50x10``) streams N chunks MS ms apart
+  instead, whatever the options say: the streaming checks use it through every system, since
+  each passes the model name on (or maps a route to a target of that name).
 - ``GET /v1/models``: one model, ``fake-model``.
 
 Usage: ``python bench/fake_upstream.py --port P [--chunks 5] [--chunk-delay-ms 0]``.
@@ -21,10 +24,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 
 MODEL = "fake-model"
 CREATED = 1_700_000_000
 MAX_HEAD = 64 * 1024
+SLOW_MODEL = re.compile(r"slow-(\d+)x(\d+)")
+MAX_SLOW_CHUNKS = 10_000
 
 
 def _json(obj: object) -> bytes:
@@ -118,9 +124,10 @@ class UpstreamProtocol(asyncio.Protocol):
     """One client connection. Requests are answered strictly in order; while a delayed stream is
     being written, later pipelined requests wait in the buffer."""
 
-    def __init__(self, replies: Replies, chunk_delay: float) -> None:
+    def __init__(self, replies: Replies, chunk_delay: float, slow: dict[bytes, tuple[Replies, float]]) -> None:
         self.replies = replies
         self.chunk_delay = chunk_delay
+        self.slow = slow  # replies of slow-MSxN models, built on first use, shared by connections
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         self.streaming: asyncio.Task | None = None
@@ -160,31 +167,45 @@ class UpstreamProtocol(asyncio.Protocol):
     def _handle(self, method: bytes, path: bytes, body: bytes, close: bool) -> None:
         if method == b"POST" and path in (b"/v1/chat/completions", b"/chat/completions"):
             try:
-                stream = json.loads(body).get("stream") is True
+                request = json.loads(body)
+                stream = request.get("stream") is True
+                model = request.get("model")
             except (ValueError, AttributeError):
                 self._send(self.replies.bad_json, close)
                 return
+            replies, delay = self.replies, self.chunk_delay
+            if isinstance(model, str) and "slow-" in model:
+                replies, delay = self._slow(model)
             if not stream:
-                self._send(self.replies.completion, close)
-            elif self.chunk_delay <= 0:
-                self._send(self.replies.stream_all, close)
+                self._send(replies.completion, close)
+            elif delay <= 0:
+                self._send(replies.stream_all, close)
             else:
-                self.streaming = asyncio.get_running_loop().create_task(self._stream_slowly(close))
+                self.streaming = asyncio.get_running_loop().create_task(self._stream_slowly(replies, delay, close))
         elif method == b"GET" and path in (b"/v1/models", b"/models"):
             self._send(self.replies.models, close)
         else:
             self._send(self.replies.not_found, close)
+
+    def _slow(self, model: str) -> tuple[Replies, float]:
+        match = SLOW_MODEL.search(model)
+        if match is None:
+            return self.replies, self.chunk_delay
+        key = match.group(0).encode()
+        if key not in self.slow:
+            delay_ms, chunks = int(match.group(1)), min(max(1, int(match.group(2))), MAX_SLOW_CHUNKS)
+            self.slow[key] = (Replies(chunks), delay_ms / 1000)
+        return self.slow[key]
 
     def _send(self, data: bytes, close: bool) -> None:
         self.transport.write(data)
         if close:
             self.transport.close()
 
-    async def _stream_slowly(self, close: bool) -> None:
-        replies = self.replies
+    async def _stream_slowly(self, replies: Replies, delay: float, close: bool) -> None:
         self.transport.write(replies.stream_head + replies.stream_events[0])
         for event in replies.stream_events[1:]:
-            await asyncio.sleep(self.chunk_delay)
+            await asyncio.sleep(delay)
             if self.transport.is_closing():
                 return
             self.transport.write(event)
@@ -195,10 +216,10 @@ class UpstreamProtocol(asyncio.Protocol):
 
 async def serve(host: str, port: int, chunks: int = 5, chunk_delay_ms: float = 0) -> asyncio.Server:
     """Start listening and return the server (the caller closes it)."""
-    replies = Replies(chunks)
+    replies, slow = Replies(chunks), {}
     loop = asyncio.get_running_loop()
     return await loop.create_server(
-        lambda: UpstreamProtocol(replies, chunk_delay_ms / 1000), host, port, backlog=4096, reuse_address=True
+        lambda: UpstreamProtocol(replies, chunk_delay_ms / 1000, slow), host, port, backlog=4096, reuse_address=True
     )
 
 

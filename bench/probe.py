@@ -11,7 +11,7 @@ import asyncio
 import json
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 
@@ -45,8 +45,11 @@ class Connection:
         except OSError:
             pass
 
-    async def request(self, method: str, path: str, body: bytes | None = None) -> Reply:
+    async def request(
+        self, method: str, path: str, body: bytes | None = None, headers: Mapping[str, str] | None = None
+    ) -> Reply:
         head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+        head += "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
         if body is not None:
             head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
         started = time.perf_counter()
@@ -165,11 +168,19 @@ def parse_stream(reply: Reply) -> str:
     return text
 
 
-async def check_chat(port: int, model: str) -> tuple[str, str]:
-    """Send one plain and one streamed chat completion; return both texts or raise ProbeError."""
+async def check_chat(
+    port: int, model: str, headers: Mapping[str, str] | None = None, expect: Mapping[str, str] | None = None
+) -> tuple[str, str]:
+    """Send one plain and one streamed chat completion; return both texts or raise ProbeError.
+
+    ``expect`` names response headers the plain reply must carry, with their values."""
     async with Connection(port) as conn:
-        plain = parse_completion(await conn.request("POST", "/v1/chat/completions", chat_body(model, False)))
-        streamed = parse_stream(await conn.request("POST", "/v1/chat/completions", chat_body(model, True)))
+        reply = await conn.request("POST", "/v1/chat/completions", chat_body(model, False), headers)
+        plain = parse_completion(reply)
+        for name, value in (expect or {}).items():
+            if reply.headers.get(name.lower()) != value:
+                raise ProbeError(f"header {name}: expected {value!r}, got {reply.headers.get(name.lower())!r}")
+        streamed = parse_stream(await conn.request("POST", "/v1/chat/completions", chat_body(model, True), headers))
     return plain, streamed
 
 
@@ -181,13 +192,15 @@ class Ttfb:
     p99_ms: float
 
 
-async def measure_ttfb(port: int, model: str, requests: int, warmup: int = 10) -> Ttfb:
+async def measure_ttfb(
+    port: int, model: str, requests: int, warmup: int = 10, headers: Mapping[str, str] | None = None
+) -> Ttfb:
     """Time to first body byte of streamed completions, one request at a time on one connection."""
     body = chat_body(model, True)
     samples, errors = [], 0
     async with Connection(port) as conn:
         for i in range(warmup + requests):
-            reply = await conn.request("POST", "/v1/chat/completions", body)
+            reply = await conn.request("POST", "/v1/chat/completions", body, headers)
             if i < warmup:
                 continue
             if reply.status == 200 and reply.body.rstrip().endswith(b"data: [DONE]"):

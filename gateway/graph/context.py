@@ -39,6 +39,7 @@ class RequestContext:
     key_name: str | None = None
     key: Any = None  # graph.KeySpec of the caller, once authenticated
     target: str = ""  # provider/model that answered, once one has
+    upstream_ms: float = 0.0  # time spent waiting on upstreams, every attempt included
     deadline: float | None = None  # time.monotonic() value; None means no request deadline
     retry_budget: Any = None  # policies.RetryBudget of the route, when it has one
     rng: random.Random = _rng

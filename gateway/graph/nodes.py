@@ -110,17 +110,23 @@ class TargetNode:
             response = await self.provider.send(
                 UpstreamRequest(ctx.endpoint, body, ctx.stream, timeouts))
         except UpstreamError as err:
+            ended = time.monotonic()
             state.done()
-            state.record(self.breaker, self.breaker.on.matches(err), time.monotonic())
+            state.record(self.breaker, self.breaker.on.matches(err), ended)
             err.target = label
-            ctx.attempts.append(Attempt(label, err.status, err.error_class, _ms(started)))
+            ms = (ended - started) * 1000
+            ctx.upstream_ms += ms
+            ctx.attempts.append(Attempt(label, err.status, err.error_class, ms))
             raise
         except BaseException:  # cancelled (the client left): free a half-open probe slot
             state.done()
             state.record(self.breaker, False, time.monotonic())
             raise
-        state.finished(started)
-        state.record(self.breaker, False, time.monotonic())
+        ended = time.monotonic()
+        ms = (ended - started) * 1000
+        ctx.upstream_ms += ms
+        state.finished(ms)
+        state.record(self.breaker, False, ended)
         if response.stream is not None:
             response.stream = _count_until_end(response.stream, state)
         else:
@@ -129,13 +135,13 @@ class TargetNode:
             for check in self.checks:
                 reason = await check.reason(ctx, response)
                 if reason:
-                    ctx.attempts.append(Attempt(label, 503, "guardrail", _ms(started)))
+                    ctx.attempts.append(Attempt(label, 503, "guardrail", ms))
                     raise UpstreamError(
                         503, "guardrail",
                         f"the answer of {label} was refused by plugin '{check.plugin}': {reason}",
                         target=label, from_upstream=False,
                     )
-        ctx.attempts.append(Attempt(label, response.status, None, _ms(started)))
+        ctx.attempts.append(Attempt(label, response.status, None, ms))
         response.target = ctx.target = label
         return response
 

@@ -74,6 +74,8 @@ class KeyStore:
         self._local = threading.local()
         self._cache: dict[str, StoredKey] = {}
         self._version: int | None = None
+        self._signature_seen: tuple | None = None
+        self._checked_at = 0.0
 
     def _connect(self) -> sqlite3.Connection:
         """This thread's connection; the database is created on first use, not before (so
@@ -144,6 +146,21 @@ class KeyStore:
         return bool(self._cache)
 
     def _refresh(self) -> None:
+        """Reload the active keys if the database changed. A stat of the files answers the
+        common case without a query; SQLite's data_version confirms (and is asked at least
+        once a second in any case)."""
+        now = time.monotonic()
+        if self._signature_seen is None and self._version == 0 and now - self._checked_at < 1.0:
+            return  # no database a moment ago: the first key created is seen within a second
+        signature = self._signature()
+        if signature == self._signature_seen and self._version is not None \
+                and now - self._checked_at < 1.0:
+            return
+        self._checked_at = now
+        self._signature_seen = signature
+        if signature is None:  # no database: no key was ever created here
+            self._cache, self._version = {}, 0
+            return
         db = self._connect()
         version = db.execute("PRAGMA data_version").fetchone()[0]
         if version == self._version:
@@ -151,6 +168,18 @@ class KeyStore:
         rows = db.execute("SELECT * FROM keys WHERE revoked_at IS NULL").fetchall()
         self._cache = {k.sha256: k for k in map(_row, rows)}
         self._version = version
+
+    def _signature(self) -> tuple | None:
+        try:
+            main = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        try:
+            wal = os.stat(self.path + "-wal")
+            wal_sig = (wal.st_mtime_ns, wal.st_size)
+        except FileNotFoundError:
+            wal_sig = None
+        return (main.st_mtime_ns, main.st_size, wal_sig)
 
 
 def _row(row: tuple) -> StoredKey:

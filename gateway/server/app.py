@@ -24,7 +24,7 @@ from .versions_api import VersionEndpoints
 log = get_logger("gateway.server")
 
 
-def create_app(reloader: Reloader, *, watch_config: bool = True) -> Starlette:
+def create_app(reloader: Reloader, *, watch_config: bool = True) -> "FastPath":
     holder = reloader.holder
     api = OpenAIEndpoints(holder)
     admin = AdminEndpoints(holder, reloader)
@@ -68,11 +68,40 @@ def create_app(reloader: Reloader, *, watch_config: bool = True) -> Starlette:
         Route("/admin/keys/{name}", keys.revoke, methods=["DELETE"]),
         Route("/metrics", metrics_endpoint(reloader), methods=["GET"]),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
     )
+    return FastPath(app, {
+        "/v1/chat/completions": api.chat_completions,
+        "/v1/completions": api.completions,
+        "/v1/embeddings": api.embeddings,
+    })
+
+
+class FastPath:
+    """Sends the hot endpoints (POST /v1/chat/completions, /v1/completions, /v1/embeddings)
+    straight to their handlers, past Starlette's router and middleware stack, which they do
+    not need: they build every answer, errors included, themselves. Everything else, lifespan
+    included, goes through Starlette."""
+
+    def __init__(self, app: Starlette, endpoints: dict):
+        self.app = app
+        self.endpoints = endpoints
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            endpoint = self.endpoints.get(scope["path"])
+            if endpoint is not None:
+                request = Request(scope, receive)
+                try:
+                    response = await endpoint(request)
+                except Exception as exc:  # a bug: answer in OpenAI's shape, as Starlette would
+                    response = await _internal_error(request, exc)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:

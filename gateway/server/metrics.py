@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -17,6 +17,7 @@ from ..graph.nodes import CanaryNode, TargetNode
 from ..state.counters import counters_in
 from .health import walk
 from .reload import Reloader
+from .request_stats import STATS
 
 BREAKER_STATES = ("closed", "half_open", "open")
 
@@ -43,12 +44,22 @@ class GatewayCollector:
             state_up.add_metric([counters.backend], 1.0 if counters.healthy else 0.0)
         yield state_up
 
+        requests = CounterMetricFamily("gateway_requests", "Requests answered, by route and status",
+                                       labels=["route", "status"])
+        for (route, status), count in list(STATS.requests.items()):
+            requests.add_metric([route, str(status)], count)
+        yield requests
+        overhead = HistogramMetricFamily(
+            "gateway_overhead_seconds", "Time spent in the gateway itself, upstream time excluded")
+        overhead.add_metric([], STATS.cumulative(), STATS.overhead_sum)
+        yield overhead
+
         breaker = GaugeMetricFamily("gateway_breaker_state", "1 for the breaker's current state",
                                     labels=["target", "state"])
         transitions = CounterMetricFamily("gateway_breaker_transitions",
                                           "Circuit breaker transitions", labels=["target", "to"])
-        requests = CounterMetricFamily("gateway_target_requests", "Upstream calls per target",
-                                       labels=["target"])
+        target_requests = CounterMetricFamily("gateway_target_requests",
+                                              "Upstream calls per target", labels=["target"])
         errors = CounterMetricFamily("gateway_target_errors", "Failed upstream calls per target",
                                      labels=["target"])
         in_flight = GaugeMetricFamily("gateway_target_in_flight", "Calls in flight per target",
@@ -72,7 +83,7 @@ class GatewayCollector:
                         breaker.add_metric([label, s], 1.0 if snap["breaker"] == s else 0.0)
                     for to, count in state.transitions.items():
                         transitions.add_metric([label, to], count)
-                    requests.add_metric([label], state.requests)
+                    target_requests.add_metric([label], state.requests)
                     errors.add_metric([label], state.errors)
                     in_flight.add_metric([label], state.in_flight)
                     if state.ewma_ms is not None:
@@ -82,7 +93,7 @@ class GatewayCollector:
                     for arm, stats in node.state.arms.items():
                         arm_requests.add_metric([name, node.path, arm], stats.requests)
                         arm_errors.add_metric([name, node.path, arm], stats.errors)
-        yield from (breaker, transitions, requests, errors, in_flight, ewma, canary_share,
+        yield from (breaker, transitions, target_requests, errors, in_flight, ewma, canary_share,
                     arm_requests, arm_errors)
 
 

@@ -6,8 +6,9 @@ reload never changes the rules under a running request.
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
-import uuid
 from typing import AsyncIterator
 
 import orjson
@@ -21,6 +22,7 @@ from ..graph.context import RequestContext
 from .access_log import log_request
 from .errors import error_body, gateway_error_response, upstream_failure
 from .reload import GraphHolder
+from .request_stats import STATS
 
 # Fields every endpoint requires, besides "model".
 _REQUIRED = {"chat": "messages", "completions": "prompt", "embeddings": "input"}
@@ -57,6 +59,7 @@ class OpenAIEndpoints:
                         media_type="application/json")
 
     async def _proxy(self, request: Request, endpoint: str) -> Response:
+        started = time.monotonic()
         graph = self.holder.current
         request_id = _request_id(request)
         headers = {"x-request-id": request_id, "x-gateway-config-version": str(graph.version)}
@@ -84,6 +87,7 @@ class OpenAIEndpoints:
                 route.retry_budget.state.request(ctx.started)
             upstream = await graph.handler(ctx)
         except GatewayError as err:
+            _account(headers, started, ctx, err.status)
             if graph.log_requests:
                 log_request(ctx, endpoint, request_id, err.status, None, err.message)
             return gateway_error_response(err, headers)
@@ -92,6 +96,7 @@ class OpenAIEndpoints:
             headers.update(extra)
             headers["x-gateway-attempts"] = str(len(ctx.attempts))
             headers["x-gateway-target"] = err.target
+            _account(headers, started, ctx, status)
             if graph.log_requests:
                 log_request(ctx, endpoint, request_id, status, err.target, err.message)
             return Response(content, status_code=status, headers=headers,
@@ -101,6 +106,7 @@ class OpenAIEndpoints:
         headers["x-gateway-target"] = upstream.target
         headers["x-gateway-attempts"] = str(len(ctx.attempts))
         headers["x-gateway-cache"] = ctx.notes.get("cache", "skip")
+        _account(headers, started, ctx, upstream.status)
         if upstream.stream is not None:
             headers["Cache-Control"] = "no-cache"
             return StreamingResponse(
@@ -111,6 +117,14 @@ class OpenAIEndpoints:
             log_request(ctx, endpoint, request_id, upstream.status, upstream.target)
         return Response(upstream.body, status_code=upstream.status, headers=headers,
                         media_type=upstream.media_type)
+
+
+def _account(headers: dict, started: float, ctx: RequestContext | None, status: int) -> None:
+    """x-gateway-overhead-ms: time spent in the gateway itself (upstream time excluded; for a
+    stream, up to its first byte), also counted for /metrics."""
+    overhead = time.monotonic() - started - (ctx.upstream_ms / 1000 if ctx is not None else 0.0)
+    headers["x-gateway-overhead-ms"] = f"{overhead * 1000:.3f}"
+    STATS.observe(ctx.route if ctx is not None else "", status, overhead)
 
 
 async def guard_stream(
@@ -223,8 +237,14 @@ def _deadline(request: Request, cap: float | None) -> float | None:
     return None if budget is None else time.monotonic() + budget
 
 
+_ID_PREFIX = os.urandom(6).hex()
+_ids = itertools.count(1)
+
+
 def _request_id(request: Request) -> str:
+    """The client's x-request-id when it sends a sane one, else a new id: a random prefix per
+    process and a counter (unique, and far cheaper than uuid4 on every request)."""
     given = request.headers.get("x-request-id")
     if given and len(given) <= 128 and given.isprintable():
         return given
-    return uuid.uuid4().hex
+    return f"{_ID_PREFIX}{next(_ids):010x}"

@@ -122,12 +122,10 @@ class TargetState:
         self.in_flight += 1
         return time.monotonic()
 
-    def finished(self, started: float, first_byte: bool = True) -> None:
-        """One call ended (or, for streams, its first byte arrived: latency is TTFB)."""
-        if first_byte:
-            ms = (time.monotonic() - started) * 1000
-            self.ewma_ms = ms if self.ewma_ms is None else (
-                self.EWMA_ALPHA * ms + (1 - self.EWMA_ALPHA) * self.ewma_ms)
+    def finished(self, ms: float) -> None:
+        """An answer (for streams: its first byte) came after ``ms``: update the EWMA."""
+        self.ewma_ms = ms if self.ewma_ms is None else (
+            self.EWMA_ALPHA * ms + (1 - self.EWMA_ALPHA) * self.ewma_ms)
 
     def done(self) -> None:
         self.in_flight = max(0, self.in_flight - 1)

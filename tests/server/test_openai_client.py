@@ -238,3 +238,18 @@ def test_one_log_event_per_request_without_secrets(gw, upstream):
     assert requests[2]["stream"] is True and requests[0]["attempts"] == 1
     assert all(e["latency_ms"] >= 0 for e in (requests[0], requests[2]))
     assert "upstream-secret" not in gw.log()
+
+
+def test_overhead_header_and_metrics(gw):
+    """Every answer says how long the gateway itself took; /metrics counts requests and
+    keeps the overhead histogram."""
+    raw = client(gw).chat.completions.with_raw_response.create(
+        model="gpt", messages=[{"role": "user", "content": "x"}])
+    overhead = float(raw.headers["x-gateway-overhead-ms"])
+    assert 0 <= overhead < 1000
+    missing = httpx.post(gw.base_url + "/v1/chat/completions", json={"model": "nope", "messages": []})
+    assert float(missing.headers["x-gateway-overhead-ms"]) >= 0
+    text = httpx.get(gw.base_url + "/metrics").text
+    assert 'gateway_requests_total{route="gpt",status="200"} 1.0' in text
+    assert 'gateway_requests_total{route="",status="404"} 1.0' in text
+    assert 'gateway_overhead_seconds_count 2.0' in text

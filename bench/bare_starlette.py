@@ -1,0 +1,69 @@
+"""Bare Starlette + hypercorn (uvloop) + aiohttp pass-through: the floor for the gateway's own stack.
+
+The same framework, server and client as `gateway serve` and nothing else (no routing, no
+features), so the gap between this row and the gateway's is what the gateway's own logic costs.
+
+Usage: ``python bench/bare_starlette.py --port P --upstream http://127.0.0.1:U/v1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+
+import aiohttp
+import uvloop
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+
+def make_app(upstream: str) -> Starlette:
+    pool: dict[str, aiohttp.ClientSession] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        pool["session"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        yield
+        await pool["session"].close()
+
+    async def chat(request):
+        up = await pool["session"].post(f"{upstream}/chat/completions", data=await request.body(),
+                                        headers={"Content-Type": "application/json"})
+        if up.content_type != "text/event-stream":
+            async with up:
+                return Response(await up.read(), up.status, media_type=up.content_type)
+
+        async def relay():
+            async with up:
+                async for data in up.content.iter_any():
+                    yield data
+
+        return StreamingResponse(relay(), up.status, media_type="text/event-stream")
+
+    async def readyz(request):
+        return PlainTextResponse("ok")
+
+    routes = [Route("/readyz", readyz), Route("/v1/chat/completions", chat, methods=["POST"])]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def _main(args: argparse.Namespace) -> None:
+    config = Config()
+    config.bind = [f"{args.host}:{args.port}"]
+    config.accesslog, config.loglevel, config.keep_alive_timeout = None, "WARNING", 75
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await serve(make_app(args.upstream.rstrip("/")), config, shutdown_trigger=stop.wait)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Bare Starlette pass-through to an OpenAI-compatible upstream.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--upstream", required=True, help="base URL ending in /v1")
+    uvloop.run(_main(parser.parse_args()))

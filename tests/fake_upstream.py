@@ -85,6 +85,9 @@ class FakeOpenAI:
         app.router.add_post("/v1/completions", self._chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/images/generations", self._images)
+        app.router.add_post("/v1/audio/speech", self._speech)
+        app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
@@ -151,6 +154,40 @@ class FakeOpenAI:
                 for i, _ in enumerate(inputs)]
         return web.json_response({"object": "list", "data": data, "model": body["model"],
                                   "usage": {"prompt_tokens": 2, "total_tokens": 2}})
+
+    async def _images(self, request: web.Request) -> web.Response:
+        body, b = await self._record(request)
+        if b.status != 200:
+            return _error(b)
+        return web.json_response({"created": 1, "data": [
+            {"url": f"https://images.invalid/{body['model']}.png", "revised_prompt": body["prompt"]}]})
+
+    async def _speech(self, request: web.Request) -> web.StreamResponse:
+        body, b = await self._record(request)
+        if b.status != 200:
+            return _error(b)
+        resp = web.StreamResponse(headers={"Content-Type": "audio/mpeg"})
+        await resp.prepare(request)
+        for i in range(4):  # binary audio, sent in pieces
+            await resp.write(bytes([i]) * 1000)
+            if b.chunk_delay:
+                await asyncio.sleep(b.chunk_delay)
+        await resp.write_eof()
+        return resp
+
+    async def _transcriptions(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        upload = form["file"]
+        data = upload.file.read()
+        fields = {k: v for k, v in form.items() if k != "file"}
+        self.requests.append(Recorded(request.path, dict(request.headers),
+                                      {**fields, "file": {"name": upload.filename, "size": len(data)}},
+                                      time.monotonic()))
+        script = self._scripts.get(fields.get("model"))
+        b = script.popleft() if script else Behaviour()
+        if b.status != 200:
+            return _error(b)
+        return web.json_response({"text": f"heard {len(data)} bytes from {upload.filename}"})
 
     async def _models(self, request: web.Request) -> web.Response:
         self.model_checks += 1

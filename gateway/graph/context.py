@@ -35,6 +35,7 @@ class RequestContext:
     stream: bool = False
     headers: Mapping[str, str] = field(default_factory=dict)
     node: Any = None  # the route's compiled node, set once the route is known
+    files: tuple = ()  # providers.base.Upload: files of a multipart request
     metadata: dict[str, Any] = field(default_factory=dict)
     key_name: str | None = None
     key: Any = None  # graph.KeySpec of the caller, once authenticated

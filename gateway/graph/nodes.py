@@ -19,7 +19,13 @@ from typing import Any, AsyncIterator, Callable, Mapping, Protocol
 import orjson
 
 from ..errors import GatewayError, UpstreamError
-from ..providers.base import Provider, Timeouts, UpstreamRequest, UpstreamResponse
+from ..providers.base import (
+    ENDPOINT_CAPABILITY,
+    Provider,
+    Timeouts,
+    UpstreamRequest,
+    UpstreamResponse,
+)
 from ..state.canary import CanaryState
 from ..state.target import ProviderHealth, TargetState
 from .conditions import Predicate, is_missing
@@ -34,8 +40,9 @@ class Node(Protocol):
 
 
 # Failures after which a fallback always moves on, whatever its on_status lists: the target
-# was skipped (open circuit, failing health checks) or its answer refused (guardrail).
-ALWAYS_MOVE_ON = frozenset({"guardrail", "circuit_open"})
+# was skipped (open circuit, failing health checks, an endpoint its provider cannot serve) or
+# its answer refused (guardrail).
+ALWAYS_MOVE_ON = frozenset({"guardrail", "circuit_open", "unsupported"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +107,12 @@ class TargetNode:
             if remaining <= 0:
                 raise _deadline_error(label)
             timeouts = timeouts.clipped(remaining)
+        if ENDPOINT_CAPABILITY[ctx.endpoint] not in self.provider.capabilities:
+            ctx.attempts.append(Attempt(label, 400, "unsupported", 0.0))
+            raise UpstreamError(
+                400, "unsupported",
+                f"{label} cannot serve {ctx.endpoint} (provider type {self.provider.spec.type})",
+                target=label, from_upstream=False)
         if not self.health.healthy or not state.allow(self.breaker, time.monotonic()):
             ctx.attempts.append(Attempt(label, 503, "circuit_open", 0.0))
             why = "circuit open" if self.health.healthy else "failing health checks"
@@ -108,7 +121,7 @@ class TargetNode:
         started = state.started()
         try:
             response = await self.provider.send(
-                UpstreamRequest(ctx.endpoint, body, ctx.stream, timeouts))
+                UpstreamRequest(ctx.endpoint, body, ctx.stream, timeouts, ctx.files))
         except UpstreamError as err:
             ended = time.monotonic()
             state.done()

@@ -9,6 +9,7 @@ per-process resources that outlive any one config (see ClientPool).
 from __future__ import annotations
 
 import asyncio
+import io
 import socket
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -22,7 +23,52 @@ ENDPOINT_PATHS = {
     "chat": "/chat/completions",
     "completions": "/completions",
     "embeddings": "/embeddings",
+    "images": "/images/generations",
+    "speech": "/audio/speech",
+    "transcriptions": "/audio/transcriptions",
 }
+# The capability a provider must declare to serve an endpoint.
+ENDPOINT_CAPABILITY = {
+    "chat": "chat",
+    "completions": "completions",
+    "embeddings": "embeddings",
+    "images": "images",
+    "speech": "audio",
+    "transcriptions": "audio",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A file of a multipart request (audio to transcribe), spooled by the server."""
+
+    field: str
+    filename: str
+    content_type: str
+    file: Any  # a seekable binary file object
+
+    def rewind(self) -> Any:
+        """The file from its start, behind a wrapper the HTTP client may close without closing
+        the spooled file itself (a retry or a fallback sends it again)."""
+        self.file.seek(0)
+        return _KeepOpen(self.file)
+
+
+class _KeepOpen(io.RawIOBase):
+    def __init__(self, file: Any):
+        super().__init__()
+        self._file = file
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return self._file.read(size)
+
+    def readinto(self, buffer) -> int:
+        data = self._file.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +96,10 @@ class Timeouts:
 @dataclass(slots=True)
 class UpstreamRequest:
     endpoint: str
-    body: dict[str, Any]
+    body: dict[str, Any]  # JSON body, or the form fields of a multipart request
     stream: bool
     timeouts: Timeouts
+    files: tuple[Upload, ...] = ()
 
 
 @dataclass(slots=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from email.utils import parsedate_to_datetime
-from typing import AsyncIterator, Callable, Mapping
+from typing import Any, AsyncIterator, Callable, Mapping
 
 import aiohttp
 import orjson
@@ -30,7 +30,7 @@ RetryAfter = Callable[[Mapping[str, str]], float | None]
 
 
 async def post_json(
-    session: aiohttp.ClientSession, url: str, data: bytes, headers: Mapping[str, str],
+    session: aiohttp.ClientSession, url: str, data: Any, headers: Mapping[str, str],
     timeouts: Timeouts, parse_error: ErrorParser, *, openai_shaped: bool = False,
     retry_after_of: RetryAfter | None = None,
 ) -> tuple[bytes, str]:

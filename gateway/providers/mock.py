@@ -7,6 +7,7 @@ A token here is a whitespace-separated word, so usage numbers are easy to check 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import math
 import random
@@ -21,7 +22,7 @@ from .base import Provider, UpstreamRequest, UpstreamResponse
 
 
 class MockProvider(Provider):
-    capabilities = frozenset({"chat", "completions", "embeddings", "stream"})
+    capabilities = frozenset({"chat", "completions", "embeddings", "stream", "images", "audio"})
 
     @classmethod
     def default_base_url(cls, type_name: str) -> str | None:
@@ -55,6 +56,12 @@ class MockProvider(Provider):
         model = str(body.get("model", "mock"))
         if request.endpoint == "embeddings":
             return _json(embeddings(body, model))
+        if request.endpoint == "images":
+            return _json(images(body))
+        if request.endpoint == "speech":
+            return UpstreamResponse(200, stream=_chunks(speech(body)), media_type="audio/wav")
+        if request.endpoint == "transcriptions":
+            return _json(transcription(request))
         prompt = _prompt_text(body, request.endpoint)
         words = reply_for(model, prompt).split()
         limit = body.get("max_tokens") or body.get("max_completion_tokens")
@@ -193,6 +200,44 @@ def embed(text: str, dims: int) -> list[float]:
     values = [v / 2**31 - 1.0 for v in struct.unpack(f"<{dims}I", raw[: dims * 4])]
     norm = math.sqrt(sum(v * v for v in values)) or 1.0
     return [round(v / norm, 6) for v in values]
+
+
+# The smallest valid PNG: one transparent pixel.
+PIXEL_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
+
+
+def images(body: dict) -> dict:
+    count = body.get("n") or 1
+    prompt = str(body.get("prompt", ""))
+    if body.get("response_format") == "url":
+        item = {"url": "data:image/png;base64," + base64.b64encode(PIXEL_PNG).decode()}
+    else:
+        item = {"b64_json": base64.b64encode(PIXEL_PNG).decode()}
+    return {"created": int(time.time()),
+            "data": [{**item, "revised_prompt": f"mock image of: {prompt}"} for _ in range(count)]}
+
+
+def speech(body: dict) -> bytes:
+    """A WAV of silence, 20 ms per word of the input (8 kHz, 8-bit mono)."""
+    words = len(str(body.get("input", "")).split()) or 1
+    frames = b"\x80" * (160 * words)
+    header = (b"RIFF" + struct.pack("<I", 36 + len(frames)) + b"WAVEfmt "
+              + struct.pack("<IHHIIHH", 16, 1, 1, 8000, 8000, 1, 8)
+              + b"data" + struct.pack("<I", len(frames)))
+    return header + frames
+
+
+async def _chunks(data: bytes, size: int = 1024) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start:start + size]
+
+
+def transcription(request: UpstreamRequest) -> dict:
+    sizes = []
+    for upload in request.files:
+        sizes.append(f"{len(upload.rewind().read())} bytes of {upload.filename}")
+    return {"text": f"Mock transcription of {', '.join(sizes) or 'nothing'}"}
 
 
 def _json(data: Any) -> UpstreamResponse:

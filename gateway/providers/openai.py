@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import aiohttp
 import orjson
 
 from .base import ENDPOINT_PATHS, Provider, UpstreamRequest, UpstreamResponse
@@ -40,7 +41,7 @@ PRESETS: dict[str, Preset] = {
 class OpenAIProvider(Provider):
     # Passed through as they are: what a given model supports is up to the upstream.
     capabilities = frozenset({"chat", "completions", "stream", "tools", "vision", "json",
-                              "reasoning", "embeddings"})
+                              "reasoning", "embeddings", "images", "audio"})
 
     @classmethod
     def default_base_url(cls, type_name: str) -> str | None:
@@ -62,9 +63,11 @@ class OpenAIProvider(Provider):
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         session = self.clients.session(self._key)
-        data = orjson.dumps(request.body)
         url = self._urls[request.endpoint]
-        if request.stream:
+        if request.endpoint == "transcriptions":
+            return await self._send_form(session, url, request)
+        data = orjson.dumps(request.body)
+        if request.stream or request.endpoint == "speech":  # audio is streamed back as it comes
             chunks, media_type = await post_stream(
                 session, url, data, self._headers, request.timeouts, parse_openai_error,
                 openai_shaped=True)
@@ -72,4 +75,18 @@ class OpenAIProvider(Provider):
         body, media_type = await post_json(
             session, url, data, self._headers, request.timeouts, parse_openai_error,
             openai_shaped=True)
+        return UpstreamResponse(200, body=body, media_type=media_type)
+
+    async def _send_form(self, session, url: str, request: UpstreamRequest) -> UpstreamResponse:
+        """A multipart upload: the form fields, and each file streamed from where the server
+        spooled it (rewound, so a retry sends it whole again)."""
+        form = aiohttp.FormData()
+        for name, value in request.body.items():
+            form.add_field(name, value if isinstance(value, str) else orjson.dumps(value).decode())
+        for upload in request.files:
+            form.add_field(upload.field, upload.rewind(), filename=upload.filename,
+                           content_type=upload.content_type)
+        headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
+        body, media_type = await post_json(session, url, form, headers, request.timeouts,
+                                           parse_openai_error, openai_shaped=True)
         return UpstreamResponse(200, body=body, media_type=media_type)

@@ -53,6 +53,9 @@ def create_app(reloader: Reloader, *, watch_config: bool = True) -> "FastPath":
         Route("/v1/chat/completions", api.chat_completions, methods=["POST"]),
         Route("/v1/completions", api.completions, methods=["POST"]),
         Route("/v1/embeddings", api.embeddings, methods=["POST"]),
+        Route("/v1/images/generations", api.images, methods=["POST"]),
+        Route("/v1/audio/speech", api.speech, methods=["POST"]),
+        Route("/v1/audio/transcriptions", api.transcriptions, methods=["POST"]),
         Route("/v1/models", api.models, methods=["GET"]),
         Route("/healthz", admin.healthz, methods=["GET"]),
         Route("/readyz", admin.readyz, methods=["GET"]),
@@ -77,6 +80,9 @@ def create_app(reloader: Reloader, *, watch_config: bool = True) -> "FastPath":
         "/v1/chat/completions": api.chat_completions,
         "/v1/completions": api.completions,
         "/v1/embeddings": api.embeddings,
+        "/v1/images/generations": api.images,
+        "/v1/audio/speech": api.speech,
+        "/v1/audio/transcriptions": api.transcriptions,
     })
 
 

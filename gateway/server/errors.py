@@ -46,6 +46,8 @@ def upstream_failure(err: UpstreamError, ctx: RequestContext) -> tuple[int, byte
     attempts = ctx.attempts
     if attempts and all(a.error_class == "timeout" for a in attempts):
         status, kind = 408, "timeout_error"
+    elif attempts and all(a.error_class == "unsupported" for a in attempts):
+        status, kind = 400, "invalid_request_error"
     elif err.error_class == "guardrail":
         status, kind = 503, "guardrail_error"
     elif err.error_class == "circuit_open" and attempts and all(

@@ -13,19 +13,22 @@ from typing import AsyncIterator
 
 import orjson
 from starlette.requests import Request
+from starlette.datastructures import UploadFile as StarletteUpload
 from starlette.responses import Response, StreamingResponse
 
 from ..config.suggest import did_you_mean
 from ..units import seconds
 from ..errors import GatewayError, UpstreamError
 from ..graph.context import RequestContext
+from ..providers.base import Upload
 from .access_log import log_request
 from .errors import error_body, gateway_error_response, upstream_failure
 from .reload import GraphHolder
 from .request_stats import STATS
 
 # Fields every endpoint requires, besides "model".
-_REQUIRED = {"chat": "messages", "completions": "prompt", "embeddings": "input"}
+_REQUIRED = {"chat": "messages", "completions": "prompt", "embeddings": "input",
+             "images": "prompt", "speech": "input"}
 
 
 class OpenAIEndpoints:
@@ -40,6 +43,20 @@ class OpenAIEndpoints:
 
     async def embeddings(self, request: Request) -> Response:
         return await self._proxy(request, "embeddings")
+
+    async def images(self, request: Request) -> Response:
+        return await self._proxy(request, "images")
+
+    async def speech(self, request: Request) -> Response:
+        return await self._proxy(request, "speech")
+
+    async def transcriptions(self, request: Request) -> Response:
+        try:
+            return await self._proxy(request, "transcriptions")
+        finally:
+            form = request.scope.get("gateway.form")
+            if form is not None:
+                await form.close()  # the spooled upload, once the answer is complete
 
     async def models(self, request: Request) -> Response:
         graph = self.holder.current
@@ -65,7 +82,10 @@ class OpenAIEndpoints:
         headers = {"x-request-id": request_id, "x-gateway-config-version": str(graph.version)}
         ctx: RequestContext | None = None
         try:
-            body = await read_json(request, graph.settings.max_body)
+            if endpoint == "transcriptions":
+                body, files = await read_form(request, graph.settings.max_body)
+            else:
+                body, files = await read_json(request, graph.settings.max_body), ()
             model = _model(body, endpoint)
             route = graph.routes.get(model)
             if route is None:
@@ -82,6 +102,7 @@ class OpenAIEndpoints:
                 deadline=_deadline(request, graph.request_timeout),
                 node=route.node,
                 retry_budget=route.retry_budget,
+                files=files,
             )
             if route.retry_budget is not None:
                 route.retry_budget.state.request(ctx.started)
@@ -110,7 +131,8 @@ class OpenAIEndpoints:
         if upstream.stream is not None:
             headers["Cache-Control"] = "no-cache"
             return StreamingResponse(
-                guard_stream(upstream.stream, ctx, upstream.target, graph.log_requests),
+                guard_stream(upstream.stream, ctx, upstream.target, graph.log_requests,
+                             sse=upstream.media_type.startswith("text/event-stream")),
                 status_code=upstream.status, headers=headers, media_type=upstream.media_type,
             )
         if graph.log_requests:
@@ -128,11 +150,13 @@ def _account(headers: dict, started: float, ctx: RequestContext | None, status: 
 
 
 async def guard_stream(
-    chunks: AsyncIterator[bytes], ctx: RequestContext, target: str, log_it: bool
+    chunks: AsyncIterator[bytes], ctx: RequestContext, target: str, log_it: bool,
+    sse: bool = True,
 ) -> AsyncIterator[bytes]:
     """Forward chunks as they come. A failure after the first byte cannot fall back any more:
-    end the stream with an SSE error event in OpenAI's shape, never a silent truncation.
-    The request is logged when the stream ends, so the event says how it ended."""
+    end an SSE stream with an error event in OpenAI's shape, never a silent truncation (a
+    binary stream, such as audio, just ends; the log says why). The request is logged when
+    the stream ends, so the event says how it ended."""
     error = None
     try:
         async for chunk in chunks:
@@ -141,7 +165,8 @@ async def guard_stream(
         error = f"stream interrupted: {err.message}"
         kind = "upstream_error" if isinstance(err, UpstreamError) else err.type
         code = err.error_class if isinstance(err, UpstreamError) else err.code
-        yield b"data: " + error_body(error, kind, code) + b"\n\n"
+        if sse:
+            yield b"data: " + error_body(error, kind, code) + b"\n\n"
     finally:
         if log_it:
             log_request(ctx, ctx.endpoint, ctx.request_id, 200, target, error)
@@ -167,6 +192,32 @@ async def read_json(request: Request, limit: int) -> dict:
     return body
 
 
+async def read_form(request: Request, limit: int) -> tuple[dict, tuple[Upload, ...]]:
+    """A multipart upload: its fields, and its files spooled by Starlette (to disk past 1 MB)
+    so they stream out again to the upstream without being held in memory."""
+    declared = request.headers.get("content-length")
+    if not declared or not declared.isdigit():
+        raise GatewayError(411, "send the upload with a Content-Length", code="length_required")
+    if int(declared) > limit:
+        raise _too_large(limit)
+    try:
+        form = await request.form(max_files=8, max_fields=64)
+    except Exception as exc:  # python-multipart's errors have no common base we can name
+        raise GatewayError(400, f"the multipart body cannot be read: {exc}", code="invalid_form")
+    request.scope["gateway.form"] = form
+    fields, files = {}, []
+    for name, value in form.multi_items():
+        if isinstance(value, StarletteUpload):
+            files.append(Upload(name, value.filename or "upload", value.content_type
+                                or "application/octet-stream", value.file))
+        else:
+            fields[name] = value
+    if not any(upload.field == "file" for upload in files):
+        raise GatewayError(400, "missing required parameter: 'file' (the audio to transcribe)",
+                           code="missing_required_parameter", param="file")
+    return fields, tuple(files)
+
+
 def _unknown_model(model: str, routes) -> GatewayError:
     hint = did_you_mean(model, routes)
     return GatewayError(
@@ -188,8 +239,8 @@ def _model(body: dict, endpoint: str) -> str:
     if not isinstance(model, str) or not model:
         raise GatewayError(400, "you must provide a model parameter (a route name)",
                            code="missing_required_parameter", param="model")
-    field = _REQUIRED[endpoint]
-    if field not in body:
+    field = _REQUIRED.get(endpoint)
+    if field is not None and field not in body:
         raise GatewayError(400, f"missing required parameter: '{field}'",
                            code="missing_required_parameter", param=field)
     if endpoint == "chat" and not isinstance(body["messages"], list):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import mimetypes
 import re
+import time
 from typing import Any, AsyncIterator, Mapping
 from urllib.parse import quote
 
@@ -50,7 +51,8 @@ _CONTEXT = re.compile(r"exceeds the maximum number of tokens|input token count|t
 
 
 class GeminiProvider(Provider):
-    capabilities = frozenset({"chat", "stream", "tools", "vision", "json", "reasoning", "embeddings"})
+    capabilities = frozenset({"chat", "stream", "tools", "vision", "json", "reasoning", "embeddings",
+                              "images"})
 
     @classmethod
     def default_base_url(cls, type_name: str) -> str | None:
@@ -91,6 +93,8 @@ class GeminiProvider(Provider):
                                          self._headers, request.timeouts, parse)
                 result = from_embed_response(load_json(KIND, raw), model, body.get("encoding_format"))
                 return UpstreamResponse(200, body=orjson.dumps(result))
+            if request.endpoint == "images":
+                return await self._images(session, body, model, request.timeouts, parse)
             if request.endpoint != "chat":
                 raise unsupported_endpoint(KIND, request.endpoint)
             data = orjson.dumps(to_gemini(body))
@@ -107,6 +111,34 @@ class GeminiProvider(Provider):
             if err.retry_after is None and retry_info.get("delay") is not None:
                 err.retry_after = retry_info["delay"]
             raise
+
+
+    async def _images(self, session, body: dict, model: str, timeouts, parse) -> UpstreamResponse:
+        """Imagen models through :predict; Gemini image models through generateContent with
+        responseModalities IMAGE. Either way the client gets OpenAI's images answer (b64_json)."""
+        prompt = str(body.get("prompt", ""))
+        count = int(body.get("n") or 1)
+        if model.removeprefix("models/").startswith("imagen"):
+            request = {"instances": [{"prompt": prompt}], "parameters": {"sampleCount": count}}
+            raw, _ = await post_json(session, self.url(model, "predict"), orjson.dumps(request),
+                                     self._headers, timeouts, parse)
+            images = [p.get("bytesBase64Encoded") for p in load_json(KIND, raw).get("predictions", [])]
+        else:
+            request = {"contents": [{"role": "user", "parts": [{"text": prompt}]}],
+                       "generationConfig": {"responseModalities": ["TEXT", "IMAGE"]}}
+            images = []
+            for _ in range(count):  # one image an answer
+                raw, _ = await post_json(session, self.url(model, "generateContent"),
+                                         orjson.dumps(request), self._headers, timeouts, parse)
+                for candidate in load_json(KIND, raw).get("candidates") or []:
+                    for part in (candidate.get("content") or {}).get("parts") or []:
+                        inline = part.get("inlineData") or {}
+                        if inline.get("data"):
+                            images.append(inline["data"])
+        if not images:
+            raise UpstreamError(502, "server", f"{model} returned no image", from_upstream=False)
+        result = {"created": int(time.time()), "data": [{"b64_json": b} for b in images if b]}
+        return UpstreamResponse(200, body=orjson.dumps(result))
 
 
 # -- OpenAI -> Gemini --------------------------------------------------------------------------

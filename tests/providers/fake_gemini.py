@@ -88,6 +88,11 @@ class FakeGemini(FakeServer):
         try:
             if method == "batchEmbedContents":
                 return web.json_response(self._embed(model, body))
+            if method == "predict":  # Imagen
+                return web.json_response(_imagen(model, body))
+            modalities = (body.get("generationConfig") or {}).get("responseModalities") or []
+            if method == "generateContent" and "IMAGE" in modalities:
+                return web.json_response(_image_answer(model, body))
             if method not in ("generateContent", "streamGenerateContent"):
                 raise Invalid(f"method {method} not found", 404, "NOT_FOUND")
             chars = validate(body)
@@ -391,3 +396,27 @@ def validate_generation(gen: dict | None) -> None:
     if thinking is not None and set(thinking) - {"thinkingBudget", "includeThoughts", "thinkingLevel"}:
         raise unknown(next(iter(set(thinking) - {"thinkingBudget", "includeThoughts"})),
                       "generation_config.thinking_config")
+
+
+FAKE_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+
+
+def _imagen(model: str, body: dict) -> dict:
+    """Imagen's :predict: instances[].prompt, parameters.sampleCount."""
+    instances = body.get("instances")
+    if not isinstance(instances, list) or not instances or "prompt" not in instances[0]:
+        raise Invalid("instances[0].prompt is required")
+    count = (body.get("parameters") or {}).get("sampleCount", 1)
+    return {"predictions": [{"bytesBase64Encoded": FAKE_PNG, "mimeType": "image/png"}
+                            for _ in range(count)]}
+
+
+def _image_answer(model: str, body: dict) -> dict:
+    """A Gemini image model's answer: a text part and an inlineData image part."""
+    validate(body)
+    return {"candidates": [{"content": {"role": "model", "parts": [
+        {"text": "here is your image"},
+        {"inlineData": {"mimeType": "image/png", "data": FAKE_PNG}}]},
+        "finishReason": "STOP"}],
+        "usageMetadata": {"promptTokenCount": 4, "candidatesTokenCount": 1290,
+                          "totalTokenCount": 1294}}

@@ -36,6 +36,8 @@ routes:
   bedrock: {{target: {{provider: br, model: "{bedrock_model}"}}}}
   bedrock-bad: {{target: {{provider: br-bad, model: "{bedrock_model}"}}}}
   gemini-embed: {{target: {{provider: gem, model: text-embedding-004}}}}
+  gemini-image: {{target: {{provider: gem, model: gemini-2.5-flash-image}}}}
+  imagen: {{target: {{provider: gem, model: imagen-4.0-generate-001}}}}
   cohere-embed: {{target: {{provider: co, model: embed-english-v3.0}}}}
   chain:
     fallback:
@@ -262,3 +264,12 @@ def test_no_secret_in_logs(gw):
     log = gw.log()
     assert '"event": "request"' in log or '"event":"request"' in log
     assert not [s for s in SECRETS if s in log]
+
+
+@pytest.mark.parametrize("route, count", [("gemini-image", 1), ("imagen", 2)])
+def test_gemini_images(gw, fakes, route, count):
+    """Gemini image models and Imagen answer POST /v1/images/generations with b64_json."""
+    result = client(gw).images.generate(model=route, prompt="a lighthouse at dusk", n=count)
+    assert len(result.data) == count
+    assert base64.b64decode(result.data[0].b64_json).startswith(b"\x89PNG")
+    assert fakes["gemini"].rejections == []

@@ -21,7 +21,9 @@ def test_examples_exist():
     """There is one example config per feature."""
     names = {p.stem for p in EXAMPLES}
     assert {"minimal", "fallback", "loadbalance", "conditional", "canary",
-            "retries-timeouts", "local-models", "virtual-keys", "override-params"} <= names
+            "retries-timeouts", "local-models", "virtual-keys", "override-params",
+            "limits-budgets", "reliability", "native-providers", "multimodal", "redis-replicas",
+            "environments", "plugin-pii-redact", "plugin-output-guard"} <= names
 
 
 @pytest.mark.parametrize("path", [ROOT / "gateway.yaml", *EXAMPLES], ids=lambda p: p.name)

@@ -36,7 +36,8 @@ test: $(VENV)/.installed-test redis-server
 
 lint: $(VENV)/.installed
 	$(BIN)/gateway validate gateway.yaml examples/configs/*.yaml
-	$(BIN)/python -m compileall -q gateway tests
+	$(BIN)/pip install --quiet pyflakes
+	$(BIN)/python -m pyflakes gateway plugins/*/gateway_* bench/*.py
 
 bench: $(VENV)/.installed
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)

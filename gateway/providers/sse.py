@@ -2,12 +2,38 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 import orjson
 
 DONE = b"data: [DONE]\n\n"
+_EVENT_END = re.compile(rb"(?>\r\n|\n|\r)(?>\r\n|\n|\r)")
+
+
+class SSEFramer:
+    """Cuts a byte stream, fed chunk by chunk (as a plugin's on_chunk sees it), into whole SSE
+    events, each with its terminating blank line."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        self._buffer += chunk
+        events, at = [], 0
+        while (m := _EVENT_END.search(self._buffer, at)) is not None:
+            events.append(self._buffer[at:m.end()])
+            at = m.end()
+        self._buffer = self._buffer[at:]
+        return events
+
+    def rest(self) -> bytes:
+        """Bytes of an event the stream never finished."""
+        rest, self._buffer = self._buffer, b""
+        return rest
 
 
 @dataclass(slots=True)

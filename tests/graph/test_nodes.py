@@ -15,6 +15,7 @@ from gateway.errors import GatewayError, UpstreamError
 from gateway.graph.context import RequestContext
 from gateway.graph.nodes import (
     CanaryNode,
+    TargetNode,
     ConditionalNode,
     FallbackNode,
     LoadBalanceNode,
@@ -608,7 +609,7 @@ def canary_node(percent: float, sticky: str | None = None) -> CanaryNode:
     return compile_routes({"routes": {"c": {"canary": spec}}})["c"].node
 
 
-def arm_of(node: CanaryNode, ctx) -> TargetNode:
+def arm_of(node: CanaryNode, ctx) -> "TargetNode":
     """The target node the canary picks for a request."""
     return node.choose(ctx)[1]
 

@@ -15,40 +15,17 @@ network cut the stream.
 
 from __future__ import annotations
 
-import re
 from typing import Callable
 
 import orjson
 
 from .rules import Rules
+from gateway.providers.sse import SSEFramer
 
 # An SSE event ends with an empty line; a line ends with CRLF, LF or CR.
-_EVENT_END = re.compile(rb"(?>\r\n|\n|\r)(?>\r\n|\n|\r)")
 # Deny patterns are searched in the new text plus this much of the text before it, so a match
 # split across events is found at once; a final search over the whole text finds longer ones.
 WINDOW = 4096
-
-
-class SSEFramer:
-    """Cuts a byte stream into whole SSE events (each with its terminating blank line)."""
-
-    __slots__ = ("_buffer",)
-
-    def __init__(self) -> None:
-        self._buffer = b""
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        self._buffer += chunk
-        events, at = [], 0
-        while (m := _EVENT_END.search(self._buffer, at)) is not None:
-            events.append(self._buffer[at:m.end()])
-            at = m.end()
-        self._buffer = self._buffer[at:]
-        return events
-
-    def rest(self) -> bytes:
-        rest, self._buffer = self._buffer, b""
-        return rest
 
 
 def event_data(raw: bytes) -> str | None:

@@ -9,40 +9,16 @@ with the next piece or when the choice finishes, and flushes whatever is left be
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
 
 from .mask import Vault
+from gateway.providers.sse import SSEFramer
 
 # An SSE event ends with an empty line; a line ends with CRLF, LF or CR.
-_EVENT_END = re.compile(rb"(?>\r\n|\n|\r)(?>\r\n|\n|\r)")
 # Fields copied from the last chunk into a chunk the restorer makes itself.
 _TEMPLATE = ("id", "object", "created", "model")
-
-
-class SSEFramer:
-    """Cuts a byte stream into whole SSE events (each with its terminating blank line)."""
-
-    __slots__ = ("_buffer",)
-
-    def __init__(self) -> None:
-        self._buffer = b""
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        self._buffer += chunk
-        events, at = [], 0
-        while (m := _EVENT_END.search(self._buffer, at)) is not None:
-            events.append(self._buffer[at:m.end()])
-            at = m.end()
-        self._buffer = self._buffer[at:]
-        return events
-
-    def rest(self) -> bytes:
-        """Bytes of an event the stream never finished."""
-        rest, self._buffer = self._buffer, b""
-        return rest
 
 
 def split_event(raw: bytes) -> tuple[list[bytes], str | None]:

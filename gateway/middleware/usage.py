@@ -16,9 +16,9 @@ from typing import Any
 
 from ..hookspecs import PluginContext
 from ..logs import get_logger
+from ..state.flusher import PeriodicFlush
 
 log = get_logger("gateway.usage")
-FLUSH_EVERY = 1.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS usage (
@@ -34,11 +34,10 @@ def usage_db(data_dir: str) -> str:
     return os.path.join(data_dir, "gateway.db")
 
 
-class UsageRecorder:
+class UsageRecorder(PeriodicFlush):
     def __init__(self, path: str):
         self.path = path
         self.pending: dict[tuple, list] = defaultdict(lambda: [0, 0, 0, 0.0])
-        self._task: asyncio.Task | None = None
 
     def record(self, now: float, key: str | None, route: str, target: str,
                usage: dict[str, Any], cost: float) -> None:
@@ -48,13 +47,7 @@ class UsageRecorder:
         row[1] += int(usage.get("prompt_tokens") or 0)
         row[2] += int(usage.get("completion_tokens") or 0)
         row[3] += cost
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._flusher())
-
-    async def _flusher(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_EVERY)
-            await self.flush()
+        self.schedule()
 
     async def flush(self) -> None:
         if not self.pending:
@@ -68,12 +61,6 @@ class UsageRecorder:
                 for i in range(4):
                     mine[i] += v[i]
             log.error("usage_flush_failed", path=self.path, error=str(exc))
-
-    async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-        await self.flush()
 
 
 def _connect(path: str) -> sqlite3.Connection:

@@ -14,12 +14,12 @@ import time
 
 from ..logs import get_logger
 from .counters import Limit, MemoryCounters
+from .flusher import PeriodicFlush
 
 log = get_logger("gateway.state")
-FLUSH_EVERY = 1.0
 
 
-class SqliteCounters(MemoryCounters):
+class SqliteCounters(PeriodicFlush, MemoryCounters):
     backend = "sqlite"
 
     def __init__(self, path: str, share: int = 1, worker: int = 0):
@@ -27,7 +27,6 @@ class SqliteCounters(MemoryCounters):
         self.path = path
         self.worker = worker
         self._dirty: set = set()
-        self._task: asyncio.Task | None = None
         self._load()
 
     def _db(self) -> sqlite3.Connection:
@@ -59,13 +58,7 @@ class SqliteCounters(MemoryCounters):
         for limit, amount in items:
             if amount:
                 self._dirty.add((limit.key, int(now // limit.window) if limit.window else -1))
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._flusher())
-
-    async def _flusher(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_EVERY)
-            await self.flush()
+        self.schedule()
 
     async def flush(self) -> None:
         if not self._dirty:
@@ -91,8 +84,3 @@ class SqliteCounters(MemoryCounters):
         finally:
             db.close()
 
-    async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-        await self.flush()

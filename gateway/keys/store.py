@@ -150,8 +150,8 @@ class KeyStore:
         common case without a query; SQLite's data_version confirms (and is asked at least
         once a second in any case)."""
         now = time.monotonic()
-        if self._signature_seen is None and self._version == 0 and now - self._checked_at < 1.0:
-            return  # no database a moment ago: the first key created is seen within a second
+        if not self._cache and self._version is not None and now - self._checked_at < 0.25:
+            return  # no key a moment ago: the first key created is enforced within 250 ms
         signature = self._signature()
         if signature == self._signature_seen and self._version is not None \
                 and now - self._checked_at < 1.0:

@@ -43,6 +43,7 @@ from .state_backend import counters_for
 from .usage import UsageRecorder, usage_recorder
 
 log = get_logger("gateway.limits")
+NOTHING_RESERVED = Verdict(True)
 
 
 @dataclass(slots=True)
@@ -77,14 +78,21 @@ class Limits:
             for name, targets in route_targets(config).items()
         }
         self._key_rules: dict[tuple[str, int], tuple[tuple[Limit, ...], Budget | None]] = {}
+        # Whether anything but a key's own settings can limit a request: else the common
+        # request without a limited key costs one check here.
+        self.static_rules = bool(self.global_limits or any(self.route_limits.values()) or self.teams)
 
     # -- before -----------------------------------------------------------------------------
 
     async def on_request(self, ctx: RequestContext) -> None:
+        key = ctx.key
+        if not self.static_rules and (key is None or (not key.limits and not key.budget)):
+            ctx.notes["limits"] = Reservation([], 0, 0, [], NOTHING_RESERVED)  # usage only
+            return
         now = time.time()
         limits, budgets = self._applicable(ctx)
         if not limits and not budgets:
-            ctx.notes["limits"] = Reservation([], 0, 0, [], Verdict(True))
+            ctx.notes["limits"] = Reservation([], 0, 0, [], NOTHING_RESERVED)
             return
         prompt = estimate_prompt_tokens(ctx.body)
         completion = estimate_completion_tokens(ctx.body, ctx.endpoint)

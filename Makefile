@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= gateway.yaml
 
-.PHONY: run test lint bench clean redis-server
+.PHONY: run test lint bench bench-peers clean redis-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,13 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# `make bench` plus LiteLLM's proxy and Portkey's gateway, installed once under bench/.peers/.
+bench-peers: $(VENV)/.installed
+	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
+	command -v npm >/dev/null || (apt-get update && apt-get install -y nodejs npm) \
+		|| echo "bench-peers: could not install node and npm; Portkey will be left out"
+	$(BIN)/python bench/run.py --peers $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .gateway .pytest_cache

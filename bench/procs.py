@@ -7,6 +7,7 @@ signals the whole group (workers included) and CPU/RSS are summed over the group
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -25,10 +26,13 @@ def free_port() -> int:
 class Proc:
     """A started process, its log file, and how to stop it."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, cwd: Path | None = None, env: dict | None = None):
+    def __init__(
+        self, name: str, argv: list[str], log_path: Path, cwd: Path | None = None, env: dict | None = None,
+        append: bool = False,
+    ):
         self.name = name
         self.log_path = log_path
-        self._log = open(log_path, "wb")
+        self._log = open(log_path, "ab" if append else "wb")
         try:
             self.popen = subprocess.Popen(
                 argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
@@ -90,13 +94,29 @@ def cpu_seconds(pgid: int) -> float:
     return ticks / CLOCK_TICKS
 
 
-def rss_bytes(pgid: int) -> int:
-    """Resident memory (VmRSS) summed over the live members of a process group."""
-    total = 0
+def rss_by_pid(pgid: int) -> dict[int, int]:
+    """Resident memory (VmRSS, bytes) of each live member of a process group."""
+    sizes = {}
     for pid in _group_stats(pgid):
         try:
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
             continue
-        total += next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:")), 0)
-    return total
+        sizes[pid] = next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+    return sizes
+
+
+def rss_bytes(pgid: int) -> int:
+    """Resident memory (VmRSS) summed over the live members of a process group. Forked workers share
+    pages with their parent, so for several processes this counts shared pages more than once."""
+    return sum(rss_by_pid(pgid).values())
+
+
+def raise_open_files(wanted: int) -> int:
+    """Raise this process's soft RLIMIT_NOFILE towards ``wanted`` (never past the hard limit);
+    processes started afterwards inherit it. Returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return soft

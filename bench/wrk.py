@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,11 +38,17 @@ def available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def command(url: str, body: str, connections: int, duration_s: float) -> list[str]:
-    return [
+def command(
+    url: str, body: str, connections: int, duration_s: float, headers: Mapping[str, str] | None = None
+) -> list[str]:
+    """wrk's argv; post.lua reads BODY, PATH ("": the URL's) and "Name: value" headers after `--`."""
+    argv = [
         "wrk", f"-t{min(THREADS, connections)}", f"-c{connections}", f"-d{max(1, round(duration_s))}s",
         f"--timeout={TIMEOUT}", "-s", str(LUA), url, "--", body,
     ]
+    if headers:
+        argv += ["", *(f"{name}: {value}" for name, value in headers.items())]
+    return argv
 
 
 def parse(output: str) -> WrkResult:
@@ -59,8 +66,10 @@ def parse(output: str) -> WrkResult:
     raise WrkError(f"no {MARKER.strip()} line in wrk output:\n{output}")
 
 
-def run(url: str, body: str, connections: int, duration_s: float) -> WrkResult:
-    argv = command(url, body, connections, duration_s)
+def run(
+    url: str, body: str, connections: int, duration_s: float, headers: Mapping[str, str] | None = None
+) -> WrkResult:
+    argv = command(url, body, connections, duration_s, headers)
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 30)
     except subprocess.TimeoutExpired:

@@ -1,8 +1,10 @@
-"""Smoke test of the benchmark harness (bench/): every piece that works without wrk.
+"""Smoke test of the benchmark harness (bench/): every piece that works without wrk or a network.
 
 `make bench` is the real run; this keeps the harness from rotting between runs: the fake upstream
 must speak the OpenAI API well enough for the official client, the wrk output parser must read what
-post.lua prints, the TTFB probe must measure, and started processes must be gone afterwards.
+post.lua prints, the TTFB probe and the streaming checks must measure, the generated
+production-shaped config must start and route, the report must judge the targets, and started
+processes must be gone afterwards.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import probe, report, run, wrk  # noqa: E402
+from bench import probe, report, run, streams, systems, wrk  # noqa: E402
 
 # Captured from `wrk -t1 -c32 -d2s -s bench/post.lua URL -- BODY` (wrk 4.1.0).
 WRK_OUTPUT = """\
@@ -107,3 +109,65 @@ def test_started_processes_are_stopped_by_pid(tmp_path):
     assert not Path(f"/proc/{pid}").exists()
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)
+
+
+def test_wrk_command_sends_headers_after_an_empty_path():
+    argv = wrk.command("http://127.0.0.1:1/v1/chat/completions", "{}", 32, 10, {"Authorization": "Bearer k"})
+    assert argv[-4:] == ["--", "{}", "", "Authorization: Bearer k"]
+    assert wrk.command("http://127.0.0.1:1/", "{}", 1, 1)[-2:] == ["--", "{}"]
+
+
+async def test_chunks_are_timed_and_many_slow_streams_are_served(upstream):
+    gaps = await streams.measure_gaps(upstream.port, "slow-20x4", 20, 4, streams=2)
+    assert gaps.errors == [] and len(gaps.gaps_ms) == 6 and gaps.ok
+    assert 15 < gaps.p50_ms < 40
+    soak = await streams.soak(upstream.port, "slow-10x20", 20, upstream.proc.pid, streams=20, ramp_s=0.05, timeout_s=10)
+    assert (soak.ok, dict(soak.errors), soak.peak_open) == (20, {}, 20)
+    assert 0 < soak.rss_before_mib <= soak.rss_peak_mib
+
+
+def test_production_shaped_gateway_starts_and_routes(tmp_path):
+    """The generated gateway-prod config is valid for the gateway as it is now: the key and the
+    metadata header get through auth, limits and plugins, and the condition picks the fallback."""
+    with contextlib.ExitStack() as stack:
+        up = run.start_upstream(tmp_path, stack)
+        prod = run.start_system(systems.SYSTEMS["gateway-prod"], up, tmp_path, stack, None)
+        run.check(prod, systems.MODEL)
+        assert prod.headers["Authorization"] == f"Bearer {systems.PROD_KEY}"
+
+
+def test_report_judges_the_targets_against_the_peers():
+    def m(system, scenario, rps, p50, cpu):
+        return report.Measurement(system, scenario, 0, 100, rps, p50, p50, 0, cpu, 60.0, 60.0)
+
+    runs = [
+        m(system, f"chat c={c}", rps, p50, cpu)
+        for system, rps, p50, cpu in [("direct", 50000, 0.1, 10), ("gateway", 3000, 0.4, 300),
+                                      ("gateway-prod", 2000, 0.5, 400), ("portkey", 1000, 1.1, 1000),
+                                      ("litellm", 200, 10.1, 9000)]
+        for c in (1, 32, 128)
+    ]
+    document = report.build({}, runs, {}, {}, {}, ["litellm: a note"])
+    verdicts = {(t["target"], t["system"]): t["verdict"] for t in document["targets"]}
+    assert verdicts[("req/s c=32 ≥ 2.5× portkey", "gateway")] == "pass"
+    assert verdicts[("req/s c=32 ≥ 20× litellm", "gateway")] == "FAIL"
+    assert verdicts[("added p50 at 1 connection ≤ 0.6× portkey's", "gateway")] == "pass"
+    assert verdicts[("production-shaped config ≥ 0.70× the plain config's req/s (c=32)", "gateway-prod")] == "FAIL"
+    assert verdicts[("added TTFB p50 ≤ 1 ms", "gateway")] == "n/a"
+    gateway = next(r for r in document["versus_peers"] if r["system"] == "gateway")
+    assert gateway["req/s c=128 ×portkey"] == pytest.approx(3.0)
+    text = report.text(document)
+    assert "Versus peers" in text and "litellm: a note" in text
+
+
+def test_peers_are_optional(monkeypatch, tmp_path):
+    monkeypatch.setattr(run.peers, "LITELLM_BIN", tmp_path / "missing" / "litellm")
+    assert "make bench-peers" in run.peers.litellm_missing()
+    args = run.parse_args(["--systems", "bare,gateway"])
+    assert [s.name for s in args.systems] == ["bare-aiohttp", "gateway"]
+    assert {"litellm", "portkey"} <= {s.name for s in run.parse_args(["--peers"]).systems}
+
+
+def test_dechunk():
+    assert streams.dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n") == b"abcde"
+    assert streams.dechunk(b"3\r\nabc\r\n") is None

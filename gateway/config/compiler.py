@@ -222,7 +222,7 @@ class _Compiler:
                 base_url=base_url,
                 api_key=api_key,
                 headers=MappingProxyType(dict(spec.get("headers") or {})),
-                max_connections=spec.get("max_connections", 256),
+                max_connections=spec.get("max_connections", 1024),
                 options=MappingProxyType(options),
             )
             self.providers[name] = types[kind](pspec, self.runtime.clients)

@@ -17,7 +17,7 @@ TEST_PLUGINS := tests/plugins/tiny/pyproject.toml
 
 # Re-install whenever any package metadata changes.
 $(VENV)/.installed: pyproject.toml $(PLUGINS) | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]' $(foreach p,$(PLUGINS),-e $(dir $(p)))
+	$(BIN)/pip install --quiet -e '.[test,uvicorn]' $(foreach p,$(PLUGINS),-e $(dir $(p)))
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed $(TEST_PLUGINS)

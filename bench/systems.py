@@ -165,10 +165,14 @@ def _gateway_argv(setup: Setup, *extra: str) -> list[str]:
     return _serve(config, setup, *extra)
 
 
-def _gateway_prod_argv(setup: Setup) -> list[str]:
+def _write_prod(setup: Setup) -> Path:
     config = setup.workdir / "gateway.yaml"
     config.write_text(prod_config(setup))
-    return _serve(config, setup)
+    return config
+
+
+def _gateway_prod_argv(setup: Setup) -> list[str]:
+    return _serve(_write_prod(setup), setup)
 
 
 # -- the floors -------------------------------------------------------------------------------------
@@ -243,6 +247,16 @@ SYSTEMS = {
         System(
             "gateway-2w", "Bodhi Gateway, `gateway serve --workers 2`, the plain route",
             lambda setup: _gateway_argv(setup, "--workers", "2"),
+        ),
+        System(
+            "gateway-uvicorn", "Bodhi Gateway on the opt-in uvicorn engine (httptools), the plain route",
+            lambda setup: _gateway_argv(setup, "--engine", "uvicorn"),
+        ),
+        System(
+            "gateway-prod-uvicorn", "the production-shaped config on the uvicorn engine",
+            lambda setup: _serve(_write_prod(setup), setup, "--engine", "uvicorn"),
+            headers=lambda setup: {"Authorization": f"Bearer {PROD_KEY}", "x-gateway-metadata": PROD_METADATA},
+            expect={"x-gateway-target": "primary/fake-model"},
         ),
         System(
             "litellm", "LiteLLM proxy (1 worker, uvicorn)", _litellm_argv, ready_path="/health/liveliness", kind="peer",

@@ -12,6 +12,8 @@ def register(sub) -> None:
     p.add_argument("--port", "-p", type=int, help="listen port (default: server.port, 8080)")
     p.add_argument("--workers", "-w", type=int, help="worker processes (default 1)")
     p.add_argument("--no-watch", action="store_true", help="do not reload when the file changes")
+    p.add_argument("--engine", choices=("hypercorn", "uvicorn"),
+                   help="HTTP server (default: server.engine, hypercorn)")
     p.add_argument("--env", "-e", dest="environment", metavar="NAME",
                    help="merge the environments.NAME overlay (default: $GATEWAY_ENV)")
     p.set_defaults(func=run)
@@ -21,4 +23,4 @@ def run(args: argparse.Namespace) -> int:
     from ..server.serve import serve
 
     return serve(args.config, host=args.host, port=args.port, workers=args.workers,
-                 watch=not args.no_watch, environment=args.environment)
+                 watch=not args.no_watch, environment=args.environment, engine_name=args.engine)

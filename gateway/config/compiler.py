@@ -180,6 +180,7 @@ class _Compiler:
             max_body=size_bytes(server.get("max_body", "20MB")),
             workers=server.get("workers", 1),
             state=server.get("state", "sqlite"),
+            engine=server.get("engine", "hypercorn"),
         )
 
     # -- providers -------------------------------------------------------------------------

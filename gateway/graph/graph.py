@@ -45,6 +45,7 @@ class ServerSettings:
     max_body: int = 20 * 1024 * 1024
     workers: int = 1
     state: str = "sqlite"
+    engine: str = "hypercorn"
 
 
 @dataclass(frozen=True)

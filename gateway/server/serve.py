@@ -9,9 +9,6 @@ import os
 import signal
 import sys
 
-from hypercorn.asyncio.run import worker_serve
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.utils import wrap_app
 
 from ..config.compiler import Runtime, compile_file
 from ..errors import ConfigErrors
@@ -20,6 +17,7 @@ from ..keys.store import KeyStore
 from ..logs import configure, get_logger
 from ..middleware.auth import keystore_path
 from .app import create_app
+from .engines import EngineError, engine
 from .reload import GraphHolder, Reloader, log_warnings
 from .versioning import Inputs, startup_graph
 
@@ -56,7 +54,8 @@ def check_bind(graph: RoutingGraph, host: str) -> None:
 
 
 def serve(config_path: str, host: str | None = None, port: int | None = None,
-          workers: int | None = None, watch: bool = True, environment: str | None = None) -> int:
+          workers: int | None = None, watch: bool = True, environment: str | None = None,
+          engine_name: str | None = None) -> int:
     configure()
     runtime = Runtime()
     try:
@@ -74,13 +73,17 @@ def serve(config_path: str, host: str | None = None, port: int | None = None,
     except StartupError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 1
-    config = _hypercorn_config(host, port)
+    try:
+        config = engine(engine_name or graph.settings.engine, host, port)
+    except EngineError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 1
     inputs = Inputs.of(loaded)  # the files to watch: the config and what it includes
     if workers == 1:
         _run_worker(config_path, graph, runtime, config, None, watch, environment, inputs)
         return 0
     os.environ["GATEWAY_WORKERS"] = str(workers)  # each worker enforces its share of limits
-    sockets = config.create_sockets()
+    sockets = config.sockets()
     ctx = multiprocessing.get_context("fork")
     children = [
         ctx.Process(target=_run_worker, args=(config_path, graph, Runtime(), config, sockets, watch,
@@ -93,18 +96,6 @@ def serve(config_path: str, host: str | None = None, port: int | None = None,
     return 0
 
 
-def _hypercorn_config(host: str, port: int) -> HypercornConfig:
-    config = HypercornConfig()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    config.accesslog = None
-    config.errorlog = "-"
-    config.loglevel = "WARNING"
-    config.keep_alive_timeout = 75
-    config.graceful_timeout = 10
-    config.h11_max_incomplete_size = 64 * 1024
-    return config
-
-
 def _run_worker(config_path, graph, runtime, config, sockets, watch, environment=None,
                 inputs=None, index: int | None = None) -> None:
     if index is not None:
@@ -114,7 +105,7 @@ def _run_worker(config_path, graph, runtime, config, sockets, watch, environment
                              environment=environment)
     holder = GraphHolder(graph)
     reloader = Reloader(config_path, runtime, holder, environment=environment, inputs=inputs)
-    app = wrap_app(create_app(reloader, watch_config=watch), config.wsgi_max_body_size, "asgi")
+    app = create_app(reloader, watch_config=watch)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -123,9 +114,9 @@ def _run_worker(config_path, graph, runtime, config, sockets, watch, environment
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reloader.reload("signal")))
         log_warnings(graph)
-        log.info("serving", config=config_path, bind=config.bind, version=graph.version,
-                 routes=len(graph.routes), pid=os.getpid())
-        await worker_serve(app, config, sockets=sockets, shutdown_trigger=stop.wait)
+        log.info("serving", config=config_path, bind=config.bind, engine=config.name,
+                 version=graph.version, routes=len(graph.routes), pid=os.getpid())
+        await config.serve(app, sockets, stop)
         log.info("stopped", pid=os.getpid())
 
     try:

@@ -219,5 +219,5 @@ def test_embeddings_on_an_anthropic_route_is_400(client, fake):
     """Anthropic has no embeddings: a clear 400, and nothing is sent upstream."""
     with pytest.raises(openai.BadRequestError) as info:
         client.embeddings.create(model="claude", input="hello")
-    assert "no embeddings endpoint" in info.value.body["message"]
+    assert "claude/claude-test cannot serve embeddings" in info.value.body["message"]
     assert fake.requests == []

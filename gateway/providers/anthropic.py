@@ -28,14 +28,8 @@ DEFAULT_VERSION = "2023-06-01"
 
 class AnthropicProvider(Provider):
     capabilities = frozenset({"chat", "stream", "tools", "vision", "json", "reasoning"})
-
-    @classmethod
-    def default_base_url(cls, type_name: str) -> str | None:
-        return DEFAULT_BASE_URL
-
-    @classmethod
-    def needs_key(cls, type_name: str) -> bool:
-        return True
+    base_url = DEFAULT_BASE_URL
+    hosted = True
 
     @classmethod
     def validate_options(cls, type_name: str, options: Mapping[str, Any]) -> list[str]:

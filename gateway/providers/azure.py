@@ -25,14 +25,7 @@ from .http import parse_openai_error, post_json, post_stream
 class AzureOpenAIProvider(Provider):
     capabilities = frozenset({"chat", "completions", "stream", "tools", "vision", "json",
                               "reasoning", "embeddings"})
-
-    @classmethod
-    def default_base_url(cls, type_name: str) -> str | None:
-        return None  # the resource's own endpoint
-
-    @classmethod
-    def needs_key(cls, type_name: str) -> bool:
-        return True
+    hosted = True
 
     @classmethod
     def validate_options(cls, type_name: str, options: Mapping[str, Any]) -> list[str]:

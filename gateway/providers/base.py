@@ -132,15 +132,20 @@ class Provider(ABC):
 
     capabilities: frozenset[str] = frozenset({"chat", "completions", "embeddings", "stream"})
 
+    # Most adapters serve one type: they set these two; adapters of several types (the OpenAI
+    # presets) override the classmethods below instead.
+    base_url: str | None = None  # used when the config gives none; None makes base_url required
+    hosted: bool = False  # refuses requests without a key (a warning when the config has none)
+
     @classmethod
     def default_base_url(cls, type_name: str) -> str | None:
         """The endpoint used when the config gives no base_url; None makes base_url required."""
-        return None
+        return cls.base_url
 
     @classmethod
     def needs_key(cls, type_name: str) -> bool:
         """True for hosted APIs that refuse requests without a key (a warning when absent)."""
-        return False
+        return cls.hosted
 
     @classmethod
     def validate_options(cls, type_name: str, options: Mapping[str, Any]) -> list[str]:

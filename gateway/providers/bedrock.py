@@ -68,10 +68,7 @@ def region_of(options: Mapping[str, Any], environ: Mapping[str, str] | None = No
 
 class BedrockProvider(Provider):
     capabilities = frozenset({"chat", "stream", "tools", "vision", "json"})
-
-    @classmethod
-    def default_base_url(cls, type_name: str) -> str | None:
-        return DEFAULT_BASE_URL
+    base_url = DEFAULT_BASE_URL
 
     @classmethod
     def validate_options(cls, type_name: str, options: Mapping[str, Any]) -> list[str]:

@@ -40,14 +40,8 @@ _CONTEXT = re.compile(r"too many tokens|context length|prompt is too long|exceed
 
 class CohereProvider(Provider):
     capabilities = frozenset({"chat", "stream", "tools", "vision", "json", "reasoning", "embeddings"})
-
-    @classmethod
-    def default_base_url(cls, type_name: str) -> str | None:
-        return "https://api.cohere.com"
-
-    @classmethod
-    def needs_key(cls, type_name: str) -> bool:
-        return True
+    base_url = "https://api.cohere.com"
+    hosted = True
 
     def __init__(self, spec, clients):
         super().__init__(spec, clients)

@@ -53,14 +53,8 @@ _CONTEXT = re.compile(r"exceeds the maximum number of tokens|input token count|t
 class GeminiProvider(Provider):
     capabilities = frozenset({"chat", "stream", "tools", "vision", "json", "reasoning", "embeddings",
                               "images"})
-
-    @classmethod
-    def default_base_url(cls, type_name: str) -> str | None:
-        return "https://generativelanguage.googleapis.com"
-
-    @classmethod
-    def needs_key(cls, type_name: str) -> bool:
-        return True
+    base_url = "https://generativelanguage.googleapis.com"
+    hosted = True
 
     def __init__(self, spec, clients):
         super().__init__(spec, clients)

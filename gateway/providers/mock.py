@@ -23,10 +23,7 @@ from .base import Provider, UpstreamRequest, UpstreamResponse
 
 class MockProvider(Provider):
     capabilities = frozenset({"chat", "completions", "embeddings", "stream", "images", "audio"})
-
-    @classmethod
-    def default_base_url(cls, type_name: str) -> str | None:
-        return "mock://"
+    base_url = "mock://"
 
     async def check_health(self, timeout: float) -> str | None:
         """Unhealthy when it is set to fail every request (error_rate: 1)."""

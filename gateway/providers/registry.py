@@ -12,7 +12,6 @@ from .mock import MockProvider
 from .openai import PRESETS, OpenAIProvider
 
 
-
 def provider_types() -> dict[str, type[Provider]]:
     types: dict[str, type[Provider]] = {name: OpenAIProvider for name in PRESETS}
     types["mock"] = MockProvider

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 from typing import Any
 
 from hypercorn.asyncio.run import worker_serve
@@ -56,11 +57,7 @@ class Uvicorn:
         self.bind = [f"{host}:{port}"]
 
     def _config(self, app=None):
-        http = "httptools"
-        try:
-            import httptools  # noqa: F401
-        except ImportError:
-            http = "h11"
+        http = "httptools" if importlib.util.find_spec("httptools") else "h11"
         return self.uvicorn.Config(app, host=self.host, port=self.port, http=http, lifespan="on",
                                    log_level="warning", access_log=False, timeout_keep_alive=75,
                                    timeout_graceful_shutdown=10, server_header=False)

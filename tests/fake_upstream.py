@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -18,11 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from .background_app import BackgroundApp
 
 
 @dataclass
@@ -45,17 +39,14 @@ class Recorded:
     at: float
 
 
-class FakeOpenAI:
+class FakeOpenAI(BackgroundApp):
     def __init__(self) -> None:
-        self.port = free_port()
+        super().__init__()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.requests: list[Recorded] = []
         self.models_status = 200  # what GET /v1/models (health checks) answers
         self.model_checks = 0
         self._scripts: dict[str, deque[Behaviour]] = defaultdict(deque)
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     # -- control ---------------------------------------------------------------------------
 
@@ -67,20 +58,7 @@ class FakeOpenAI:
     def models_seen(self) -> list[str]:
         return [r.body.get("model") for r in self.requests]
 
-    def start(self) -> "FakeOpenAI":
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
-
-    async def _start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
@@ -88,9 +66,6 @@ class FakeOpenAI:
         app.router.add_post("/v1/images/generations", self._images)
         app.router.add_post("/v1/audio/speech", self._speech)
         app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
     # -- handlers --------------------------------------------------------------------------
 

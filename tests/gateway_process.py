@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from .fake_upstream import free_port
+from .background_app import free_port
 
 
 def write_atomically(path: Path, text: str) -> None:

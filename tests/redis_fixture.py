@@ -16,7 +16,7 @@ from typing import Iterator
 
 import pytest
 
-from .fake_upstream import free_port
+from .background_app import free_port
 
 MISSING = ("redis-server is not installed: the Redis tests need Debian's redis-server "
            "(`make test` installs it; or run `apt-get install -y redis-server`)")

@@ -9,14 +9,13 @@ durations parsed and conditions compiled once.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from types import MappingProxyType
 from typing import Any, Hashable, Mapping
-
-import itertools
 
 import orjson
 
@@ -52,12 +51,13 @@ from ..state.canary import CanaryState
 from ..state.registry import StateRegistry
 from ..state.retry_budget import RetryBudgetState
 from ..state.target import ProviderHealth, TargetState
+from ..units import seconds, size_bytes
 from . import schema
 from .plugins import compile_plugins
+from .secrets import resolve_secrets  # secret:NAME -> vault value, in a copy of the data
 from .loader import LoadedConfig, load_bytes, load_file
 from .source import Path, SourceMap, format_path
 from .suggest import did_you_mean
-from ..units import seconds, size_bytes
 
 NODE_KINDS = ("target", "route", "fallback", "loadbalance", "conditional", "canary")
 
@@ -122,7 +122,6 @@ class _Compiler:
 
     def build(self, version: int) -> RoutingGraph:
         settings = self._settings()
-        from .secrets import resolve_secrets  # secret:NAME -> vault value, in a copy of the data
         self.data, secret_errors = resolve_secrets(self.data, self.source, settings.data_dir)
         self.errors.extend(secret_errors)
         self._providers()

@@ -132,8 +132,6 @@ def _unknown_keys(err: ValidationError, path: tuple, source: SourceMap) -> Itera
     extras = [k for k in err.instance if k not in known]
     patterns = err.schema.get("patternProperties", {})
     if patterns:  # a condition: keys are field paths
-        import re
-
         extras = [k for k in extras if not any(re.match(p, k) for p in patterns)]
         for key in extras:
             hint = did_you_mean(key, known + _condition_field_guesses(err.instance, key))

@@ -9,10 +9,8 @@ stream with UpstreamError, which the server turns into an SSE error event.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, AsyncIterator, Mapping
 
-import aiohttp
 import orjson
 
 from ..errors import UpstreamError
@@ -51,18 +49,9 @@ class AnthropicProvider(Provider):
         self._max_tokens = int(spec.options.get("default_max_tokens") or DEFAULT_MAX_TOKENS)
         self._key = self.pool_key()
 
-    async def check_health(self, timeout: float) -> str | None:
+    def health_url(self) -> str:
         """GET /v1/models: answers for a valid key without spending tokens."""
-        url = self._url.removesuffix("/messages") + "/models"
-        headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
-        try:
-            async with self.clients.session(self._key).get(
-                    url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-                return None if resp.status < 400 else f"GET /v1/models answered {resp.status}"
-        except asyncio.TimeoutError:
-            return f"no answer within {timeout:g}s"
-        except aiohttp.ClientError as exc:
-            return f"{type(exc).__name__}: {exc}"
+        return self._url.removesuffix("/messages") + "/models"
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         if request.endpoint != "chat":

@@ -11,11 +11,9 @@ untouched, as for OpenAI; Azure's content-filter and context-length errors carry
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Mapping
 from urllib.parse import quote
 
-import aiohttp
 import orjson
 
 from .base import ENDPOINT_PATHS, Provider, UpstreamRequest, UpstreamResponse
@@ -56,18 +54,9 @@ class AzureOpenAIProvider(Provider):
         deployment = quote(str(self._deployment or model), safe="")
         return self._prefix + deployment + ENDPOINT_PATHS[endpoint] + self._query
 
-    async def check_health(self, timeout: float) -> str | None:
+    def health_url(self) -> str:
         """GET /openai/models?api-version=…: answers for valid credentials, costs nothing."""
-        url = self._prefix.removesuffix("deployments/") + "models" + self._query
-        headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
-        try:
-            async with self.clients.session(self._key).get(
-                    url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-                return None if resp.status < 400 else f"GET /openai/models answered {resp.status}"
-        except asyncio.TimeoutError:
-            return f"no answer within {timeout:g}s"
-        except aiohttp.ClientError as exc:
-            return f"{type(exc).__name__}: {exc}"
+        return self._prefix.removesuffix("deployments/") + "models" + self._query
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         session = self.clients.session(self._key)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import socket
+from urllib.parse import urlsplit
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Mapping
@@ -166,15 +167,24 @@ class Provider(ABC):
         target starts from it): build new objects, never mutate it in place.
         """
 
+    def health_url(self) -> str:
+        """What an active health check asks: OpenAI's `GET {base_url}/models` by default;
+        adapters whose API lists models elsewhere override this."""
+        return self.spec.base_url.rstrip("/") + "/models"
+
     async def check_health(self, timeout: float) -> str | None:
-        """One active health check: None when healthy, else what went wrong. The default asks
-        the OpenAI-style `GET {base_url}/models`; adapters with another API override it."""
+        """One active health check: None when healthy, else what went wrong."""
         session = self.clients.session(self.pool_key())
         headers = {k: v for k, v in getattr(self, "_headers", {}).items() if k != "Content-Type"}
+        url = self.health_url()
         try:
-            async with session.get(self.spec.base_url.rstrip("/") + "/models", headers=headers,
+            async with session.get(url, headers=headers,
                                    timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-                return None if resp.status < 400 else f"GET /models answered {resp.status}"
+                if resp.status < 400:
+                    return None
+                base = self.spec.base_url.rstrip("/")
+                path = url[len(base):] if url.startswith(base) else urlsplit(url).path
+                return f"GET {path.split('?')[0]} answered {resp.status}"
         except asyncio.TimeoutError:
             return f"no answer within {timeout:g}s"
         except aiohttp.ClientError as exc:

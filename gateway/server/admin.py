@@ -9,20 +9,16 @@ from __future__ import annotations
 import hmac
 import time
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import GatewayError
 from ..state.counters import counters_in
 from ..middleware.usage import period_range, query_usage, usage_db
-from .errors import gateway_error_response
+from .errors import gateway_error_response, json_response
 from .health import health_report
 from .reload import GraphHolder, Reloader
 
-
-def _json(data, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
 class AdminEndpoints:
@@ -31,12 +27,12 @@ class AdminEndpoints:
         self.reloader = reloader
 
     async def healthz(self, request: Request) -> Response:
-        return _json({"status": "ok"})
+        return json_response({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
         graph = self.holder.current
         if graph is None:
-            return _json({"status": "not ready", "reason": "no config loaded"}, 503)
+            return json_response({"status": "not ready", "reason": "no config loaded"}, 503)
         body = {"status": "ready", "config_version": graph.version}
         for counters in counters_in(self.reloader.runtime.state):
             await counters.refresh()
@@ -44,15 +40,15 @@ class AdminEndpoints:
             if not state["healthy"] and state.get("mode") == "closed":
                 body.update(status="not ready", reason="state backend unreachable and "
                             "server.state_outage is closed: limited requests get 503")
-                return _json(body, 503)
-        return _json(body)
+                return json_response(body, 503)
+        return json_response(body)
 
     async def config(self, request: Request) -> Response:
-        if (denied := self._deny(request)) is not None:
+        if (denied := self.deny(request)) is not None:
             return denied
         graph = self.holder.current
         rejection = self.reloader.last_rejection
-        return _json({
+        return json_response({
             "version": graph.version,
             "sha256": graph.sha256,
             "path": graph.path,
@@ -64,24 +60,24 @@ class AdminEndpoints:
         })
 
     async def health(self, request: Request) -> Response:
-        if (denied := self._deny(request)) is not None:
+        if (denied := self.deny(request)) is not None:
             return denied
-        return _json(health_report(self.holder.current))
+        return json_response(health_report(self.holder.current))
 
     async def usage(self, request: Request) -> Response:
         """Requests, tokens and cost: ?key=NAME&period=today|month|YYYY-MM|YYYY-MM-DD|all
         &group_by=key,route,target,day"""
-        if (denied := self._deny(request)) is not None:
+        if (denied := self.deny(request)) is not None:
             return denied
         params = request.query_params
         since, until = period_range(params.get("period"))
         group = tuple(params.get("group_by", "key,route,target").split(","))
         rows = query_usage(usage_db(self.holder.current.settings.data_dir), key=params.get("key"),
                            since=since, until=until, group_by=group)
-        return _json({"since": since, "until": until, "usage": rows})
+        return json_response({"since": since, "until": until, "usage": rows})
 
     async def reload(self, request: Request) -> Response:
-        if (denied := self._deny(request)) is not None:
+        if (denied := self.deny(request)) is not None:
             return denied
         result = await self.reloader.reload("admin", force=request.query_params.get("force") == "1")
         body = {
@@ -89,9 +85,9 @@ class AdminEndpoints:
             "version": result.version,
             "errors": [str(e) for e in result.errors],
         }
-        return _json(body, 422 if result.outcome == "rejected" else 200)
+        return json_response(body, 422 if result.outcome == "rejected" else 200)
 
-    def _deny(self, request: Request) -> Response | None:
+    def deny(self, request: Request) -> Response | None:
         token = self.holder.current.settings.admin_token
         if not token:
             return None

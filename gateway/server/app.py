@@ -29,7 +29,7 @@ def create_app(reloader: Reloader, *, watch_config: bool = True) -> "FastPath":
     api = OpenAIEndpoints(holder)
     admin = AdminEndpoints(holder, reloader)
     keys = KeysEndpoints(admin)
-    versions = VersionEndpoints(reloader, admin._deny)
+    versions = VersionEndpoints(reloader, admin.deny)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -69,3 +69,8 @@ def _describe(attempt: Attempt) -> str:
     if attempt.error_class in ("timeout", "connection"):
         return f"{attempt.target} {attempt.error_class}"
     return f"{attempt.target} {attempt.status} {attempt.error_class or 'ok'}"
+
+
+def json_response(data, status: int = 200) -> Response:
+    """A JSON answer of the admin and operational endpoints."""
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")

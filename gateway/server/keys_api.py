@@ -10,7 +10,8 @@ from starlette.responses import Response
 from ..keys.options import key_fields, parse_expiry
 from ..keys.store import KeyError_, KeyStore
 from ..middleware.auth import keystore_path
-from .admin import AdminEndpoints, _json
+from .admin import AdminEndpoints
+from .errors import json_response
 
 
 class KeysEndpoints:
@@ -23,12 +24,12 @@ class KeysEndpoints:
         return self.admin.reloader.runtime.state.acquire(("keystore", path), lambda: KeyStore(path))
 
     async def list(self, request: Request) -> Response:
-        if (denied := self.admin._deny(request)) is not None:
+        if (denied := self.admin.deny(request)) is not None:
             return denied
-        return _json({"keys": [k.public() for k in self._store().list()]})
+        return json_response({"keys": [k.public() for k in self._store().list()]})
 
     async def create(self, request: Request) -> Response:
-        if (denied := self.admin._deny(request)) is not None:
+        if (denied := self.admin.deny(request)) is not None:
             return denied
         try:
             body = orjson.loads(await request.body())
@@ -42,16 +43,16 @@ class KeysEndpoints:
             raw, key = self._store().create(body["name"], expires_at=parse_expiry(body.get("expires")),
                                             **fields)
         except (ValueError, orjson.JSONDecodeError, KeyError_) as exc:
-            return _json({"error": {"message": str(exc), "type": "invalid_request_error",
+            return json_response({"error": {"message": str(exc), "type": "invalid_request_error",
                                     "code": "invalid_key_request", "param": None}}, 400)
-        return _json({"key": raw, **key.public()}, 201)
+        return json_response({"key": raw, **key.public()}, 201)
 
     async def revoke(self, request: Request) -> Response:
-        if (denied := self.admin._deny(request)) is not None:
+        if (denied := self.admin.deny(request)) is not None:
             return denied
         try:
             key = self._store().revoke(request.path_params["name"])
         except KeyError_ as exc:
-            return _json({"error": {"message": str(exc), "type": "invalid_request_error",
+            return json_response({"error": {"message": str(exc), "type": "invalid_request_error",
                                     "code": "key_not_found", "param": "name"}}, 404)
-        return _json(key.public())
+        return json_response(key.public())

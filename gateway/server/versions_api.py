@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from typing import Callable
 
 import orjson
 from starlette.requests import Request
@@ -28,14 +28,11 @@ from ..config.rollback import (
 )
 from ..config.versions import StoreError, Version, VersionStore
 from ..errors import GatewayError
-from .errors import gateway_error_response
+from .errors import gateway_error_response, json_response
 from .reload import Reloader
 
 Guard = Callable[[Request], "Response | None"]
 
-
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
 def _error(status: int, message: str, code: str) -> Response:
@@ -67,7 +64,7 @@ class VersionEndpoints:
         except StoreError as exc:
             return _error(500, str(exc), "version_store_unavailable")
         running = self._running()
-        return _json({
+        return json_response({
             "running": running,
             "path": self.reloader.path,
             "environment": self.reloader.environment,
@@ -85,7 +82,7 @@ class VersionEndpoints:
         if version is None:
             return _error(404, f"there is no config version {number}; GET "
                                "/admin/config/versions lists them", "version_not_found")
-        return _json(shown(version, self._running()))
+        return json_response(shown(version, self._running()))
 
     async def rollback(self, request: Request) -> Response:
         if (denied := self.guard(request)) is not None:
@@ -102,7 +99,7 @@ class VersionEndpoints:
                     rollback, store, self.reloader.path, target,
                     environment=self.reloader.environment)
             except RollbackRefused as exc:
-                return _json({"result": "refused", "version": self._running(),
+                return json_response({"result": "refused", "version": self._running(),
                               "restored_from": exc.number,
                               "errors": [str(e) for e in exc.errors],
                               "message": str(exc).splitlines()[0]}, 422)
@@ -120,7 +117,7 @@ class VersionEndpoints:
             "changed": result.changed,
             "errors": [str(e) for e in reload.errors],
         }
-        return _json(body, 422 if reload.outcome == "rejected" else 200)
+        return json_response(body, 422 if reload.outcome == "rejected" else 200)
 
 
 def shown(version: Version, running: int | None) -> dict:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..fake_upstream import free_port
+from ..background_app import BackgroundApp
 
 API_KEY = "sk-ant-fake"
 IMAGE_TYPES = {"image/jpeg", "image/png", "image/gif", "image/webp"}
@@ -66,41 +65,22 @@ class Recorded:
     body: dict[str, Any]
 
 
-class FakeAnthropic:
+class FakeAnthropic(BackgroundApp):
     def __init__(self, api_key: str = API_KEY) -> None:
+        super().__init__()
         self.api_key = api_key
-        self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.requests: list[Recorded] = []
         self.rejections: list[str] = []
         self._scripts: dict[str, deque[Reply]] = defaultdict(deque)
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     def script(self, model: str, *replies: Reply) -> None:
         """Queue what the next requests for ``model`` get."""
         self._scripts[model].extend(replies)
 
-    def start(self) -> "FakeAnthropic":
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
-
-    async def _start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_get("/v1/models", self._models)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()

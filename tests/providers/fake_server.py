@@ -11,9 +11,7 @@ A Script queued for a model overrides that for one request (an error, a finish r
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -21,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..fake_upstream import free_port
+from ..background_app import BackgroundApp
 
 
 @dataclass
@@ -59,18 +57,16 @@ class Answer:
     completion_tokens: int
 
 
-class FakeServer:
+class FakeServer(BackgroundApp):
     provider = "fake"
+    client_max_size = 32 * 1024 * 1024
 
     def __init__(self) -> None:
-        self.port = free_port()
+        super().__init__()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.requests: list[Recorded] = []
         self.rejections: list[tuple[int, Any]] = []  # validation failures sent back
         self._scripts: dict[str, deque[Script]] = defaultdict(deque)
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     # -- control ---------------------------------------------------------------------------
 
@@ -81,34 +77,6 @@ class FakeServer:
     def next_script(self, model: str) -> Script:
         queue = self._scripts.get(model)
         return queue.popleft() if queue else Script()
-
-    def start(self):
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    async def _start(self) -> None:
-        app = web.Application(client_max_size=32 * 1024 * 1024)
-        self.routes(app)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    def routes(self, app: web.Application) -> None:
-        raise NotImplementedError
 
     async def record(self, request: web.Request) -> tuple[bytes, Any]:
         raw = await request.read()

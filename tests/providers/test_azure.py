@@ -4,9 +4,7 @@ gateway in front of it, driven by the openai client."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from types import MappingProxyType
 
 import openai
@@ -19,7 +17,7 @@ from gateway.errors import ConfigErrors, UpstreamError
 from gateway.providers.azure import AzureOpenAIProvider
 from gateway.providers.base import ClientPool, ProviderSpec, Timeouts, UpstreamRequest
 
-from ..fake_upstream import free_port
+from ..background_app import BackgroundApp
 
 TIMEOUTS = Timeouts(connect=2, first_byte=5, idle=5, total=5)
 VERSION = "2024-10-21"
@@ -27,38 +25,20 @@ KEY = "azure-key"
 TOKEN = "entra-token"
 
 
-class FakeAzure:
+class FakeAzure(BackgroundApp):
     """Answers only at /openai/deployments/{deployment}/... with the right api-version and
     credentials, as Azure does (404 DeploymentNotFound, 401, 400 for a missing version)."""
 
     def __init__(self, deployments=("gpt4o-prod", "embed-prod")):
+        super().__init__()
         self.deployments = set(deployments)
-        self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.requests: list[tuple[str, dict, dict, dict]] = []  # path, query, headers, body
         self.next_status: list[tuple[int, dict, dict]] = []
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
 
-    def start(self) -> "FakeAzure":
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
-
-    async def _start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/openai/deployments/{deployment}/{endpoint:.*}", self._handle)
         app.router.add_get("/openai/models", self._models)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
     async def _models(self, request: web.Request) -> web.Response:
         if request.query.get("api-version") != VERSION:

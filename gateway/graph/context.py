@@ -41,6 +41,7 @@ class RequestContext:
     key: Any = None  # graph.KeySpec of the caller, once authenticated
     target: str = ""  # provider/model that answered, once one has
     upstream_ms: float = 0.0  # time spent waiting on upstreams, every attempt included
+    backoff_ms: float = 0.0  # time spent in deliberate retry backoff sleeps
     deadline: float | None = None  # time.monotonic() value; None means no request deadline
     retry_budget: Any = None  # policies.RetryBudget of the route, when it has one
     rng: random.Random = _rng

@@ -85,7 +85,9 @@ class TargetNode:
                 if delay is None:
                     raise
                 if delay:
+                    slept = time.monotonic()
                     await asyncio.sleep(delay)
+                    ctx.backoff_ms += (time.monotonic() - slept) * 1000
 
     def _retry_delay(self, ctx: RequestContext, err: UpstreamError, attempt: int) -> float | None:
         """Seconds to wait before trying again, or None to give up on this target."""

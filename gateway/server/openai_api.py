@@ -142,9 +142,11 @@ class OpenAIEndpoints:
 
 
 def _account(headers: dict, started: float, ctx: RequestContext | None, status: int) -> None:
-    """x-gateway-overhead-ms: time spent in the gateway itself (upstream time excluded; for a
-    stream, up to its first byte), also counted for /metrics."""
-    overhead = time.monotonic() - started - (ctx.upstream_ms / 1000 if ctx is not None else 0.0)
+    """x-gateway-overhead-ms: time spent in the gateway itself, also counted for /metrics:
+    the total (for a stream, up to its first byte) minus the time waiting on upstreams (every
+    attempt, failed ones included) and minus retry backoff sleeps."""
+    waited = (ctx.upstream_ms + ctx.backoff_ms) / 1000 if ctx is not None else 0.0
+    overhead = time.monotonic() - started - waited
     headers["x-gateway-overhead-ms"] = f"{overhead * 1000:.3f}"
     STATS.observe(ctx.route if ctx is not None else "", status, overhead)
 

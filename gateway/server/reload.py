@@ -22,6 +22,7 @@ from ..errors import ConfigError, ConfigErrors
 from ..graph.graph import RoutingGraph
 from ..logs import get_logger
 from .versioning import Inputs, build_graph
+from .watch_paths import signature, watched_directories, watched_paths
 
 log = get_logger("gateway.reload")
 
@@ -90,6 +91,7 @@ class Reloader:
             current = self.holder.current
             if current is not None and not force and await self._unchanged(raw, sha, current):
                 self.counts["unchanged"] += 1
+                self._accepted(current.version)  # a rejected edit was undone
                 return ReloadResult("unchanged", current.version)
             try:
                 graph, loaded = await asyncio.to_thread(
@@ -125,9 +127,19 @@ class Reloader:
             loop.create_task(_close_later(closable))
         for listener in self.listeners:
             listener(graph)
+        self._accepted(graph.version)
         log.info("config_applied", version=graph.version, sha256=graph.sha256[:12], source=source,
                  path=self.path, **route_changes(previous, graph))
         log_warnings(graph)
+
+    def _accepted(self, version: int) -> None:
+        """The file is good again after a rejection: say which version is live, and stop
+        showing the rejection (it describes a file that is gone)."""
+        if self.last_rejection is None:
+            return
+        log.info("config_accepted", version=version, path=self.path,
+                 rejected_at=_iso(self.last_rejection.at))
+        self.last_rejection = None
 
     async def _prune_clients(self) -> None:
         def live() -> set[tuple]:
@@ -167,28 +179,61 @@ def route_changes(old: RoutingGraph | None, new: RoutingGraph) -> dict[str, list
     }
 
 
+SETTLE_SECONDS = 0.3  # a change is applied once the files have not changed for this long
+MAX_SETTLE_SECONDS = 5.0  # a file rewritten without pause is read after this long anyway
+
+
 async def watch(reloader: Reloader, stop: asyncio.Event) -> None:
     """Reload on every change of the config file or a file it includes. Watches their
-    directories, because editors save by writing a new file and renaming it over the old one;
-    re-arms when a reload changes the set of included files. Never gives up on a bad file."""
+    directories, because editors save by writing a new file and renaming it over the old one,
+    and every symlink on the way to them (a ConfigMap's ``..data`` swap, a link's target edited
+    elsewhere). Reads a change once the files have settled (SETTLE_SECONDS without a further
+    write), so a save written in two parts is never applied half-written. Re-arms when a change
+    moves the set of paths (includes, links). Never gives up on a bad file."""
     rearmed = False
     while not stop.is_set():
-        targets = reloader.watched_files()
-        directories = sorted({d for d in map(os.path.dirname, targets) if os.path.isdir(d)})
+        paths = watched_paths(reloader.watched_files())
+        directories = watched_directories(paths)
+        if not directories:  # the whole folder is gone for now: look again shortly
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            continue
 
-        def is_config(_change, path: str, targets=targets) -> bool:
-            return os.path.abspath(path) in targets
+        def is_config(_change, path: str, paths=paths) -> bool:
+            return os.path.abspath(path) in paths
 
         changes = awatch(*directories, watch_filter=is_config, debounce=100, step=20,
                          stop_event=stop, recursive=False)
-        async with contextlib.aclosing(changes):
-            if rearmed:  # a save while re-arming would be missed: look once (cheap if none)
-                await _reload_logged(reloader)
-            async for _changes in changes:
-                await _reload_logged(reloader)
-                if reloader.watched_files() != targets:
-                    rearmed = True
-                    break  # the includes changed: watch the new set
+        try:
+            async with contextlib.aclosing(changes):
+                if rearmed:  # a save while re-arming would be missed: look once (cheap if none)
+                    await _settle_and_reload(reloader, paths, stop)
+                async for _changes in changes:
+                    await _settle_and_reload(reloader, paths, stop)
+                    if watched_paths(reloader.watched_files()) != paths:
+                        break  # includes or links changed: watch the new set
+        except Exception:  # e.g. a watched folder removed under the watcher: watch afresh
+            log.warning("config_watch_restarted", path=reloader.path, exc_info=True)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.1)
+        rearmed = True
+
+
+async def _settle_and_reload(reloader: Reloader, paths: frozenset[str],
+                             stop: asyncio.Event) -> None:
+    """Wait until ``paths`` stay unchanged for SETTLE_SECONDS (at most MAX_SETTLE_SECONDS),
+    then reload."""
+    before = signature(paths)
+    deadline = time.monotonic() + MAX_SETTLE_SECONDS
+    while time.monotonic() < deadline:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), SETTLE_SECONDS)
+            return  # stopping
+        now = signature(paths)
+        if now == before:
+            break
+        before = now
+    await _reload_logged(reloader)
 
 
 async def _reload_logged(reloader: Reloader) -> None:

@@ -375,6 +375,11 @@ class _Compiler:
         if children is None:
             return None
         weights = tuple(float(item.get("weight", 1)) for item in items)
+        if not any(weights):
+            self.error(path + ("targets",), "loadbalance requires at least one target with "
+                       "weight > 0", "weight: 0 drains a target; give another one a weight",
+                       at_key=True)
+            return None
         key = ("loadbalance", route, format_path(path))
         self.state_keys.add(key)
         return LoadBalanceNode(

@@ -238,23 +238,27 @@ class _Walker:
 
     def _loadbalance(self, node: LoadBalanceNode, via: tuple) -> list[_Alt]:
         n = len(node.children)
+        shares = node.probabilities()
         if node.algorithm == "weighted":
-            shares = list(node.probabilities())
             how = "weighted: " + ", ".join(f"{w:g}" for w in node.weights)
         else:
-            shares = [1.0 / n] * n
             how = {"round_robin": "round_robin: each child in turn",
                    "least_busy": "least_busy: the child with the fewest requests in flight",
                    "latency": "latency: the child with the lowest recent latency"}.get(
                 node.algorithm, node.algorithm)
             if node.algorithm != "round_robin":
                 how += " (depends on live state; equal shares shown)"
+        drained = sum(1 for w in node.weights if w <= 0)
+        if drained:
+            how += f"; {drained} drained (weight 0)"
         self.step(node, "loadbalance", f"picks one of {n} per request, {how}")
         self.decide(node.path)
         self.probabilistic = True
         out: list[_Alt] = []
         for share, child in zip(shares, node.children):
-            out.extend(_scaled(self.walk(child, via), share))
+            branch = self.walk(child, via)
+            # A drained child stays in the answer, at 0%, so the dry run shows it is drained.
+            out.extend(_scaled(branch, share) if share else [(0.0, *rest) for _, *rest in branch])
         return out
 
     def _conditional(self, node: ConditionalNode, via: tuple) -> list[_Alt]:

@@ -227,10 +227,11 @@ class FallbackNode:
 
 @dataclass(frozen=True, slots=True)
 class LoadBalanceNode:
-    """Picks one child per request among those available (targets with an open circuit or
-    failing health checks are left out, weights renormalised): weighted (random by weight),
-    round_robin, least_busy (fewest requests in flight) or latency (lowest EWMA of time to
-    first byte, exploring now and then so a recovered target gets traffic again)."""
+    """Picks one child per request among those available (children of weight 0 are drained,
+    and targets with an open circuit or failing health checks are left out, weights
+    renormalised): weighted (random by weight), round_robin, least_busy (fewest requests in
+    flight) or latency (lowest EWMA of time to first byte, exploring now and then so a
+    recovered target gets traffic again)."""
 
     path: str
     algorithm: str
@@ -244,7 +245,8 @@ class LoadBalanceNode:
     def pick(self, ctx: RequestContext) -> Node:
         now = time.monotonic()
         children = self.children
-        live = [i for i, c in enumerate(children) if _available(c, now)]
+        weights = self.weights
+        live = [i for i, c in enumerate(children) if weights[i] > 0 and _available(c, now)]
         if not live:
             raise UpstreamError(503, "circuit_open",
                                 f"every target of {self.path} is unavailable (open circuits)",
@@ -271,6 +273,11 @@ class LoadBalanceNode:
         return min(live, key=lambda i: latencies[i])
 
     def probabilities(self) -> tuple[float, ...]:
+        """Each child's share of traffic when every child is available: by weight for
+        ``weighted``, equal among the children not drained for the other algorithms."""
+        if self.algorithm != "weighted":
+            weights = tuple(1.0 if w > 0 else 0.0 for w in self.weights)
+            return tuple(w / sum(weights) for w in weights)
         total = self.cumulative[-1]
         return tuple(w / total for w in self.weights)
 

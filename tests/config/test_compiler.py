@@ -248,6 +248,29 @@ def test_every_loadbalance_algorithm_compiles(algorithm):
     assert compile_text(text).routes["a"].node.algorithm == algorithm
 
 
+def test_all_zero_weights_are_a_compile_error():
+    """A balancer whose every target is drained could send nowhere: refused at its targets."""
+    text = PROVIDERS + (
+        "routes:\n  a:\n    loadbalance:\n      targets:\n"
+        "        - {weight: 0, target: {provider: demo, model: m}}\n"
+        "        - {weight: 0, target: {provider: local, model: m}}\n"
+    )
+    err = only(compile_errors(text))
+    assert (err.line, err.column, err.path) == (8, 7, "$.routes.a.loadbalance.targets")
+    assert err.message == "loadbalance requires at least one target with weight > 0"
+    assert str(err).startswith("g.yaml:8:7: ")
+
+
+def test_zero_weight_compiles_to_a_zero_share():
+    """weight: 0 beside a positive weight compiles; its share is 0."""
+    text = PROVIDERS + (
+        "routes:\n  a:\n    loadbalance:\n      targets:\n"
+        "        - {weight: 0, target: {provider: demo, model: m}}\n"
+        "        - {weight: 2, target: {provider: local, model: m}}\n"
+    )
+    assert compile_text(text).routes["a"].node.probabilities() == (0.0, 1.0)
+
+
 def test_route_on_failed_provider_adds_no_second_error():
     """A target on a provider that is itself in error does not repeat the error."""
     text = (

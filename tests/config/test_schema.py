@@ -236,15 +236,13 @@ def test_retry_attempts_zero_out_of_range():
     assert err.message == "0 must be at least 1"
 
 
-def test_zero_weight_is_rejected():
-    """A weight of 0 is not positive."""
+def test_zero_weight_is_allowed():
+    """A weight of 0 drains a target without deleting it: the schema accepts it."""
     text = (
         "version: 1\nroutes:\n  a:\n    loadbalance:\n      targets:\n"
-        "        - weight: 0\n          route: b\n"
+        "        - weight: 0\n          route: b\n        - weight: 1\n          route: c\n"
     )
-    err = only(validate(text))
-    assert (err.line, err.column, err.path) == (6, 19, "$.routes.a.loadbalance.targets[0].weight")
-    assert err.message == "0 must be greater than 0"
+    assert validate(text) == []
 
 
 def test_negative_weight_is_rejected():
@@ -252,7 +250,7 @@ def test_negative_weight_is_rejected():
     text = "version: 1\nroutes:\n  a:\n    loadbalance:\n      targets: [{weight: -2, route: b}]\n"
     err = only(validate(text))
     assert (err.line, err.column) == (5, 26)
-    assert err.message == "-2 must be greater than 0"
+    assert err.message == "-2 must be at least 0"
 
 
 def test_status_out_of_range_in_on_status():

@@ -98,6 +98,23 @@ def test_loadbalance_route(cli, config):
     assert data["final_route"] is None  # cheap or tiny, depending on the draw
 
 
+def test_drained_target_shows_zero_percent(cli, tmp_path):
+    """A weight-0 target is listed at 0%, and the step says it is drained."""
+    path = tmp_path / "gateway.yaml"
+    path.write_text("version: 1\nproviders:\n  demo: {type: mock}\nroutes:\n  cheap:\n"
+                    "    loadbalance:\n      targets:\n"
+                    "        - {weight: 3, target: {provider: demo, model: small}}\n"
+                    "        - {weight: 0, target: {provider: demo, model: old}}\n")
+    human = cli("route", "cheap", "--config", path)
+    lines = human.out.splitlines()
+    assert human.code == 0
+    assert "    100.0%  demo/small" in lines and "      0.0%  demo/old" in lines
+    assert any("weighted: 3, 0; 1 drained (weight 0)" in line for line in lines)
+    data = cli("route", "cheap", "--config", path, "-f", "json").json
+    assert data["first_targets"] == [{"target": "demo/small", "probability": 1.0},
+                                     {"target": "demo/old", "probability": 0.0}]
+
+
 @pytest.mark.parametrize("args, decided_by, targets", [
     (("--metadata", "tier=premium"), "$.routes.tiered.conditional.rules[0]",
      ["openai/gpt-4o", "demo/backup"]),

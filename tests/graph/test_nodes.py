@@ -411,6 +411,17 @@ def test_weighted_three_way_distribution():
         assert abs(picks.count(model) / 8000 - expected) <= 0.03
 
 
+@pytest.mark.parametrize("algorithm", ["weighted", "round_robin", "least_busy", "latency"])
+def test_zero_weight_child_gets_no_traffic(algorithm):
+    """A child of weight 0 is drained: no algorithm ever picks it."""
+    routes = compile_routes({"routes": {"lb": {"loadbalance": {"algorithm": algorithm, "targets": [
+        {"weight": 0, **demo("drained")}, {"weight": 1, **demo("a")}, {"weight": 2, **demo("b")},
+    ]}}}})
+    node, ctx = routes["lb"].node, ctx_for(seed=7)
+    picks = {node.pick(ctx).model for _ in range(500)}
+    assert "drained" not in picks and picks
+
+
 async def test_loadbalance_calls_only_the_picked_child():
     """handle() sends to the picked child only."""
     heavy, light = FakeProvider([ok()], name="heavy"), FakeProvider([ok()], name="light")

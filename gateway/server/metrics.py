@@ -1,15 +1,18 @@
 """GET /metrics in Prometheus' text format.
 
-Everything here is read from the runtime state when Prometheus scrapes — breakers, targets,
-canaries, provider health, reloads — so the request path pays nothing for metrics.
+Requests and overhead come from request_stats (shared by all workers under `--workers N`).
+Everything else is read from this process's runtime state when Prometheus scrapes — breakers,
+targets, canaries, provider health, reloads — so the request path pays nothing for it; with
+several workers those families carry a `worker` label, as each worker has its own state.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -43,16 +46,6 @@ class GatewayCollector:
         for counters in counters_in(self.reloader.runtime.state):
             state_up.add_metric([counters.backend], 1.0 if counters.healthy else 0.0)
         yield state_up
-
-        requests = CounterMetricFamily("gateway_requests", "Requests answered, by route and status",
-                                       labels=["route", "status"])
-        for (route, status), count in list(STATS.requests.items()):
-            requests.add_metric([route, str(status)], count)
-        yield requests
-        overhead = HistogramMetricFamily(
-            "gateway_overhead_seconds", "Time spent in the gateway itself, upstream time excluded")
-        overhead.add_metric([], STATS.cumulative(), STATS.overhead_sum)
-        yield overhead
 
         breaker = GaugeMetricFamily("gateway_breaker_state", "1 for the breaker's current state",
                                     labels=["target", "state"])
@@ -97,9 +90,25 @@ class GatewayCollector:
                     arm_requests, arm_errors)
 
 
+class WorkerLabel:
+    """This worker's families, each sample labelled `worker="INDEX"` under `--workers N`."""
+
+    def __init__(self, collector: GatewayCollector, worker: str | None):
+        self.collector, self.worker = collector, worker
+
+    def collect(self):
+        for family in self.collector.collect():
+            if self.worker is not None:
+                family.samples = [s._replace(labels={**s.labels, "worker": self.worker})
+                                  for s in family.samples]
+            yield family
+
+
 def metrics_endpoint(reloader: Reloader):
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(GatewayCollector(reloader))
+    registry.register(STATS)
+    registry.register(WorkerLabel(GatewayCollector(reloader),
+                                  os.environ.get("GATEWAY_WORKER_INDEX")))
 
     async def metrics(request: Request) -> Response:
         if not reloader.holder.current.metrics_enabled:

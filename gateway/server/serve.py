@@ -19,6 +19,7 @@ from ..middleware.auth import keystore_path
 from .app import create_app
 from .engines import EngineError, engine
 from .reload import GraphHolder, Reloader, log_warnings
+from .request_stats import STATS
 from .versioning import Inputs, startup_graph
 
 log = get_logger("gateway.serve")
@@ -83,6 +84,7 @@ def serve(config_path: str, host: str | None = None, port: int | None = None,
         _run_worker(config_path, graph, runtime, config, None, watch, environment, inputs)
         return 0
     os.environ["GATEWAY_WORKERS"] = str(workers)  # each worker enforces its share of limits
+    STATS.share_across_workers()  # one /metrics scrape counts every worker's requests
     sockets = config.sockets()
     ctx = multiprocessing.get_context("fork")
     children = [
@@ -137,3 +139,4 @@ def _wait_for_children(children) -> None:
         signal.signal(signum, forward)
     for child in children:
         child.join()
+        STATS.worker_exited(child.pid)

@@ -57,6 +57,7 @@ def create_app(reloader: Reloader, *, watch_config: bool = True) -> "FastPath":
         Route("/v1/audio/speech", api.speech, methods=["POST"]),
         Route("/v1/audio/transcriptions", api.transcriptions, methods=["POST"]),
         Route("/v1/models", api.models, methods=["GET"]),
+        Route("/v1/models/{model:path}", api.model, methods=["GET"]),
         Route("/healthz", admin.healthz, methods=["GET"]),
         Route("/readyz", admin.readyz, methods=["GET"]),
         Route("/admin/config", admin.config, methods=["GET"]),

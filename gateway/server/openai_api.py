@@ -59,20 +59,30 @@ class OpenAIEndpoints:
                 await form.close()  # the spooled upload, once the answer is complete
 
     async def models(self, request: Request) -> Response:
+        """GET /v1/models: the routes the caller's key may use."""
         graph = self.holder.current
         headers = {"x-gateway-config-version": str(graph.version)}
-        allowed = graph.routes.keys()
-        if graph.identify is not None:
-            try:
-                key = graph.identify(request.headers)
-            except GatewayError as err:
-                return gateway_error_response(err, headers)
-            if key is not None:
-                allowed = [r for r in allowed if key.allows(r)]
-        created = int(graph.loaded_at)
-        data = [{"id": r, "object": "model", "created": created, "owned_by": "gateway"}
-                for r in allowed]
+        try:
+            allowed = _allowed_routes(graph, request)
+        except GatewayError as err:
+            return gateway_error_response(err, headers)
+        data = [_model_object(graph, r) for r in allowed]
         return Response(orjson.dumps({"object": "list", "data": data}), headers=headers,
+                        media_type="application/json")
+
+    async def model(self, request: Request) -> Response:
+        """GET /v1/models/{model}: one route, under the same key rules as the list; a route
+        the key may not use is as unknown as one that does not exist (404)."""
+        graph = self.holder.current
+        headers = {"x-gateway-config-version": str(graph.version)}
+        name = request.path_params["model"]
+        try:
+            allowed = _allowed_routes(graph, request)
+            if name not in allowed:
+                raise _unknown_model(name, allowed)
+        except GatewayError as err:
+            return gateway_error_response(err, headers)
+        return Response(orjson.dumps(_model_object(graph, name)), headers=headers,
                         media_type="application/json")
 
     async def _proxy(self, request: Request, endpoint: str) -> Response:
@@ -218,6 +228,16 @@ async def read_form(request: Request, limit: int) -> tuple[dict, tuple[Upload, .
         raise GatewayError(400, "missing required parameter: 'file' (the audio to transcribe)",
                            code="missing_required_parameter", param="file")
     return fields, tuple(files)
+
+
+def _allowed_routes(graph, request: Request) -> list[str]:
+    """The routes the caller may use (GatewayError 401 for a missing or bad key)."""
+    key = graph.identify(request.headers) if graph.identify is not None else None
+    return [r for r in graph.routes if key is None or key.allows(r)]
+
+
+def _model_object(graph, route: str) -> dict:
+    return {"id": route, "object": "model", "created": int(graph.loaded_at), "owned_by": "gateway"}
 
 
 def _unknown_model(model: str, routes) -> GatewayError:

@@ -9,7 +9,7 @@ import sys
 
 from ..keys.options import key_fields, parse_expiry
 from ..keys.store import KeyError_, KeyStore, hash_key
-from ..middleware.auth import keystore_path
+from ..keys.store import keystore_path
 from ._common import add_location_args, data_dir_of
 
 from ..keys.options import PERIODS

@@ -3,6 +3,8 @@
 The raw key is returned once, at creation, and never stored. Revocation writes the database;
 every process notices on its next lookup (SQLite's data_version changes when another
 connection commits), so revoking a key takes effect on the next request, on every worker.
+A revoked key keeps its row: once a key was issued, the gateway keeps requiring keys, even
+after the last one is revoked (see ``ever_issued``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 KEY_PREFIX = "gw-"
+
+
+def keystore_path(data_dir: str) -> str:
+    return os.path.join(data_dir, "gateway.db")
 
 
 def hash_key(raw: str) -> str:
@@ -73,6 +79,7 @@ class KeyStore:
         self.path = path
         self._local = threading.local()
         self._cache: dict[str, StoredKey] = {}
+        self._issued = False  # any row, revoked or not
         self._version: int | None = None
         self._signature_seen: tuple | None = None
         self._checked_at = 0.0
@@ -141,16 +148,18 @@ class KeyStore:
         self._refresh()
         return self._cache.get(sha256)
 
-    def has_keys(self) -> bool:
+    def ever_issued(self) -> bool:
+        """True once any key was created here, revoked and expired ones included. Revoking
+        the last key must not open the gateway: keys stay required."""
         self._refresh()
-        return bool(self._cache)
+        return self._issued
 
     def _refresh(self) -> None:
         """Reload the active keys if the database changed. A stat of the files answers the
         common case without a query; SQLite's data_version confirms (and is asked at least
         once a second in any case)."""
         now = time.monotonic()
-        if not self._cache and self._version is not None and now - self._checked_at < 0.25:
+        if not self._issued and self._version is not None and now - self._checked_at < 0.25:
             return  # no key a moment ago: the first key created is enforced within 250 ms
         signature = self._signature()
         if signature == self._signature_seen and self._version is not None \
@@ -159,7 +168,7 @@ class KeyStore:
         self._checked_at = now
         self._signature_seen = signature
         if signature is None:  # no database: no key was ever created here
-            self._cache, self._version = {}, 0
+            self._cache, self._issued, self._version = {}, False, 0
             return
         db = self._connect()
         version = db.execute("PRAGMA data_version").fetchone()[0]
@@ -167,6 +176,7 @@ class KeyStore:
             return
         rows = db.execute("SELECT * FROM keys WHERE revoked_at IS NULL").fetchall()
         self._cache = {k.sha256: k for k in map(_row, rows)}
+        self._issued = bool(rows) or db.execute("SELECT 1 FROM keys LIMIT 1").fetchone() is not None
         self._version = version
 
     def _signature(self) -> tuple | None:

@@ -70,13 +70,15 @@ def create_app(reloader: Reloader, *, watch_config: bool = True) -> "FastPath":
         Route("/admin/keys", keys.list, methods=["GET"]),
         Route("/admin/keys", keys.create, methods=["POST"]),
         Route("/admin/keys/{name}", keys.revoke, methods=["DELETE"]),
-        Route("/metrics", metrics_endpoint(reloader), methods=["GET"]),
+        Route("/metrics", _admin_only(admin.deny, metrics_endpoint(reloader)), methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
     )
+    # No trailing-slash redirects: Starlette builds their Location from the Host header.
+    app.router.redirect_slashes = False
     return FastPath(app, {
         "/v1/chat/completions": api.chat_completions,
         "/v1/completions": api.completions,
@@ -85,6 +87,14 @@ def create_app(reloader: Reloader, *, watch_config: bool = True) -> "FastPath":
         "/v1/audio/speech": api.speech,
         "/v1/audio/transcriptions": api.transcriptions,
     })
+
+
+def _admin_only(deny, endpoint):
+    """``endpoint`` behind the admin token (when one is configured)."""
+    async def guarded(request: Request) -> Response:
+        return deny(request) or await endpoint(request)
+
+    return guarded
 
 
 class FastPath:

@@ -8,8 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..keys.options import key_fields, parse_expiry
-from ..keys.store import KeyError_, KeyStore
-from ..middleware.auth import keystore_path
+from ..keys.store import KeyError_, KeyStore, keystore_path
 from .admin import AdminEndpoints
 from .errors import json_response
 

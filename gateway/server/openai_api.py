@@ -92,6 +92,8 @@ class OpenAIEndpoints:
         headers = {"x-request-id": request_id, "x-gateway-config-version": str(graph.version)}
         ctx: RequestContext | None = None
         try:
+            # Auth before anything else: an unauthenticated caller learns nothing about routes.
+            key = graph.identify(request.headers) if graph.identify is not None else None
             if endpoint == "transcriptions":
                 body, files = await read_form(request, graph.settings.max_body)
             else:
@@ -99,7 +101,7 @@ class OpenAIEndpoints:
             model = _model(body, endpoint)
             route = graph.routes.get(model)
             if route is None:
-                raise _unknown_model(model, graph.routes)
+                raise _unknown_model(model, [r for r in graph.routes if key is None or key.allows(r)])
             headers["x-gateway-route"] = model
             ctx = RequestContext(
                 endpoint=endpoint,
@@ -113,6 +115,7 @@ class OpenAIEndpoints:
                 node=route.node,
                 retry_budget=route.retry_budget,
                 files=files,
+                key=key,
             )
             if route.retry_budget is not None:
                 route.retry_budget.state.request(ctx.started)

@@ -21,6 +21,8 @@ from ..config.compiler import Runtime
 from ..errors import ConfigError, ConfigErrors
 from ..graph.graph import RoutingGraph
 from ..logs import get_logger
+from ..keys.store import KeyStore, keystore_path
+from .bind import bind_errors
 from .versioning import Inputs, build_graph
 from .watch_paths import signature, watched_directories, watched_paths
 
@@ -63,8 +65,10 @@ class ReloadResult:
 
 class Reloader:
     def __init__(self, path: str, runtime: Runtime, holder: GraphHolder, *,
-                 environment: str | None = None, inputs: Inputs | None = None):
+                 environment: str | None = None, inputs: Inputs | None = None,
+                 bind_host: str | None = None):
         self.path = path
+        self.bind_host = bind_host  # where the server listens: every reload gets the bind check
         self.runtime = runtime
         self.holder = holder
         self.environment = environment  # the environments: overlay (None: $GATEWAY_ENV)
@@ -96,13 +100,24 @@ class Reloader:
             try:
                 graph, loaded = await asyncio.to_thread(
                     build_graph, raw, self.path, self.runtime, self.environment,
-                    self._version + 1, source,
+                    self._version + 1, source, self._check_bind,
                 )
             except ConfigErrors as exc:
                 return self._reject(source, sha, exc.errors)
             self.inputs = Inputs.of(loaded)
             self._swap(graph, current, source)
             return ReloadResult("applied", graph.version)
+
+    def _check_bind(self, graph: RoutingGraph, loaded) -> None:
+        """The start-up bind check, on every reload: a config that would leave a server
+        listening beyond loopback without keys or admin token is rejected."""
+        if self.bind_host is None:
+            return
+        path = keystore_path(graph.settings.data_dir)
+        store = self.runtime.state.acquire(("keystore", path), lambda: KeyStore(path))
+        errors = bind_errors(graph, self.bind_host, loaded.source, store)
+        if errors:
+            raise ConfigErrors(errors)
 
     async def _unchanged(self, raw: bytes, sha: str, current: RoutingGraph) -> bool:
         if self.inputs is None:

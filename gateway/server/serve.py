@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import multiprocessing
 import os
 import signal
@@ -12,46 +11,15 @@ import sys
 
 from ..config.compiler import Runtime, compile_file
 from ..errors import ConfigErrors
-from ..graph.graph import RoutingGraph
-from ..keys.store import KeyStore
 from ..logs import configure, get_logger
-from ..middleware.auth import keystore_path
 from .app import create_app
+from .bind import StartupError, check_bind
 from .engines import EngineError, engine
 from .reload import GraphHolder, Reloader, log_warnings
 from .request_stats import STATS
 from .versioning import Inputs, startup_graph
 
 log = get_logger("gateway.serve")
-
-
-class StartupError(Exception):
-    """The gateway cannot start; the message says why and what to do."""
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_bind(graph: RoutingGraph, host: str) -> None:
-    if is_loopback(host):
-        return
-    missing = []
-    store = keystore_path(graph.settings.data_dir)
-    if not graph.requires_key and not (os.path.exists(store) and KeyStore(store).has_keys()):
-        missing.append("virtual keys (keys: in the config, or `gateway keys create`)")
-    if not graph.settings.admin_token:
-        missing.append("server.admin_token")
-    if missing:
-        raise StartupError(
-            f"refusing to listen on {host}: without {' and '.join(missing)} anyone who can reach "
-            "it could use the gateway. Configure them, or listen on 127.0.0.1."
-        )
 
 
 def serve(config_path: str, host: str | None = None, port: int | None = None,
@@ -81,7 +49,8 @@ def serve(config_path: str, host: str | None = None, port: int | None = None,
         return 1
     inputs = Inputs.of(loaded)  # the files to watch: the config and what it includes
     if workers == 1:
-        _run_worker(config_path, graph, runtime, config, None, watch, environment, inputs)
+        _run_worker(config_path, graph, runtime, config, None, watch, environment, inputs,
+                    host=host)
         return 0
     os.environ["GATEWAY_WORKERS"] = str(workers)  # each worker enforces its share of limits
     STATS.share_across_workers()  # one /metrics scrape counts every worker's requests
@@ -89,7 +58,7 @@ def serve(config_path: str, host: str | None = None, port: int | None = None,
     ctx = multiprocessing.get_context("fork")
     children = [
         ctx.Process(target=_run_worker, args=(config_path, graph, Runtime(), config, sockets, watch,
-                                              environment, inputs), kwargs={"index": i})
+                                              environment, inputs), kwargs={"index": i, "host": host})
         for i in range(workers)
     ]
     for child in children:
@@ -99,14 +68,15 @@ def serve(config_path: str, host: str | None = None, port: int | None = None,
 
 
 def _run_worker(config_path, graph, runtime, config, sockets, watch, environment=None,
-                inputs=None, index: int | None = None) -> None:
+                inputs=None, index: int | None = None, host: str | None = None) -> None:
     if index is not None:
         os.environ["GATEWAY_WORKER_INDEX"] = str(index)  # its own rows in state.db
     if sockets is not None:  # a forked worker: compile again, against its own runtime state
         graph = compile_file(config_path, version=graph.version, runtime=runtime,
                              environment=environment)
     holder = GraphHolder(graph)
-    reloader = Reloader(config_path, runtime, holder, environment=environment, inputs=inputs)
+    reloader = Reloader(config_path, runtime, holder, environment=environment, inputs=inputs,
+                        bind_host=host)
     app = create_app(reloader, watch_config=watch)
 
     async def main() -> None:

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 from ..config.compiler import Runtime, compile_loaded
 from ..config.loader import LoadedConfig, load_bytes, load_file
@@ -20,6 +21,9 @@ from ..graph.graph import RoutingGraph
 from ..logs import get_logger
 
 log = get_logger("gateway.versions")
+
+# A last check of a compiled graph before it is recorded and served; raises ConfigErrors.
+Accept = Callable[[RoutingGraph, LoadedConfig], None]
 
 
 @dataclass(frozen=True)
@@ -59,14 +63,16 @@ def startup_graph(path: str, runtime: Runtime,
 
 
 def build_graph(raw: bytes, path: str, runtime: Runtime, environment: str | None,
-                provisional: int, source: str) -> tuple[RoutingGraph, LoadedConfig]:
-    """Load and compile new file contents; record the version. Runs in a worker thread."""
+                provisional: int, source: str,
+                accept: Accept | None = None) -> tuple[RoutingGraph, LoadedConfig]:
+    """Load and compile new file contents; record the version. Runs in a worker thread.
+    ``accept`` may refuse the compiled graph (raising ConfigErrors) before it is recorded."""
     loaded = load_bytes(raw, path, environment=environment)
-    return _compile_and_record(loaded, runtime, provisional, source), loaded
+    return _compile_and_record(loaded, runtime, provisional, source, accept), loaded
 
 
 def _compile_and_record(loaded: LoadedConfig, runtime: Runtime, provisional: int,
-                        source: str) -> RoutingGraph:
+                        source: str, accept: Accept | None = None) -> RoutingGraph:
     store = VersionStore(data_dir_for(loaded.path, loaded.data))
     try:
         number = store.next_number(loaded)
@@ -74,6 +80,8 @@ def _compile_and_record(loaded: LoadedConfig, runtime: Runtime, provisional: int
         log.warning("version_store_unavailable", error=str(exc))
         number = provisional
     graph = compile_loaded(loaded, version=number, runtime=runtime)
+    if accept is not None:
+        accept(graph, loaded)
     if graph.settings.data_dir != store.data_dir:
         store = VersionStore(graph.settings.data_dir)
     try:

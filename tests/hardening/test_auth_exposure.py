@@ -1,0 +1,213 @@
+"""Auth and exposure (issue 11, items 1-5): the promises an attacker tests first.
+
+Real HTTP against the real app, in process (httpx's ASGITransport around create_app). The
+Reloader is told where the server listens (``bind_host``): nothing here binds a socket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.cli import main as cli_main
+from gateway.config.compiler import Runtime
+from gateway.server.app import create_app
+from gateway.server.reload import GraphHolder, Reloader
+from gateway.server.versioning import Inputs, startup_graph
+
+TOKEN = "admin-secret-token"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+RESEARCH_KEY = "sk-research-0123456789"
+RESEARCH_SHA = hashlib.sha256(RESEARCH_KEY.encode()).hexdigest()
+
+OPEN = """\
+version: 1
+server: {admin_token: %s}
+providers:
+  demo: {type: mock}
+routes:
+  chat: {target: {provider: demo, model: m}}
+  secret-internal: {target: {provider: demo, model: m}}
+""" % TOKEN
+
+PROTECTED = OPEN + f"""\
+keys:
+  research:
+    key_sha256: {RESEARCH_SHA}
+    routes: [chat]
+"""
+
+
+def app_for(path: Path, bind_host: str = "127.0.0.1") -> tuple[httpx.AsyncClient, Reloader]:
+    """The app as `gateway serve` builds it (one runtime; the start-up version recorded)."""
+    runtime = Runtime()
+    graph, loaded = startup_graph(str(path), runtime)
+    reloader = Reloader(str(path), runtime, GraphHolder(graph), inputs=Inputs.of(loaded),
+                        bind_host=bind_host)
+    app = create_app(reloader, watch_config=False)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                               base_url="http://127.0.0.1:8080")
+    return client, reloader
+
+
+def config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(text)
+    return path
+
+
+def chat(model: str = "chat", key: str | None = None, **headers: str) -> dict:
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    return {"json": {"model": model, "messages": [{"role": "user", "content": "hi"}]},
+            "headers": headers}
+
+
+# -- 1. revoking the last key ---------------------------------------------------------------
+
+
+async def test_revoking_the_last_key_keeps_auth_on(tmp_path: Path):
+    """POST /admin/keys then DELETE: no key, the revoked key and garbage all get 401."""
+    client, _ = app_for(config(tmp_path, OPEN))
+    async with client:
+        assert (await client.post("/v1/chat/completions", **chat())).status_code == 200
+        created = await client.post("/admin/keys", json={"name": "only"}, headers=ADMIN)
+        assert created.status_code == 201
+        raw = created.json()["key"]
+        assert (await client.post("/v1/chat/completions", **chat(key=raw))).status_code == 200
+        assert (await client.post("/v1/chat/completions", **chat())).status_code == 401
+        assert (await client.delete("/admin/keys/only", headers=ADMIN)).status_code == 200
+        for key in (None, raw, "garbage"):
+            r = await client.post("/v1/chat/completions", **chat(key=key))
+            assert r.status_code == 401, (key, r.text)
+            assert r.json()["error"]["type"] == "authentication_error"
+        models = await client.get("/v1/models")
+        assert models.status_code == 401
+
+
+async def test_revoking_the_last_cli_key_keeps_auth_on(tmp_path: Path, capsys):
+    """`gateway keys create` then `revoke`: the gateway keeps requiring a key."""
+    path = config(tmp_path, OPEN)
+    assert cli_main(["keys", "create", "cli-key", "--config", str(path)]) == 0
+    raw = capsys.readouterr().out.strip()
+    client, _ = app_for(path)
+    async with client:
+        assert (await client.post("/v1/chat/completions", **chat(key=raw))).status_code == 200
+        assert cli_main(["keys", "revoke", "cli-key", "--config", str(path)]) == 0
+        for key in (None, raw, "garbage"):
+            r = await client.post("/v1/chat/completions", **chat(key=key))
+            assert r.status_code == 401, (key, r.text)
+
+
+# -- 2. every reload gets the bind check ----------------------------------------------------
+
+
+async def test_reload_that_drops_keys_and_token_on_a_public_bind_is_rejected(tmp_path: Path):
+    """Bound beyond loopback, a reload without admin_token and keys is rejected: the last
+    good config keeps serving, the reason is FILE:LINE:COL, counted and shown."""
+    path = config(tmp_path, PROTECTED)
+    client, reloader = app_for(path, bind_host="0.0.0.0")
+    async with client:
+        path.write_text("version: 1\nserver: {port: 8080}\nproviders: {demo: {type: mock}}\n"
+                        "routes:\n  chat: {target: {provider: demo, model: m}}\n")
+        r = await client.post("/admin/reload", headers=ADMIN)
+        assert r.status_code == 422, r.text
+        assert r.json()["result"] == "rejected"
+        errors = r.json()["errors"]
+        assert any(e.startswith(f"{path}:2:") and "server.admin_token" in e for e in errors)
+        assert any("virtual keys" in e for e in errors)
+        shown = (await client.get("/admin/config", headers=ADMIN)).json()
+        assert shown["version"] == reloader.holder.current.version
+        assert shown["reloads"]["rejected"] == 1
+        assert shown["last_rejection"]["errors"]
+        assert (await client.post("/v1/chat/completions", **chat())).status_code == 401
+        assert (await client.post("/v1/chat/completions",
+                                  **chat(key=RESEARCH_KEY))).status_code == 200
+    assert reloader.holder.current.requires_key
+
+
+async def test_reload_on_loopback_may_drop_keys(tmp_path: Path):
+    """On loopback the same reload is applied: the bind check is about exposure only."""
+    path = config(tmp_path, PROTECTED)
+    client, _ = app_for(path, bind_host="127.0.0.1")
+    async with client:
+        path.write_text(OPEN)
+        r = await client.post("/admin/reload", headers=ADMIN)
+        assert r.json()["result"] == "applied", r.text
+        assert (await client.post("/v1/chat/completions", **chat())).status_code == 200
+
+
+async def test_rollback_to_an_open_version_on_a_public_bind_is_rejected(tmp_path: Path):
+    """A version recorded while the gateway listened on loopback cannot be rolled back to
+    once it listens beyond it."""
+    path = config(tmp_path, OPEN)
+    local, _ = app_for(path, bind_host="127.0.0.1")  # records version 1, open
+    async with local:
+        path.write_text(PROTECTED)
+        assert (await local.post("/admin/reload", headers=ADMIN)).json()["result"] == "applied"
+    public, reloader = app_for(path, bind_host="0.0.0.0")
+    async with public:
+        r = await public.post("/admin/rollback", json={"version": 1}, headers=ADMIN)
+        assert r.status_code == 422, r.text
+        assert any("virtual keys" in e for e in r.json()["errors"])
+        assert (await public.post("/v1/chat/completions", **chat())).status_code == 401
+    assert reloader.counts["rejected"] == 1 and reloader.holder.current.requires_key
+
+
+# -- 3. auth before routing -----------------------------------------------------------------
+
+
+async def test_unauthenticated_caller_gets_401_before_any_route_hint(tmp_path: Path):
+    """No key: 401 whatever the model, never a 404 naming a route; the same for a request
+    that would fail later (bad metadata header)."""
+    client, _ = app_for(config(tmp_path, PROTECTED))
+    async with client:
+        for model in ("secret-interna", "chat", "nope"):
+            r = await client.post("/v1/chat/completions", **chat(model))
+            assert r.status_code == 401, (model, r.text)
+            assert "secret" not in r.text and "did you mean" not in r.text
+        r = await client.post("/v1/chat/completions",
+                              **chat("chat", **{"x-gateway-metadata": "not json"}))
+        assert r.status_code == 401
+
+
+async def test_did_you_mean_suggests_only_routes_the_key_may_use(tmp_path: Path):
+    """A known key asking for an unknown model gets 404, with hints among its own routes."""
+    client, _ = app_for(config(tmp_path, PROTECTED))
+    async with client:
+        r = await client.post("/v1/chat/completions", **chat("secret-interna", key=RESEARCH_KEY))
+        assert r.status_code == 404
+        assert "secret-internal" not in r.text
+        r = await client.post("/v1/chat/completions", **chat("chta", key=RESEARCH_KEY))
+        assert r.status_code == 404 and "'chat'" in r.text
+
+
+async def test_metrics_need_the_admin_token_and_probes_stay_open(tmp_path: Path):
+    """/metrics answers 401 without the admin token; /healthz and /readyz need nothing."""
+    client, _ = app_for(config(tmp_path, PROTECTED))
+    async with client:
+        assert (await client.get("/metrics")).status_code == 401
+        assert (await client.get("/metrics", headers={"Authorization": "Bearer wrong"})
+                ).status_code == 401
+        r = await client.get("/metrics", headers=ADMIN)
+        assert r.status_code == 200 and "gateway_config_version" in r.text
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/readyz")).status_code == 200
+
+
+# -- 5. no trailing-slash redirects ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("method,path", [("POST", "/v1/chat/completions/"),
+                                         ("GET", "/v1/models/"), ("GET", "/admin/config/")])
+async def test_no_trailing_slash_redirects(tmp_path: Path, method: str, path: str):
+    """A trailing slash is a 404 in OpenAI's shape, never a redirect built from Host."""
+    client, _ = app_for(config(tmp_path, OPEN))
+    async with client:
+        r = await client.request(method, path, json={}, headers={"Host": "127.0.0.1:8080"})
+    assert r.status_code == 404, r.text
+    assert "location" not in r.headers
+    assert set(r.json()["error"]) == {"message", "type", "code", "param"}

@@ -80,7 +80,10 @@ async def post_stream(
 
 
 async def _relay(resp: aiohttp.ClientResponse, first: bytes, idle: float) -> AsyncIterator[bytes]:
-    """Yield upstream bytes as they arrive; a gap longer than ``idle`` is a timeout."""
+    """Yield upstream bytes as they arrive; a gap longer than ``idle`` is a timeout. Failures
+    are worded for the client and the log, not in aiohttp's terms (its TransferEncodingError
+    "400" reads like an upstream 400)."""
+    received = len(first)
     try:
         if first:
             yield first
@@ -90,11 +93,14 @@ async def _relay(resp: aiohttp.ClientResponse, first: bytes, idle: float) -> Asy
                 async with asyncio.timeout(idle):
                     chunk = await read()
             except asyncio.TimeoutError:
-                raise timeout_error(idle, "between stream chunks") from None
-            except aiohttp.ClientError as exc:
-                raise connection_error(exc) from None
+                raise UpstreamError(408, "timeout", f"no data from upstream for {idle:g}s "
+                                    "(timeouts.idle)", from_upstream=False) from None
+            except aiohttp.ClientError:
+                raise UpstreamError(502, "connection", "upstream connection closed mid-stream "
+                                    f"after {received} bytes", from_upstream=False) from None
             if not chunk:
                 return
+            received += len(chunk)
             yield chunk
     finally:
         resp.release()

@@ -13,6 +13,7 @@ import orjson
 
 from .base import ENDPOINT_PATHS, Provider, UpstreamRequest, UpstreamResponse
 from .http import parse_openai_error, post_json, post_stream
+from .sse import until_complete
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,8 @@ class OpenAIProvider(Provider):
             chunks, media_type = await post_stream(
                 session, url, data, self._headers, request.timeouts, parse_openai_error,
                 openai_shaped=True)
+            if request.stream and media_type.startswith("text/event-stream"):
+                chunks = until_complete(chunks)  # a stream cut short is an error
             return UpstreamResponse(200, stream=chunks, media_type=media_type)
         body, media_type = await post_json(
             session, url, data, self._headers, request.timeouts, parse_openai_error,

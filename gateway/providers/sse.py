@@ -8,8 +8,12 @@ from typing import Any, AsyncIterator
 
 import orjson
 
+from ..errors import UpstreamError
+
 DONE = b"data: [DONE]\n\n"
 _EVENT_END = re.compile(rb"(?>\r\n|\n|\r)(?>\r\n|\n|\r)")
+# What ends an OpenAI-compatible stream: `data: [DONE]`, or a choice's (non-null) finish_reason.
+_COMPLETE = re.compile(rb'data: ?\[DONE\]|"finish_reason"\s*:\s*"')
 
 
 class SSEFramer:
@@ -75,3 +79,25 @@ async def events(chunks: AsyncIterator[bytes]) -> AsyncIterator[Event]:
 def chunk(payload: dict[str, Any]) -> bytes:
     """One OpenAI-style SSE event."""
     return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+async def until_complete(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Relay an OpenAI-compatible SSE stream, and raise if the upstream closes it before it is
+    complete (no `data: [DONE]` and no finish_reason): a connection that merely closes is not
+    an answer, and passing it on would look like one."""
+    complete, tail, received = False, b"", 0
+    try:
+        async for piece in chunks:
+            received += len(piece)
+            if not complete:
+                window = tail + piece  # the marker may straddle two pieces
+                complete = _COMPLETE.search(window) is not None
+                tail = window[-32:]
+            yield piece
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
+    if not complete:
+        raise UpstreamError(502, "connection", f"upstream closed the stream after {received} "
+                            "bytes without [DONE] or a finish_reason", from_upstream=False)

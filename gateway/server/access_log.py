@@ -11,8 +11,10 @@ log = get_logger("gateway.request")
 
 
 def log_request(ctx: RequestContext | None, endpoint: str, request_id: str, status: int,
-                target: str | None, error: str | None = None) -> None:
-    """``ctx`` is None when the request failed before a route was chosen (bad JSON, 404)."""
+                target: str | None, error: str | None = None, outcome: str | None = None) -> None:
+    """``ctx`` is None when the request failed before a route was chosen (bad JSON, 404).
+    ``outcome`` says how a stream ended when it did not end normally: "interrupted" (the
+    upstream or a plugin failed after the first byte) or "client_disconnected"."""
     if ctx is None:
         log.info("request", request_id=request_id, endpoint=endpoint, status=status, error=error)
         return
@@ -28,4 +30,5 @@ def log_request(ctx: RequestContext | None, endpoint: str, request_id: str, stat
         key=ctx.key_name,
         latency_ms=round((time.monotonic() - ctx.started) * 1000, 2),
         error=error,
+        **({"outcome": outcome} if outcome else {}),
     )

@@ -170,21 +170,35 @@ async def guard_stream(
 ) -> AsyncIterator[bytes]:
     """Forward chunks as they come. A failure after the first byte cannot fall back any more:
     end an SSE stream with an error event in OpenAI's shape, never a silent truncation (a
-    binary stream, such as audio, just ends; the log says why). The request is logged when
-    the stream ends, so the event says how it ended."""
-    error = None
+    binary stream, such as audio, just ends; the log says why). If the relayed bytes stopped
+    inside an event, that event is ended first, so the error event is one of its own and not
+    the tail of a broken line. The request is logged when the stream ends, with how it ended:
+    status 200 when complete, else the failure's status, `outcome` and reason."""
+    status, error, outcome = 200, None, None
+    tail = b"\n\n"  # the last bytes relayed: whether they end an event
     try:
         async for chunk in chunks:
             yield chunk
+            tail = chunk[-4:] if len(chunk) >= 4 else (tail + chunk)[-4:]
     except (UpstreamError, GatewayError) as err:
-        error = f"stream interrupted: {err.message}"
-        kind = "upstream_error" if isinstance(err, UpstreamError) else err.type
-        code = err.error_class if isinstance(err, UpstreamError) else err.code
+        error, outcome = f"stream interrupted: {err.message}", "interrupted"
+        if isinstance(err, UpstreamError):
+            status, kind, code = 502, "upstream_error", err.error_class
+        else:
+            status, kind, code = err.status, err.type, err.code
         if sse:
-            yield b"data: " + error_body(error, kind, code) + b"\n\n"
+            end = b"" if tail.endswith(_EVENT_ENDS) else b"\n\n"
+            yield end + b"data: " + error_body(error, kind, code) + b"\n\n"
+    except BaseException:  # the client went away (the server closes or cancels the stream)
+        status, error, outcome = 499, "the client closed the connection mid-stream", \
+            "client_disconnected"
+        raise
     finally:
         if log_it:
-            log_request(ctx, ctx.endpoint, ctx.request_id, 200, target, error)
+            log_request(ctx, ctx.endpoint, ctx.request_id, status, target, error, outcome)
+
+
+_EVENT_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r")
 
 
 async def read_json(request: Request, limit: int) -> dict:

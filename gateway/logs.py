@@ -20,8 +20,13 @@ def _scrub(_, __, event: dict) -> dict:
     return event
 
 
-def configure(level: str = "info", json: bool | None = None) -> None:
-    """Configure structlog once per process. ``json=None`` picks JSON unless stderr is a TTY."""
+LEVELS = ("debug", "info", "warning", "error")
+
+
+def configure(level: str = "info", json: bool | None = None, *, final: bool = True) -> None:
+    """Configure structlog for this process: events below ``level`` are dropped. ``json=None``
+    picks JSON unless stderr is a TTY. ``final=False`` keeps loggers from caching this set-up,
+    so that a later configure() (once the config has said server.log_level) reaches them too."""
     if json is None:
         json = not sys.stderr.isatty()
     processors: list = [
@@ -44,7 +49,7 @@ def configure(level: str = "info", json: bool | None = None) -> None:
             getattr(logging, level.upper(), logging.INFO)
         ),
         logger_factory=factory,
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=final,
     )
 
 

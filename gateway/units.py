@@ -1,11 +1,13 @@
-"""Durations and sizes as written in gateway.yaml (already checked by the schema)."""
+"""Durations and sizes as written in gateway.yaml (already checked by the schema), and how
+durations and moments are printed back."""
 
 from __future__ import annotations
 
 import re
+import time
 
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)$")
-_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _SIZE = re.compile(r"^([0-9]+)(B|KB|MB|GB)$")
 _BYTES = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
 
@@ -17,7 +19,21 @@ def seconds(value: int | float | str) -> float:
     match = _DURATION.match(str(value).strip())
     if not match:
         raise ValueError(f"{value!r} is not a duration (250ms, 30s, 5m, 1h, 1d or seconds)")
-    return float(match.group(1)) * _SECONDS[match.group(2)]
+    number, unit = float(match.group(1)), match.group(2)
+    return number / 1000 if unit == "ms" else number * _SECONDS[unit]  # 700ms: 0.7, not 0.7000000000000001
+
+
+def duration_text(value: float) -> str:
+    """Seconds as printed to people, to the millisecond: 0.49968 -> "0.5s", 30 -> "30s"."""
+    rounded = round(value, 3)
+    if value > 0 and rounded == 0:
+        rounded = 0.001
+    return f"{rounded:g}s"
+
+
+def iso_utc(ts: float) -> str:
+    """A unix time as ISO 8601 in UTC, as everywhere in the API: 2026-01-31T12:00:00Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 def size_bytes(value: int | str) -> int:

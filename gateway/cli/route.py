@@ -15,6 +15,7 @@ import argparse
 from ..config.compiler import compile_file
 from ..errors import ConfigErrors
 from ..graph.explain import Explanation, explain
+from ..units import duration_text
 from ._common import (
     add_config_options,
     add_format_option,
@@ -90,12 +91,12 @@ def _policies(info: dict) -> str:
     retry, timeout = info["retry"], info["timeout"]
     parts = [f"retry {retry['attempts']} attempt(s) on {' '.join(retry['on'])} "
              f"({retry['backoff']})" if retry["attempts"] > 1 else "no retry",
-             f"timeout {timeout['total']:g}s (connect {timeout['connect']:g}s, first byte "
-             f"{timeout['first_byte']:g}s)"]
+             f"timeout {duration_text(timeout['total'])} (connect "
+             f"{duration_text(timeout['connect'])}, first byte {duration_text(timeout['first_byte'])})"]
     if "circuit_breaker" in info:
         cb = info["circuit_breaker"]
         parts.append(f"breaker after {cb['failure_threshold']} failures, "
-                     f"{cb['cooldown']:g}s cooldown")
+                     f"{duration_text(cb['cooldown'])} cooldown")
     if "override_params" in info:
         parts.append("overrides " + ", ".join(info["override_params"]))
     if "checks" in info:

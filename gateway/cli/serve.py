@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..logs import LEVELS
+
 
 def register(sub) -> None:
     p = sub.add_parser("serve", help="serve the gateway; reloads the config when it changes")
@@ -14,6 +16,8 @@ def register(sub) -> None:
     p.add_argument("--no-watch", action="store_true", help="do not reload when the file changes")
     p.add_argument("--engine", choices=("hypercorn", "uvicorn"),
                    help="HTTP server (default: server.engine, hypercorn)")
+    p.add_argument("--log-level", choices=LEVELS,
+                   help="least severe log events written (default: server.log_level, info)")
     p.add_argument("--env", "-e", dest="environment", metavar="NAME",
                    help="merge the environments.NAME overlay (default: $GATEWAY_ENV)")
     p.set_defaults(func=run)
@@ -23,4 +27,5 @@ def run(args: argparse.Namespace) -> int:
     from ..server.serve import serve
 
     return serve(args.config, host=args.host, port=args.port, workers=args.workers,
-                 watch=not args.no_watch, environment=args.environment, engine_name=args.engine)
+                 watch=not args.no_watch, environment=args.environment, engine_name=args.engine,
+                 log_level=args.log_level)

@@ -180,6 +180,7 @@ class _Compiler:
             workers=server.get("workers", 1),
             state=server.get("state", "sqlite"),
             engine=server.get("engine", "hypercorn"),
+            log_level=server.get("log_level", "info"),
         )
 
     # -- providers -------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from ..units import duration_text
 from .conditions import is_missing
 from .context import RequestContext
 from .graph import KeySpec, RoutingGraph
@@ -161,7 +162,7 @@ def explain(graph: RoutingGraph, model: str, *, metadata: Mapping[str, Any] | No
     if getattr(route, "retry_budget", None) is not None:
         budget = route.retry_budget
         out.notes.append(f"retry budget: retries may add {budget.ratio:.0%} to the route's "
-                         f"requests over {budget.window:g}s (at least {budget.min_retries})")
+                         f"requests over {duration_text(budget.window)} (at least {budget.min_retries})")
     return out
 
 
@@ -215,7 +216,7 @@ class _Walker:
         if isinstance(node, CanaryNode):
             return self._canary(node, via)
         if _is_deadline(node):  # DeadlineNode: a strategy node's own timeout
-            self.step(node, "deadline", f"the subtree must answer within {node.seconds:g}s")
+            self.step(node, "deadline", f"the subtree must answer within {duration_text(node.seconds)}")
             return self.walk(node.node, via)
         kind = type(node).__name__
         self.step(node, kind, "a node type the dry run does not know (from a plugin?): its "

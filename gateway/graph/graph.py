@@ -46,6 +46,7 @@ class ServerSettings:
     workers: int = 1
     state: str = "sqlite"
     engine: str = "hypercorn"
+    log_level: str = "info"
 
 
 @dataclass(frozen=True)

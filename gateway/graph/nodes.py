@@ -127,7 +127,7 @@ class TargetNode:
         except UpstreamError as err:
             ended = time.monotonic()
             state.done()
-            state.record(self.breaker, self.breaker.on.matches(err), ended)
+            state.record(self.breaker, self.breaker.on.matches(err), ended, ctx.route)
             err.target = label
             ms = (ended - started) * 1000
             ctx.upstream_ms += ms
@@ -135,13 +135,13 @@ class TargetNode:
             raise
         except BaseException:  # cancelled (the client left): free a half-open probe slot
             state.done()
-            state.record(self.breaker, False, time.monotonic())
+            state.record(self.breaker, False, time.monotonic(), ctx.route)
             raise
         ended = time.monotonic()
         ms = (ended - started) * 1000
         ctx.upstream_ms += ms
         state.finished(ms)
-        state.record(self.breaker, False, ended)
+        state.record(self.breaker, False, ended, ctx.route)
         if response.stream is not None:
             response.stream = _count_until_end(response.stream, state)
         else:

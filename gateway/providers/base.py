@@ -18,6 +18,8 @@ from typing import Any, AsyncIterator, Callable, Mapping
 
 import aiohttp
 
+from ..units import duration_text
+
 
 # Endpoint name -> path below an OpenAI-style base_url.
 ENDPOINT_PATHS = {
@@ -186,7 +188,7 @@ class Provider(ABC):
                 path = url[len(base):] if url.startswith(base) else urlsplit(url).path
                 return f"GET {path.split('?')[0]} answered {resp.status}"
         except asyncio.TimeoutError:
-            return f"no answer within {timeout:g}s"
+            return f"no answer within {duration_text(timeout)}"
         except aiohttp.ClientError as exc:
             return f"{type(exc).__name__}: {exc}"
 

@@ -20,6 +20,7 @@ import aiohttp
 import orjson
 
 from ..errors import UpstreamError, classify_status
+from ..units import duration_text
 from .base import Timeouts
 
 MAX_ERROR_BODY = 64 * 1024
@@ -193,7 +194,7 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
 
 def timeout_error(seconds: float, what: str = "") -> UpstreamError:
     detail = f" {what}" if what else ""
-    return UpstreamError(408, "timeout", f"no answer within {seconds:g}s{detail}",
+    return UpstreamError(408, "timeout", f"no answer within {duration_text(seconds)}{detail}",
                          from_upstream=False)
 
 

@@ -18,6 +18,7 @@ from typing import Any, AsyncIterator
 import orjson
 
 from ..errors import UpstreamError
+from ..units import duration_text
 from .base import Provider, UpstreamRequest, UpstreamResponse
 
 
@@ -43,7 +44,7 @@ class MockProvider(Provider):
             if self.latency >= request.timeouts.first_byte:
                 await asyncio.sleep(request.timeouts.first_byte)
                 raise UpstreamError(
-                    408, "timeout", f"mock: no answer within {request.timeouts.first_byte:g}s",
+                    408, "timeout", f"mock: no answer within {duration_text(request.timeouts.first_byte)}",
                     from_upstream=False,
                 )
             await asyncio.sleep(self.latency)

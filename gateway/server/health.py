@@ -7,6 +7,7 @@ import time
 from typing import Iterator
 
 from ..graph.graph import RoutingGraph
+from ..units import iso_utc
 from ..graph.nodes import (
     CanaryNode,
     ConditionalNode,
@@ -45,7 +46,7 @@ def health_report(graph: RoutingGraph) -> dict:
             if isinstance(node, TargetNode) and node.label not in seen:
                 seen.add(node.label)
                 targets.append({"target": node.label, "path": node.path,
-                                **node.state.snapshot(node.breaker, now)})
+                                **node.state.snapshot(node.breaker, now, route=name)})
             elif isinstance(node, CanaryNode):
                 canaries.append({
                     "path": node.path,
@@ -67,7 +68,8 @@ def health_report(graph: RoutingGraph) -> dict:
         if health is not None:
             providers[name] = {"healthy": health.healthy, "error": health.error,
                                "consecutive_failures": health.consecutive_failures,
-                               "checked_at": health.checked_at}
+                               "checked_at": None if health.checked_at is None
+                               else iso_utc(health.checked_at)}
     return {"config_version": graph.version, "routes": routes, "providers": providers}
 
 

@@ -24,8 +24,8 @@ log = get_logger("gateway.serve")
 
 def serve(config_path: str, host: str | None = None, port: int | None = None,
           workers: int | None = None, watch: bool = True, environment: str | None = None,
-          engine_name: str | None = None) -> int:
-    configure()
+          engine_name: str | None = None, log_level: str | None = None) -> int:
+    configure(log_level or "info", final=False)  # until the config has said server.log_level
     runtime = Runtime()
     try:
         graph, loaded = startup_graph(config_path, runtime, environment)
@@ -34,6 +34,7 @@ def serve(config_path: str, host: str | None = None, port: int | None = None,
             print(err, file=sys.stderr)
         print(f"{config_path}: not started: {len(exc.errors)} error(s)", file=sys.stderr)
         return 1
+    configure(log_level or graph.settings.log_level)
     host = host or graph.settings.host
     port = port if port is not None else graph.settings.port
     workers = workers or graph.settings.workers

@@ -50,6 +50,7 @@ class TargetState:
         self.ewma_ms: float | None = None
         self.requests = 0
         self.errors = 0
+        self.by_route: dict[str, list[int]] = {}  # route -> [requests, errors]
         self.transitions = {OPEN: 0, HALF_OPEN: 0, CLOSED: 0}
 
     # -- breaker ---------------------------------------------------------------------------
@@ -75,9 +76,14 @@ class TargetState:
         self.probes += 1
         return True
 
-    def record(self, policy: BreakerPolicy, failed: bool, now: float) -> None:
+    def record(self, policy: BreakerPolicy, failed: bool, now: float, route: str = "") -> None:
         self.requests += 1
         self.errors += failed
+        counts = self.by_route.get(route)
+        if counts is None:
+            counts = self.by_route[route] = [0, 0]
+        counts[0] += 1
+        counts[1] += failed
         if not policy.enabled:
             return
         if self.state == HALF_OPEN:
@@ -130,15 +136,21 @@ class TargetState:
     def done(self) -> None:
         self.in_flight = max(0, self.in_flight - 1)
 
-    def snapshot(self, policy: BreakerPolicy, now: float) -> dict:
+    def snapshot(self, policy: BreakerPolicy, now: float, route: str | None = None) -> dict:
+        """The target's state; with ``route``, its requests and errors are that route's only
+        (the breaker, window, load and latency stay the target's, shared by its routes)."""
         self._prune(policy, now)
         total = len(self.window)
+        requests, errors = (self.requests, self.errors) if route is None else \
+            self.by_route.get(route, (0, 0))
         return {
             "breaker": self.state if policy.enabled else "disabled",
             "in_flight": self.in_flight,
             "ewma_ms": None if self.ewma_ms is None else round(self.ewma_ms, 2),
-            "requests": self.requests,
-            "errors": self.errors,
+            "requests": requests,
+            "errors": errors,
+            "target_requests": self.requests,
+            "target_errors": self.errors,
             "window_requests": total,
             "window_error_rate": round(self.window_failures / total, 4) if total else 0.0,
             "transitions": dict(self.transitions),

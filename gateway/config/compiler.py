@@ -181,6 +181,7 @@ class _Compiler:
             state=server.get("state", "sqlite"),
             engine=server.get("engine", "hypercorn"),
             log_level=server.get("log_level", "info"),
+            allowed_hosts=tuple(server.get("allowed_hosts") or ()),
         )
 
     # -- providers -------------------------------------------------------------------------

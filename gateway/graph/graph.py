@@ -47,6 +47,7 @@ class ServerSettings:
     state: str = "sqlite"
     engine: str = "hypercorn"
     log_level: str = "info"
+    allowed_hosts: tuple[str, ...] = ()  # Host names besides loopback and the bind address
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from ..logs import get_logger
 from .admin import AdminEndpoints
 from .keys_api import KeysEndpoints
 from .errors import error_body
+from .guard import RequestGuard
 from .health_checks import HealthMonitor
 from .metrics import metrics_endpoint
 from .openai_api import OpenAIEndpoints
@@ -24,7 +25,7 @@ from .versions_api import VersionEndpoints
 log = get_logger("gateway.server")
 
 
-def create_app(reloader: Reloader, *, watch_config: bool = True) -> "FastPath":
+def create_app(reloader: Reloader, *, watch_config: bool = True) -> RequestGuard:
     holder = reloader.holder
     api = OpenAIEndpoints(holder)
     admin = AdminEndpoints(holder, reloader)
@@ -79,14 +80,14 @@ def create_app(reloader: Reloader, *, watch_config: bool = True) -> "FastPath":
     )
     # No trailing-slash redirects: Starlette builds their Location from the Host header.
     app.router.redirect_slashes = False
-    return FastPath(app, {
+    return RequestGuard(FastPath(app, {
         "/v1/chat/completions": api.chat_completions,
         "/v1/completions": api.completions,
         "/v1/embeddings": api.embeddings,
         "/v1/images/generations": api.images,
         "/v1/audio/speech": api.speech,
         "/v1/audio/transcriptions": api.transcriptions,
-    })
+    }), reloader)
 
 
 def _admin_only(deny, endpoint):

@@ -43,6 +43,10 @@ def serve(config_path: str, host: str | None = None, port: int | None = None,
     except StartupError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 1
+    if host in ("0.0.0.0", "::", "") and not graph.settings.allowed_hosts:
+        log.warning("allowed_hosts_unset", bind=host,
+                    hint="only requests addressed to localhost, 127.0.0.1 or ::1 are answered "
+                         "(421 otherwise): list the names clients use in server.allowed_hosts")
     try:
         config = engine(engine_name or graph.settings.engine, host, port)
     except EngineError as exc:

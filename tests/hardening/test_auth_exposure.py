@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from gateway.cli import main as cli_main
-from gateway.config.compiler import Runtime
+from gateway.config.compiler import Runtime, compile_bytes
+from gateway.errors import ConfigErrors
 from gateway.server.app import create_app
 from gateway.server.reload import GraphHolder, Reloader
 from gateway.server.versioning import Inputs, startup_graph
@@ -211,3 +212,115 @@ async def test_no_trailing_slash_redirects(tmp_path: Path, method: str, path: st
     assert r.status_code == 404, r.text
     assert "location" not in r.headers
     assert set(r.json()["error"]) == {"message", "type", "code", "param"}
+
+
+# -- 4. cross-site and DNS-rebinding requests -----------------------------------------------
+
+
+async def test_cross_site_rollback_with_text_plain_is_refused(tmp_path: Path):
+    """The attack from the issue: a text/plain POST /admin/rollback from a foreign Origin."""
+    client, reloader = app_for(config(tmp_path, OPEN))
+    async with client:
+        r = await client.post("/admin/rollback", content=b'{"steps": 1}', headers={
+            **ADMIN, "Content-Type": "text/plain", "Origin": "http://evil.example"})
+        assert r.status_code in (403, 415), r.text
+        r = await client.post("/admin/rollback", content=b'{"steps": 1}',
+                              headers={**ADMIN, "Content-Type": "text/plain"})
+        assert r.status_code == 415
+        assert r.json()["error"]["code"] == "unsupported_media_type"
+    assert reloader.counts == {"applied": 0, "unchanged": 0, "rejected": 0}
+
+
+@pytest.mark.parametrize("path,content_type,status", [
+    ("/v1/chat/completions", "text/plain", 415),
+    ("/v1/chat/completions", "application/x-www-form-urlencoded", 415),
+    ("/v1/chat/completions", None, 415),
+    ("/v1/chat/completions", "application/json; charset=utf-8", 200),
+    ("/v1/audio/transcriptions", "application/json", 415),
+    ("/admin/keys", "text/plain", 415),
+    ("/admin/keys", "application/json", 201),
+])
+async def test_post_bodies_must_be_json(tmp_path: Path, path: str, content_type: str | None,
+                                        status: int):
+    """POST bodies are application/json (multipart for transcriptions): 415 otherwise."""
+    client, _ = app_for(config(tmp_path, OPEN))
+    body = b'{"model": "chat", "name": "k", "messages": [{"role": "user", "content": "hi"}]}'
+    headers = dict(ADMIN)
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    async with client:
+        r = await client.post(path, content=body, headers=headers)
+    assert r.status_code == status, r.text
+    if status == 415:
+        assert set(r.json()["error"]) == {"message", "type", "code", "param"}
+
+
+async def test_admin_calls_from_a_foreign_origin_are_refused(tmp_path: Path):
+    """Admin calls with a foreign Origin get 403 (with or without a body); the gateway's own
+    origin and no Origin at all are fine; the OpenAI API is not an admin call."""
+    client, reloader = app_for(config(tmp_path, OPEN))
+    foreign = {**ADMIN, "Origin": "http://evil.example"}
+    async with client:
+        assert (await client.post("/admin/reload", headers=foreign)).status_code == 403
+        assert (await client.get("/admin/config", headers=foreign)).status_code == 403
+        assert (await client.delete("/admin/keys/x", headers=foreign)).status_code == 403
+        r = await client.post("/admin/reload", headers={**ADMIN, "Origin": "null"})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "cross_origin_admin"
+        own = {**ADMIN, "Origin": "http://127.0.0.1:8080"}
+        assert (await client.get("/admin/config", headers=own)).status_code == 200
+        assert (await client.get("/admin/config", headers=ADMIN)).status_code == 200
+        r = await client.post("/v1/chat/completions", **chat(Origin="http://app.example"))
+        assert r.status_code == 200
+    assert reloader.counts["applied"] + reloader.counts["unchanged"] == 0
+
+
+@pytest.mark.parametrize("host,status", [
+    ("evil.example", 421), ("evil.example:8080", 421), ("127.0.0.1.evil.example", 421),
+    ("127.0.0.1:8080", 200), ("localhost", 200), ("LOCALHOST:9", 200), ("[::1]:8080", 200),
+    ("127.0.0.2:8080", 200),  # the bind address
+])
+async def test_host_must_be_loopback_or_the_bind_address_by_default(tmp_path: Path, host: str,
+                                                                     status: int):
+    """Without server.allowed_hosts, only loopback names and the bind address are answered
+    (DNS rebinding); probes answer to any name."""
+    client, _ = app_for(config(tmp_path, OPEN), bind_host="127.0.0.2")
+    async with client:
+        r = await client.get("/v1/models", headers={"Host": host})
+        assert r.status_code == status, r.text
+        if status == 421:
+            assert r.json()["error"]["code"] == "host_not_allowed"
+            assert "server.allowed_hosts" in r.json()["error"]["message"]
+            r = await client.post("/admin/reload", headers={**ADMIN, "Host": host})
+            assert r.status_code == 421
+        for probe in ("/healthz", "/readyz"):
+            assert (await client.get(probe, headers={"Host": host})).status_code == 200
+
+
+async def test_allowed_hosts_adds_names_and_reloads(tmp_path: Path):
+    """server.allowed_hosts adds names (any port) and name:port pairs; "*" allows any; a
+    reload changes the set."""
+    text = OPEN.replace("server: {", 'server: {allowed_hosts: [gw.example.com, '
+                                     '"api.example.com:8443"], ')
+    path = config(tmp_path, text)
+    client, _ = app_for(path)
+    async with client:
+        async def status(host: str) -> int:
+            return (await client.get("/v1/models", headers={"Host": host})).status_code
+
+        assert await status("gw.example.com:1234") == 200
+        assert await status("GW.example.com.") == 200
+        assert await status("api.example.com:8443") == 200
+        assert await status("api.example.com") == 421
+        assert await status("localhost:8080") == 200
+        path.write_text(OPEN.replace("server: {", 'server: {allowed_hosts: ["*"], '))
+        r = await client.post("/admin/reload", headers=ADMIN)
+        assert r.json()["result"] == "applied", r.text
+        assert await status("anything.example") == 200
+
+
+def test_allowed_hosts_is_validated(tmp_path: Path):
+    """A URL in allowed_hosts is a config error with its position."""
+    text = "version: 1\nserver:\n  allowed_hosts: [\"https://gw.example.com/\"]\n"
+    with pytest.raises(ConfigErrors) as caught:
+        compile_bytes(text.encode(), str(tmp_path / "gateway.yaml"), version=1)
+    assert any(e.line == 3 and "allowed_hosts" in e.path for e in caught.value.errors)

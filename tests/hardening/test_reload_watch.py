@@ -145,7 +145,7 @@ async def test_a_fixed_config_clears_the_rejection(tmp_path, capsys):
     reloader = Reloader(str(path), Runtime(), GraphHolder(graph))
     app = create_app(reloader, watch_config=False)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://gw") as client:
+                                 base_url="http://127.0.0.1") as client:
         for fixed in (config("v2"), config("v2")):  # the second fix leaves the file as served
             path.write_text(BROKEN)
             assert (await client.post("/admin/reload")).status_code == 422

@@ -26,7 +26,7 @@ async def app_client(config: str, directory: Path) -> AsyncIterator[httpx.AsyncC
     app = create_app(reloader, watch_config=False)
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://gw", timeout=10) as client:
+                                     base_url="http://127.0.0.1", timeout=10) as client:
             client.reloader = reloader  # type: ignore[attr-defined]
             yield client
     finally:

@@ -26,7 +26,7 @@ keys:
 
 
 def openai_client(http, api_key: str = "password") -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url="http://gw/v1", api_key=api_key, http_client=http,
+    return openai.AsyncOpenAI(base_url="http://127.0.0.1/v1", api_key=api_key, http_client=http,
                               max_retries=0)
 
 

@@ -82,7 +82,7 @@ def client_with(*middleware) -> httpx.AsyncClient:
     graph = dataclasses.replace(graph, middleware=middleware, handler=build_pipeline(middleware))
     reloader = Reloader("test.yaml", Runtime(), GraphHolder(graph))
     app = create_app(reloader, watch_config=False)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1")
 
 
 def chat(stream: bool = False, metadata: str | None = None) -> dict:

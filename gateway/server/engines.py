@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import socket
 from typing import Any
 
 from hypercorn.asyncio.run import worker_serve
@@ -63,7 +64,17 @@ class Uvicorn:
                                    timeout_graceful_shutdown=10, server_header=False)
 
     def sockets(self) -> Any:
-        return [self._config().bind_socket()]
+        """Bound here rather than by uvicorn's bind_socket, which logs and exits on OSError:
+        the caller says why in one line."""
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host.strip("[]"), self.port))
+        except OSError:
+            sock.close()
+            raise
+        sock.set_inheritable(True)
+        return [sock]
 
     async def serve(self, app, sockets: Any, stop: asyncio.Event) -> None:
         server = self.uvicorn.Server(self._config(app))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import multiprocessing
 import os
 import signal
@@ -52,14 +53,18 @@ def serve(config_path: str, host: str | None = None, port: int | None = None,
     except EngineError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 1
+    try:
+        sockets = config.sockets()  # bound before "serving" is logged, so a busy port is one line
+    except OSError as exc:
+        print(f"gateway: cannot listen on {config.bind[0]}: {_bind_reason(exc)}", file=sys.stderr)
+        return 1
     inputs = Inputs.of(loaded)  # the files to watch: the config and what it includes
     if workers == 1:
-        _run_worker(config_path, graph, runtime, config, None, watch, environment, inputs,
+        _run_worker(config_path, graph, runtime, config, sockets, watch, environment, inputs,
                     host=host)
         return 0
     os.environ["GATEWAY_WORKERS"] = str(workers)  # each worker enforces its share of limits
     STATS.share_across_workers()  # one /metrics scrape counts every worker's requests
-    sockets = config.sockets()
     ctx = multiprocessing.get_context("fork")
     children = [
         ctx.Process(target=_run_worker, args=(config_path, graph, Runtime(), config, sockets, watch,
@@ -76,7 +81,7 @@ def _run_worker(config_path, graph, runtime, config, sockets, watch, environment
                 inputs=None, index: int | None = None, host: str | None = None) -> None:
     if index is not None:
         os.environ["GATEWAY_WORKER_INDEX"] = str(index)  # its own rows in state.db
-    if sockets is not None:  # a forked worker: compile again, against its own runtime state
+    if index is not None:  # a forked worker: compile again, against its own runtime state
         graph = compile_file(config_path, version=graph.version, runtime=runtime,
                              environment=environment)
     holder = GraphHolder(graph)
@@ -102,6 +107,16 @@ def _run_worker(config_path, graph, runtime, config, sockets, watch, environment
         asyncio.run(main())
     else:
         uvloop.run(main())
+
+
+def _bind_reason(exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return "address in use (another process listens there; choose another --port)"
+    if exc.errno == errno.EACCES:
+        return "permission denied (ports below 1024 need privileges; choose another --port)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "address not available on this machine (check --host / server.host)"
+    return exc.strerror or str(exc)
 
 
 def _wait_for_children(children) -> None:

@@ -129,7 +129,9 @@ def test_admin_rollback(gateway_factory, tmp_path):
                            "errors": []}
     assert ask(gw).json()["model"] == "m1"
     assert admin(gw, "/admin/rollback", "POST", json={"version": 99}).status_code == 404
-    assert admin(gw, "/admin/rollback", "POST", content=b"{nope").status_code == 400
+    bad_json = httpx.post(gw.base_url + "/admin/rollback", content=b"{nope", timeout=10,
+                          headers={**AUTH, "Content-Type": "application/json"})
+    assert bad_json.status_code == 400
     assert admin(gw, "/admin/rollback", "POST", json={"version": 1, "steps": 1}).status_code == 400
     assert httpx.post(gw.base_url + "/admin/rollback").status_code == 401
     broken = config("m9").replace("provider: demo", "provider: gone")

@@ -3,7 +3,9 @@
     gateway init [--template NAME] [--output FILE] [--force] [--list]
 
 Templates are the files in examples/configs/ (minimal, fallback, loadbalance, conditional,
-canary, ...). An existing file is never overwritten without --force.
+canary, ...), shipped inside the package as gateway/templates (a link to that folder in a
+checkout, copies in a wheel). Files a template includes are written beside it. An existing
+file is never overwritten without --force.
 """
 
 from __future__ import annotations
@@ -13,11 +15,15 @@ import difflib
 import os
 from pathlib import Path
 
+from ..config.loader import load_bytes
 from ..config.rollback import write_atomically
+from ..errors import ConfigErrors
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES = ROOT / "examples" / "configs"
-SCHEMA = ROOT / "schemas" / "gateway.schema.json"
+PACKAGE = Path(__file__).resolve().parents[1]
+TEMPLATES = PACKAGE / "templates"
+# The schema at its public path in a checkout (schemas/), else the copy inside the package.
+SCHEMA = next((p for p in (PACKAGE.parent / "schemas" / "gateway.schema.json",
+                           PACKAGE / "config" / "gateway.schema.json") if p.is_file()))
 SCHEMA_LINE = "# yaml-language-server: $schema="
 
 # Used when the package is installed without its examples/ folder.
@@ -67,6 +73,14 @@ def run(args: argparse.Namespace) -> int:
     path = available[args.template]
     text = path.read_text("utf-8") if path is not None else BUILTIN_MINIMAL
     write_atomically(args.output, _retarget_schema(text, args.output))
+    for name, included in _includes(path):
+        target = os.path.join(os.path.dirname(os.path.abspath(args.output)), name)
+        if os.path.exists(target) and not args.force:
+            print(f"gateway: kept the existing {target} (the template includes its own; "
+                  "--force replaces it)")
+            continue
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        write_atomically(target, included)
     print(f"wrote {args.output} from template '{args.template}'. Next:\n"
           f"  gateway validate {args.output}\n"
           f"  gateway serve --config {args.output}")
@@ -85,6 +99,17 @@ def _retarget_schema(text: str, output: str) -> str:
         relative = relative if relative.startswith(".") else "./" + relative
         lines.insert(0, f"{SCHEMA_LINE}{relative}\n")
     return "".join(lines)
+
+
+def _includes(path: Path | None) -> list[tuple[str, str]]:
+    """(name relative to the template's folder, text) of every file the template includes."""
+    if path is None:
+        return []
+    try:
+        loaded = load_bytes(path.read_bytes(), str(path), env={}, keep_refs=True)
+    except ConfigErrors:
+        return []
+    return [(f.name, f.text) for f in loaded.includes]
 
 
 def _description(path: Path | None) -> str:

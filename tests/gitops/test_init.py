@@ -40,3 +40,19 @@ def test_init_lists_templates_and_rejects_unknown_ones(cli, tmp_path):
     unknown = cli("init", "--template", "canery", "--output", tmp_path / "x.yaml")
     assert unknown.code == 2 and "did you mean 'canary'?" in unknown.out
     assert not (tmp_path / "x.yaml").exists()
+
+
+def test_init_writes_the_files_a_template_includes(cli, tmp_path):
+    """A template with include: comes with its included files, so it validates where written;
+    an existing included file is kept unless --force."""
+    out = tmp_path / "gateway.yaml"
+    assert cli("init", "--output", out, "--template", "environments").code == 0
+    included = tmp_path / "shared" / "providers.yaml"
+    assert included.read_text() == (ROOT / "examples/configs/shared/providers.yaml").read_text()
+    assert "smart" in compile_file(str(out)).routes
+    original = included.read_text()
+    included.write_text("mine\n")
+    kept = cli("init", "--output", tmp_path / "other.yaml", "--template", "environments")
+    assert kept.code == 0 and "kept the existing" in kept.out and included.read_text() == "mine\n"
+    assert cli("init", "--output", out, "--template", "environments", "--force").code == 0
+    assert included.read_text() == original

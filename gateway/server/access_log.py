@@ -16,7 +16,8 @@ def log_request(ctx: RequestContext | None, endpoint: str, request_id: str, stat
     ``outcome`` says how a stream ended when it did not end normally: "interrupted" (the
     upstream or a plugin failed after the first byte) or "client_disconnected"."""
     if ctx is None:
-        log.info("request", request_id=request_id, endpoint=endpoint, status=status, error=error)
+        log.info("request", request_id=request_id, endpoint=endpoint, status=status, error=error,
+                 **({"outcome": outcome} if outcome else {}))
         return
     log.info(
         "request",

@@ -12,7 +12,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..logs import get_logger
+from .access_log import log_request
 from .admin import AdminEndpoints
+from .disconnect import DisconnectWatch
 from .keys_api import KeysEndpoints
 from .errors import error_body
 from .guard import RequestGuard
@@ -112,12 +114,23 @@ class FastPath:
         if scope["type"] == "http" and scope["method"] == "POST":
             endpoint = self.endpoints.get(scope["path"])
             if endpoint is not None:
-                request = Request(scope, receive)
+                watch = DisconnectWatch(receive)
+                request = Request(scope, watch)
                 try:
-                    response = await endpoint(request)
-                except Exception as exc:  # a bug: answer in OpenAI's shape, as Starlette would
-                    response = await _internal_error(request, exc)
-                await response(scope, receive, send)
+                    try:
+                        response = await endpoint(request)
+                    except Exception as exc:  # a bug: answer in OpenAI's shape, as Starlette would
+                        response = await _internal_error(request, exc)
+                    finally:
+                        watch.stop()
+                    await response(scope, receive, send)
+                except asyncio.CancelledError:
+                    if not watch.disconnected:
+                        raise
+                    asyncio.current_task().uncancel()  # the client left: nobody to answer
+                    log_request(None, scope["path"], request.headers.get("x-request-id", ""),
+                                499, None, "the client closed the connection before the answer",
+                                "client_disconnected")
                 return
         await self.app(scope, receive, send)
 

@@ -8,6 +8,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -26,10 +27,11 @@ routes:
 """
 
 
-def raw_gateway(gateway_factory, upstream: RawUpstream, *models: str, timeout: str = "10s"):
+def raw_gateway(gateway_factory, upstream: RawUpstream, *models: str, timeout: str = "10s",
+                args: tuple[str, ...] = ()):
     routes = "\n".join(f"  {m}: {{target: {{provider: raw, model: {m}}}}}" for m in models)
     return gateway_factory(RAW_CONFIG.format(base_url=upstream.base_url, routes=routes,
-                                             idle=timeout))
+                                             idle=timeout), args=args)
 
 
 def stream(gw, model: str) -> list[str]:
@@ -51,7 +53,7 @@ def stream(gw, model: str) -> list[str]:
     return events
 
 
-def request_logs(gw, model: str) -> list[dict]:
+def request_logs(gw, model: str | None) -> list[dict]:
     lines = [json.loads(line) for line in gw.log().splitlines() if line.startswith("{")]
     return [e for e in lines if e.get("event") == "request" and e.get("route") == model]
 
@@ -126,3 +128,22 @@ def test_a_port_in_use_is_one_line_and_exit_1(tmp_path, engine):
     assert [line for line in done.stderr.splitlines() if not line.startswith("{")] == [
         f"gateway: cannot listen on 127.0.0.1:{port}: address in use (another process listens "
         "there; choose another --port)"]
+
+
+@pytest.mark.parametrize("engine", ["hypercorn", "uvicorn"])
+def test_a_client_that_leaves_a_non_streaming_request_cancels_the_upstream_call(
+        gateway_factory, engine):
+    slow = [10.0, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"]
+    with RawUpstream({"slow": slow}) as upstream:
+        gw = raw_gateway(gateway_factory, upstream, "slow", args=("--engine", engine))
+        left = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(gw.base_url + "/v1/chat/completions", timeout=httpx.Timeout(5, read=0.3),
+                       json={"model": "slow", "messages": [{"role": "user", "content": "hi"}]})
+        deadline = time.monotonic() + 3
+        while not upstream.closed_early and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert upstream.closed_early, "the upstream call kept running after the client left"
+    assert upstream.closed_early[0] - left < 2.0
+    [entry] = [e for e in request_logs(gw, None) if e.get("outcome") == "client_disconnected"]
+    assert entry["status"] == 499

@@ -7,6 +7,7 @@ CONFIG ?= gateway.yaml
 .PHONY: run test lint bench bench-peers clean redis-server
 
 $(BIN)/python:
+	@echo "creating $(VENV) (first run only)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
@@ -15,13 +16,18 @@ PLUGINS := $(wildcard plugins/*/pyproject.toml)
 # Tiny plugins the tests install, to exercise real entry-point discovery.
 TEST_PLUGINS := tests/plugins/tiny/pyproject.toml
 
+# What `make run` needs: the gateway and its first-party plugins, nothing only tests use.
 # Re-install whenever any package metadata changes.
 $(VENV)/.installed: pyproject.toml $(PLUGINS) | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test,uvicorn]' $(foreach p,$(PLUGINS),-e $(dir $(p)))
+	@echo "installing bodhi-gateway (first run only, ~1 min)"
+	$(BIN)/pip install --quiet -e . $(foreach p,$(PLUGINS),-e $(dir $(p)))
 	touch $@
 
+# On top, for the tests (and the benchmarks): the test extra, the opt-in uvicorn engine (its
+# tests run too) and the tiny plugins.
 $(VENV)/.installed-test: $(VENV)/.installed $(TEST_PLUGINS)
-	$(BIN)/pip install --quiet -e tests/plugins/tiny
+	@echo "installing the test dependencies (first run only)"
+	$(BIN)/pip install --quiet -e '.[test,uvicorn]' -e tests/plugins/tiny
 	touch $@
 
 # The Redis tests start their own redis-server (Debian's package) on a free loopback port.
@@ -39,12 +45,12 @@ lint: $(VENV)/.installed
 	$(BIN)/pip install --quiet pyflakes
 	$(BIN)/python -m pyflakes gateway plugins/*/gateway_* bench/*.py
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed-test
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # `make bench` plus LiteLLM's proxy and Portkey's gateway, installed once under bench/.peers/.
-bench-peers: $(VENV)/.installed
+bench-peers: $(VENV)/.installed-test
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 	command -v npm >/dev/null || (apt-get update && apt-get install -y nodejs npm) \
 		|| echo "bench-peers: could not install node and npm; Portkey will be left out"

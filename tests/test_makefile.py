@@ -1,0 +1,45 @@
+"""`make run` and `make test` on a fresh clone, as `make -n` plans them (nothing is installed)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def plan(clone: Path, target: str) -> list[str]:
+    done = subprocess.run(["make", "-n", target], cwd=clone, capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def fresh_clone(tmp_path: Path) -> Path:
+    """The files the Makefile's rules depend on, without any .venv."""
+    for rel in ["Makefile", "pyproject.toml", "tests/plugins/tiny/pyproject.toml",
+                *(str(p.relative_to(ROOT)) for p in ROOT.glob("plugins/*/pyproject.toml"))]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / rel, tmp_path / rel)
+    return tmp_path
+
+
+def test_make_run_says_what_it_installs_and_leaves_out_test_packages(tmp_path):
+    """The first `make run` announces the venv and the install, and installs the gateway and
+    its plugins only: no test extra, no uvicorn."""
+    lines = plan(fresh_clone(tmp_path), "run")
+    text = "\n".join(lines)
+    assert 'echo "creating .venv (first run only)"' in text
+    assert 'echo "installing bodhi-gateway (first run only, ~1 min)"' in text
+    installs = [line for line in lines if " install " in line and "-e ." in line]
+    assert installs and all("test" not in line and "uvicorn" not in line for line in installs)
+    assert lines[-1].endswith("gateway serve --config gateway.yaml")
+
+
+def test_make_test_installs_the_test_extra(tmp_path):
+    """`make test` on a fresh clone installs what the suite needs, then runs it."""
+    text = "\n".join(plan(fresh_clone(tmp_path), "test"))
+    assert "-e '.[test,uvicorn]' -e tests/plugins/tiny" in text
+    assert text.index("installing bodhi-gateway") < text.index("[test,uvicorn]") < text.index(
+        "pytest -q")

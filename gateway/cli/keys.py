@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 
-from ..keys.options import key_fields, parse_expiry
-from ..keys.store import KeyError_, KeyStore, hash_key
-from ..keys.store import keystore_path
-from ._common import add_location_args, data_dir_of
-
+from ..config.key_request import FieldError, KeyRequestError, check_key_request
 from ..keys.options import PERIODS
+from ..keys.store import KeyError_, KeyStore, hash_key, keystore_path
+from ._common import add_location_args, data_dir_of, quiet_load
 
 
 def register(sub) -> None:
@@ -25,7 +24,7 @@ def register(sub) -> None:
     create.add_argument("--rpm", type=int, help="requests per minute")
     create.add_argument("--tpm", type=int, help="tokens per minute")
     create.add_argument("--budget", type=float, metavar="USD", help="spending budget in USD")
-    create.add_argument("--period", choices=PERIODS, default="monthly", help="budget period")
+    create.add_argument("--period", choices=PERIODS, help="budget period (default monthly)")
     create.add_argument("--expires", help="a duration (30d, 12h) or a date (2027-01-31)")
     create.add_argument("--metadata", action="append", default=[], metavar="K=V",
                         help="metadata merged into its requests (repeatable)")
@@ -50,33 +49,92 @@ def _store(args) -> KeyStore:
     return KeyStore(keystore_path(data_dir_of(args.config, args.data_dir)))
 
 
+# The flag each field of a key request comes from, for error messages.
+_FLAGS = {"name": "NAME", "routes": "--routes", "rpm": "--rpm", "tpm": "--tpm",
+          "budget": "--budget", "period": "--period", "expires": "--expires",
+          "metadata": "--metadata"}
+
+
 def cmd_create(args: argparse.Namespace) -> int:
+    """Checked with the same rules as POST /admin/keys and `keys:` in gateway.yaml."""
+    loaded = quiet_load(args.config, args.environment) if os.path.exists(args.config) else None
+    data = loaded.data if loaded is not None and isinstance(loaded.data, dict) else {}
+    routes = (data.get("routes") or {}) if loaded is not None else None  # None: not checked
     try:
-        fields = key_fields(args.routes, args.rpm, args.tpm, args.budget, args.period, args.metadata)
-        expires = parse_expiry(args.expires)
-        raw, key = _store(args).create(args.name, expires_at=expires, **fields)
-    except (ValueError, KeyError_) as exc:
+        wanted = check_key_request(_request_of(args), routes)
+        store = _store(args)
+        first = not store.ever_issued()
+        raw, key = store.create(wanted.name, **wanted.store_fields())
+    except KeyRequestError as exc:
+        for err in exc.errors:
+            flag = _FLAGS.get(err.field.partition("[")[0].partition(".")[0], err.field)
+            print(f"gateway keys create: {flag}: {err.message}", file=sys.stderr)
+        return 1
+    except KeyError_ as exc:
         print(f"gateway keys create: {exc}", file=sys.stderr)
         return 1
     print(raw)
     print(f"key '{key.name}' created; this is the only time it is shown. Store it safely.",
           file=sys.stderr)
+    if routes is None:
+        print(f"note: --routes not checked: {args.config} does not load", file=sys.stderr)
+    if first and not data.get("keys"):
+        print("note: this is the first key: from now on every request to this gateway needs a "
+              "key (Authorization: Bearer <key>), also after every key is revoked",
+              file=sys.stderr)
     return 0
+
+
+def _request_of(args: argparse.Namespace) -> dict:
+    """The flags as a key request (the body POST /admin/keys takes)."""
+    body: dict = {"name": args.name}
+    if args.routes is not None:
+        body["routes"] = [r.strip() for r in args.routes.split(",") if r.strip()]
+    for name in ("rpm", "tpm", "budget", "period", "expires"):
+        if getattr(args, name) is not None:
+            body[name] = getattr(args, name)
+    if args.metadata:
+        meta = {}
+        for item in args.metadata:
+            name, sep, value = item.partition("=")
+            if not sep or not name:
+                raise KeyRequestError([FieldError("metadata", f"{item!r}: write it as key=value")])
+            meta[name] = value
+        body["metadata"] = meta
+    return body
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     keys = [k.public() for k in _store(args).list()]
     if args.format == "json":
-        print(json.dumps(keys, indent=2))
+        print(json.dumps(keys, indent=2, default=str))
         return 0
     print(f"{'NAME':<20} {'ROUTES':<24} {'LIMITS':<28} {'BUDGET':<18} {'EXPIRES':<21} STATUS")
     for k in keys:
-        limits = ", ".join(f"{n}={v}" for n, v in k["limits"].items()) or "-"
-        budget = f"${k['budget']['usd']:g}/{k['budget']['period']}" if k["budget"] else "-"
         status = f"revoked {k['revoked_at']}" if k["revoked_at"] else "active"
-        print(f"{k['name']:<20} {','.join(k['routes']):<24} {limits:<28} {budget:<18} "
-              f"{k['expires_at'] or '-':<21} {status}")
+        print(f"{k['name']:<20} {_routes(k['routes']):<24} {_limits(k['limits']):<28} "
+              f"{_budget(k['budget']):<18} {k['expires_at'] or '-':<21} {status}")
     return 0
+
+
+def _routes(routes) -> str:
+    return ",".join(map(str, routes)) if isinstance(routes, (list, tuple)) else str(routes)
+
+
+def _limits(limits) -> str:
+    """Any stored value shows, even one an older version let through unchecked."""
+    if isinstance(limits, dict):
+        return ", ".join(f"{n}={v}" for n, v in limits.items()) or "-"
+    return str(limits) if limits else "-"
+
+
+def _budget(budget) -> str:
+    if not budget:
+        return "-"
+    usd = budget.get("usd") if isinstance(budget, dict) else None
+    if isinstance(usd, (int, float)) and not isinstance(usd, bool):
+        return f"${usd:g}/{budget.get('period', 'monthly')}"
+    return json.dumps(budget, default=str)
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:

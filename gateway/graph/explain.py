@@ -18,11 +18,13 @@ Node types this module does not know (a plugin's strategy) are reported as opaqu
 from __future__ import annotations
 
 import difflib
+import os
 import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from ..keys.store import KeyStore, StoredKey, keystore_path
 from ..units import duration_text
 from .conditions import is_missing
 from .context import RequestContext
@@ -167,20 +169,33 @@ def explain(graph: RoutingGraph, model: str, *, metadata: Mapping[str, Any] | No
 
 
 def _authenticate(graph: RoutingGraph, key: str | None, route: str, now: float) -> KeySpec | None:
-    if not graph.requires_key:
+    """As the server decides: keys declared in the config and keys of the key store (created
+    with `gateway keys create` or POST /admin/keys; a revoked one still keeps keys required)."""
+    stored = _stored_keys(graph)
+    declared = list(graph.keys_by_hash.values())
+    if not declared and not stored:
         return None
-    names = sorted(spec.name for spec in graph.keys_by_hash.values())
+    active = declared + [KeySpec.of_stored(k) for k in stored if k.revoked_at is None]
+    names = sorted(spec.name for spec in active)
     if key is None:
         raise _Refused(401, "missing_api_key: this config requires a key; pass --key NAME "
-                            f"(one of: {', '.join(names)})")
-    spec = next((s for s in graph.keys_by_hash.values() if s.name == key), None)
+                            f"(one of: {', '.join(names) or 'none active'})")
+    spec = next((s for s in active if s.name == key), None)
     if spec is None:
-        raise _Refused(401, f"invalid_api_key: no key named '{key}' (keys: {', '.join(names)})")
+        revoked = any(k.name == key for k in stored)
+        reason = f"key '{key}' was revoked" if revoked else f"no key named '{key}'"
+        raise _Refused(401, f"invalid_api_key: {reason} (keys: {', '.join(names) or 'none'})")
     if spec.expires_at is not None and now >= spec.expires_at:
         raise _Refused(401, f"expired_api_key: API key '{key}' has expired")
     if not spec.allows(route):
         raise _Refused(403, f"route_not_allowed: key '{key}' may not use route '{route}'")
     return spec
+
+
+def _stored_keys(graph: RoutingGraph) -> list[StoredKey]:
+    """The key store's keys (revoked ones too); none when no key store exists yet."""
+    path = keystore_path(graph.settings.data_dir)
+    return KeyStore(path).list() if os.path.exists(path) else []
 
 
 _Alt = tuple[float, tuple, tuple, str, "str | None"]  # probability, labels, paths, route, error

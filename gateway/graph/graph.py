@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Hashable, Mapping
 
+from ..keys.store import StoredKey
 from ..providers.base import Provider
 from .nodes import Node
 from .pipeline import Handler, Middleware
@@ -34,6 +35,19 @@ class KeySpec:
 
     def allows(self, route: str) -> bool:
         return self.routes is None or route in self.routes
+
+    @classmethod
+    def of_stored(cls, stored: StoredKey) -> "KeySpec":
+        """A key created at run time (the key store), in the same form as a declared one."""
+        return cls(
+            name=stored.name,
+            sha256=stored.sha256,
+            routes=None if stored.routes is None else frozenset(stored.routes),
+            metadata=MappingProxyType(dict(stored.metadata)),
+            expires_at=stored.expires_at,
+            limits=MappingProxyType(dict(stored.limits)),
+            budget=None if stored.budget is None else MappingProxyType(dict(stored.budget)),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,25 +26,3 @@ def parse_expiry(value: str | None, now: float | None = None) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.timestamp()
-
-
-def key_fields(routes=None, rpm=None, tpm=None, budget=None, period="monthly",
-               metadata=()) -> dict:
-    """Options shared by `gateway keys create` and POST /admin/keys, as stored fields."""
-    limits = {}
-    if rpm:
-        limits["requests_per_minute"] = rpm
-    if tpm:
-        limits["tokens_per_minute"] = tpm
-    meta = {}
-    for item in metadata:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise ValueError(f"--metadata {item!r}: write it as key=value")
-        meta[name] = value
-    return {
-        "routes": [r.strip() for r in routes.split(",") if r.strip()] if routes else None,
-        "limits": limits,
-        "budget": {"usd": budget, "period": period} if budget else None,
-        "metadata": meta,
-    }

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from types import MappingProxyType
 from typing import Mapping
 
 from .. import hookimpl
@@ -20,7 +19,7 @@ from ..errors import GatewayError
 from ..graph.context import RequestContext
 from ..graph.graph import KeySpec
 from ..hookspecs import PluginContext
-from ..keys.store import KeyStore, StoredKey, keystore_path
+from ..keys.store import KeyStore, keystore_path
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
@@ -71,7 +70,7 @@ class KeyAuth:
             return None
         spec = self._stored.get(digest)
         if spec is None:
-            spec = self._stored[digest] = _spec_of(stored)
+            spec = self._stored[digest] = KeySpec.of_stored(stored)
         return spec
 
     async def on_request(self, ctx: RequestContext) -> None:
@@ -91,18 +90,6 @@ class KeyAuth:
         ctx.key = spec
         if spec.metadata:
             ctx.metadata = {**ctx.metadata, **spec.metadata}
-
-
-def _spec_of(stored: StoredKey) -> KeySpec:
-    return KeySpec(
-        name=stored.name,
-        sha256=stored.sha256,
-        routes=None if stored.routes is None else frozenset(stored.routes),
-        metadata=MappingProxyType(dict(stored.metadata)),
-        expires_at=stored.expires_at,
-        limits=MappingProxyType(dict(stored.limits)),
-        budget=None if stored.budget is None else MappingProxyType(dict(stored.budget)),
-    )
 
 
 @hookimpl

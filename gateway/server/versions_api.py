@@ -32,6 +32,8 @@ from .errors import gateway_error_response, json_response
 from .reload import Reloader
 
 Guard = Callable[[Request], "Response | None"]
+MAX_LIMIT = 100_000  # versions listed at most at once
+MAX_VERSION = 2**63 - 1  # SQLite's largest integer: no version number is beyond it
 
 
 
@@ -57,8 +59,8 @@ class VersionEndpoints:
         if (denied := self.guard(request)) is not None:
             return denied
         limit = request.query_params.get("limit", "")
-        if limit and not limit.isdigit():
-            return _error(400, "limit must be a positive integer", "invalid_limit")
+        if limit and not (limit.isdigit() and 1 <= int(limit) <= MAX_LIMIT):
+            return _error(400, f"limit must be an integer from 1 to {MAX_LIMIT}", "invalid_limit")
         try:
             versions = await asyncio.to_thread(self._store().list, int(limit) if limit else None)
         except StoreError as exc:
@@ -76,7 +78,8 @@ class VersionEndpoints:
             return denied
         number = request.path_params["number"]
         try:
-            version = await asyncio.to_thread(self._store().get, number)
+            version = None if number > MAX_VERSION else await asyncio.to_thread(
+                self._store().get, number)
         except StoreError as exc:
             return _error(500, str(exc), "version_store_unavailable")
         if version is None:

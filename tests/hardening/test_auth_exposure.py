@@ -15,6 +15,7 @@ import pytest
 from gateway.cli import main as cli_main
 from gateway.config.compiler import Runtime, compile_bytes
 from gateway.errors import ConfigErrors
+from gateway.keys.store import KeyStore, keystore_path
 from gateway.server.app import create_app
 from gateway.server.reload import GraphHolder, Reloader
 from gateway.server.versioning import Inputs, startup_graph
@@ -238,7 +239,7 @@ async def test_cross_site_rollback_with_text_plain_is_refused(tmp_path: Path):
     ("/v1/chat/completions", "application/json; charset=utf-8", 200),
     ("/v1/audio/transcriptions", "application/json", 415),
     ("/admin/keys", "text/plain", 415),
-    ("/admin/keys", "application/json", 201),
+    ("/admin/keys", "application/json", 400),  # past the guard: the endpoint's own check
 ])
 async def test_post_bodies_must_be_json(tmp_path: Path, path: str, content_type: str | None,
                                         status: int):
@@ -324,3 +325,86 @@ def test_allowed_hosts_is_validated(tmp_path: Path):
     with pytest.raises(ConfigErrors) as caught:
         compile_bytes(text.encode(), str(tmp_path / "gateway.yaml"), version=1)
     assert any(e.line == 3 and "allowed_hosts" in e.path for e in caught.value.errors)
+
+
+# -- 16. key input is checked like keys: in gateway.yaml ------------------------------------
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"name": "k", "limits": {"requests_per_minut": 5}}, "limits.requests_per_minut"),
+    ({"name": "k", "budget": {"budget": {"usd": 5}}}, "budget.budget"),
+    ({"name": "k", "rpm": "lots"}, "rpm"),
+    ({"name": "k", "limits": {"requests_per_minute": "lots"}}, "limits.requests_per_minute"),
+    ({"name": "k", "rpm": 0}, "rpm"),
+    ({"name": "k", "tpm": -5}, "tpm"),
+    ({"name": "k", "budget": -1}, "budget"),
+    ({"name": "k", "budget": {"usd": 0}}, "budget.usd"),
+    ({"name": "k", "routes": ["chta"]}, "routes[0]"),
+    ({"name": "k", "expires": "someday"}, "expires"),
+    ({"name": "k", "colour": "red"}, "colour"),
+    ({"routes": ["chat"]}, "body"),
+    ([1, 2], "body"),
+])
+async def test_admin_key_input_is_checked_like_the_yaml_schema(tmp_path: Path, body, field: str):
+    """Bad key input is 400 with field errors in OpenAI's shape; nothing is stored."""
+    client, _ = app_for(config(tmp_path, OPEN))
+    async with client:
+        r = await client.post("/admin/keys", json=body, headers=ADMIN)
+        assert r.status_code == 400, r.text
+        assert set(r.json()["error"]) == {"message", "type", "code", "param"}
+        assert r.json()["error"]["code"] == "invalid_key_request"
+        assert field in [e["field"] for e in r.json()["errors"]], r.json()
+        assert (await client.get("/admin/keys", headers=ADMIN)).json()["keys"] == []
+        assert (await client.post("/v1/chat/completions", **chat())).status_code == 200
+
+
+async def test_admin_key_in_the_yaml_shape_is_enforced(tmp_path: Path):
+    """A key with `limits` and `budget` as in gateway.yaml is stored whole and enforced."""
+    client, _ = app_for(config(tmp_path, OPEN))
+    async with client:
+        r = await client.post("/admin/keys", headers=ADMIN, json={
+            "name": "svc", "routes": ["chat"], "limits": {"requests_per_minute": 2},
+            "budget": {"usd": 5, "period": "daily", "alert_at": 0.8}, "metadata": {"team": "x"}})
+        assert r.status_code == 201, r.text
+        assert r.json()["limits"] == {"requests_per_minute": 2}
+        assert r.json()["budget"] == {"usd": 5, "period": "daily", "alert_at": 0.8}
+        raw = r.json()["key"]
+        codes = [(await client.post("/v1/chat/completions", **chat(key=raw))).status_code
+                 for _ in range(3)]
+        assert codes == [200, 200, 429]
+
+
+async def test_keys_list_survives_rows_stored_unchecked(tmp_path: Path, capsys):
+    """Rows an older version stored without checks (`rpm: "lots"`, a budget nested wrongly)
+    are listed, not a crash."""
+    path = config(tmp_path, OPEN)
+    store = KeyStore(keystore_path(str(tmp_path / ".gateway")))
+    store.create("lots", limits={"requests_per_minute": "lots"},
+                 budget={"usd": "lots", "period": 5})
+    store.create("nested", budget={"usd": {"usd": 5}, "period": "monthly"})
+    for fmt in ("table", "json"):
+        assert cli_main(["keys", "list", "--format", fmt, "--config", str(path)]) == 0
+        out = capsys.readouterr().out
+        assert "lots" in out and "nested" in out
+
+
+@pytest.mark.parametrize("query", ["limit=99999999999999999999999", "limit=0", "limit=-1"])
+async def test_huge_version_limit_is_400(tmp_path: Path, query: str):
+    client, _ = app_for(config(tmp_path, OPEN))
+    async with client:
+        r = await client.get(f"/admin/config/versions?{query}", headers=ADMIN)
+    assert r.status_code == 400, r.text
+
+
+async def test_huge_version_number_is_404(tmp_path: Path):
+    client, _ = app_for(config(tmp_path, OPEN))
+    async with client:
+        for number in ("99999999999999999999999", str(2**63), str(2**63 - 1)):
+            r = await client.get(f"/admin/config/versions/{number}", headers=ADMIN)
+            assert r.status_code == 404, (number, r.text)
+        for body in ({"version": 2**63 - 1}, {"steps": 2**62}):
+            r = await client.post("/admin/rollback", json=body, headers=ADMIN)
+            assert r.status_code in (400, 404), (body, r.text)
+        r = await client.post("/admin/rollback", content=b'{"version": 99999999999999999999999}',
+                              headers={**ADMIN, "Content-Type": "application/json"})
+        assert r.status_code == 400, r.text

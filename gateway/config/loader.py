@@ -24,6 +24,7 @@ from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ..errors import ConfigError, ConfigErrors
+from .composer import GuardedComposer, YAMLRefused
 from .source import Path, SourceMap, format_path
 
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -100,8 +101,11 @@ def parse(text: str, file: str, env: Mapping[str, str], *, keep_refs: bool = Fal
     """YAML text -> (data, SourceMap). With ``unset`` given, unset ${VAR}s are appended to it
     (path, error) instead of failing: the caller decides whether the value survives."""
     yaml = YAML(typ="safe", pure=True)
+    yaml.Composer = GuardedComposer
     try:
         root = yaml.compose(text)
+    except YAMLRefused as exc:
+        raise ConfigErrors([ConfigError(file, exc.line, exc.column, "$", exc.message, exc.hint)])
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -143,7 +147,7 @@ class _Builder:
             if key_node.tag == _MERGE_TAG:
                 merges.extend(_merge_sources(value_node))
                 continue
-            key = self._key(key_node)
+            key = self._key(key_node, path)
             where = _pos(key_node)
             if key in seen:
                 self.errors.append(
@@ -162,7 +166,7 @@ class _Builder:
         # are the anchor's, where the value is written.
         for source in merges:
             for key_node, value_node in source.value:
-                key = self._key(key_node)
+                key = self._key(key_node, path)
                 if key not in out and key_node.tag != _MERGE_TAG:
                     out[key] = self._entry(key_node, value_node, path + (key,))
         return out
@@ -176,17 +180,27 @@ class _Builder:
             self.source.values[path] = where
         return self.build(value_node, path)
 
-    def _key(self, key_node: Node) -> str:
-        key = self.constructor.construct_object(key_node, deep=True)
+    def _key(self, key_node: Node, path: Path) -> str:
+        key = self._construct(key_node, path)
         if isinstance(key, str):
             return key
         return str(key) if isinstance(key, (int, float, bool)) or key is None else repr(key)
 
     def _scalar(self, node: ScalarNode, path: Path) -> Any:
-        value = self.constructor.construct_object(node, deep=True)
+        value = self._construct(node, path)
         if not isinstance(value, str) or "$" not in value or self.keep_refs:
             return value
         return self._interpolate(node, value, path)
+
+    def _construct(self, node: Node, path: Path) -> Any:
+        """The Python value of a node; a value its tag cannot read (``!!int abc``) is an error."""
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except (MarkedYAMLError, ValueError, KeyError, TypeError) as exc:
+            problem = getattr(exc, "problem", None) or str(exc)
+            self.errors.append(ConfigError(self.source.file, *_pos(node), format_path(path),
+                                           f"cannot read this YAML value: {problem}"))
+            return None
 
     def _interpolate(self, node: ScalarNode, text: str, path: Path) -> Any:
         whole = _VAR.fullmatch(text)

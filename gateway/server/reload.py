@@ -104,6 +104,9 @@ class Reloader:
                 )
             except ConfigErrors as exc:
                 return self._reject(source, sha, exc.errors)
+            except Exception as exc:  # a gateway bug: reject, and keep serving the last good one
+                log.exception("config_load_failed", path=self.path, source=source)
+                return self._reject(source, sha, (_internal_error(self.path, exc),))
             self.inputs = Inputs.of(loaded)
             self._swap(graph, current, source)
             return ReloadResult("applied", graph.version)
@@ -256,6 +259,14 @@ async def _reload_logged(reloader: Reloader) -> None:
         await reloader.reload("file")
     except Exception:  # a bug must not stop hot reload for the life of the process
         log.exception("reload_failed", path=reloader.path)
+
+
+def _internal_error(path: str, exc: Exception) -> ConfigError:
+    """Only the exception's type: its text may quote config values (secrets); the log has the
+    traceback."""
+    return ConfigError(path, 1, 1, "$", f"the gateway failed to load this config "
+                       f"({type(exc).__name__}; the log has the traceback)", "a gateway bug: "
+                       "please report it with the config; the last good config keeps serving")
 
 
 def _read(path: str) -> bytes:

@@ -130,7 +130,7 @@ def serving(path: Path) -> tuple[Reloader, httpx.AsyncClient]:
     graph = compile_file(str(path), version=1)
     reloader = Reloader(str(path), Runtime(), GraphHolder(graph))
     app = create_app(reloader, watch_config=False)
-    return reloader, httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
+    return reloader, httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1")
 
 
 async def assert_rejected_and_still_serving(reloader, client, text: str, words: str) -> None:

@@ -11,7 +11,7 @@ import urllib.request
 from typing import Any
 
 from ..config.loader import LoadedConfig, load_bytes, read_file
-from ..config.versions import VersionStore, data_dir_for
+from ..config.versions import VersionStore, data_dir_for, identity_for
 from ..errors import ConfigErrors
 
 
@@ -84,8 +84,10 @@ def quiet_load(path: str, environment: str | None) -> LoadedConfig | None:
 
 
 def store_for(config_path: str, environment: str | None = None) -> VersionStore:
+    """The version store of a config, scoped to its identity (server.name, else its path)."""
     loaded = quiet_load(config_path, environment)
-    return VersionStore(data_dir_for(config_path, loaded.data if loaded else None))
+    data = loaded.data if loaded else None
+    return VersionStore(data_dir_for(config_path, data), identity_for(config_path, data))
 
 
 class AdminError(Exception):

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..config.diff import ConfigDiff, Side, diff, flow
 from ..config.loader import Reader, load_bytes, read_file
+from ..config.rollback import OtherConfig, check_owner
 from ..config.versions import StoreError, Version, bundle_reader
 from ..errors import ConfigErrors
 from ._common import (
@@ -99,12 +100,20 @@ def against_side(args: argparse.Namespace, path: str, env: str | None) -> Side:
         return git_side(path, what[4:] or "HEAD", env)
     if what.isdigit() and os.sep not in what:
         number = int(what)
+        store = store_for(args.config, env)
         try:
-            version = store_for(args.config, env).get(number)
+            version = store.get(number)
         except StoreError as exc:
             raise SideError(str(exc)) from None
         if version is None:
             raise SideError(f"there is no config version {number}; `gateway history` lists them")
+        if version.config is not None:  # an unknown config's version may be compared
+            try:
+                check_owner(store, version)
+            except OtherConfig as exc:
+                raise SideError(str(exc).split("; restoring")[0] + f"; compare with that "
+                                f"config: gateway diff --config {version.path} --against "
+                                f"{number}") from None
         return version_side(version, path, env if env else version.environment,
                             f"version {number} ({version.applied_at}, {version.source})")
     return file_side(what, env)
@@ -128,6 +137,10 @@ def running_side(args: argparse.Namespace, path: str, env: str | None) -> Side:
     try:
         listing = client.get("/admin/config/versions?limit=1")
         number = listing["running"]
+        identity = store_for(args.config, env).config
+        if listing.get("config", identity) != identity:
+            raise SideError(f"the gateway at {client.url} serves another config "
+                            f"({listing['config']}), not {identity}")
         shown = client.get(f"/admin/config/versions/{number}")
     except AdminError as exc:
         raise SideError(str(exc)) from None

@@ -25,13 +25,15 @@ def register(sub) -> None:
     p.add_argument("--limit", "-n", type=int, help="show at most N versions")
     p.add_argument("--offline", action="store_true",
                    help="do not ask a running gateway which version it serves")
+    p.add_argument("--all", action="store_true", dest="everything",
+                   help="every config's versions in the store, not only this config's")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     store = store_for(args.config, args.environment)
     try:
-        versions = store.list(args.limit)
+        versions = store.list(args.limit, everything=args.everything)
     except StoreError as exc:
         return fail(str(exc))
     running, asked = None, None
@@ -40,12 +42,15 @@ def run(args: argparse.Namespace) -> int:
                              timeout=2.0)
         asked = client.url
         try:
-            running = client.get("/admin/config/versions?limit=1").get("running")
+            answer = client.get("/admin/config/versions?limit=1")
+            if answer.get("config", store.config) == store.config:  # it serves this config
+                running = answer.get("running")
         except (AdminError, AttributeError):
             running = None
     if args.format == "json":
         print_json({
-            "config": args.config, "store": store.path, "running": running,
+            "config": args.config, "identity": store.config, "store": store.path,
+            "running": running,
             "running_from": asked if running is not None else None,
             "versions": [v.summary() | {"running": v.number == running} for v in versions],
         })
@@ -57,9 +62,12 @@ def run(args: argparse.Namespace) -> int:
     if running is not None:
         status = f"running: version {running} at {asked}"
     else:
-        status = (f"last applied: version {versions[0].number}"
-                  + (f"; no gateway answered at {asked}" if asked else ""))
-    print(f"{args.config}: {len(versions)} version(s) in {store.path} ({status})")
+        own = [v for v in versions if v.config == store.config]
+        status = f"last applied: version {own[0].number}" if own else "none applied yet"
+        if asked:
+            status += f"; no gateway serving it answered at {asked}"
+    whose = "version(s) of every config" if args.everything else "version(s)"
+    print(f"{args.config}: {len(versions)} {whose} in {store.path} ({status})")
     print(f"     {'#':>4}  {'applied at (UTC)':20}  {'source':8}  {'sha256':12}  git")
     for v in versions:
         mark = "*" if v.number == running else " "
@@ -75,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
             extra.append(f"env {v.environment}")
         if v.files:
             extra.append(f"+{len(v.files)} included")
+        if v.config != store.config:
+            extra.append(f"config {v.config}" if v.config else
+                         "unknown config (rollback needs --force)")
         tail = ("  " + ", ".join(extra)) if extra else ""
         print(f"  {mark}  {v.number:>4}  {v.applied_at:20}  {v.source:8}  {v.sha256[:12]}  "
               f"{git:18}{tail}".rstrip())

@@ -31,6 +31,8 @@ def register(sub) -> None:
                    help="go N versions back from the newest (default 1)")
     p.add_argument("--dry-run", action="store_true",
                    help="validate and show what would change, write nothing")
+    p.add_argument("--force", action="store_true",
+                   help="restore a version of another (or an unknown) config into this file")
     add_config_options(p)
     add_format_option(p)
     p.set_defaults(func=run)
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         return fail("give VERSION or --steps, not both")
     store = store_for(args.config, args.environment)
     try:
-        target = pick_version(store, args.version, args.steps)
+        target = pick_version(store, args.version, args.steps, force=args.force)
         preview = _preview(args, target) if args.format == "human" else None
         if args.dry_run:
             check(args.config, target, environment=args.environment)

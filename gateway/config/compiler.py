@@ -182,6 +182,7 @@ class _Compiler:
             engine=server.get("engine", "hypercorn"),
             log_level=server.get("log_level", "info"),
             allowed_hosts=tuple(server.get("allowed_hosts") or ()),
+            name=server.get("name", ""),
         )
 
     # -- providers -------------------------------------------------------------------------

@@ -36,27 +36,54 @@ class RollbackResult:
     written: tuple[str, ...] = ()
 
 
+class OtherConfig(RollbackError):
+    """The version belongs to another config (or to an unknown one): restoring it would write
+    that config's text into this file."""
+
+
 def pick_version(store: VersionStore, version: int | None = None,
-                 steps: int | None = None) -> Version:
-    """The version to restore: ``version`` by number, or ``steps`` back from the newest (1)."""
+                 steps: int | None = None, *, force: bool = False) -> Version:
+    """The version to restore: ``version`` by number, or ``steps`` back from the newest (1) of
+    the store's config. A version of another config, or of an unknown one, is refused unless
+    ``force``."""
     if version is not None:
         found = store.get(version)
         if found is None:
             latest = store.latest()
-            have = f"versions 1..{latest.number}" if latest else "no versions yet"
+            have = f"its newest is {latest.number}" if latest else "no versions yet"
             raise VersionNotFound(f"there is no config version {version} in {store.path} "
                                 f"({have}); `gateway history` lists them")
+        if not force:
+            check_owner(store, found)
         return found
     steps = 1 if steps is None else steps
     if steps < 1:
         raise RollbackError("--steps must be 1 or more")
-    versions = store.list()
+    versions = store.own()
     if len(versions) <= steps:
         raise VersionNotFound(f"cannot go {steps} step(s) back: {store.path} holds "
-                            f"{len(versions)} version(s); `gateway history` lists them")
+                            f"{len(versions)} version(s) of this config; `gateway history` "
+                            "lists them")
     found = store.get(versions[steps].number)
     assert found is not None
     return found
+
+
+def check_owner(store: VersionStore, version: Version) -> None:
+    """Raise OtherConfig when ``version`` is not one of the store's config's versions."""
+    if store.config is None or version.config == store.config:
+        return
+    if version.config is None:
+        raise OtherConfig(
+            f"version {version.number} was stored before versions were kept per config, so "
+            f"which config it belongs to is unknown (it was applied from "
+            f"{version.path or 'an unrecorded path'}); look at it with `gateway diff --against "
+            f"{version.number}` and restore it with --force if it is this config's")
+    raise OtherConfig(
+        f"version {version.number} belongs to another config ({version.config}), not this one "
+        f"({store.config}); restoring it would write that config's text into this file. "
+        "`gateway history` lists this config's versions (--all: every config in the store); "
+        "--force restores it anyway (e.g. after moving the file)")
 
 
 def check(config_path: str, version: Version, *, environment: str | None = None,

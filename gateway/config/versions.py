@@ -14,9 +14,18 @@ created by a sqlite-utils Migrations set so later columns come as migrations):
     git_dirty     INTEGER  1 when the file (or an include) differs from HEAD, NULL outside git
     text          TEXT   the file as written: ${VAR} and secret:NAME stay references
     files         TEXT   JSON {name relative to the file's folder: text} of included files
+    config        TEXT   the config the version belongs to: ``server.name`` when set, else the
+                         config file's absolute path; NULL: unknown (see below)
 
-A config identical (same sha256 and environment) to the latest version is not a new version:
-``record`` returns the latest number instead, atomically (BEGIN IMMEDIATE), so several worker
+Several configs may share one data_dir (every config in a folder gets ``.gateway/``), so each
+version belongs to a config identity, and a store opened for one config (``VersionStore(dir,
+config=...)``) lists, dedups and numbers against that config's versions. Numbers stay unique
+across the whole store, so "version 7" never means two things. Rows written before identities
+existed get the identity of the path they recorded (migration m002); a row without one is an
+"unknown config" version: listed, but restored only on request (``--force``).
+
+A config identical (same sha256 and environment) to its latest version is not a new version:
+``record`` returns that number instead, atomically (BEGIN IMMEDIATE), so several worker
 processes applying the same file agree on one number.
 """
 
@@ -55,6 +64,29 @@ def m001_config_versions(db: Database) -> None:
     db["config_versions"].create_index(["sha256"])
 
 
+@migrations()
+def m002_config_identity(db: Database) -> None:
+    """Versions belong to a config. Before, the identity was the recorded path; rows without
+    one stay NULL (unknown config)."""
+    db["config_versions"].add_column("config", str)
+    db.execute("update config_versions set config = path where path is not null and path != ''")
+    db["config_versions"].create_index(["config", "number"])
+
+
+def config_identity(config_path: str, name: str | None = None) -> str:
+    """Which config versions belong to: ``server.name`` when set, else the file's absolute path
+    (symlinks are not followed: a ConfigMap swap keeps the identity)."""
+    return name or os.path.abspath(config_path)
+
+
+def identity_for(config_path: str, data: Any) -> str:
+    """``config_identity`` from loaded (not necessarily valid) config data."""
+    server = data.get("server") if isinstance(data, dict) else None
+    name = server.get("name") if isinstance(server, dict) else None
+    return config_identity(config_path, name if isinstance(name, str) and "${" not in name
+                           else None)
+
+
 @dataclass(frozen=True)
 class Version:
     number: int
@@ -68,6 +100,7 @@ class Version:
     git_dirty: bool | None
     text: str = ""
     files: Mapping[str, str] = field(default_factory=dict)
+    config: str | None = None  # the identity it belongs to; None: unknown
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "Version":
@@ -78,6 +111,7 @@ class Version:
             restored_from=row.get("restored_from"), git_commit=row.get("git_commit"),
             git_dirty=None if dirty is None else bool(dirty), text=row.get("text") or "",
             files=json.loads(row["files"]) if row.get("files") else {},
+            config=row.get("config"),
         )
 
     def summary(self) -> dict[str, Any]:
@@ -87,6 +121,7 @@ class Version:
             "source": self.source, "path": self.path, "environment": self.environment,
             "restored_from": self.restored_from, "git_commit": self.git_commit,
             "git_dirty": self.git_dirty, "includes": sorted(self.files),
+            "config": self.config,
         }
 
     def reader(self, config_path: str) -> Reader:
@@ -112,32 +147,58 @@ class StoreError(Exception):
 
 class VersionStore:
     """Config versions in ``<data_dir>/gateway.db``. Opens a connection per call: versions are
-    written a few times a day, never on the request path."""
+    written a few times a day, never on the request path.
 
-    def __init__(self, data_dir: str):
+    ``config``: the identity of the config asking (``config_identity``); lists and ``latest``
+    then cover its versions (and unknown ones), not other configs'. None: every version."""
+
+    def __init__(self, data_dir: str, config: str | None = None):
         self.data_dir = data_dir
         self.path = os.path.join(data_dir, DB_NAME)
+        self.config = config
 
     def exists(self) -> bool:
         return os.path.exists(self.path)
 
     # -- reading -----------------------------------------------------------------------------
 
-    def list(self, limit: int | None = None) -> list[Version]:
-        """Versions, newest first (without their texts)."""
+    def list(self, limit: int | None = None, *, everything: bool = False) -> list[Version]:
+        """This config's versions and unknown ones (every version when ``everything`` or no
+        config was given), newest first, without their texts."""
+        where, params = ("", []) if everything else self._scope(unknown=True)
         sql = ("select number, sha256, applied_at, source, path, environment, restored_from, "
-               "git_commit, git_dirty, files from config_versions order by number desc")
+               f"git_commit, git_dirty, files, config from config_versions {where} "
+               "order by number desc")
         if limit:
             sql += f" limit {int(limit)}"
-        return [Version.from_row(r) for r in self._query(sql)]
+        return [Version.from_row(r) for r in self._query(sql, params)]
+
+    def own(self, limit: int | None = None) -> list[Version]:
+        """Only this config's versions, newest first (what --steps counts)."""
+        return [v for v in self.list(limit) if self.config is None or v.config == self.config]
 
     def get(self, number: int) -> Version | None:
+        """Version ``number`` whichever config it belongs to (callers check ``config``)."""
         rows = list(self._query("select * from config_versions where number = ?", [number]))
         return Version.from_row(rows[0]) if rows else None
 
     def latest(self) -> Version | None:
-        rows = list(self._query("select * from config_versions order by number desc limit 1"))
+        """This config's newest version."""
+        where, params = self._scope(unknown=False)
+        rows = list(self._query(
+            f"select * from config_versions {where} order by number desc limit 1", params))
         return Version.from_row(rows[0]) if rows else None
+
+    def highest(self) -> int:
+        """The highest number in the store, any config's (0 when empty)."""
+        rows = list(self._query("select max(number) as n from config_versions"))
+        return (rows[0]["n"] or 0) if rows else 0
+
+    def _scope(self, *, unknown: bool) -> tuple[str, list]:
+        if self.config is None:
+            return "", []
+        return ("where config = ? or config is null" if unknown else "where config = ?",
+                [self.config])
 
     def _query(self, sql: str, params: list | None = None) -> Iterator[dict]:
         if not self.exists():
@@ -147,6 +208,9 @@ class VersionStore:
             try:
                 if "config_versions" not in db.table_names():
                     return iter(())
+                if "config" not in db["config_versions"].columns_dict:
+                    db.close()
+                    db = self._open()  # an older store: migrate it before asking by config
                 return iter(list(db.query(sql, params or [])))
             finally:
                 db.close()
@@ -155,18 +219,17 @@ class VersionStore:
 
     def next_number(self, loaded: LoadedConfig) -> int:
         """The number ``record`` would give ``loaded`` now (to compile it with that number)."""
-        last = self.latest()
-        if last is None:
-            return 1
-        same = last.sha256 == loaded.sha256 and last.environment == loaded.environment
-        return last.number if same else last.number + 1
+        last = VersionStore(self.data_dir, identity_of(loaded)).latest()
+        if last and last.sha256 == loaded.sha256 and last.environment == loaded.environment:
+            return last.number
+        return self.highest() + 1
 
     # -- writing -----------------------------------------------------------------------------
 
     def record(self, loaded: LoadedConfig, source: str, *, restored_from: int | None = None,
                git: tuple[str | None, bool | None] | None = None) -> tuple[int, bool]:
-        """Store ``loaded`` as the newest version; (number, True) when it is new, or (latest
-        number, False) when it is identical to the latest version."""
+        """Store ``loaded`` as the newest version of its config; (number, True) when it is new,
+        or (number, False) when it is identical to that config's latest version."""
         if source not in SOURCES:
             source = "file"  # SIGHUP and other triggers re-read the file
         commit, dirty = git if git is not None else git_info(
@@ -182,6 +245,7 @@ class VersionStore:
             "git_dirty": None if dirty is None else int(dirty),
             "text": loaded.text,
             "files": json.dumps({f.name: f.text for f in loaded.includes}, sort_keys=True),
+            "config": identity_of(loaded),
         }
         db = self._open()
         try:
@@ -190,11 +254,13 @@ class VersionStore:
                 try:
                     last = db.execute(
                         "select number, sha256, environment from config_versions "
-                        "order by number desc limit 1").fetchone()
+                        "where config = ? order by number desc limit 1",
+                        [row["config"]]).fetchone()
                     if last and last[1] == loaded.sha256 and last[2] == loaded.environment:
                         db.execute("COMMIT")
                         return last[0], False
-                    number = (last[0] if last else 0) + 1
+                    highest = db.execute("select max(number) from config_versions").fetchone()
+                    number = (highest[0] or 0) + 1
                     db["config_versions"].insert({"number": number, **row})
                     db.execute("COMMIT")
                 except BaseException:
@@ -240,6 +306,10 @@ class VersionStore:
             db.close()
             raise StoreError(f"{self.path}: cannot prepare the version store: {exc}") from exc
         return db
+
+
+def identity_of(loaded: LoadedConfig) -> str:
+    return identity_for(loaded.path, loaded.data)
 
 
 def data_dir_for(config_path: str, data: Any) -> str:

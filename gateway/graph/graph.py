@@ -62,6 +62,7 @@ class ServerSettings:
     engine: str = "hypercorn"
     log_level: str = "info"
     allowed_hosts: tuple[str, ...] = ()  # Host names besides loopback and the bind address
+    name: str = ""  # server.name: the config identity of stored versions ("": the file's path)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from .bind import StartupError, check_bind
 from .engines import EngineError, engine
 from .reload import GraphHolder, Reloader, log_warnings
 from .request_stats import STATS
-from .versioning import Inputs, startup_graph
+from .versioning import Inputs, record_startup, startup_graph
 
 log = get_logger("gateway.serve")
 
@@ -59,6 +59,7 @@ def serve(config_path: str, host: str | None = None, port: int | None = None,
         print(f"gateway: cannot listen on {config.bind[0]}: {_bind_reason(exc)}", file=sys.stderr)
         return 1
     inputs = Inputs.of(loaded)  # the files to watch: the config and what it includes
+    graph = record_startup(graph, loaded)  # only now: a start that cannot listen records none
     if workers == 1:
         _run_worker(config_path, graph, runtime, config, sockets, watch, environment, inputs,
                     host=host)

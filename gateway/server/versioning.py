@@ -57,9 +57,16 @@ class Inputs:
 
 def startup_graph(path: str, runtime: Runtime,
                   environment: str | None = None) -> tuple[RoutingGraph, LoadedConfig]:
-    """Load, compile and record (source ``startup``) the config a gateway starts with."""
+    """Load and compile the config a gateway starts with, numbered as the store would number
+    it. Not recorded yet: ``record_startup`` does that once the server can listen, so a start
+    that fails (port in use, refused bind) leaves no version behind."""
     loaded = load_file(path, environment=environment)
-    return _compile_and_record(loaded, runtime, 1, "startup"), loaded
+    return _compile(loaded, runtime, 1), loaded
+
+
+def record_startup(graph: RoutingGraph, loaded: LoadedConfig) -> RoutingGraph:
+    """Record the startup config (source ``startup``); the graph renumbered if need be."""
+    return _record(graph, loaded, "startup")
 
 
 def build_graph(raw: bytes, path: str, runtime: Runtime, environment: str | None,
@@ -68,11 +75,11 @@ def build_graph(raw: bytes, path: str, runtime: Runtime, environment: str | None
     """Load and compile new file contents; record the version. Runs in a worker thread.
     ``accept`` may refuse the compiled graph (raising ConfigErrors) before it is recorded."""
     loaded = load_bytes(raw, path, environment=environment)
-    return _compile_and_record(loaded, runtime, provisional, source, accept), loaded
+    return _record(_compile(loaded, runtime, provisional, accept), loaded, source), loaded
 
 
-def _compile_and_record(loaded: LoadedConfig, runtime: Runtime, provisional: int,
-                        source: str, accept: Accept | None = None) -> RoutingGraph:
+def _compile(loaded: LoadedConfig, runtime: Runtime, provisional: int,
+             accept: Accept | None = None) -> RoutingGraph:
     store = VersionStore(data_dir_for(loaded.path, loaded.data))
     try:
         number = store.next_number(loaded)
@@ -82,8 +89,11 @@ def _compile_and_record(loaded: LoadedConfig, runtime: Runtime, provisional: int
     graph = compile_loaded(loaded, version=number, runtime=runtime)
     if accept is not None:
         accept(graph, loaded)
-    if graph.settings.data_dir != store.data_dir:
-        store = VersionStore(graph.settings.data_dir)
+    return graph
+
+
+def _record(graph: RoutingGraph, loaded: LoadedConfig, source: str) -> RoutingGraph:
+    store = VersionStore(graph.settings.data_dir)
     try:
         recorded, new = store.record(loaded, source)
     except StoreError as exc:

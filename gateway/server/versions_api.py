@@ -7,6 +7,9 @@
 - ``POST /admin/rollback`` with ``{"version": N}`` or ``{"steps": N}`` (default: one step back):
   validates the stored text, writes it back to the config file atomically, reloads, and
   answers like ``POST /admin/reload`` plus ``restored_from``.
+
+Versions are this config's (its ``server.name``, else its path): another config's version is
+refused by name (404 to show, 409 to restore; ``"force": true`` restores it anyway).
 """
 
 from __future__ import annotations
@@ -20,13 +23,15 @@ from starlette.responses import Response
 
 from ..config.redact import redact_text
 from ..config.rollback import (
+    OtherConfig,
     RollbackError,
     RollbackRefused,
     VersionNotFound,
+    check_owner,
     pick_version,
     rollback,
 )
-from ..config.versions import StoreError, Version, VersionStore
+from ..config.versions import StoreError, Version, VersionStore, config_identity
 from ..errors import GatewayError
 from .errors import gateway_error_response, json_response
 from .reload import Reloader
@@ -50,7 +55,10 @@ class VersionEndpoints:
         self._rollback_lock = asyncio.Lock()
 
     def _store(self) -> VersionStore:
-        return VersionStore(self.reloader.holder.current.settings.data_dir)
+        """The store, scoped to the config this gateway serves."""
+        settings = self.reloader.holder.current.settings
+        return VersionStore(settings.data_dir,
+                            config_identity(self.reloader.path, settings.name or None))
 
     def _running(self) -> int:
         return self.reloader.holder.current.version
@@ -68,6 +76,7 @@ class VersionEndpoints:
         running = self._running()
         return json_response({
             "running": running,
+            "config": self._store().config,
             "path": self.reloader.path,
             "environment": self.reloader.environment,
             "versions": [v.summary() | {"running": v.number == running} for v in versions],
@@ -77,27 +86,34 @@ class VersionEndpoints:
         if (denied := self.guard(request)) is not None:
             return denied
         number = request.path_params["number"]
+        store = self._store()
         try:
             version = None if number > MAX_VERSION else await asyncio.to_thread(
-                self._store().get, number)
+                store.get, number)
         except StoreError as exc:
             return _error(500, str(exc), "version_store_unavailable")
         if version is None:
             return _error(404, f"there is no config version {number}; GET "
                                "/admin/config/versions lists them", "version_not_found")
+        if version.config is not None:  # unknown-config versions may be looked at
+            try:
+                check_owner(store, version)
+            except OtherConfig as exc:
+                return _error(404, str(exc), "version_of_another_config")
         return json_response(shown(version, self._running()))
 
     async def rollback(self, request: Request) -> Response:
         if (denied := self.guard(request)) is not None:
             return denied
         try:
-            number, steps = _rollback_request(await request.body())
+            number, steps, force = _rollback_request(await request.body())
         except ValueError as exc:
             return _error(400, str(exc), "invalid_rollback_request")
         store = self._store()
         async with self._rollback_lock:
             try:
-                target = await asyncio.to_thread(pick_version, store, number, steps)
+                target = await asyncio.to_thread(pick_version, store, number, steps,
+                                                 force=force)
                 result = await asyncio.to_thread(
                     rollback, store, self.reloader.path, target,
                     environment=self.reloader.environment)
@@ -108,6 +124,9 @@ class VersionEndpoints:
                               "message": str(exc).splitlines()[0]}, 422)
             except VersionNotFound as exc:
                 return _error(404, str(exc), "version_not_found")
+            except OtherConfig as exc:
+                return _error(409, str(exc).replace("--force", '"force": true'),
+                              "version_of_another_config")
             except RollbackError as exc:
                 return _error(500, str(exc), "rollback_failed")
             except StoreError as exc:
@@ -132,15 +151,18 @@ def shown(version: Version, running: int | None) -> dict:
     }
 
 
-def _rollback_request(raw: bytes) -> tuple[int | None, int | None]:
+def _rollback_request(raw: bytes) -> tuple[int | None, int | None, bool]:
     if not raw.strip():
-        return None, None
+        return None, None, False
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise ValueError("the body must be JSON: {\"version\": N} or {\"steps\": N}") from None
-    if not isinstance(body, dict) or set(body) - {"version", "steps"}:
-        raise ValueError("the body may hold only version or steps: {\"version\": N}")
+    if not isinstance(body, dict) or set(body) - {"version", "steps", "force"}:
+        raise ValueError("the body may hold only version or steps (and force): "
+                         "{\"version\": N}")
+    if not isinstance(body.get("force", False), bool):
+        raise ValueError("force must be true or false")
     if "version" in body and "steps" in body:
         raise ValueError("give version or steps, not both")
     for name in ("version", "steps"):
@@ -148,4 +170,4 @@ def _rollback_request(raw: bytes) -> tuple[int | None, int | None]:
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                                   or value < 1):
             raise ValueError(f"{name} must be a positive integer")
-    return body.get("version"), body.get("steps")
+    return body.get("version"), body.get("steps"), body.get("force", False)

@@ -162,7 +162,7 @@ async def test_admin_api_sees_only_its_configs_versions(tmp_path):
     reloader = Reloader(str(b), Runtime(), GraphHolder(graph))
     app = create_app(reloader, watch_config=False)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://gw") as client:
+                                 base_url="http://127.0.0.1") as client:
         listing = (await client.get("/admin/config/versions")).json()
         assert listing["config"] == str(b)
         assert [v["number"] for v in listing["versions"]] == [2]

@@ -188,6 +188,9 @@ class DeadlineNode:
         finally:
             ctx.deadline = outer
 
+    def available(self, now: float) -> bool:
+        return _available(self.node, now)
+
 
 @dataclass(frozen=True, slots=True)
 class RouteRefNode:
@@ -199,6 +202,9 @@ class RouteRefNode:
 
     async def handle(self, ctx: RequestContext) -> UpstreamResponse:
         return await self.node.handle(ctx)
+
+    def available(self, now: float) -> bool:
+        return _available(self.node, now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +229,9 @@ class FallbackNode:
                     break
         assert last is not None  # children is never empty (schema: minItems 1)
         raise last
+
+    def available(self, now: float) -> bool:
+        return any(_available(child, now) for child in self.children)
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,9 +293,16 @@ class LoadBalanceNode:
     async def handle(self, ctx: RequestContext) -> UpstreamResponse:
         return await self.pick(ctx).handle(ctx)
 
+    def available(self, now: float) -> bool:
+        return any(w > 0 and _available(c, now) for w, c in zip(self.weights, self.children))
+
 
 def _available(node: Node, now: float) -> bool:
-    return node.available(now) if isinstance(node, TargetNode) else True
+    """False when the node certainly cannot answer now: every target it can reach is skipped
+    (open circuit, failing health checks). A node type without ``available`` (a plugin's
+    strategy) counts as available."""
+    check = getattr(node, "available", None)
+    return check(now) if check is not None else True
 
 
 def _in_flight(node: Node) -> int:
@@ -329,11 +345,20 @@ class ConditionalNode:
             )
         return await node.handle(ctx)
 
+    def available(self, now: float) -> bool:
+        """Which branch serves depends on the request: unavailable only when none can."""
+        branches = [rule.then for rule in self.rules]
+        if self.default is not None:
+            branches.append(self.default)
+        return any(_available(branch, now) for branch in branches)
+
 
 @dataclass(frozen=True, slots=True)
 class CanaryNode:
     """Sends ``percent`` of traffic to ``canary``; a caller with a sticky value always lands
-    on the same arm (hash of the value), others are split at random. Counts each arm and,
+    on the same arm (hash of the value), others are split at random. An arm that cannot
+    answer (every target it reaches has an open circuit or fails its health checks) gives its
+    share to the other arm, as a load balancer leaves out open targets. Counts each arm and,
     with a rollback policy, sends everything to ``stable`` once the canary's error rate
     reaches ``rollback_error_rate`` after ``rollback_min_requests``."""
 
@@ -360,7 +385,18 @@ class CanaryNode:
         else:
             digest = hashlib.blake2b(str(value).encode(), digest_size=8).digest()
             point = int.from_bytes(digest, "big") / 2**64 * 100
-        return ("canary", self.canary) if point < self.percent else ("stable", self.stable)
+        drawn, other = ("canary", "stable") if point < self.percent else ("stable", "canary")
+        arms = {"canary": self.canary, "stable": self.stable}
+        if self.percent > 0:  # a canary at 0% never takes traffic, not even the stable arm's
+            now = time.monotonic()
+            if not _available(arms[drawn], now) and _available(arms[other], now):
+                return other, arms[other]
+        return drawn, arms[drawn]
+
+    def available(self, now: float) -> bool:
+        if self.state.rolled_back or self.percent <= 0:
+            return _available(self.stable, now)
+        return _available(self.stable, now) or _available(self.canary, now)
 
     async def handle(self, ctx: RequestContext) -> UpstreamResponse:
         arm, node = self.choose(ctx)

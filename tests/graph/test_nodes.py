@@ -422,6 +422,19 @@ def test_zero_weight_child_gets_no_traffic(algorithm):
     assert "drained" not in picks and picks
 
 
+def test_loadbalance_leaves_out_a_child_route_whose_targets_are_open():
+    """A child that is a route reference counts as open when every target behind it is."""
+    routes = compile_routes({"routes": {
+        "next": {"fallback": {"targets": [demo("n1"), demo("n2")]}},
+        "lb": {"loadbalance": {"algorithm": "round_robin",
+                               "targets": [{"route": "next"}, demo("direct")]}},
+    }})
+    for child in routes["next"].node.children:
+        open_circuit(child)
+    node, ctx = routes["lb"].node, ctx_for(seed=1)
+    assert {node.pick(ctx).label for _ in range(20)} == {"demo/direct"}
+
+
 async def test_loadbalance_calls_only_the_picked_child():
     """handle() sends to the picked child only."""
     heavy, light = FakeProvider([ok()], name="heavy"), FakeProvider([ok()], name="light")
@@ -676,6 +689,51 @@ def test_canary_extremes(percent, expected):
     picks = {arm_of(node, ctx_for(seed=s, metadata={"user": f"u{s}"} if s % 2 else {})).model
              for s in range(200)}
     assert picks == {expected}
+
+
+def open_circuit(node: TargetNode) -> None:
+    """Record failures until the target's breaker opens."""
+    now = time.monotonic()
+    for _ in range(node.breaker.failure_threshold):
+        node.state.record(node.breaker, True, now)
+    assert not node.available(now)
+
+
+@pytest.mark.parametrize("open_arm, other", [("canary", "stable"), ("stable", "canary")])
+def test_canary_open_arm_gives_its_share_to_the_other(open_arm, other):
+    """With one arm's circuit open, every request, sticky ones included, goes to the other."""
+    node = canary_node(50)
+    open_circuit(getattr(node, open_arm))
+    picks = {arm_of(node, ctx_for(seed=s, metadata={"user": f"u{s}"} if s % 2 else {})).model
+             for s in range(200)}
+    assert picks == {other}
+
+
+def test_canary_both_arms_open_keeps_the_draw():
+    """With both arms open there is nowhere better to go: the drawn arm answers (503)."""
+    node = canary_node(50)
+    open_circuit(node.canary), open_circuit(node.stable)
+    picks = {arm_of(node, ctx_for(seed=s)).model for s in range(100)}
+    assert picks == {"stable", "canary"}
+
+
+def test_canary_at_zero_percent_never_takes_stable_traffic():
+    """A canary at 0% stays out even while the stable arm is open."""
+    node = canary_node(0)
+    open_circuit(node.stable)
+    assert {arm_of(node, ctx_for(seed=s)).model for s in range(50)} == {"stable"}
+
+
+def test_canary_arm_behind_a_route_reference_counts_as_open():
+    """An arm that is a route whose every target is open is open too."""
+    routes = compile_routes({"routes": {
+        "next": {"fallback": {"targets": [demo("n1"), demo("n2")]}},
+        "c": {"canary": {"percent": 50, "stable": demo("stable"), "canary": {"route": "next"}}},
+    }})
+    node = routes["c"].node
+    for child in routes["next"].node.children:
+        open_circuit(child)
+    assert {arm_of(node, ctx_for(seed=s)).model for s in range(100)} == {"stable"}
 
 
 async def test_canary_handle_uses_chosen_arm():

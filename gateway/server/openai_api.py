@@ -139,7 +139,6 @@ class OpenAIEndpoints:
             headers = {**upstream.headers, **headers}
         headers["x-gateway-target"] = upstream.target
         headers["x-gateway-attempts"] = str(len(ctx.attempts))
-        headers["x-gateway-cache"] = ctx.notes.get("cache", "skip")
         _account(headers, started, ctx, upstream.status)
         if upstream.stream is not None:
             headers["Cache-Control"] = "no-cache"

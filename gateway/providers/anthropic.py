@@ -67,7 +67,7 @@ class AnthropicProvider(Provider):
         data = orjson.dumps(translated.body)
         if request.stream:
             chunks, _ = await post_stream(session, self._url, data, self._headers,
-                                          request.timeouts, parse_error)
+                                          request.timeouts, parse_error, expect="text/event-stream")
             options = request.body.get("stream_options") or {}
             translator = StreamTranslator(
                 include_usage=bool(isinstance(options, dict) and options.get("include_usage")),

@@ -66,7 +66,7 @@ class AzureOpenAIProvider(Provider):
         if request.stream:
             chunks, media_type = await post_stream(
                 session, url, data, self._headers, request.timeouts, parse_openai_error,
-                openai_shaped=True)
+                openai_shaped=True, expect="text/event-stream")
             if request.stream and media_type.startswith("text/event-stream"):
                 chunks = until_complete(chunks)  # a stream cut short is an error
             return UpstreamResponse(200, stream=chunks, media_type=media_type)

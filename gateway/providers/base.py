@@ -19,6 +19,7 @@ from typing import Any, AsyncIterator, Callable, Mapping
 import aiohttp
 
 from ..units import duration_text
+from .redirects import redirect_message
 
 
 # Endpoint name -> path below an OpenAI-style base_url.
@@ -180,10 +181,12 @@ class Provider(ABC):
         headers = {k: v for k, v in getattr(self, "_headers", {}).items() if k != "Content-Type"}
         url = self.health_url()
         try:
-            async with session.get(url, headers=headers,
+            async with session.get(url, headers=headers, allow_redirects=False,
                                    timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-                if resp.status < 400:
+                if resp.status < 300:
                     return None
+                if resp.status < 400:  # never followed: the key would go to the other host
+                    return redirect_message(resp.status, resp.headers.get("Location", ""), url)
                 base = self.spec.base_url.rstrip("/")
                 path = url[len(base):] if url.startswith(base) else urlsplit(url).path
                 return f"GET {path.split('?')[0]} answered {resp.status}"

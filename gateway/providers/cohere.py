@@ -69,7 +69,7 @@ class CohereProvider(Provider):
         if request.stream:
             headers = {**self._headers, "Accept": "text/event-stream"}
             chunks, _ = await post_stream(session, self._chat_url, orjson.dumps(payload), headers,
-                                          request.timeouts, parse_error)
+                                          request.timeouts, parse_error, expect="text/event-stream")
             stream = await primed(stream_chunks(chunks, model, include_usage(body)))
             return UpstreamResponse(200, stream=stream, media_type="text/event-stream")
         raw, _ = await post_json(session, self._chat_url, orjson.dumps(payload), self._headers,

@@ -95,7 +95,7 @@ class GeminiProvider(Provider):
             if request.stream:
                 chunks, _ = await post_stream(
                     session, self.url(model, "streamGenerateContent") + "?alt=sse", data,
-                    self._headers, request.timeouts, parse)
+                    self._headers, request.timeouts, parse, expect="text/event-stream")
                 stream = await primed(stream_chunks(chunks, model, include_usage(body)))
                 return UpstreamResponse(200, stream=stream, media_type="text/event-stream")
             raw, _ = await post_json(session, self.url(model, "generateContent"), data,

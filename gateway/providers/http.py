@@ -7,6 +7,10 @@ and turning upstream failures into UpstreamError values.
   iterator enforces ``idle`` between chunks.
 - Error bodies are parsed by a provider-specific function into (message, code), and the
   UpstreamError carries an OpenAI-shaped body unless the upstream's body already is one.
+- Redirects are never followed: a 3xx would carry the provider's credentials to whatever host
+  the Location names (and turn a POST into a GET). It is an upstream error that names the host.
+- A 2xx whose body is not what the caller expects (HTML where JSON or SSE was asked for, as a
+  captive portal or a wrong base_url gives) is an upstream error too, never a success.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import orjson
 from ..errors import UpstreamError, classify_status
 from ..units import duration_text
 from .base import Timeouts
+from .redirects import redirect_message
 
 MAX_ERROR_BODY = 64 * 1024
 
@@ -33,16 +38,21 @@ RetryAfter = Callable[[Mapping[str, str]], float | None]
 async def post_json(
     session: aiohttp.ClientSession, url: str, data: Any, headers: Mapping[str, str],
     timeouts: Timeouts, parse_error: ErrorParser, *, openai_shaped: bool = False,
-    retry_after_of: RetryAfter | None = None,
+    retry_after_of: RetryAfter | None = None, expect_json: bool = True,
 ) -> tuple[bytes, str]:
-    """POST and read the whole answer: (body, content type)."""
+    """POST and read the whole answer: (body, content type). With ``expect_json``, an answer
+    that is not JSON is an upstream error."""
     timeout = aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect)
     try:
-        async with session.post(url, data=data, headers=headers, timeout=timeout) as resp:
-            if resp.status >= 400:
+        async with session.post(url, data=data, headers=headers, timeout=timeout,
+                                allow_redirects=False) as resp:
+            if resp.status >= 300:
                 raise await error_from_response(resp, parse_error, openai_shaped, retry_after_of)
             body = await resp.read()
-            return body, resp.headers.get("Content-Type", "application/json")
+            media_type = resp.headers.get("Content-Type", "application/json")
+            if expect_json and not _is_json(body, media_type):
+                raise unexpected_body(resp.status, media_type, "JSON")
+            return body, media_type
     except asyncio.TimeoutError:
         raise timeout_error(timeouts.total) from None
     except aiohttp.ClientError as exc:
@@ -52,17 +62,22 @@ async def post_json(
 async def post_stream(
     session: aiohttp.ClientSession, url: str, data: bytes, headers: Mapping[str, str],
     timeouts: Timeouts, parse_error: ErrorParser, *, openai_shaped: bool = False,
-    retry_after_of: RetryAfter | None = None,
+    retry_after_of: RetryAfter | None = None, expect: str | None = None,
 ) -> tuple[AsyncIterator[bytes], str]:
-    """POST and wait for the first bytes: (an iterator over the raw body, content type)."""
+    """POST and wait for the first bytes: (an iterator over the raw body, content type).
+    ``expect`` is the media type the stream must have (``text/event-stream``), if any."""
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
     resp = None
     wait = min(timeouts.first_byte, timeouts.total)
     try:
         async with asyncio.timeout(wait):
-            resp = await session.post(url, data=data, headers=headers, timeout=timeout)
-            if resp.status >= 400:
+            resp = await session.post(url, data=data, headers=headers, timeout=timeout,
+                                      allow_redirects=False)
+            if resp.status >= 300:
                 raise await error_from_response(resp, parse_error, openai_shaped, retry_after_of)
+            declared = resp.headers.get("Content-Type")
+            if expect and declared and not declared.lower().startswith(expect):
+                raise unexpected_body(resp.status, declared, expect)
             first = await resp.content.readany()
     except asyncio.TimeoutError:
         if resp is not None:
@@ -112,6 +127,8 @@ async def error_from_response(
     retry_after_of: RetryAfter | None = None,
 ) -> UpstreamError:
     """A non-2xx answer as an UpstreamError; the provider's message is kept."""
+    if resp.status < 400:
+        return redirect_error(resp.status, resp.headers.get("Location", ""), str(resp.url))
     raw = await resp.content.read(MAX_ERROR_BODY)
     message, code = parse_error(raw, resp.status)
     error_class = classify_status(resp.status, code)
@@ -125,6 +142,37 @@ async def error_from_response(
         body=body,
         headers={"Content-Type": "application/json"},
     )
+
+
+def redirect_error(status: int, location: str, url: str) -> UpstreamError:
+    """A 3xx, never followed: a server-class failure (retried, falls back, counts against the
+    breaker) whose message names the host it pointed at."""
+    message = redirect_message(status, location, url)
+    return UpstreamError(502, "server", message,
+                         body=openai_error_body(message, "api_error", "upstream_redirect"),
+                         headers={"Content-Type": "application/json"})
+
+
+def unexpected_body(status: int, media_type: str, expected: str) -> UpstreamError:
+    """A 2xx with a body of the wrong kind (an HTML page where JSON was expected): a
+    server-class failure, so it is retried, falls back and counts against the breaker."""
+    kind = media_type.split(";")[0].strip() or "no content type"
+    message = (f"upstream answered {status} with {kind} where {expected} was expected — "
+               "is base_url right?")
+    return UpstreamError(502, "server", message,
+                         body=openai_error_body(message, "api_error", "bad_upstream_response"),
+                         headers={"Content-Type": "application/json"})
+
+
+def _is_json(body: bytes, media_type: str) -> bool:
+    """Cheap when the upstream says JSON (the first byte is checked); parsed otherwise."""
+    if "json" in media_type.lower():
+        return body.lstrip()[:1] in (b"{", b"[")
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 def parse_openai_error(body: bytes, status: int) -> tuple[str, str | None]:

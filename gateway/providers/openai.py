@@ -71,7 +71,7 @@ class OpenAIProvider(Provider):
         if request.stream or request.endpoint == "speech":  # audio is streamed back as it comes
             chunks, media_type = await post_stream(
                 session, url, data, self._headers, request.timeouts, parse_openai_error,
-                openai_shaped=True)
+                openai_shaped=True, expect="text/event-stream" if request.stream else None)
             if request.stream and media_type.startswith("text/event-stream"):
                 chunks = until_complete(chunks)  # a stream cut short is an error
             return UpstreamResponse(200, stream=chunks, media_type=media_type)
@@ -90,6 +90,8 @@ class OpenAIProvider(Provider):
             form.add_field(upload.field, upload.rewind(), filename=upload.filename,
                            content_type=upload.content_type)
         headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
+        json_format = request.body.get("response_format", "json") in ("json", "verbose_json")
         body, media_type = await post_json(session, url, form, headers, request.timeouts,
-                                           parse_openai_error, openai_shaped=True)
+                                           parse_openai_error, openai_shaped=True,
+                                           expect_json=json_format)  # or text, srt, vtt
         return UpstreamResponse(200, body=body, media_type=media_type)

@@ -35,6 +35,8 @@ import nacl.pwhash
 import nacl.secret
 import nacl.utils
 
+from . import datadir
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: single-writer use only
@@ -468,7 +470,7 @@ class Vault:
 
     def _ensure_dir(self) -> None:
         try:
-            os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
+            datadir.private_dir(self.data_dir)
         except OSError as exc:
             raise VaultError(f"cannot create the data directory {self.data_dir}: "
                              f"{exc.strerror}") from None

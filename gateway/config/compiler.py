@@ -47,6 +47,7 @@ from ..hookspecs import PluginContext
 from ..pluginmanager import PluginManager, default_manager
 from ..providers.base import ClientPool, Provider, ProviderSpec, Timeouts
 from ..providers.registry import provider_types
+from ..providers.scrub import Scrubber
 from ..state.canary import CanaryState
 from ..state.registry import StateRegistry
 from ..state.retry_budget import RetryBudgetState
@@ -54,6 +55,7 @@ from ..state.target import ProviderHealth, TargetState
 from ..units import seconds, size_bytes
 from . import schema
 from .plugins import compile_plugins
+from .redact import secret_values
 from .secrets import resolve_secrets  # secret:NAME -> vault value, in a copy of the data
 from .loader import LoadedConfig, load_bytes, load_file
 from .source import Path, SourceMap, format_path
@@ -114,6 +116,7 @@ class _Compiler:
         self.failed: set[str] = set()
         self.state_keys: set[Hashable] = set()
         self.checks: tuple = ()
+        self.scrubber = Scrubber()
 
     def error(self, path: Path, message: str, hint: str | None = None, *, at_key=False) -> None:
         self.errors.append(self.source.error(path, message, hint, at_key=at_key))
@@ -124,6 +127,7 @@ class _Compiler:
         settings = self._settings()
         self.data, secret_errors = resolve_secrets(self.data, self.source, settings.data_dir)
         self.errors.extend(secret_errors)
+        self.scrubber = Scrubber.of(secret_values(self.data))
         self._providers()
         keys = self._keys()
         plugins = compile_plugins(
@@ -160,6 +164,7 @@ class _Compiler:
             request_timeout=(seconds(self.defaults["request_timeout"])
                              if "request_timeout" in self.defaults else None),
             handler=build_pipeline(chain),
+            scrubber=self.scrubber,
             state_keys=frozenset(self.state_keys),
             warnings=tuple(self.warnings),
             route_specs=MappingProxyType(
@@ -312,6 +317,7 @@ class _Compiler:
             health=self.runtime.state.acquire(("health", provider.name), ProviderHealth),
             override_params=_freeze(spec.get("override_params") or {}),
             checks=self.checks,
+            scrubber=self.scrubber,
         )
 
     def _timeouts(self, target: Any, provider: Any) -> Timeouts:

@@ -3,7 +3,8 @@
 A secret field (``api_key``, ``admin_token``, the AWS keys, an alert ``webhook``, any value under
 a provider's ``headers``) may be shown only as a reference: ``${VAR}``, ``secret:NAME``, or
 text around ``${VAR}`` such as ``Bearer ${TOKEN}``. A value written literally is replaced by
-``***``, and so is the default of ``${VAR:-default}``.
+``***``, and so is the default of ``${VAR:-default}``. In any other value, the userinfo of a
+URL (``http://user:pass@host``) is replaced by ``***``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ruamel.yaml.error import YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .schema import SECRET_FIELDS
+from .userinfo import mask_userinfo, userinfo_secrets
 
 SECRET_KEYS = SECRET_FIELDS | {"webhook"}
 SECRET_PARENTS = frozenset({"headers"})  # every value under these mappings
@@ -49,7 +51,37 @@ def mask_data(data: Any, parent: Any = None) -> Any:
                     else mask_data(v, k)) for k, v in data.items()}
     if isinstance(data, list):
         return [mask_data(v, parent) for v in data]
+    if isinstance(data, str):
+        return mask_userinfo(data)
     return data
+
+
+def secret_values(data: Any, parent: Any = None) -> set[str]:
+    """Every credential value in resolved config data (``${VAR}`` and ``secret:`` already
+    replaced): what upstream error text is scrubbed of (providers/scrub.py)."""
+    found: set[str] = set()
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if is_secret_key(key, parent):
+                found.update(_strings(value))
+            else:
+                found.update(secret_values(value, key))
+    elif isinstance(data, list):
+        for item in data:
+            found.update(secret_values(item, parent))
+    elif isinstance(data, str):
+        found.update(userinfo_secrets(data))
+    return found
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
 
 
 def redact_text(text: str) -> str:
@@ -86,6 +118,8 @@ def _walk(node: Node | None, parent: Any, spans: dict, seen: set) -> None:
             _walk(item, parent, spans, seen)
     elif isinstance(node, ScalarNode) and parent in SECRET_PARENTS:
         _mask_scalar(node, spans)
+    elif isinstance(node, ScalarNode) and mask_userinfo(node.value) != node.value:
+        spans[node.start_mark.index] = (node.end_mark.index, json.dumps(mask_userinfo(node.value)))
 
 
 def _mask_scalar(node: ScalarNode, spans: dict) -> None:
@@ -100,6 +134,7 @@ def _redact_lines(text: str) -> str:
     """Fallback for a text that does not parse: mask the value after any secret key."""
     out = []
     for line in text.splitlines(keepends=True):
+        line = mask_userinfo(line)
         match = _LINE.match(line.rstrip("\n"))
         if match and mask_value(match.group(2).strip("\"' ")) != match.group(2).strip("\"' "):
             line = match.group(1) + json.dumps(MASK) + ("\n" if line.endswith("\n") else "")

@@ -19,6 +19,7 @@ from jsonschema.exceptions import SchemaError, ValidationError
 from ..errors import ConfigError
 from .source import SourceMap
 from .suggest import did_you_mean
+from .userinfo import mask_userinfo
 
 SECRET_FIELDS = frozenset(
     {"api_key", "admin_token", "aws_secret_access_key", "aws_session_token", "aws_access_key_id",
@@ -220,15 +221,19 @@ def _pattern_message(path: tuple, err: ValidationError) -> str:
 
 
 def _redacted_message(path: tuple, err: ValidationError) -> str:
-    if path and path[-1] in SECRET_FIELDS:
+    if _is_secret(path):
         return f"invalid value for {path[-1]} ({err.validator} check failed)"
-    return err.message
+    return mask_userinfo(err.message)
+
+
+def _is_secret(path: tuple) -> bool:
+    return bool(path) and (path[-1] in SECRET_FIELDS or (len(path) > 1 and path[-2] == "headers"))
 
 
 def _show(path: tuple, value: Any) -> str:
-    if path and path[-1] in SECRET_FIELDS:
+    if _is_secret(path):
         return "the value"
-    text = repr(value)
+    text = mask_userinfo(repr(value))
     return text if len(text) <= 60 else text[:57] + "..."
 
 

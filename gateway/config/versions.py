@@ -42,6 +42,7 @@ from typing import Any, Iterator, Mapping
 
 from sqlite_utils import Database, Migrations
 
+from .. import datadir
 from .loader import LoadedConfig, Reader
 
 DB_NAME = "gateway.db"
@@ -204,7 +205,7 @@ class VersionStore:
         if not self.exists():
             return iter(())
         try:
-            db = Database(self.path)
+            db = Database(datadir.connect(self.path))
             try:
                 if "config_versions" not in db.table_names():
                     return iter(())
@@ -292,8 +293,7 @@ class VersionStore:
 
     def _open(self) -> Database:
         try:
-            os.makedirs(self.data_dir, exist_ok=True)
-            db = Database(self.path)
+            db = Database(datadir.connect(self.path))
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{self.path}: cannot open the version store: {exc} "
                              "(check server.data_dir and its permissions)") from exc

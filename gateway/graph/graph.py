@@ -8,6 +8,7 @@ from typing import Any, Hashable, Mapping
 
 from ..keys.store import StoredKey
 from ..providers.base import Provider
+from ..providers.scrub import Scrubber
 from .nodes import Node
 from .pipeline import Handler, Middleware
 
@@ -87,6 +88,8 @@ class RoutingGraph:
     warnings: tuple = ()  # ConfigErrors that do not reject the config
     # Canonical JSON of each route's config, to say which routes a reload changed.
     route_specs: Mapping[str, bytes] = field(default_factory=dict)
+    # Every configured credential: scrubbed from upstream error text (providers/scrub.py).
+    scrubber: Scrubber = field(default_factory=Scrubber)
 
     @property
     def requires_key(self) -> bool:

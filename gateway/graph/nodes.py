@@ -26,6 +26,7 @@ from ..providers.base import (
     UpstreamRequest,
     UpstreamResponse,
 )
+from ..providers.scrub import NO_SECRETS, Scrubber
 from ..state.canary import CanaryState
 from ..state.target import ProviderHealth, TargetState
 from .conditions import Predicate, is_missing
@@ -63,6 +64,7 @@ class TargetNode:
     health: ProviderHealth
     override_params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     checks: tuple = ()  # plugin_layer.NamedCheck: attempt checks run on each whole answer
+    scrubber: Scrubber = NO_SECRETS  # every provider error is scrubbed of credentials here
 
     @property
     def label(self) -> str:
@@ -129,6 +131,7 @@ class TargetNode:
             state.done()
             state.record(self.breaker, self.breaker.on.matches(err), ended, ctx.route)
             err.target = label
+            self.scrubber.error(err)
             ms = (ended - started) * 1000
             ctx.upstream_ms += ms
             ctx.attempts.append(Attempt(label, err.status, err.error_class, ms))
@@ -143,7 +146,7 @@ class TargetNode:
         state.finished(ms)
         state.record(self.breaker, False, ended, ctx.route)
         if response.stream is not None:
-            response.stream = _count_until_end(response.stream, state)
+            response.stream = _count_until_end(response.stream, state, self.scrubber)
         else:
             state.done()
             response.target = label  # the checks may name it
@@ -161,11 +164,15 @@ class TargetNode:
         return response
 
 
-async def _count_until_end(stream: AsyncIterator[bytes], state: TargetState) -> AsyncIterator[bytes]:
-    """A stream is in flight until its last chunk (least_busy counts it)."""
+async def _count_until_end(stream: AsyncIterator[bytes], state: TargetState,
+                           scrubber: Scrubber) -> AsyncIterator[bytes]:
+    """A stream is in flight until its last chunk (least_busy counts it). An error that ends
+    it is scrubbed like any other provider error."""
     try:
         async for chunk in stream:
             yield chunk
+    except UpstreamError as err:
+        raise scrubber.error(err)
     finally:
         state.done()
 

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import datadir
+
 KEY_PREFIX = "gw-"
 
 
@@ -89,8 +91,7 @@ class KeyStore:
         `gateway validate` leaves no file behind)."""
         db = getattr(self._local, "db", None)
         if db is None:
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=5, isolation_level=None)
+            db = datadir.connect(self.path, timeout=5, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA busy_timeout=5000")
             db.execute(self.SCHEMA)

@@ -14,6 +14,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
+from .. import datadir
 from ..hookspecs import PluginContext
 from ..logs import get_logger
 from ..state.flusher import PeriodicFlush
@@ -69,8 +70,7 @@ class UsageRecorder(PeriodicFlush):
 
 
 def _connect(path: str) -> sqlite3.Connection:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    db = sqlite3.connect(path, timeout=5)
+    db = datadir.connect(path, timeout=5)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(SCHEMA)
     return db

@@ -12,6 +12,7 @@ from ..units import seconds
 from ..graph.graph import RoutingGraph
 from ..logs import get_logger
 from ..providers.base import Provider
+from ..providers.scrub import Scrubber
 from ..state.registry import StateRegistry
 from ..state.target import ProviderHealth
 
@@ -37,7 +38,8 @@ class HealthMonitor:
         for name, (provider, spec) in wanted.items():
             if name not in self.tasks:
                 health = self.state.acquire(("health", name), ProviderHealth)
-                task = asyncio.get_running_loop().create_task(self._loop(provider, spec, health))
+                task = asyncio.get_running_loop().create_task(
+                    self._loop(provider, spec, health, graph.scrubber))
                 self.tasks[name] = (_identity(provider, spec), task)
 
     async def stop(self) -> None:
@@ -46,12 +48,15 @@ class HealthMonitor:
         await asyncio.gather(*(t for _, t in self.tasks.values()), return_exceptions=True)
         self.tasks.clear()
 
-    async def _loop(self, provider: Provider, spec: dict, health: ProviderHealth) -> None:
+    async def _loop(self, provider: Provider, spec: dict, health: ProviderHealth,
+                    scrubber: Scrubber) -> None:
         interval = seconds(spec.get("interval", "30s"))
         timeout = seconds(spec.get("timeout", "5s"))
         threshold = spec.get("failures", 2)
         while True:
             error = await provider.check_health(timeout)
+            if error is not None:
+                error = scrubber.text(error)
             health.checked_at = time.time()
             if error is None:
                 if not health.healthy:

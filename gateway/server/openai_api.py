@@ -126,6 +126,7 @@ class OpenAIEndpoints:
                 log_request(ctx, endpoint, request_id, err.status, None, err.message)
             return gateway_error_response(err, headers)
         except UpstreamError as err:
+            graph.scrubber.error(err)  # also what middleware raised; providers' already is
             status, content, extra = upstream_failure(err, ctx)
             headers.update(extra)
             headers["x-gateway-attempts"] = str(len(ctx.attempts))

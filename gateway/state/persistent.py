@@ -12,6 +12,7 @@ import os
 import sqlite3
 import time
 
+from .. import datadir
 from ..logs import get_logger
 from .counters import Limit, MemoryCounters
 from .flusher import PeriodicFlush
@@ -30,8 +31,7 @@ class SqliteCounters(PeriodicFlush, MemoryCounters):
         self._load()
 
     def _db(self) -> sqlite3.Connection:
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        db = sqlite3.connect(self.path, timeout=5)
+        db = datadir.connect(self.path, timeout=5)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("CREATE TABLE IF NOT EXISTS worker_counters (worker INTEGER NOT NULL,"
                    " key TEXT NOT NULL, bucket INTEGER NOT NULL, amount REAL NOT NULL,"

@@ -3,8 +3,14 @@ real app and real HTTP upstreams on loopback."""
 
 from __future__ import annotations
 
+import base64
+import os
+import sqlite3
+import stat
+
 import pytest
 from aiohttp import web
+from structlog.testing import capture_logs
 
 from .upstreams import Scripted, chat, gateway
 
@@ -144,3 +150,185 @@ async def test_json_with_a_plain_text_content_type_is_still_an_answer(tmp_path):
         async with gateway(tmp_path, HTML_CONFIG.format(base_url=up.base_url)) as (client, _):
             r = await client.post("/v1/chat/completions", json=chat("direct"))
     assert r.status_code == 200 and r.json() == {"id": "x", "choices": []}
+
+
+# -- 7. upstream error text is scrubbed of credentials ---------------------------------------
+
+ECHO_CONFIG = """
+version: 1
+server: {{data_dir: data}}
+defaults: {{retry: {{attempts: 1}}}}
+providers:
+  echo:
+    type: openai-compatible
+    base_url: {base_url}
+    api_key: ${{ECHO_KEY}}
+    headers: {{x-team-secret: team-secret-5678}}
+routes:
+  direct: {{target: {{provider: echo, model: m}}}}
+"""
+
+ECHO_KEY = "echo-key-abcdef123456"
+LEAKS = (ECHO_KEY, "team-secret-5678", "sk-proj-unrelated0123456789", "opaque.token.value")
+
+
+def echoing(status: int, *, stream_first: bool = False) -> Scripted:
+    """An upstream that quotes the request's credentials (and other token-shaped text) back
+    in its error, as some proxies and misconfigured servers do."""
+    async def answer(request: web.Request) -> web.StreamResponse:
+        text = (f"denied: Authorization={request.headers.get('Authorization')} "
+                f"x-team-secret={request.headers.get('x-team-secret')} "
+                "other=sk-proj-unrelated0123456789 and Bearer opaque.token.value")
+        return web.json_response({"error": {"message": text, "type": "x", "code": None}},
+                                 status=status)
+    return Scripted(answer)
+
+
+@pytest.mark.parametrize("status", [401, 400, 429, 500, 503])
+async def test_upstream_error_text_never_carries_a_credential(tmp_path, monkeypatch, status):
+    """Whatever the upstream quotes back, the client's error and the request log show ***
+    where a configured credential or a token-shaped string was."""
+    monkeypatch.setenv("ECHO_KEY", ECHO_KEY)
+    with echoing(status) as up, capture_logs() as logs:
+        async with gateway(tmp_path, ECHO_CONFIG.format(base_url=up.base_url)) as (client, _):
+            r = await client.post("/v1/chat/completions", json=chat("direct"))
+    assert r.status_code == status
+    assert up.seen[0].headers["Authorization"] == f"Bearer {ECHO_KEY}"  # it was sent
+    logged = repr(logs)
+    for secret in LEAKS:
+        assert secret not in r.text and secret not in logged
+    message = r.json()["error"]["message"]
+    assert "Authorization=Bearer ***" in message and "x-team-secret=***" in message
+    assert "denied" in logged
+
+
+def test_every_configured_credential_is_scrubbed(tmp_path, monkeypatch):
+    """The scrubber knows every credential of the config: keys, headers, Azure and AWS
+    secrets, URL userinfo, the admin token, and values resolved from the vault."""
+    from gateway.config.compiler import compile_bytes
+    from gateway.vault import Vault
+
+    key = base64.b64encode(os.urandom(32)).decode()
+    monkeypatch.setenv("GATEWAY_MASTER_KEY", key)
+    Vault(str(tmp_path / "data"), {"GATEWAY_MASTER_KEY": key}).set("tenant", "vault-tenant-9999")
+    config = """
+version: 1
+server: {data_dir: data, admin_token: admin-token-4242}
+providers:
+  oa: {type: openai, api_key: oa-key-111111, headers: {x-tenant: secret:tenant}}
+  az: {type: azure-openai, base_url: "https://az.example", api_version: "2024-10-21",
+       azure_ad_token: ad-token-222222}
+  aws: {type: bedrock, region: eu-west-1, aws_access_key_id: AKIA33333333,
+        aws_secret_access_key: aws-secret-444444, aws_session_token: aws-session-555555}
+  local: {type: openai-compatible, base_url: "http://proxyuser:proxy-pass-666@127.0.0.1:9/v1"}
+routes:
+  r: {target: {provider: oa, model: m}}
+"""
+    path = tmp_path / "gateway.yaml"
+    path.write_text(config)
+    graph = compile_bytes(config.encode(), str(path))
+    text = ("oa-key-111111 vault-tenant-9999 ad-token-222222 AKIA33333333 aws-secret-444444 "
+            "aws-session-555555 proxy-pass-666 proxyuser:proxy-pass-666 admin-token-4242")
+    assert graph.scrubber.text(text) == " ".join(["***"] * 9)
+
+
+# -- 8. URL userinfo is a secret --------------------------------------------------------------
+
+USERINFO_CONFIG = """
+version: 1
+server: {{data_dir: data}}
+providers:
+  local: {{type: openai-compatible, base_url: "http://proxyuser:proxy-pass-666@{host}/v1"}}
+routes:
+  r: {{target: {{provider: local, model: m}}}}
+"""
+
+
+async def test_url_userinfo_is_masked_in_admin_output(tmp_path):
+    """A stored config version shows http://***@host, never the user and password."""
+    async with gateway(tmp_path, USERINFO_CONFIG.format(host="127.0.0.1:9")) as (client, _):
+        assert (await client.post("/admin/reload?force=1")).status_code == 200
+        listed = (await client.get("/admin/config/versions")).json()
+        number = listed["versions"][0]["number"]
+        shown = (await client.get(f"/admin/config/versions/{number}")).text
+    assert "proxy-pass-666" not in shown and "proxyuser" not in shown
+    assert "http://***@127.0.0.1:9/v1" in shown
+
+
+def test_url_userinfo_is_masked_in_gateway_diff_and_validate(tmp_path, capsys):
+    """`gateway diff` shows the changed base_url with its userinfo masked; `gateway validate`
+    quotes a bad base_url the same way."""
+    from gateway.cli import main
+
+    old, new, bad = tmp_path / "old.yaml", tmp_path / "new.yaml", tmp_path / "bad.yaml"
+    old.write_text(USERINFO_CONFIG.format(host="127.0.0.1:9"))
+    new.write_text(USERINFO_CONFIG.format(host="127.0.0.1:10"))
+    bad.write_text(USERINFO_CONFIG.format(host="127.0.0.1:9").replace("http://", "ftp://"))
+    assert main(["diff", str(new), "--against", str(old)]) == 1
+    assert main(["validate", str(bad)]) == 1
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "proxy-pass-666" not in text and "proxyuser" not in text
+    assert "http://***@127.0.0.1:10/v1" in text and "ftp://***@127.0.0.1:9/v1" in text
+
+
+# -- 9. the data directory is private ----------------------------------------------------------
+
+PRIVATE_CONFIG = """
+version: 1
+server: {data_dir: data}
+providers:
+  demo: {type: mock}
+routes:
+  r: {target: {provider: demo, model: m}}
+"""
+
+
+@pytest.fixture
+def loose_umask():
+    """The common default: new files world-readable unless the gateway says otherwise."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def modes(folder) -> dict[str, int]:
+    return {p.name: stat.S_IMODE(p.stat().st_mode) for p in [folder, *folder.iterdir()]}
+
+
+async def test_data_dir_is_0700_and_every_file_in_it_0600(tmp_path, monkeypatch, loose_umask):
+    """Config versions, keys, usage and the vault: the folder 0700, each file (SQLite's WAL
+    and SHM side files included) 0600."""
+    from gateway.middleware.usage import usage_db, write_usage
+    from gateway.vault import Vault
+
+    key = base64.b64encode(os.urandom(32)).decode()
+    data = tmp_path / "data"
+    async with gateway(tmp_path, PRIVATE_CONFIG) as (client, _):
+        assert (await client.post("/admin/reload?force=1")).status_code == 200
+        assert (await client.post("/admin/keys", json={"name": "team"})).status_code in (200, 201)
+    write_usage(usage_db(str(data)), {("2026-01-01", "team", "r", "demo/m"): [1, 2, 3, 0.1]})
+    Vault(str(data), {"GATEWAY_MASTER_KEY": key}).set("tenant", "value")
+    found = modes(data)
+    assert {"gateway.db", "gateway.db-wal", "vault.json"} <= set(found)
+    assert found.pop("data") == 0o700
+    assert found == {name: 0o600 for name in found}
+
+
+async def test_existing_data_dir_and_databases_are_tightened_on_open(tmp_path, loose_umask):
+    """A data dir made world-readable before (an older version, a loose umask) is made
+    private when the gateway opens it."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    db = sqlite3.connect(data / "gateway.db")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE t (x)")
+    db.close()
+    (data / "gateway.db-wal").write_bytes(b"")
+    os.chmod(data, 0o755), os.chmod(data / "gateway.db", 0o644)
+    os.chmod(data / "gateway.db-wal", 0o644)
+    async with gateway(tmp_path, PRIVATE_CONFIG) as (client, _):
+        assert (await client.post("/admin/reload?force=1")).status_code == 200
+    found = modes(data)
+    assert found.pop("data") == 0o700
+    assert found == {name: 0o600 for name in found}

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from typing import Any
 
+from ..config.git import committed_blob
 from ..config.diff import ConfigDiff, Side, diff, flow
 from ..config.loader import Reader, load_bytes, read_file
 from ..config.rollback import OtherConfig, check_owner
@@ -158,8 +159,7 @@ def git_side(path: str, rev: str, env: str | None) -> Side:
 
     def show(file: str) -> bytes:
         rel = os.path.relpath(os.path.abspath(file), folder).replace(os.sep, "/")
-        done = subprocess.run(["git", "-C", folder, "show", f"{rev}:./{rel}"],
-                              capture_output=True, timeout=30)
+        done = committed_blob(folder, rev, rel)  # runs nothing the repository configures
         if done.returncode != 0:
             reason = done.stderr.decode(errors="replace").strip().splitlines()
             raise FileNotFoundError(2, f"not in git {rev}: {reason[-1] if reason else ''}", file)

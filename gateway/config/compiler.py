@@ -56,6 +56,8 @@ from ..units import seconds, size_bytes
 from . import schema
 from .plugins import compile_plugins
 from .redact import secret_values
+from .self_address import points_at_listener
+from .userinfo import mask_userinfo
 from .secrets import resolve_secrets  # secret:NAME -> vault value, in a copy of the data
 from .loader import LoadedConfig, load_bytes, load_file
 from .source import Path, SourceMap, format_path
@@ -76,6 +78,10 @@ class Runtime:
     clients: ClientPool = field(default_factory=ClientPool)
     state: StateRegistry = field(default_factory=StateRegistry)
     plugins: PluginManager = field(default_factory=default_manager)
+    # Where `gateway serve` listens when the command line overrides server.host/port: a
+    # provider pointing there is the gateway itself (self_address.py).
+    listen_host: str | None = None
+    listen_port: int | None = None
 
 
 def compile_file(path: str, *, version: int = 0, runtime: Runtime | None = None,
@@ -128,7 +134,9 @@ class _Compiler:
         self.data, secret_errors = resolve_secrets(self.data, self.source, settings.data_dir)
         self.errors.extend(secret_errors)
         self.scrubber = Scrubber.of(secret_values(self.data))
-        self._providers()
+        self._providers((self.runtime.listen_host or settings.host,
+                         settings.port if self.runtime.listen_port is None
+                         else self.runtime.listen_port))
         keys = self._keys()
         plugins = compile_plugins(
             self.runtime.plugins, self.data.get("plugins") or [], self.source,
@@ -192,7 +200,7 @@ class _Compiler:
 
     # -- providers -------------------------------------------------------------------------
 
-    def _providers(self) -> None:
+    def _providers(self, listen: tuple[str, int]) -> None:
         types = {**self.runtime.plugins.provider_types(), **provider_types()}  # built-ins win
         for name, spec in (self.data.get("providers") or {}).items():
             path = ("providers", name)
@@ -205,6 +213,12 @@ class _Compiler:
             base_url = spec.get("base_url") or cls.default_base_url(kind)
             if not base_url:
                 self.error(path, f"provider '{name}' of type {kind} needs base_url")
+                continue
+            if points_at_listener(base_url, *listen):
+                self.error(path + (("base_url",) if "base_url" in spec else ("type",)),
+                           f"{mask_userinfo(base_url)} is this gateway itself (it listens on "
+                           f"{listen[0]}:{listen[1]}): every request would come back here",
+                           "point base_url at the upstream, or serve on another port")
                 continue
             api_key = spec.get("api_key") or None
             if cls.needs_key(kind) and not api_key and "base_url" not in spec:

@@ -35,7 +35,6 @@ import errno
 import json
 import os
 import sqlite3
-import subprocess
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
@@ -43,6 +42,7 @@ from typing import Any, Iterator, Mapping
 from sqlite_utils import Database, Migrations
 
 from .. import datadir
+from .git import git_info  # noqa: F401  (re-exported: rollback and the CLI import it here)
 from .loader import LoadedConfig, Reader
 
 DB_NAME = "gateway.db"
@@ -320,30 +320,6 @@ def data_dir_for(config_path: str, data: Any) -> str:
     if not isinstance(value, str) or not value or "${" in value:
         value = ".gateway"
     return os.path.join(os.path.dirname(os.path.abspath(config_path)), value)
-
-
-def git_info(paths: list[str]) -> tuple[str | None, bool | None]:
-    """(HEAD commit, whether any of ``paths`` differs from it) when the first path sits in a git
-    work tree; (None, None) outside git or when git is not installed."""
-    folder = os.path.dirname(os.path.abspath(paths[0])) or "."
-    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
-
-    def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", "-C", folder, *args], capture_output=True, text=True,
-                              timeout=10, env=env)
-
-    try:
-        if git("rev-parse", "--is-inside-work-tree").stdout.strip() != "true":
-            return None, None
-        head = git("rev-parse", "--verify", "-q", "HEAD")
-        commit = head.stdout.strip() if head.returncode == 0 else None
-        status = git("status", "--porcelain", "--untracked-files=all", "--",
-                     *(os.path.abspath(p) for p in paths))
-    except (OSError, subprocess.SubprocessError):
-        return None, None
-    if status.returncode != 0:
-        return commit, None
-    return commit, commit is None or bool(status.stdout.strip())
 
 
 def _iso(ts: float) -> str:

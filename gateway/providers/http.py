@@ -26,6 +26,7 @@ import orjson
 from ..errors import UpstreamError, classify_status
 from ..units import duration_text
 from .base import Timeouts
+from .hops import with_hop
 from .redirects import redirect_message
 
 MAX_ERROR_BODY = 64 * 1024
@@ -44,7 +45,7 @@ async def post_json(
     that is not JSON is an upstream error."""
     timeout = aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect)
     try:
-        async with session.post(url, data=data, headers=headers, timeout=timeout,
+        async with session.post(url, data=data, headers=with_hop(headers), timeout=timeout,
                                 allow_redirects=False) as resp:
             if resp.status >= 300:
                 raise await error_from_response(resp, parse_error, openai_shaped, retry_after_of)
@@ -71,8 +72,8 @@ async def post_stream(
     wait = min(timeouts.first_byte, timeouts.total)
     try:
         async with asyncio.timeout(wait):
-            resp = await session.post(url, data=data, headers=headers, timeout=timeout,
-                                      allow_redirects=False)
+            resp = await session.post(url, data=data, headers=with_hop(headers),
+                                      timeout=timeout, allow_redirects=False)
             if resp.status >= 300:
                 raise await error_from_response(resp, parse_error, openai_shaped, retry_after_of)
             declared = resp.headers.get("Content-Type")

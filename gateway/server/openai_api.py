@@ -23,6 +23,7 @@ from ..graph.context import RequestContext
 from ..providers.base import Upload
 from .access_log import log_request
 from .errors import error_body, gateway_error_response, upstream_failure
+from .loops import check_hops
 from .reload import GraphHolder
 from .request_stats import STATS
 
@@ -94,6 +95,7 @@ class OpenAIEndpoints:
         try:
             # Auth before anything else: an unauthenticated caller learns nothing about routes.
             key = graph.identify(request.headers) if graph.identify is not None else None
+            check_hops(request.headers)  # 508 for a request going round between gateways
             if endpoint == "transcriptions":
                 body, files = await read_form(request, graph.settings.max_body)
             else:

@@ -27,7 +27,7 @@ def serve(config_path: str, host: str | None = None, port: int | None = None,
           workers: int | None = None, watch: bool = True, environment: str | None = None,
           engine_name: str | None = None, log_level: str | None = None) -> int:
     configure(log_level or "info", final=False)  # until the config has said server.log_level
-    runtime = Runtime()
+    runtime = Runtime(listen_host=host, listen_port=port)  # the command line's, if given
     try:
         graph, loaded = startup_graph(config_path, runtime, environment)
     except ConfigErrors as exc:
@@ -68,7 +68,8 @@ def serve(config_path: str, host: str | None = None, port: int | None = None,
     STATS.share_across_workers()  # one /metrics scrape counts every worker's requests
     ctx = multiprocessing.get_context("fork")
     children = [
-        ctx.Process(target=_run_worker, args=(config_path, graph, Runtime(), config, sockets, watch,
+        ctx.Process(target=_run_worker, args=(config_path, graph, Runtime(listen_host=host,
+                                              listen_port=port), config, sockets, watch,
                                               environment, inputs), kwargs={"index": i, "host": host})
         for i in range(workers)
     ]

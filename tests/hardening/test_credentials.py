@@ -7,11 +7,16 @@ import base64
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
+from pathlib import Path
 
+import httpx
 import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
+from ..background_app import free_port
 from .upstreams import Scripted, chat, gateway
 
 
@@ -332,3 +337,167 @@ async def test_existing_data_dir_and_databases_are_tightened_on_open(tmp_path, l
     found = modes(data)
     assert found.pop("data") == 0o700
     assert found == {name: 0o600 for name in found}
+
+
+# -- 10. git never runs what the config's repository configures -------------------------------
+
+GIT_CONFIG = PRIVATE_CONFIG
+
+
+def trapped_repo(folder: Path) -> Path:
+    """A repository holding gateway.yaml whose .git/config makes `git status` run a program
+    (core.fsmonitor, and a clean filter for *.yaml); the program writes the returned marker."""
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(folder), *args], check=True, capture_output=True,
+                       timeout=30)
+    git("init", "-q", ".")
+    git("config", "user.email", "t@example.com"), git("config", "user.name", "T")
+    git("config", "commit.gpgsign", "false")
+    (folder / "gateway.yaml").write_text(GIT_CONFIG)
+    git("add", "gateway.yaml"), git("commit", "-q", "-m", "c1")
+    marker = folder / "TRAP-RAN"
+    trap = folder / "trap.sh"
+    trap.write_text(f"#!/bin/sh\necho \"$0 $*\" >> '{marker}'\ncat\n")
+    trap.chmod(0o755)
+    git("config", "core.fsmonitor", str(trap))
+    git("config", "filter.trap.clean", str(trap))
+    git("config", "core.hooksPath", str(folder))
+    (folder / ".gitattributes").write_text("*.yaml filter=trap\n")
+    return marker
+
+
+async def test_git_on_the_config_directory_runs_nothing_the_repository_configures(
+        tmp_path, capsys, gateway_factory):
+    """Recording a version (serve, admin reload), `gateway history` and `gateway diff
+    --against git:HEAD` ask git about the config's repository; the programs its .git/config
+    names never run, and the commit and dirtiness are still right."""
+    from gateway.cli import main
+    from gateway.config.versions import VersionStore
+
+    marker = trapped_repo(tmp_path)
+    config = tmp_path / "gateway.yaml"
+    gw = gateway_factory(GIT_CONFIG)  # `gateway serve` records version 1 with its git commit
+    gw.stop()
+    async with gateway(tmp_path, GIT_CONFIG + "# edited\n") as (client, _):
+        assert (await client.post("/admin/reload?force=1")).status_code == 200
+    assert main(["history", "--config", str(config)]) == 0
+    assert main(["diff", str(config), "--against", "git:HEAD"]) in (0, 1)
+    capsys.readouterr()
+    assert not marker.exists(), marker.read_text()
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    versions = VersionStore(str(tmp_path / "data")).list()
+    assert [(v.git_commit, v.git_dirty) for v in sorted(versions, key=lambda v: v.number)] == [
+        (head, False), (head, True)]
+
+
+# -- 11. a gateway never calls itself ----------------------------------------------------------
+
+SELF_CONFIG = """
+version: 1
+server: {{host: "{listen}", port: 8080, admin_token: t0ken-for-bind, data_dir: data}}
+keys:
+  k: {{key_sha256: 5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8}}
+providers:
+  loop:
+    type: openai-compatible
+    base_url: "{base_url}"
+routes:
+  r: {{target: {{provider: loop, model: m}}}}
+"""
+
+
+@pytest.mark.parametrize("listen, base_url", [
+    ("127.0.0.1", "http://127.0.0.1:8080/v1"),
+    ("127.0.0.1", "http://localhost:8080/v1"),
+    ("127.0.0.1", "http://[::1]:8080/v1"),
+    ("0.0.0.0", "http://127.0.0.1:8080/v1"),
+    ("0.0.0.0", "http://0.0.0.0:8080"),
+    ("10.1.2.3", "http://10.1.2.3:8080/v1"),
+])
+def test_a_provider_whose_base_url_is_the_gateway_is_a_compile_error(tmp_path, capsys, listen,
+                                                                     base_url):
+    """`gateway validate` refuses it, at the base_url's line and column."""
+    from gateway.cli import main
+
+    path = tmp_path / "gateway.yaml"
+    path.write_text(SELF_CONFIG.format(listen=listen, base_url=base_url))
+    assert main(["validate", str(path)]) == 1
+    err = capsys.readouterr()
+    assert f"{path}:9:15: $.providers.loop.base_url: " in err.out + err.err
+    assert "is this gateway itself" in err.out + err.err
+
+
+@pytest.mark.parametrize("listen, base_url", [
+    ("127.0.0.1", "http://127.0.0.1:8081/v1"),
+    ("127.0.0.1", "http://10.1.2.3:8080/v1"),
+    ("10.1.2.3", "http://10.1.2.4:8080/v1"),
+])
+def test_another_port_or_host_is_not_the_gateway(tmp_path, capsys, listen, base_url):
+    from gateway.cli import main
+
+    path = tmp_path / "gateway.yaml"
+    path.write_text(SELF_CONFIG.format(listen=listen, base_url=base_url))
+    assert main(["validate", str(path)]) == 0
+
+
+def test_serve_refuses_a_provider_that_is_the_port_given_on_the_command_line(tmp_path):
+    """With --port the listen address is known only when serving: checked there."""
+    port = free_port()
+    path = tmp_path / "gateway.yaml"
+    path.write_text(SELF_CONFIG.format(listen="127.0.0.1", base_url=f"http://localhost:{port}/v1"))
+    done = subprocess.run([sys.executable, "-m", "gateway", "serve", "--config", str(path),
+                           "--port", str(port)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert "$.providers.loop.base_url" in done.stderr and "is this gateway itself" in done.stderr
+
+
+async def test_every_upstream_request_carries_the_hop_count(tmp_path):
+    """A client's request goes on with x-gateway-hops: 1; one that came through another
+    gateway goes on with its count plus one."""
+    with Scripted() as up:
+        async with gateway(tmp_path, HTML_CONFIG.format(base_url=up.base_url)) as (client, _):
+            await client.post("/v1/chat/completions", json=chat("direct"))
+            await client.post("/v1/chat/completions", json=chat("direct", stream=True),
+                              headers={"x-gateway-hops": "2"})
+    assert [s.headers.get("x-gateway-hops") for s in up.seen] == ["1", "3"]
+
+
+@pytest.mark.parametrize("hops, status", [("3", 508), ("99", 508), ("x", 400)])
+async def test_a_request_that_went_round_too_often_is_refused(tmp_path, hops, status):
+    """508 Loop Detected in OpenAI's shape, before any upstream is called."""
+    with Scripted() as up:
+        async with gateway(tmp_path, HTML_CONFIG.format(base_url=up.base_url)) as (client, _):
+            r = await client.post("/v1/chat/completions", json=chat("direct"),
+                                  headers={"x-gateway-hops": hops})
+    assert r.status_code == status and up.seen == []
+    assert set(r.json()["error"]) == {"message", "type", "code", "param"}
+    assert "x-gateway-hops" in r.json()["error"]["message"]
+
+
+def test_two_gateways_pointing_at_each_other_stop(tmp_path):
+    """A -> B -> A -> B: the fourth arrival is refused, and each gateway sees the request
+    twice at most."""
+    from ..gateway_process import GatewayProcess
+
+    loop = """
+version: 1
+defaults: {{retry: {{attempts: 1}}}}
+providers:
+  other: {{type: openai-compatible, base_url: "http://localhost:{port}/v1"}}
+routes:
+  m: {{target: {{provider: other, model: m}}}}   # the model it sends on is a route there
+"""
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    a = GatewayProcess(tmp_path / "a" / "gateway.yaml")
+    b = GatewayProcess(tmp_path / "b" / "gateway.yaml")
+    a.config_path.write_text(loop.format(port=b.port))
+    b.config_path.write_text(loop.format(port=a.port))
+    try:
+        a.start(), b.start()
+        r = httpx.post(a.base_url + "/v1/chat/completions", json=chat("m"), timeout=20)
+    finally:
+        a.stop(), b.stop()
+    assert r.status_code == 508, r.text
+    for gw in (a, b):
+        assert gw.log().count('"event":"request"') == 2, gw.log()

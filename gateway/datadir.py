@@ -48,7 +48,8 @@ def _tighten(path: str, mode: int) -> None:
         st = os.stat(path, follow_symlinks=False)
     except FileNotFoundError:
         return
-    if stat.S_ISLNK(st.st_mode) or st.st_uid != os.getuid() or stat.S_IMODE(st.st_mode) & ~mode == 0:
+    loose = stat.S_IMODE(st.st_mode) & ~mode
+    if stat.S_ISLNK(st.st_mode) or st.st_uid != os.getuid() or not loose:
         return
     with contextlib.suppress(OSError):
         os.chmod(path, stat.S_IMODE(st.st_mode) & mode)

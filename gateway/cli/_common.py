@@ -23,9 +23,18 @@ def add_config_options(p, *, config_flag: bool = True) -> None:
                    help="merge the environments.NAME overlay (default: $GATEWAY_ENV)")
 
 
+FORMATS = ("human", "json")
+_FORMAT_ALIASES = {"table": "human"}  # the spelling `keys list` and `usage` had: still accepted
+
+
 def add_format_option(p) -> None:
-    p.add_argument("--format", "-f", choices=("human", "json"), default="human",
+    """The one --format of every command: human (default) or json."""
+    p.add_argument("--format", "-f", choices=FORMATS, default="human", type=_format,
                    help="output for people (default) or JSON for machines")
+
+
+def _format(value: str) -> str:
+    return _FORMAT_ALIASES.get(value, value)
 
 
 def add_admin_options(p) -> None:
@@ -42,6 +51,18 @@ def print_json(data: Any) -> None:
 def fail(message: str, status: int = 2) -> int:
     print(f"gateway: {message}", file=sys.stderr)
     return status
+
+
+def no_config_message(path: str) -> str:
+    folder = os.path.dirname(os.path.abspath(path))
+    return (f"{path}: no such config file (in {folder}); pass --config FILE, or write one with "
+            "`gateway init`")
+
+
+def require_config(path: str) -> int | None:
+    """For commands that read a config: when there is none, say so (exit 2) and create
+    nothing; None when it exists."""
+    return None if os.path.exists(path) else fail(no_config_message(path))
 
 
 def print_errors(exc: ConfigErrors) -> None:

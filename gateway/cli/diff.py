@@ -29,6 +29,7 @@ from ._common import (
     fail,
     print_errors,
     print_json,
+    require_config,
     store_for,
 )
 
@@ -51,6 +52,8 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     path = args.file or args.config
+    if (missing := require_config(path)) is not None:
+        return missing
     chosen = args.environment or os.environ.get("GATEWAY_ENV") or None
     try:
         old = against_side(args, path, chosen)  # a stored version keeps its own environment

@@ -13,6 +13,7 @@ from ._common import (
     add_format_option,
     fail,
     print_json,
+    require_config,
     store_for,
 )
 
@@ -31,6 +32,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if (missing := require_config(args.config)) is not None:
+        return missing
     store = store_for(args.config, args.environment)
     try:
         versions = store.list(args.limit, everything=args.everything)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import sys
 from pathlib import Path
 
 from ..config.loader import load_bytes
@@ -64,11 +65,11 @@ def run(args: argparse.Namespace) -> int:
         close = difflib.get_close_matches(args.template, list(available), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         print(f"gateway: no template '{args.template}'{hint}; choose one of: "
-              f"{', '.join(available)} (gateway init --list)")
+              f"{', '.join(available)} (gateway init --list)", file=sys.stderr)
         return 2
     if os.path.exists(args.output) and not args.force:
         print(f"gateway: {args.output} already exists; not overwritten (use --force to replace "
-              "it, or --output to write elsewhere)")
+              "it, or --output to write elsewhere)", file=sys.stderr)
         return 1
     path = available[args.template]
     text = path.read_text("utf-8") if path is not None else BUILTIN_MINIMAL
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         target = os.path.join(os.path.dirname(os.path.abspath(args.output)), name)
         if os.path.exists(target) and not args.force:
             print(f"gateway: kept the existing {target} (the template includes its own; "
-                  "--force replaces it)")
+                  "--force replaces it)", file=sys.stderr)
             continue
         os.makedirs(os.path.dirname(target), exist_ok=True)
         write_atomically(target, included)

@@ -11,7 +11,7 @@ import sys
 from ..config.key_request import FieldError, KeyRequestError, check_key_request
 from ..keys.options import PERIODS
 from ..keys.store import KeyError_, KeyStore, hash_key, keystore_path
-from ._common import add_location_args, data_dir_of, quiet_load
+from ._common import add_format_option, add_location_args, data_dir_of, quiet_load, require_config
 
 
 def register(sub) -> None:
@@ -32,7 +32,7 @@ def register(sub) -> None:
     create.set_defaults(func=cmd_create)
 
     listing = verbs.add_parser("list", help="list keys (never their values)")
-    listing.add_argument("--format", choices=("table", "json"), default="table")
+    add_format_option(listing)
     add_location_args(listing)
     listing.set_defaults(func=cmd_list)
 
@@ -105,6 +105,8 @@ def _request_of(args: argparse.Namespace) -> dict:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    if not args.data_dir and (missing := require_config(args.config)) is not None:
+        return missing
     keys = [k.public() for k in _store(args).list()]
     if args.format == "json":
         print(json.dumps(keys, indent=2, default=str))

@@ -23,6 +23,7 @@ from ._common import (
     parse_pairs,
     print_errors,
     print_json,
+    require_config,
 )
 
 
@@ -45,17 +46,34 @@ def run(args: argparse.Namespace) -> int:
         params = parse_pairs(args.param, "--param")
     except ValueError as exc:
         return fail(str(exc))
+    if (missing := require_config(args.config)) is not None:
+        return missing
     try:
         graph = compile_file(args.config, environment=args.environment)
     except ConfigErrors as exc:
         print_errors(exc)
         return fail(f"{args.config}: does not load (errors above)")
     result = explain(graph, args.model, metadata=metadata, params=params, key=args.key)
+    unknown = result.route is None and result.status == 404
     if args.format == "json":
-        print_json({"config": args.config, **result.as_dict()})
+        extra = {"routes": sorted(graph.routes)} if unknown else {}
+        print_json({"config": args.config, **result.as_dict(), **extra})
     else:
-        print("\n".join(render(result, args.config)))
+        lines = render(result, args.config)
+        if unknown and "did you mean" not in (result.error or ""):
+            lines.append(_suggest(args.model, list(graph.routes)))
+        print("\n".join(lines))
     return 1 if result.rejected else 0
+
+
+def _suggest(model: str, routes: list[str]) -> str:
+    """For a route name explain found nothing close to: the same name in another case, or the
+    routes there are."""
+    same = [r for r in routes if r.lower() == model.lower()]
+    if same:
+        return f"  did you mean '{same[0]}'? (route names are case-sensitive)"
+    shown = ", ".join(sorted(routes)[:20]) + (", ..." if len(routes) > 20 else "")
+    return f"  routes in this config: {shown or '(none)'}"
 
 
 def render(e: Explanation, config: str) -> list[str]:

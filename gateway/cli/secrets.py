@@ -26,7 +26,15 @@ from ..vault import (
     Vault,
     VaultError,
 )
-from ._common import add_format_option, add_location_args, data_dir_of, fail, print_json, quiet_load
+from ._common import (
+    add_format_option,
+    add_location_args,
+    data_dir_of,
+    fail,
+    print_json,
+    quiet_load,
+    require_config,
+)
 
 
 def register(sub) -> None:
@@ -123,6 +131,8 @@ def read_value(name: str) -> str:
 # -- list and delete -------------------------------------------------------------------------
 
 def run_list(args: argparse.Namespace) -> int:
+    if not args.data_dir and (missing := require_config(args.config)) is not None:
+        return missing
     vault = vault_for(args)
     try:
         secrets = vault.list()

@@ -37,7 +37,7 @@ from ..config.suggest import did_you_mean
 from ..errors import ConfigError, ConfigErrors
 from ..graph.explain import Explanation, explain
 from ..graph.graph import RoutingGraph
-from ._common import add_format_option, fail, print_errors, print_json
+from ._common import add_format_option, fail, print_errors, print_json, require_config
 
 TOP_KEYS = {"config": str, "environment": str, "cases": list}
 CASE_KEYS = {"name": str, "model": str, "metadata": dict, "params": dict, "key": str,
@@ -45,6 +45,16 @@ CASE_KEYS = {"name": str, "model": str, "metadata": dict, "params": dict, "key":
 EXPECT_KEYS = {"route": str, "first_target": str, "targets": list, "fallback_order": list,
                "shares": dict, "decided_by": str, "rejected": (int, bool)}
 SHARE_TOLERANCE = 0.05  # percentage points
+EXAMPLE = """\
+# routing-tests.yaml, beside gateway.yaml
+cases:
+  - name: chat goes to the first target
+    model: chat                     # the route a client asks for
+    expect: {first_target: demo/mock-1}
+  - name: an unknown model is refused
+    model: nope
+    expect: {rejected: 404}
+"""
 
 
 def register(sub) -> None:
@@ -74,6 +84,9 @@ class Case:
 def run(args: argparse.Namespace) -> int:
     cases_path = args.cases or os.path.join(os.path.dirname(args.config or "") or ".",
                                             "routing-tests.yaml")
+    if not os.path.exists(cases_path):
+        return fail(f"no cases file: {cases_path} does not exist. Write one (or name it: "
+                    f"gateway test CASES.yaml), for example:\n\n{EXAMPLE}")
     try:
         top, source = load_cases(cases_path)
     except ConfigErrors as exc:
@@ -86,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     for i, spec in enumerate(top["cases"]):
         config = os.path.join(folder, spec["config"]) if "config" in spec else default_config
         environment = spec.get("environment") or args.environment or top.get("environment")
+        if (missing := require_config(config)) is not None:
+            return missing
         try:
             graph = graphs.get((config, environment)) or compile_file(
                 config, environment=environment)

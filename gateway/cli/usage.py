@@ -6,7 +6,7 @@ import argparse
 import json
 
 from ..middleware.usage import period_range, query_usage, usage_db
-from ._common import add_location_args, data_dir_of
+from ._common import add_format_option, add_location_args, data_dir_of, require_config
 
 
 def register(sub) -> None:
@@ -16,12 +16,14 @@ def register(sub) -> None:
                    help="today, month (default), YYYY-MM, YYYY-MM-DD or all")
     p.add_argument("--group-by", default="key,route,target",
                    help="comma-separated: key, route, target, day")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    add_format_option(p)
     add_location_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.data_dir and (missing := require_config(args.config)) is not None:
+        return missing
     since, until = period_range(args.period)
     data_dir = data_dir_of(args.config, args.data_dir, getattr(args, "environment", None))
     rows = query_usage(usage_db(data_dir), key=args.key, since=since, until=until,

@@ -26,7 +26,7 @@ def test_init_refuses_to_overwrite_without_force(cli, tmp_path):
     out = tmp_path / "gateway.yaml"
     out.write_text("mine\n")
     refused = cli("init", "--output", out, "--template", "fallback")
-    assert refused.code == 1 and "already exists" in refused.out
+    assert refused.code == 1 and "already exists" in refused.err and refused.out == ""
     assert out.read_text() == "mine\n"
     assert cli("init", "--output", out, "--template", "fallback", "--force").code == 0
     assert "fallback" in out.read_text() and "smart" in compile_file(str(out)).routes
@@ -38,7 +38,7 @@ def test_init_lists_templates_and_rejects_unknown_ones(cli, tmp_path):
     names = [line.split()[0] for line in listing.out.splitlines()]
     assert {"minimal", "fallback", "loadbalance", "conditional", "canary"} <= set(names)
     unknown = cli("init", "--template", "canery", "--output", tmp_path / "x.yaml")
-    assert unknown.code == 2 and "did you mean 'canary'?" in unknown.out
+    assert unknown.code == 2 and "did you mean 'canary'?" in unknown.err
     assert not (tmp_path / "x.yaml").exists()
 
 
@@ -53,6 +53,6 @@ def test_init_writes_the_files_a_template_includes(cli, tmp_path):
     original = included.read_text()
     included.write_text("mine\n")
     kept = cli("init", "--output", tmp_path / "other.yaml", "--template", "environments")
-    assert kept.code == 0 and "kept the existing" in kept.out and included.read_text() == "mine\n"
+    assert kept.code == 0 and "kept the existing" in kept.err and included.read_text() == "mine\n"
     assert cli("init", "--output", out, "--template", "environments", "--force").code == 0
     assert included.read_text() == original

@@ -236,5 +236,6 @@ def test_history_command(cli, tmp_path):
         (2, "file", True), (1, "startup", False)]
     assert data["running"] is None
     (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "gateway.yaml").write_text(CONFIG.replace("MODEL", "a"))
     empty = cli("history", "--config", tmp_path / "other" / "gateway.yaml", "--offline")
     assert empty.code == 0 and "no versions recorded yet" in empty.out

@@ -65,7 +65,7 @@ def test_alias_bomb_is_refused_quickly_with_a_position(tmp_path, capsys):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert status == 1
     assert took < 1.0 and peak < 20_000_000, (took, peak)
     line = next(n for n, text in enumerate(BOMB.splitlines(), 1) if text.startswith("x5:"))
@@ -120,7 +120,7 @@ def test_validate_reports_an_unknown_tag_without_a_traceback(tmp_path, capsys):
     path = tmp_path / "gateway.yaml"
     path.write_text(GOOD.replace("{type: mock}", "!!python/name:os.system"))
     assert gateway_cli(["validate", str(path)]) == 1
-    assert capsys.readouterr().out.startswith(f"{path}:3:9: unknown YAML tag !!python/name:")
+    assert capsys.readouterr().err.startswith(f"{path}:3:9: unknown YAML tag !!python/name:")
 
 
 # -- 12 and 13 in a running server: POST /admin/reload ---------------------------------------

@@ -98,7 +98,7 @@ def test_validate_cli_catches_plugin_errors(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert (f"{path}:16:5: $.plugins[0]: plugin 'test-crash' failed to set up: "
-            "RuntimeError: cannot set up: missing license file") in result.stdout
+            "RuntimeError: cannot set up: missing license file") in result.stderr
 
 
 def test_order_is_list_order(gateway_factory):

@@ -116,7 +116,7 @@ def test_delete_suggests_and_warns_about_references(tmp_path: Path):
     done = cli("secrets", "delete", "upstream", "--config", str(config))
     assert done.returncode == 0 and "deleted" in done.stdout
     assert "still refers to secret:upstream" in done.stderr
-    assert "unknown secret 'upstream'" in cli("validate", str(config)).stdout
+    assert "unknown secret 'upstream'" in cli("validate", str(config)).stderr
 
 
 def test_rotate_master_env_mode_prints_the_key_once(tmp_path: Path):

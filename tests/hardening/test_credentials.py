@@ -4,6 +4,7 @@ real app and real HTTP upstreams on loopback."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import sqlite3
 import stat
@@ -205,6 +206,39 @@ async def test_upstream_error_text_never_carries_a_credential(tmp_path, monkeypa
     message = r.json()["error"]["message"]
     assert "Authorization=Bearer ***" in message and "x-team-secret=***" in message
     assert "denied" in logged
+
+
+async def test_a_stream_error_after_the_first_byte_is_scrubbed_too(tmp_path, monkeypatch):
+    """An Anthropic stream that fails midway with an error event quoting the key: the SSE error
+    event the client gets and the request log show *** instead."""
+    monkeypatch.setenv("ECHO_KEY", ECHO_KEY)
+
+    def sse(name: str, data: dict) -> bytes:
+        return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(sse("message_start", {"type": "message_start", "message": {
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "m", "content": [],
+            "stop_reason": None, "usage": {"input_tokens": 1, "output_tokens": 0}}}))
+        await resp.write(sse("content_block_start", {"type": "content_block_start", "index": 0,
+                                                     "content_block": {"type": "text", "text": ""}}))
+        await resp.write(sse("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                     "delta": {"type": "text_delta", "text": "hi"}}))
+        await resp.write(sse("error", {"type": "error", "error": {
+            "type": "overloaded_error",
+            "message": f"overloaded for x-api-key {request.headers.get('x-api-key')}"}}))
+        await resp.write_eof()
+        return resp
+
+    with Scripted(answer) as up, capture_logs() as logs:
+        config = ECHO_CONFIG.format(base_url=up.base_url).replace("openai-compatible", "anthropic")
+        async with gateway(tmp_path, config) as (client, _):
+            r = await client.post("/v1/chat/completions", json=chat("direct", stream=True))
+    assert up.seen[0].headers["x-api-key"] == ECHO_KEY  # it was sent
+    assert '"hi"' in r.text and "overloaded for x-api-key ***" in r.text
+    assert ECHO_KEY not in r.text and ECHO_KEY not in repr(logs)
 
 
 def test_every_configured_credential_is_scrubbed(tmp_path, monkeypatch):

@@ -103,7 +103,7 @@ class OpenAIEndpoints:
             model = _model(body, endpoint)
             route = graph.routes.get(model)
             if route is None:
-                raise _unknown_model(model, [r for r in graph.routes if key is None or key.allows(r)])
+                raise _unknown_model(model, _routes_for(graph, key))
             headers["x-gateway-route"] = model
             ctx = RequestContext(
                 endpoint=endpoint,
@@ -251,7 +251,11 @@ async def read_form(request: Request, limit: int) -> tuple[dict, tuple[Upload, .
 
 def _allowed_routes(graph, request: Request) -> list[str]:
     """The routes the caller may use (GatewayError 401 for a missing or bad key)."""
-    key = graph.identify(request.headers) if graph.identify is not None else None
+    return _routes_for(graph, graph.identify(request.headers) if graph.identify else None)
+
+
+def _routes_for(graph, key) -> list[str]:
+    """The routes ``key`` may use (all of them when no key is needed)."""
     return [r for r in graph.routes if key is None or key.allows(r)]
 
 

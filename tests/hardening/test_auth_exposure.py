@@ -18,7 +18,7 @@ from gateway.errors import ConfigErrors
 from gateway.keys.store import KeyStore, keystore_path
 from gateway.server.app import create_app
 from gateway.server.reload import GraphHolder, Reloader
-from gateway.server.versioning import Inputs, startup_graph
+from gateway.server.versioning import Inputs, record_startup, startup_graph
 
 TOKEN = "admin-secret-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -47,6 +47,7 @@ def app_for(path: Path, bind_host: str = "127.0.0.1") -> tuple[httpx.AsyncClient
     """The app as `gateway serve` builds it (one runtime; the start-up version recorded)."""
     runtime = Runtime()
     graph, loaded = startup_graph(str(path), runtime)
+    graph = record_startup(graph, loaded)
     reloader = Reloader(str(path), runtime, GraphHolder(graph), inputs=Inputs.of(loaded),
                         bind_host=bind_host)
     app = create_app(reloader, watch_config=False)

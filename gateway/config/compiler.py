@@ -196,6 +196,9 @@ class _Compiler:
             log_level=server.get("log_level", "info"),
             allowed_hosts=tuple(server.get("allowed_hosts") or ()),
             name=server.get("name", ""),
+            drain_timeout=seconds(server.get("drain_timeout", "10s")),
+            header_timeout=seconds(server.get("header_timeout", "10s")),
+            max_connections=server.get("max_connections", 1000),
         )
 
     # -- providers -------------------------------------------------------------------------

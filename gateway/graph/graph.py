@@ -64,6 +64,9 @@ class ServerSettings:
     log_level: str = "info"
     allowed_hosts: tuple[str, ...] = ()  # Host names besides loopback and the bind address
     name: str = ""  # server.name: the config identity of stored versions ("": the file's path)
+    drain_timeout: float = 10.0  # SIGTERM: how long requests in flight may still run
+    header_timeout: float = 10.0  # a connection must send a whole request head within it
+    max_connections: int = 1000  # open client connections per worker; more get 503
 
 
 @dataclass(frozen=True)

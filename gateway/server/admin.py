@@ -16,6 +16,7 @@ from ..errors import GatewayError
 from ..state.counters import counters_in
 from ..middleware.usage import period_range, query_usage, usage_db
 from .errors import gateway_error_response, json_response
+from .drain import DRAIN
 from .health import health_report
 from .reload import GraphHolder, Reloader
 
@@ -30,6 +31,8 @@ class AdminEndpoints:
         return json_response({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
+        if DRAIN.draining:  # SIGTERM: take the gateway out of rotation while it drains
+            return json_response({"status": "not ready", "reason": "shutting down"}, 503)
         graph = self.holder.current
         if graph is None:
             return json_response({"status": "not ready", "reason": "no config loaded"}, 503)

@@ -15,6 +15,7 @@ from ..logs import get_logger
 from .access_log import log_request
 from .admin import AdminEndpoints
 from .disconnect import DisconnectWatch
+from .drain import DRAIN
 from .keys_api import KeysEndpoints
 from .errors import error_body
 from .guard import RequestGuard
@@ -116,6 +117,7 @@ class FastPath:
             if endpoint is not None:
                 watch = DisconnectWatch(receive)
                 request = Request(scope, watch)
+                DRAIN.enter()  # a shutdown waits for it (server.drain_timeout)
                 try:
                     try:
                         response = await endpoint(request)
@@ -131,6 +133,8 @@ class FastPath:
                     log_request(None, scope["path"], request.headers.get("x-request-id", ""),
                                 499, None, "the client closed the connection before the answer",
                                 "client_disconnected")
+                finally:
+                    DRAIN.leave()
                 return
         await self.app(scope, receive, send)
 

@@ -15,6 +15,11 @@ from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.utils import wrap_app
 
+from ..graph.graph import ServerSettings
+from .hypercorn_limits import install as install_connection_cap
+
+SHUTDOWN_GRACE = 2  # seconds the engine waits for connections once the gateway has drained
+
 
 class EngineError(Exception):
     """The chosen engine cannot run; the message says what to install."""
@@ -23,16 +28,19 @@ class EngineError(Exception):
 class Hypercorn:
     name = "hypercorn"
 
-    def __init__(self, host: str, port: int):
+    def __init__(self, host: str, port: int, settings: ServerSettings = ServerSettings()):
         config = HypercornConfig()
         config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
         config.accesslog = None
         config.errorlog = "-"
         config.loglevel = "WARNING"
-        config.keep_alive_timeout = 75
-        config.graceful_timeout = 10
+        # hypercorn's idle timer runs from the connection's start until a whole request head
+        # has arrived, and between requests: a slow-header client is closed after it.
+        config.keep_alive_timeout = settings.header_timeout
+        config.graceful_timeout = SHUTDOWN_GRACE  # after the gateway's own drain
         config.h11_max_incomplete_size = 64 * 1024
         self.config = config
+        self.settings = settings
         self.bind = config.bind
 
     def sockets(self) -> Any:
@@ -40,6 +48,9 @@ class Hypercorn:
         return self.config.create_sockets()
 
     async def serve(self, app, sockets: Any, stop: asyncio.Event) -> None:
+        """hypercorn installs no signal handlers when given a shutdown trigger: the gateway's
+        own (serve.py) stay in charge."""
+        install_connection_cap(self.settings.max_connections, self.settings.header_timeout)
         wrapped = wrap_app(app, self.config.wsgi_max_body_size, "asgi")
         await worker_serve(wrapped, self.config, sockets=sockets, shutdown_trigger=stop.wait)
 
@@ -47,7 +58,7 @@ class Hypercorn:
 class Uvicorn:
     name = "uvicorn"
 
-    def __init__(self, host: str, port: int):
+    def __init__(self, host: str, port: int, settings: ServerSettings = ServerSettings()):
         try:
             import uvicorn
         except ImportError:
@@ -55,13 +66,19 @@ class Uvicorn:
                               "pip install 'bodhi-gateway[uvicorn]'") from None
         self.uvicorn = uvicorn
         self.host, self.port = host, port
+        self.settings = settings
         self.bind = [f"{host}:{port}"]
 
     def _config(self, app=None):
-        http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+        http = "h11"
+        if importlib.util.find_spec("httptools"):
+            from .uvicorn_protocol import with_header_timeout
+            http = with_header_timeout(self.settings.header_timeout)
         return self.uvicorn.Config(app, host=self.host, port=self.port, http=http, lifespan="on",
                                    log_level="warning", access_log=False, timeout_keep_alive=75,
-                                   timeout_graceful_shutdown=10, server_header=False)
+                                   timeout_graceful_shutdown=SHUTDOWN_GRACE, server_header=False,
+                                   # uvicorn counts the new connection too: N are served
+                                   limit_concurrency=self.settings.max_connections + 1)
 
     def sockets(self) -> Any:
         """Bound here rather than by uvicorn's bind_socket, which logs and exits on OSError:
@@ -77,7 +94,12 @@ class Uvicorn:
         return [sock]
 
     async def serve(self, app, sockets: Any, stop: asyncio.Event) -> None:
-        server = self.uvicorn.Server(self._config(app))
+        class Server(self.uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self):
+                yield  # the gateway's own handlers (serve.py) stay in charge: drain, then stop
+
+        server = Server(self._config(app))
 
         async def stop_on_signal() -> None:
             await stop.wait()
@@ -95,5 +117,5 @@ class Uvicorn:
 ENGINES = {"hypercorn": Hypercorn, "uvicorn": Uvicorn}
 
 
-def engine(name: str, host: str, port: int):
-    return ENGINES[name](host, port)
+def engine(name: str, host: str, port: int, settings: ServerSettings = ServerSettings()):
+    return ENGINES[name](host, port, settings)

@@ -6,6 +6,8 @@ reload never changes the rules under a running request.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import os
 import time
@@ -22,6 +24,7 @@ from ..errors import GatewayError, UpstreamError
 from ..graph.context import RequestContext
 from ..providers.base import Upload
 from .access_log import log_request
+from .drain import DRAIN
 from .errors import error_body, gateway_error_response, upstream_failure
 from .loops import check_hops
 from .reload import GraphHolder
@@ -178,29 +181,64 @@ async def guard_stream(
     status 200 when complete, else the failure's status, `outcome` and reason."""
     status, error, outcome = 200, None, None
     tail = b"\n\n"  # the last bytes relayed: whether they end an event
+    open_stream = DRAIN.open_stream()  # so a shutdown can end it cleanly
+    iterator = chunks.__aiter__()
     try:
-        async for chunk in chunks:
+        while not open_stream.stopping:
+            open_stream.waiting = True
+            try:
+                chunk = await iterator.__anext__()
+            except StopAsyncIteration:
+                break
+            finally:
+                open_stream.waiting = False
             yield chunk
             tail = chunk[-4:] if len(chunk) >= 4 else (tail + chunk)[-4:]
-    except (UpstreamError, GatewayError) as err:
+        if open_stream.stopping:
+            raise _shutting_down()
+    except (UpstreamError, GatewayError, asyncio.CancelledError) as caught:
+        err = caught
+        if isinstance(caught, asyncio.CancelledError):
+            if not open_stream.stopping:
+                status, error, outcome = 499, _CLIENT_LEFT, "client_disconnected"
+                raise
+            asyncio.current_task().uncancel()  # cancelled by the drain: end the stream cleanly
+            err = _shutting_down()
         error, outcome = f"stream interrupted: {err.message}", "interrupted"
         if isinstance(err, UpstreamError):
             status, kind, code = 502, "upstream_error", err.error_class
         else:
             status, kind, code = err.status, err.type, err.code
+            outcome = "shutdown" if err.code == "shutting_down" else outcome
         if sse:
             end = b"" if tail.endswith(_EVENT_ENDS) else b"\n\n"
             yield end + b"data: " + error_body(error, kind, code) + b"\n\n"
-    except BaseException:  # the client went away (the server closes or cancels the stream)
-        status, error, outcome = 499, "the client closed the connection mid-stream", \
-            "client_disconnected"
+    except BaseException:  # the client went away (the server closed the stream)
+        status, error, outcome = 499, _CLIENT_LEFT, "client_disconnected"
         raise
     finally:
+        DRAIN.close_stream(open_stream)
+        if open_stream.stopping:
+            await _close(iterator)  # the upstream connection goes now, not at garbage collection
         if log_it:
             log_request(ctx, ctx.endpoint, ctx.request_id, status, target, error, outcome)
 
 
 _EVENT_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r")
+_CLIENT_LEFT = "the client closed the connection mid-stream"
+
+
+def _shutting_down() -> GatewayError:
+    return GatewayError(503, "gateway shutting down: the stream was still open after "
+                        f"server.drain_timeout ({DRAIN.timeout:g}s)", type="service_unavailable",
+                        code="shutting_down")
+
+
+async def _close(iterator) -> None:
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            await close()
 
 
 async def read_json(request: Request, limit: int) -> dict:

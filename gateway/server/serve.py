@@ -15,6 +15,7 @@ from ..errors import ConfigErrors
 from ..logs import configure, get_logger
 from .app import create_app
 from .bind import StartupError, check_bind
+from .drain import DRAIN
 from .engines import EngineError, engine
 from .reload import GraphHolder, Reloader, log_warnings
 from .request_stats import STATS
@@ -49,7 +50,7 @@ def serve(config_path: str, host: str | None = None, port: int | None = None,
                     hint="only requests addressed to localhost, 127.0.0.1 or ::1 are answered "
                          "(421 otherwise): list the names clients use in server.allowed_hosts")
     try:
-        config = engine(engine_name or graph.settings.engine, host, port)
+        config = engine(engine_name or graph.settings.engine, host, port, graph.settings)
     except EngineError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 1
@@ -81,9 +82,8 @@ def serve(config_path: str, host: str | None = None, port: int | None = None,
 
 def _run_worker(config_path, graph, runtime, config, sockets, watch, environment=None,
                 inputs=None, index: int | None = None, host: str | None = None) -> None:
-    if index is not None:
-        os.environ["GATEWAY_WORKER_INDEX"] = str(index)  # its own rows in state.db
-    if index is not None:  # a forked worker: compile again, against its own runtime state
+    if index is not None:  # a forked worker: its own rows in state.db; compile again,
+        os.environ["GATEWAY_WORKER_INDEX"] = str(index)  # against its own runtime state
         graph = compile_file(config_path, version=graph.version, runtime=runtime,
                              environment=environment)
     holder = GraphHolder(graph)
@@ -94,9 +94,9 @@ def _run_worker(config_path, graph, runtime, config, sockets, watch, environment
     async def main() -> None:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
-        loop.add_signal_handler(signal.SIGINT, stop.set)
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reloader.reload("signal")))
+        on_signal = _signal_handler(loop, stop, reloader)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(signum, on_signal, signum)
         log_warnings(graph)
         log.info("serving", config=config_path, bind=config.bind, engine=config.name,
                  version=graph.version, routes=len(graph.routes), pid=os.getpid())
@@ -109,6 +109,28 @@ def _run_worker(config_path, graph, runtime, config, sockets, watch, environment
         asyncio.run(main())
     else:
         uvloop.run(main())
+
+
+def _signal_handler(loop, stop: asyncio.Event, reloader: Reloader):
+    """SIGHUP reloads. SIGTERM or SIGINT drains (server.drain_timeout) and then stops the
+    engine; a second one stops it at once."""
+    draining: list[asyncio.Task] = []
+
+    async def drain_then_stop() -> None:
+        try:
+            await DRAIN.run(reloader.holder.current.settings.drain_timeout)
+        finally:
+            stop.set()
+
+    def on_signal(signum: int) -> None:
+        if signum == signal.SIGHUP:
+            loop.create_task(reloader.reload("signal"))
+        elif draining:
+            stop.set()
+        else:
+            draining.append(loop.create_task(drain_then_stop()))
+
+    return on_signal
 
 
 def _bind_reason(exc: OSError) -> str:

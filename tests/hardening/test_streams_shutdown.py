@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
 import pytest
 
+from ..fake_upstream import Behaviour
 from .raw_upstream import SSE_CHUNKED, SSE_CLOSE_DELIMITED, RawUpstream, event, http_chunk
 
 RAW_CONFIG = """
@@ -147,3 +150,123 @@ def test_a_client_that_leaves_a_non_streaming_request_cancels_the_upstream_call(
     assert upstream.closed_early[0] - left < 2.0
     [entry] = [e for e in request_logs(gw, None) if e.get("outcome") == "client_disconnected"]
     assert entry["status"] == 499
+
+
+DRAIN_CONFIG = """
+version: 1
+server: {{drain_timeout: 2s}}
+defaults:
+  retry: {{attempts: 1}}
+providers:
+  up: {{type: openai-compatible, base_url: "{base_url}"}}
+routes:
+  short: {{target: {{provider: up, model: short}}}}
+  long: {{target: {{provider: up, model: long}}}}
+"""
+
+
+class StreamInThread(threading.Thread):
+    """A streaming request read in the background: ``started`` once its first bytes are in."""
+
+    def __init__(self, gw, model: str):
+        super().__init__(daemon=True)
+        self.gw, self.model = gw, model
+        self.started = threading.Event()
+        self.body = b""
+
+    def run(self) -> None:
+        with httpx.stream("POST", self.gw.base_url + "/v1/chat/completions", timeout=20,
+                          json={"model": self.model, "stream": True,
+                                "messages": [{"role": "user", "content": "hi"}]}) as r:
+            for piece in r.iter_raw():
+                self.body += piece
+                self.started.set()
+
+    def events(self) -> list[str]:
+        assert self.body.endswith(b"\n\n"), f"cut mid-event: {self.body[-80:]!r}"
+        return [e.removeprefix(b"data: ").decode() for e in self.body.split(b"\n\n") if e]
+
+
+@pytest.mark.parametrize("engine", ["hypercorn", "uvicorn"])
+def test_sigterm_drains_streams_and_ends_the_rest_with_an_error_event(
+        gateway_factory, upstream, engine):
+    upstream.script("short", Behaviour(chunk_delay=0.3))  # done within the drain time
+    upstream.script("long", Behaviour(chunk_delay=3.0))  # still open when it ends
+    gw = gateway_factory(DRAIN_CONFIG.format(base_url=upstream.base_url),
+                         args=("--engine", engine))
+    streams = [StreamInThread(gw, "short"), StreamInThread(gw, "long")]
+    for s in streams:
+        s.start()
+    assert all(s.started.wait(10) for s in streams)
+    signalled = time.monotonic()
+    gw.proc.send_signal(signal.SIGTERM)
+    ready = httpx.get(gw.base_url + "/readyz", timeout=2)
+    assert ready.status_code == 503 and ready.json()["reason"] == "shutting down"
+    for s in streams:
+        s.join(15)
+    assert gw.proc.wait(10) == 0
+    assert time.monotonic() - signalled < 2 + 4  # drain_timeout, then a prompt exit
+    short, long = (s.events() for s in streams)
+    assert short[-1] == "[DONE]" and all("error" not in e for e in short)
+    assert len(long) >= 1 and all(json.loads(e) for e in long)  # no broken event
+    error = json.loads(long[-1])["error"]
+    assert error["code"] == "shutting_down" and "server.drain_timeout (2s)" in error["message"]
+    [entry] = request_logs(gw, "long")
+    assert entry["status"] == 503 and entry["outcome"] == "shutdown"
+
+
+LIMITS_CONFIG = """
+version: 1
+server: {header_timeout: 1s, max_connections: 3}
+providers: {demo: {type: mock}}
+routes: {chat: {target: {provider: demo, model: m}}}
+"""
+
+
+def seconds_until_closed(sock: socket.socket, dribble: bytes, every: float, limit: float) -> float:
+    """Send ``dribble`` every ``every`` seconds until the server closes the connection."""
+    started = time.monotonic()
+    sock.settimeout(every)
+    while time.monotonic() - started < limit:
+        try:
+            if sock.recv(4096) == b"":
+                return time.monotonic() - started
+        except socket.timeout:
+            pass
+        except ConnectionError:
+            return time.monotonic() - started
+        try:
+            sock.sendall(dribble)
+        except ConnectionError:
+            return time.monotonic() - started
+    return float("inf")
+
+
+@pytest.mark.parametrize("engine", ["hypercorn", "uvicorn"])
+def test_slow_header_connections_are_closed_after_the_header_timeout(gateway_factory, engine):
+    gw = gateway_factory(LIMITS_CONFIG, args=("--engine", engine))
+    with socket.create_connection(("127.0.0.1", gw.port)) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        held = seconds_until_closed(sock, b"x-slow: 1\r\n", every=0.2, limit=8)
+    assert 0.8 <= held < 4, f"held for {held:.1f}s with server.header_timeout 1s"
+    with socket.create_connection(("127.0.0.1", gw.port)) as silent:  # sends nothing at all
+        held = seconds_until_closed(silent, b"", every=0.2, limit=8)
+    assert held < 4
+    assert httpx.get(gw.base_url + "/healthz").status_code == 200  # honest clients still served
+
+
+@pytest.mark.parametrize("engine", ["hypercorn", "uvicorn"])
+def test_connections_beyond_the_cap_get_503(gateway_factory, engine):
+    gw = gateway_factory(LIMITS_CONFIG.replace("1s", "5s"), args=("--engine", engine))
+    held = [socket.create_connection(("127.0.0.1", gw.port)) for _ in range(3)]
+    try:
+        time.sleep(0.2)  # the server has accepted them
+        over = httpx.get(gw.base_url + "/healthz", timeout=5)
+        assert over.status_code == 503
+    finally:
+        for sock in held:
+            sock.close()
+    deadline = time.monotonic() + 5
+    while (status := httpx.get(gw.base_url + "/healthz", timeout=5).status_code) != 200:
+        assert time.monotonic() < deadline, f"still {status} after the connections closed"
+        time.sleep(0.05)

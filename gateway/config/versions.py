@@ -174,9 +174,9 @@ class VersionStore:
             sql += f" limit {int(limit)}"
         return [Version.from_row(r) for r in self._query(sql, params)]
 
-    def own(self, limit: int | None = None) -> list[Version]:
+    def own(self) -> list[Version]:
         """Only this config's versions, newest first (what --steps counts)."""
-        return [v for v in self.list(limit) if self.config is None or v.config == self.config]
+        return [v for v in self.list() if self.config is None or v.config == self.config]
 
     def get(self, number: int) -> Version | None:
         """Version ``number`` whichever config it belongs to (callers check ``config``)."""

@@ -20,7 +20,8 @@ def seconds(value: int | float | str) -> float:
     if not match:
         raise ValueError(f"{value!r} is not a duration (250ms, 30s, 5m, 1h, 1d or seconds)")
     number, unit = float(match.group(1)), match.group(2)
-    return number / 1000 if unit == "ms" else number * _SECONDS[unit]  # 700ms: 0.7, not 0.7000000000000001
+    # Divide for ms: 700ms is 0.7, where 700 * 0.001 would be 0.7000000000000001.
+    return number / 1000 if unit == "ms" else number * _SECONDS[unit]
 
 
 def duration_text(value: float) -> str:

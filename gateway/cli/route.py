@@ -110,7 +110,8 @@ def _policies(info: dict) -> str:
     parts = [f"retry {retry['attempts']} attempt(s) on {' '.join(retry['on'])} "
              f"({retry['backoff']})" if retry["attempts"] > 1 else "no retry",
              f"timeout {duration_text(timeout['total'])} (connect "
-             f"{duration_text(timeout['connect'])}, first byte {duration_text(timeout['first_byte'])})"]
+             f"{duration_text(timeout['connect'])}, first byte "
+             f"{duration_text(timeout['first_byte'])})"]
     if "circuit_breaker" in info:
         cb = info["circuit_breaker"]
         parts.append(f"breaker after {cb['failure_threshold']} failures, "

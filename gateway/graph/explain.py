@@ -164,7 +164,8 @@ def explain(graph: RoutingGraph, model: str, *, metadata: Mapping[str, Any] | No
     if getattr(route, "retry_budget", None) is not None:
         budget = route.retry_budget
         out.notes.append(f"retry budget: retries may add {budget.ratio:.0%} to the route's "
-                         f"requests over {duration_text(budget.window)} (at least {budget.min_retries})")
+                         f"requests over {duration_text(budget.window)} "
+                         f"(at least {budget.min_retries})")
     return out
 
 
@@ -231,7 +232,8 @@ class _Walker:
         if isinstance(node, CanaryNode):
             return self._canary(node, via)
         if _is_deadline(node):  # DeadlineNode: a strategy node's own timeout
-            self.step(node, "deadline", f"the subtree must answer within {duration_text(node.seconds)}")
+            self.step(node, "deadline",
+                      f"the subtree must answer within {duration_text(node.seconds)}")
             return self.walk(node.node, via)
         kind = type(node).__name__
         self.step(node, kind, "a node type the dry run does not know (from a plugin?): its "

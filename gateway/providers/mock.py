@@ -44,7 +44,8 @@ class MockProvider(Provider):
             if self.latency >= request.timeouts.first_byte:
                 await asyncio.sleep(request.timeouts.first_byte)
                 raise UpstreamError(
-                    408, "timeout", f"mock: no answer within {duration_text(request.timeouts.first_byte)}",
+                    408, "timeout",
+                    f"mock: no answer within {duration_text(request.timeouts.first_byte)}",
                     from_upstream=False,
                 )
             await asyncio.sleep(self.latency)

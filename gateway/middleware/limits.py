@@ -133,8 +133,15 @@ class Limits:
         rules = self._key_rules.get(cache_key)
         if rules is None:
             scope = f"key '{key.name}'"
-            rules = (limits_of(key.limits, f"key:{key.name}", scope),
-                     budget_of(key.budget, f"key:{key.name}", scope))
+            try:
+                rules = (limits_of(key.limits, f"key:{key.name}", scope),
+                         budget_of(key.budget, f"key:{key.name}", scope))
+            except (TypeError, ValueError, KeyError, AttributeError) as exc:
+                # A key stored unchecked by an older version: refuse it, never a 500.
+                raise GatewayError(
+                    403, f"key '{key.name}' has limits or a budget the gateway cannot read "
+                    f"({exc}): revoke it and create it again", type="permission_error",
+                    code="invalid_key_record") from None
             self._key_rules[cache_key] = rules
         return rules
 

@@ -389,6 +389,21 @@ async def test_keys_list_survives_rows_stored_unchecked(tmp_path: Path, capsys):
         assert "lots" in out and "nested" in out
 
 
+async def test_key_stored_unchecked_is_refused_not_a_500(tmp_path: Path):
+    """A key an older version stored without checks gets 403 saying what to do, not a 500."""
+    path = config(tmp_path, OPEN)
+    store = KeyStore(keystore_path(str(tmp_path / ".gateway")))
+    lots, _ = store.create("lots", limits={"requests_per_minute": "lots"})
+    nested, _ = store.create("nested", budget={"usd": {"usd": 5}, "period": "monthly"})
+    client, _ = app_for(path)
+    async with client:
+        for raw, name in ((lots, "lots"), (nested, "nested")):
+            r = await client.post("/v1/chat/completions", **chat(key=raw))
+            assert r.status_code == 403, r.text
+            assert r.json()["error"]["code"] == "invalid_key_record"
+            assert f"key '{name}'" in r.text and "create it again" in r.text
+
+
 @pytest.mark.parametrize("query", ["limit=99999999999999999999999", "limit=0", "limit=-1"])
 async def test_huge_version_limit_is_400(tmp_path: Path, query: str):
     client, _ = app_for(config(tmp_path, OPEN))

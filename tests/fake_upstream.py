@@ -45,6 +45,9 @@ class FakeOpenAI(BackgroundApp):
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.requests: list[Recorded] = []
         self.models_status = 200  # what GET /v1/models (health checks) answers
+        self.usage: dict | None = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+        # Whether streams honour stream_options.include_usage (older servers ignore it).
+        self.stream_usage = True
         self.model_checks = 0
         self._scripts: dict[str, deque[Behaviour]] = defaultdict(deque)
 
@@ -85,21 +88,25 @@ class FakeOpenAI(BackgroundApp):
         model = body["model"]
         text = f"fake answer from {model}"
         if body.get("stream"):
-            return await self._stream(request, model, text, b)
-        return web.json_response(
-            {
-                "id": "chatcmpl-fake",
-                "object": "chat.completion",
-                "created": 1,
-                "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
-            },
-            headers=b.headers,
-        )
+            with_usage = self.stream_usage and bool(
+                (body.get("stream_options") or {}).get("include_usage"))
+            return await self._stream(request, model, text, b, with_usage)
+        answer = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": 1,
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": "stop"}],
+        }
+        if self.usage is not None:  # None: a server that reports no usage
+            answer["usage"] = dict(self.usage)
+        return web.json_response(answer, headers=b.headers)
 
-    async def _stream(self, request, model: str, text: str, b: Behaviour) -> web.StreamResponse:
+    async def _stream(self, request, model: str, text: str, b: Behaviour,
+                      with_usage: bool = False) -> web.StreamResponse:
+        """OpenAI's stream; with include_usage, every chunk has `"usage": null` and a last
+        chunk with empty choices carries the usage, as OpenAI does."""
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", **b.headers})
         await resp.prepare(request)
         words = text.split()
@@ -111,12 +118,19 @@ class FakeOpenAI(BackgroundApp):
                      "model": model,
                      "choices": [{"index": 0, "delta": {"content": (" " if i else "") + word},
                                   "finish_reason": None}]}
+            if with_usage:
+                chunk["usage"] = None
             await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
             if b.chunk_delay:
                 await asyncio.sleep(b.chunk_delay)
         done = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1,
                 "model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-        await resp.write(b"data: " + json.dumps(done).encode() + b"\n\ndata: [DONE]\n\n")
+        await resp.write(b"data: " + json.dumps(done).encode() + b"\n\n")
+        if with_usage:
+            usage = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1,
+                     "model": model, "choices": [], "usage": dict(self.usage)}
+            await resp.write(b"data: " + json.dumps(usage).encode() + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
 

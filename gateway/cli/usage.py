@@ -32,13 +32,17 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     group = [g for g in args.group_by.split(",") if rows and g in rows[0]]
-    header = [g.upper() for g in group] + ["REQUESTS", "PROMPT", "COMPLETION", "COST USD"]
+    header = [g.upper() for g in group] + ["REQUESTS", "PROMPT", "COMPLETION", "COST USD",
+                                           "ESTIMATED"]
     print("  ".join(f"{h:<18}" for h in header))
     for row in rows:
         cells = [str(row[g] or "-") for g in group] + [
             str(row["requests"]), str(row["prompt_tokens"]), str(row["completion_tokens"]),
-            f"{row['cost_usd']:.6f}"]
+            f"{row['cost_usd']:.6f}", str(row["estimated_requests"])]
         print("  ".join(f"{c:<18}" for c in cells))
     if not rows:
         print(f"no usage recorded for {args.period}")
+    elif any(row["estimated_requests"] for row in rows):
+        print("ESTIMATED: requests whose provider reported no usage; their tokens and cost "
+              "are estimates")
     return 0

@@ -6,8 +6,9 @@ Before the call the request's expected amounts are reserved — one request, an 
 tokens and of its cost at the route's dearest target — atomically across every applicable
 limit, so concurrent requests cannot overspend. After the call the reservation is settled with
 the usage the provider reported (released on failure), usage is recorded, and budget
-thresholds crossed emit one alert each. 429 answers carry Retry-After and OpenAI's
-x-ratelimit-* headers; successful answers carry the x-ratelimit-* headers too.
+thresholds crossed emit one alert each. Streams report their usage too (stream_usage.py); only
+when a provider reports nothing is the usage estimated, and the row says so. 429 answers carry
+Retry-After and OpenAI's x-ratelimit-* headers; successful answers carry them too.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .limits_rules import (
     Budget,
     budget_of,
     describe,
+    estimate_answer_usage,
     estimate_completion_tokens,
     estimate_prompt_tokens,
     limits_of,
@@ -40,10 +42,12 @@ from .limits_rules import (
     target_prices,
 )
 from .state_backend import counters_for
+from .stream_usage import StreamUsage
 from .usage import UsageRecorder, usage_recorder
 
 log = get_logger("gateway.limits")
 NOTHING_RESERVED = Verdict(True)
+STREAMS_WITH_USAGE = frozenset({"chat", "completions"})  # endpoints whose streams report usage
 
 
 @dataclass(slots=True)
@@ -53,9 +57,7 @@ class Reservation:
     usd: float
     budgets: list[tuple[Budget, Limit]]
     verdict: Verdict
-    stream_usage: dict | None = None
-    stream_tail: bytes = b""
-    chunks: int = 0
+    stream: StreamUsage | None = None  # reads (and maybe hides) a stream's usage chunk
     settled: bool = False
 
 
@@ -85,14 +87,15 @@ class Limits:
     # -- before -----------------------------------------------------------------------------
 
     async def on_request(self, ctx: RequestContext) -> None:
+        stream = ask_for_stream_usage(ctx)
         key = ctx.key
         if not self.static_rules and (key is None or (not key.limits and not key.budget)):
-            ctx.notes["limits"] = Reservation([], 0, 0, [], NOTHING_RESERVED)  # usage only
+            ctx.notes["limits"] = Reservation([], 0, 0, [], NOTHING_RESERVED, stream)  # usage only
             return
         now = time.time()
         limits, budgets = self._applicable(ctx)
         if not limits and not budgets:
-            ctx.notes["limits"] = Reservation([], 0, 0, [], NOTHING_RESERVED)
+            ctx.notes["limits"] = Reservation([], 0, 0, [], NOTHING_RESERVED, stream)
             return
         prompt = estimate_prompt_tokens(ctx.body)
         completion = estimate_completion_tokens(ctx.body, ctx.endpoint)
@@ -104,12 +107,8 @@ class Limits:
         verdict = await self.counters.reserve(items, now)
         if not verdict.allowed:
             raise self._refusal(verdict, budget_limits, now)
-        reservation = Reservation(items, prompt + completion, usd, budget_limits, verdict)
-        ctx.notes["limits"] = reservation
-        if ctx.stream and ctx.endpoint != "embeddings":  # ask for the usage chunk, to settle
-            options = ctx.body.get("stream_options") or {}
-            if not options.get("include_usage"):
-                ctx.body = {**ctx.body, "stream_options": {**options, "include_usage": True}}
+        ctx.notes["limits"] = Reservation(items, prompt + completion, usd, budget_limits,
+                                          verdict, stream)
 
     def _applicable(self, ctx: RequestContext) -> tuple[list[Limit], list[Budget]]:
         limits = list(self.global_limits) + list(self.route_limits.get(ctx.route, ()))
@@ -171,37 +170,41 @@ class Limits:
         reservation: Reservation | None = ctx.notes.get("limits")
         if reservation is None:
             return response
-        usage = None
+        usage, estimated = None, False
         if response.body is not None:
             try:
                 data = orjson.loads(response.body)
-                usage = data.get("usage") if isinstance(data, dict) else None
             except orjson.JSONDecodeError:
-                usage = None
-        await self._settle(ctx, reservation, response.target, usage)
+                data = None
+            usage = data.get("usage") if isinstance(data, dict) else None
+            if not isinstance(usage, dict) and isinstance(data, dict):
+                usage = estimate_answer_usage(ctx.body, data, ctx.endpoint)
+                estimated = usage is not None
+        await self._settle(ctx, reservation, response.target, usage, estimated)
         if reservation.items:
             response.headers.update(rate_headers(reservation.verdict))
         return response
 
     def on_chunk(self, ctx: RequestContext, chunk: bytes) -> bytes:
         reservation: Reservation | None = ctx.notes.get("limits")
-        if reservation is not None:
-            reservation.chunks += 1
-            if b'"usage"' in chunk or reservation.stream_tail:
-                reservation.stream_usage = _usage_in(reservation.stream_tail + chunk) or \
-                    reservation.stream_usage
-                reservation.stream_tail = chunk[-512:] if b'"usage"' in chunk[-512:] else b""
-        return chunk
+        if reservation is None or reservation.stream is None:
+            return chunk
+        return reservation.stream.feed(chunk)
 
     def on_stream_end(self, ctx: RequestContext) -> bytes:
         reservation: Reservation | None = ctx.notes.get("limits")
-        if reservation is not None and not reservation.settled:
-            usage = reservation.stream_usage or {
-                "prompt_tokens": estimate_prompt_tokens(ctx.body),
-                "completion_tokens": reservation.chunks,
-            }
-            asyncio.get_running_loop().create_task(self._settle(ctx, reservation, ctx.target, usage))
-        return b""
+        if reservation is None or reservation.settled:
+            return b""
+        stream, tail, usage, estimated = reservation.stream, b"", None, False
+        if stream is not None:
+            tail, usage = stream.end(), stream.usage
+            if usage is None:  # the provider reported nothing: estimate, and say so
+                usage = {"prompt_tokens": estimate_prompt_tokens(ctx.body),
+                         "completion_tokens": stream.events}
+                estimated = True
+        asyncio.get_running_loop().create_task(
+            self._settle(ctx, reservation, ctx.target, usage, estimated))
+        return tail
 
     async def on_error(self, ctx: RequestContext, error: BaseException) -> None:
         reservation: Reservation | None = ctx.notes.get("limits")
@@ -213,7 +216,7 @@ class Limits:
                 await self.counters.adjust(refund, time.time())
 
     async def _settle(self, ctx: RequestContext, reservation: Reservation, target: str,
-                      usage: dict | None) -> None:
+                      usage: dict | None, estimated: bool = False) -> None:
         if reservation.settled:
             return
         reservation.settled = True
@@ -235,7 +238,7 @@ class Limits:
             await self.counters.adjust(adjust, now)
         for budget, limit in reservation.budgets:
             await self._alerts(budget, limit, now)
-        self.recorder.record(now, ctx.key_name, ctx.route, target, usage, usd)
+        self.recorder.record(now, ctx.key_name, ctx.route, target, usage, usd, estimated)
 
     async def _alerts(self, budget: Budget, limit: Limit, now: float) -> None:
         if not budget.alert_at:
@@ -265,18 +268,19 @@ def _dearest(prices: list[Price | None]) -> Price | None:
     return Price(max(p.input for p in known), max(p.output for p in known))
 
 
-def _usage_in(data: bytes) -> dict | None:
-    """The usage object of the last complete `data:` line that has one."""
-    found = None
-    for line in data.split(b"\n"):
-        if line.startswith(b"data: {") and b'"usage"' in line:
-            try:
-                usage = orjson.loads(line[6:]).get("usage")
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(usage, dict):
-                found = usage
-    return found
+def ask_for_stream_usage(ctx: RequestContext) -> StreamUsage | None:
+    """For a streamed chat or completions request: ask the upstream to report the usage
+    (stream_options.include_usage), and return what reads it from the stream, hiding it from
+    a client that did not ask. None for anything else."""
+    if not ctx.stream or ctx.endpoint not in STREAMS_WITH_USAGE:
+        return None
+    options = ctx.body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        return StreamUsage(strip=False)  # the client's own (odd) value goes through untouched
+    if options and options.get("include_usage"):
+        return StreamUsage(strip=False)
+    ctx.body = {**ctx.body, "stream_options": {**(options or {}), "include_usage": True}}
+    return StreamUsage(strip=True)
 
 
 def rate_headers(verdict: Verdict) -> dict[str, str]:

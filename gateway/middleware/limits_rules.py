@@ -118,6 +118,25 @@ def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
     return chars // 4 + 4 * messages + 1
 
 
+def estimate_answer_usage(body: Mapping[str, Any], answer: Mapping[str, Any],
+                          endpoint: str) -> dict[str, int] | None:
+    """Usage for a whole answer that reports none: the prompt estimated as before the call,
+    the completion at 4 characters a token of the text that came back. None for endpoints
+    not counted in tokens (images, audio)."""
+    if endpoint == "embeddings":
+        return {"prompt_tokens": estimate_prompt_tokens(body), "completion_tokens": 0}
+    if endpoint not in ("chat", "completions"):
+        return None
+    chars = 0
+    for choice in answer.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        message = choice.get("message")
+        text = message.get("content") if isinstance(message, dict) else choice.get("text")
+        chars += len(text) if isinstance(text, str) else 0
+    return {"prompt_tokens": estimate_prompt_tokens(body), "completion_tokens": (chars + 3) // 4}
+
+
 def estimate_completion_tokens(body: Mapping[str, Any], endpoint: str) -> int:
     if endpoint == "embeddings":
         return 0

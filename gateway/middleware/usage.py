@@ -2,7 +2,8 @@
 
 Requests add to an in-memory aggregate; a background task writes it to SQLite once a second
 (in a worker thread, WAL), so a slow disk never slows a request and a crash loses at most the
-last second. Read by GET /admin/usage and `gateway usage`.
+last second. Read by GET /admin/usage and `gateway usage`. ``estimated_requests`` counts the
+requests of a row whose provider reported no usage, so their tokens and cost are estimates.
 """
 
 from __future__ import annotations
@@ -25,10 +26,17 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS usage (
     day TEXT NOT NULL, key TEXT NOT NULL, route TEXT NOT NULL, target TEXT NOT NULL,
     requests INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
-    cost_usd REAL NOT NULL,
+    cost_usd REAL NOT NULL, estimated_requests INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (day, key, route, target)
 )
 """
+COLUMNS = ("day", "key", "route", "target", "requests", "prompt_tokens", "completion_tokens",
+           "cost_usd", "estimated_requests")
+SUMMED = COLUMNS[4:]
+
+
+def _new_row() -> list:
+    return [0, 0, 0, 0.0, 0]
 
 
 def usage_db(data_dir: str) -> str:
@@ -38,12 +46,12 @@ def usage_db(data_dir: str) -> str:
 class UsageRecorder(PeriodicFlush):
     def __init__(self, path: str):
         self.path = path
-        self.pending: dict[tuple, list] = defaultdict(lambda: [0, 0, 0, 0.0])
+        self.pending: dict[tuple, list] = defaultdict(_new_row)
 
     _day: tuple[int, str] = (-1, "")
 
     def record(self, now: float, key: str | None, route: str, target: str,
-               usage: dict[str, Any], cost: float) -> None:
+               usage: dict[str, Any], cost: float, estimated: bool = False) -> None:
         day_number = int(now // 86400)
         if day_number != self._day[0]:  # formatting the date once a day, not per request
             self._day = (day_number, time.strftime("%Y-%m-%d", time.gmtime(now)))
@@ -53,19 +61,20 @@ class UsageRecorder(PeriodicFlush):
         row[1] += int(usage.get("prompt_tokens") or 0)
         row[2] += int(usage.get("completion_tokens") or 0)
         row[3] += cost
+        row[4] += estimated
         self.schedule()
 
     async def flush(self) -> None:
         if not self.pending:
             return
-        rows, self.pending = self.pending, defaultdict(lambda: [0, 0, 0, 0.0])
+        rows, self.pending = self.pending, defaultdict(_new_row)
         try:
             await asyncio.to_thread(write_usage, self.path, rows)
         except sqlite3.Error as exc:
             for k, v in rows.items():  # keep them for the next flush: nothing is lost
                 mine = self.pending[k]
-                for i in range(4):
-                    mine[i] += v[i]
+                for i, value in enumerate(v):
+                    mine[i] += value
             log.error("usage_flush_failed", path=self.path, error=str(exc))
 
 
@@ -73,20 +82,32 @@ def _connect(path: str) -> sqlite3.Connection:
     db = datadir.connect(path, timeout=5)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(SCHEMA)
+    _add_estimated_column(db)
     return db
 
 
+def _add_estimated_column(db: sqlite3.Connection) -> None:
+    """A usage table from before estimated rows were marked gets the column (0: reported)."""
+    if "estimated_requests" in {row[1] for row in db.execute("PRAGMA table_info(usage)")}:
+        return
+    try:
+        db.execute("ALTER TABLE usage ADD COLUMN estimated_requests INTEGER NOT NULL DEFAULT 0")
+    except sqlite3.OperationalError as exc:  # another worker added it first
+        if "duplicate column" not in str(exc):
+            raise
+
+
 def write_usage(path: str, rows: dict[tuple, list]) -> None:
+    """Add ``rows`` ((day, key, route, target) -> [requests, prompt, completion, cost,
+    estimated]; the estimated count may be left out: 0) to the table."""
     db = _connect(path)
     try:
         with db:
             db.executemany(
-                "INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
-                "requests = requests + excluded.requests, "
-                "prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
-                "completion_tokens = completion_tokens + excluded.completion_tokens, "
-                "cost_usd = cost_usd + excluded.cost_usd",
-                [(*k, *v) for k, v in rows.items()],
+                f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+                "ON CONFLICT DO UPDATE SET "
+                + ", ".join(f"{c} = {c} + excluded.{c}" for c in SUMMED),
+                [(*k, *v, *[0] * (len(SUMMED) - len(v))) for k, v in rows.items()],
             )
     finally:
         db.close()
@@ -111,8 +132,8 @@ def query_usage(path: str, *, key: str | None = None, since: str | None = None,
         where.append("day <= ?")
         params.append(until)
     cols = ", ".join(group)
-    sql = (f"SELECT {cols + ', ' if cols else ''}SUM(requests), SUM(prompt_tokens), "
-           f"SUM(completion_tokens), SUM(cost_usd) FROM usage"
+    sums = ", ".join(f"SUM({c})" for c in SUMMED)
+    sql = (f"SELECT {cols + ', ' if cols else ''}{sums} FROM usage"
            + (f" WHERE {' AND '.join(where)}" if where else "")
            + (f" GROUP BY {cols} ORDER BY {cols}" if cols else ""))
     db = _connect(path)
@@ -123,11 +144,12 @@ def query_usage(path: str, *, key: str | None = None, since: str | None = None,
     out = []
     for row in rows:
         names = dict(zip(group, row[: len(group)]))
-        requests, prompt, completion, cost = row[len(group):]
+        requests, prompt, completion, cost, estimated = row[len(group):]
         if requests is None:
             continue
         out.append({**names, "requests": requests, "prompt_tokens": prompt,
-                    "completion_tokens": completion, "cost_usd": round(cost, 6)})
+                    "completion_tokens": completion, "cost_usd": round(cost, 6),
+                    "estimated_requests": estimated})
     return out
 
 

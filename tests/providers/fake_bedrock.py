@@ -136,7 +136,9 @@ class FakeBedrock(FakeServer):
         if text and limit and len(text.split()) > limit:
             text, stop = " ".join(text.split()[:limit]), script.finish or "max_tokens"
         usage = {"inputTokens": ans.prompt_tokens, "outputTokens": ans.completion_tokens,
-                 "totalTokens": ans.prompt_tokens + ans.completion_tokens, "cacheReadInputTokens": 2}
+                 "totalTokens": ans.prompt_tokens + ans.completion_tokens}
+        if script.usage is None:
+            usage["cacheReadInputTokens"] = 2
         if request.path.endswith("/converse-stream"):
             return await self._stream(request, script, ans.reasoning, text, calls, stop, usage)
         content = ([{"reasoningContent": {"reasoningText": {"text": ans.reasoning, "signature": "s"}}}]

@@ -107,7 +107,8 @@ class FakeCohere(FakeServer):
         plan = "I will call the tools." if calls else None
         thinking = ans.reasoning or ("Thinking it over." if (body.get("thinking") or {}).get("type") == "enabled" else None)
         usage = {"billed_units": {"input_tokens": ans.prompt_tokens, "output_tokens": ans.completion_tokens},
-                 "tokens": {"input_tokens": ans.prompt_tokens + 10, "output_tokens": ans.completion_tokens}}
+                 "tokens": {"input_tokens": ans.prompt_tokens + (0 if script.usage else 10),
+                            "output_tokens": ans.completion_tokens}}
         if body.get("stream"):
             return await self._stream(request, script, text, thinking, plan, calls, finish, usage)
         content = ([{"type": "thinking", "thinking": thinking}] if thinking else []) + \

@@ -126,7 +126,7 @@ class FakeGemini(FakeServer):
     # -- answers -----------------------------------------------------------------------------
 
     def _responses(self, model: str, body: dict, s: Script, chars: int, stream: bool) -> list[dict]:
-        usage = {"promptTokenCount": max(1, chars // 4)}
+        usage = {"promptTokenCount": s.usage[0] if s.usage else max(1, chars // 4)}
         if s.block:
             return [{"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": []},
                      "usageMetadata": {**usage, "totalTokenCount": usage["promptTokenCount"]},

@@ -37,6 +37,7 @@ class Script:
     cut_after: int | None = None  # streams: close the connection after N events
     headers: dict[str, str] = field(default_factory=dict)
     block: bool = False  # gemini: promptFeedback.blockReason
+    usage: tuple[int, int] | None = None  # report exactly these (prompt, completion) tokens
 
 
 @dataclass
@@ -117,7 +118,8 @@ def answer(provider: str, *, tools: list[tuple[str, dict]], tool_mode: str, allo
     if json_mode and text is not None and script.text is None:
         text = json.dumps({"answer": text})
     out_words = len((text or "").split()) + 3 * len(calls)
-    return Answer(text, calls, script.reasoning, max(1, prompt_chars // 4), max(1, out_words))
+    prompt_tokens, completion_tokens = script.usage or (max(1, prompt_chars // 4), max(1, out_words))
+    return Answer(text, calls, script.reasoning, prompt_tokens, completion_tokens)
 
 
 def arguments_for(schema: dict | None) -> dict:

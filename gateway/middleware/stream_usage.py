@@ -1,0 +1,61 @@
+"""The usage a streamed answer reports, read as the stream passes through.
+
+The gateway asks for it on every streamed chat or completions request (`stream_options:
+{include_usage: true}`): OpenAI-compatible upstreams then end the stream with a chunk whose
+`choices` is empty and whose `usage` is the whole request's, and the native adapters turn their
+providers' usage events (Anthropic message_start/message_delta, Gemini usageMetadata, Cohere
+message-end, Bedrock metadata) into the same chunk. ``StreamUsage`` keeps that usage and, when
+the client did not ask for it, drops the chunk, so the client gets the stream it asked for.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+from ..providers.sse import SSEFramer
+
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')  # not `"usage": null`, which OpenAI sends too
+
+
+class StreamUsage:
+    """Fed the stream chunk by chunk; gives back what the client gets (whole SSE events)."""
+
+    __slots__ = ("usage", "events", "_framer", "_strip")
+
+    def __init__(self, *, strip: bool) -> None:
+        self.usage: dict[str, Any] | None = None  # the last usage object the stream reported
+        self.events = 0  # data events besides [DONE] and usage-only ones: an estimate's basis
+        self._framer = SSEFramer()
+        self._strip = strip  # drop the usage-only chunk (the client did not ask for it)
+
+    def feed(self, chunk: bytes) -> bytes:
+        return b"".join(event for event in self._framer.feed(chunk) if self._keep(event))
+
+    def end(self) -> bytes:
+        """The bytes of an event the stream never finished, if any (passed on as they are)."""
+        rest = self._framer.rest()
+        return rest if rest and self._keep(rest) else b""
+
+    def _keep(self, event: bytes) -> bool:
+        if _USAGE_OBJECT.search(event):
+            payload = _payload(event)
+            usage = payload.get("usage") if payload is not None else None
+            if isinstance(usage, dict):
+                self.usage = usage
+                if not payload.get("choices"):  # the usage-only chunk
+                    return not self._strip
+        if event.startswith(b"data:") and not event.startswith(b"data: [DONE]"):
+            self.events += 1
+        return True
+
+
+def _payload(event: bytes) -> dict | None:
+    data = b"\n".join(line[5:].lstrip() for line in event.splitlines() if line.startswith(b"data:"))
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -82,8 +82,11 @@ def to_anthropic(body: dict[str, Any], *, stream: bool = False,
             if budget >= MIN_THINKING_BUDGET:
                 thinking = {"type": "enabled", "budget_tokens": budget}
     thinking_on = isinstance(thinking, dict) and thinking.get("type") == "enabled"
-    if thinking_on and limit is None and isinstance(thinking.get("budget_tokens"), int):
-        max_tokens = max(max_tokens, default_max_tokens + thinking["budget_tokens"])
+    budget_tokens = thinking.get("budget_tokens") if thinking_on else None
+    if limit is None and isinstance(budget_tokens, int) and 0 < budget_tokens < 2**31:
+        # (a larger budget goes on as it is, for Anthropic to refuse; added up, it could
+        # overflow the 64-bit integers JSON encoders write)
+        max_tokens = max(max_tokens, default_max_tokens + budget_tokens)
 
     json_tool = None
     fmt = body.get("response_format")

@@ -298,10 +298,14 @@ def schema(node: Any, param: str, root: dict | None = None, depth: int = 0) -> A
         elif key == "const":
             out["enum"] = [value]
         elif key in ("properties",):
+            if not isinstance(value, dict):
+                raise bad_request(f"{param}: properties must be an object", param)
             out[key] = {k: schema(v, param, root, depth + 1) for k, v in value.items()}
         elif key == "items":
             out[key] = schema(value, param, root, depth + 1)
         elif key in ("anyOf", "oneOf"):
+            if not isinstance(value, list):
+                raise bad_request(f"{param}: {key} must be an array of schemas", param)
             out["anyOf"] = [schema(v, param, root, depth + 1) for v in value]
         elif key in SCHEMA_KEYS:
             out[key] = value

@@ -20,6 +20,7 @@ import orjson
 from ..errors import UpstreamError
 from ..units import duration_text
 from .base import Provider, UpstreamRequest, UpstreamResponse
+from .native import bad_request
 
 
 class MockProvider(Provider):
@@ -85,15 +86,22 @@ def reply_for(model: str, prompt: str) -> str:
 def _prompt_text(body: dict, endpoint: str) -> str:
     if endpoint == "completions":
         prompt = body.get("prompt", "")
-        return " ".join(prompt) if isinstance(prompt, list) else str(prompt)
+        if not isinstance(prompt, list):
+            return str(prompt)
+        return " ".join(_words(p) for p in prompt)  # strings, token ids or arrays of them
     texts = []
     for message in body.get("messages") or ():
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, str):
             texts.append(content)
         elif isinstance(content, list):
-            texts.extend(p.get("text", "") for p in content if isinstance(p, dict))
+            texts.extend(p["text"] for p in content
+                         if isinstance(p, dict) and isinstance(p.get("text"), str))
     return " ".join(texts)
+
+
+def _words(item: Any) -> str:
+    return " ".join(map(str, item)) if isinstance(item, list) else str(item)
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict:
@@ -171,14 +179,20 @@ async def _stream(
     yield b"data: [DONE]\n\n"
 
 
+MAX_DIMENSIONS = 4096  # real embedding models go up to 3072
+
+
 def embeddings(body: dict, model: str) -> dict:
     inputs = body.get("input", "")
     if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)):
         inputs = [inputs]
     dims = body.get("dimensions") or 64
+    if not isinstance(dims, int) or not 0 < dims <= MAX_DIMENSIONS:
+        raise bad_request(f"mock: dimensions must be an integer from 1 to {MAX_DIMENSIONS}",
+                          "dimensions")
     data, tokens = [], 0
     for i, item in enumerate(inputs):
-        text = item if isinstance(item, str) else " ".join(map(str, item))
+        text = _words(item)
         tokens += len(text.split())
         data.append({"object": "embedding", "index": i, "embedding": embed(text, dims)})
     return {

@@ -28,11 +28,8 @@ from .drain import DRAIN
 from .errors import error_body, gateway_error_response, upstream_failure
 from .loops import check_hops
 from .reload import GraphHolder
+from .request_shape import check_body
 from .request_stats import STATS
-
-# Fields every endpoint requires, besides "model".
-_REQUIRED = {"chat": "messages", "completions": "prompt", "embeddings": "input",
-             "images": "prompt", "speech": "input"}
 
 
 class OpenAIEndpoints:
@@ -103,11 +100,12 @@ class OpenAIEndpoints:
                 body, files = await read_form(request, graph.settings.max_body)
             else:
                 body, files = await read_json(request, graph.settings.max_body), ()
-            model = _model(body, endpoint)
+            model = _model(body)
             route = graph.routes.get(model)
             if route is None:
                 raise _unknown_model(model, _routes_for(graph, key))
             headers["x-gateway-route"] = model
+            check_body(body, endpoint)
             ctx = RequestContext(
                 endpoint=endpoint,
                 body=body,
@@ -317,17 +315,13 @@ def _too_large(limit: int) -> GatewayError:
                         "(server.max_body)", code="request_too_large")
 
 
-def _model(body: dict, endpoint: str) -> str:
+def _model(body: dict) -> str:
+    """The route name; the rest of the body is checked once the route is known
+    (request_shape.check_body)."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise GatewayError(400, "you must provide a model parameter (a route name)",
                            code="missing_required_parameter", param="model")
-    field = _REQUIRED.get(endpoint)
-    if field is not None and field not in body:
-        raise GatewayError(400, f"missing required parameter: '{field}'",
-                           code="missing_required_parameter", param=field)
-    if endpoint == "chat" and not isinstance(body["messages"], list):
-        raise GatewayError(400, "'messages' must be a list", code="invalid_type", param="messages")
     return model
 
 

@@ -13,15 +13,19 @@ import tracemalloc
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from gateway.cli import main as gateway_cli
 from gateway.config.compiler import Runtime, compile_file
 from gateway.config.loader import load_bytes
 from gateway.errors import ConfigErrors
+from gateway.providers.anthropic_translate import to_anthropic
 from gateway.server import versioning
 from gateway.server.app import create_app
 from gateway.server.reload import GraphHolder, Reloader
+
+from ..server.inprocess import app_client
 
 GOOD = """version: 1
 providers:
@@ -130,7 +134,8 @@ def serving(path: Path) -> tuple[Reloader, httpx.AsyncClient]:
     graph = compile_file(str(path), version=1)
     reloader = Reloader(str(path), Runtime(), GraphHolder(graph))
     app = create_app(reloader, watch_config=False)
-    return reloader, httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1")
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1")
+    return reloader, client
 
 
 async def assert_rejected_and_still_serving(reloader, client, text: str, words: str) -> None:
@@ -175,3 +180,99 @@ async def test_unexpected_exception_during_reload_is_a_rejection(tmp_path, monke
             "the gateway failed to load this config (RuntimeError")
         reply = await client.post("/admin/reload")
     assert "sk-123" not in reply.text
+
+
+# -- 14: request bodies ----------------------------------------------------------------------
+
+REQUESTS = """
+version: 1
+providers:
+  demo: {type: mock}
+  claude: {type: anthropic, base_url: "http://127.0.0.1:9", api_key: test-key}
+  command: {type: cohere, base_url: "http://127.0.0.1:9", api_key: test-key}
+  google: {type: gemini, base_url: "http://127.0.0.1:9", api_key: test-key}
+routes:
+  chat:
+    limits: {requests_per_minute: 100000, tokens_per_minute: 100000000}
+    target: {provider: demo, model: m}
+  claude: {target: {provider: claude, model: claude-x}}
+  command: {target: {provider: command, model: command-x}}
+  google: {target: {provider: google, model: gemini-x}}
+"""
+HI = [{"role": "user", "content": "hi"}]
+PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions",
+         "embeddings": "/v1/embeddings"}
+
+
+async def post(tmp_path, endpoint: str, body: dict) -> httpx.Response:
+    async with app_client(REQUESTS, tmp_path) as client:
+        return await client.post(PATHS[endpoint], json=body)
+
+
+@pytest.mark.parametrize("endpoint, body, param", [
+    # the limits (and the mock): 500s before
+    ("chat", {"model": "chat", "messages": HI, "stream": True, "stream_options": "x"},
+     "stream_options"),
+    ("chat", {"model": "chat", "messages": [{"role": "user", "content": [{"text": 5}]}]},
+     "messages[0].content[0].type"),
+    ("chat", {"model": "chat", "messages": [
+        {"role": "system", "content": "be brief"}, {"role": "assistant", "content": None},
+        {"role": "user", "content": [{"type": "text", "text": 5}]}]},
+     "messages[2].content[0].text"),
+    ("chat", {"model": "chat", "messages": HI, "max_tokens": "100"}, "max_tokens"),
+    ("chat", {"model": "chat", "messages": HI, "max_tokens": 2**64 - 1}, "max_tokens"),
+    ("chat", {"model": "chat", "messages": None}, "messages"),
+    ("embeddings", {"model": "chat", "input": "hi", "dimensions": "many"}, "dimensions"),
+    ("embeddings", {"model": "chat", "input": ["a", 1]}, "input[1]"),
+    ("embeddings", {"model": "chat", "input": None}, "input"),
+    ("completions", {"model": "chat", "prompt": {"text": "hi"}}, "prompt"),
+    # the Anthropic and Cohere translators: 500s before
+    ("chat", {"model": "claude", "messages": HI, "reasoning_effort": ["high"]},
+     "reasoning_effort"),
+    ("chat", {"model": "claude", "messages": [{"role": "assistant", "content": "x",
+                                                "tool_calls": 5}]},
+     "messages[0].tool_calls"),
+    ("chat", {"model": "command", "messages": HI, "top_p": "high"}, "top_p"),
+    ("chat", {"model": "command", "messages": HI, "reasoning_effort": {}}, "reasoning_effort"),
+    ("chat", {"model": "google", "messages": HI, "tools": [{"type": "function", "function": {
+        "name": "f", "parameters": {"properties": {}}, "description": 7}}]},
+     "tools[0].function.description"),
+])
+async def test_wrongly_typed_fields_are_400_naming_the_field(tmp_path, endpoint, body, param):
+    """A field of the wrong type is refused at the front door with a 400 in OpenAI's shape,
+    `param` naming the field's path; it used to be a 500 from whichever part read it first."""
+    reply = await post(tmp_path, endpoint, body)
+    assert reply.status_code == 400, reply.text
+    error = reply.json()["error"]
+    assert error["param"] == param and error["type"] == "invalid_request_error"
+    assert error["code"] in ("invalid_type", "invalid_value", "missing_required_parameter")
+    assert param in error["message"]
+
+
+async def test_token_arrays_are_valid_prompts(tmp_path):
+    """Token-id prompts and inputs are OpenAI-valid: the mock answers them (it crashed)."""
+    completion = await post(tmp_path, "completions", {"model": "chat", "prompt": [1, 2, 3]})
+    nested = await post(tmp_path, "embeddings", {"model": "chat", "input": [[1, 2], [3]]})
+    assert completion.status_code == 200 and "1 2 3" in completion.json()["choices"][0]["text"]
+    assert nested.status_code == 200 and len(nested.json()["data"]) == 2
+
+
+async def test_translators_refuse_odd_but_valid_input_with_400(tmp_path):
+    """A well-typed body a translator cannot express is its 400, not a crash: a Gemini tool
+    whose JSON Schema has `properties` as a list, a mock asked for a million dimensions."""
+    schema = {"type": "object", "properties": ["a"]}
+    gemini = await post(tmp_path, "chat", {"model": "google", "messages": HI, "tools": [
+        {"type": "function", "function": {"name": "f", "parameters": schema}}]})
+    dims = await post(tmp_path, "embeddings", {"model": "chat", "input": "x",
+                                               "dimensions": 1_000_000})
+    assert gemini.status_code == 400 and "properties must be an object" in gemini.text
+    assert dims.status_code == 400 and dims.json()["error"]["param"] == "dimensions"
+
+
+def test_huge_thinking_budget_still_builds_a_request():
+    """An enormous thinking.budget_tokens goes on for Anthropic to refuse; adding it to
+    max_tokens overflowed the JSON encoder's 64-bit integers (a 500)."""
+    body = {"model": "m", "messages": HI, "thinking": {"type": "enabled",
+                                                       "budget_tokens": 2**64 - 1}}
+    translated = to_anthropic(body)
+    assert orjson.dumps(translated.body) and translated.body["max_tokens"] == 4096

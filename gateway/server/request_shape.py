@@ -22,7 +22,7 @@ Check = Callable[[Any, str], None]
 
 MAX_CHOICES = 128  # OpenAI's limit on n
 MAX_COUNT = 2**31 - 1  # token counts and dimensions: past this, sums overflow 64-bit stores
-# Fields every endpoint requires, besides "model" (checked before the route is looked up).
+# Fields every endpoint requires, besides "model".
 REQUIRED = {"chat": "messages", "completions": "prompt", "embeddings": "input",
             "images": "prompt", "speech": "input"}
 
@@ -212,6 +212,8 @@ def _parts(value: Any, path: str) -> None:
         if kind in _PART_FIELDS:
             name, check = _PART_FIELDS[kind]
             _required(part, here, name, check)
+        if "text" in part:  # read from parts of any type (token estimates, the mock, plugins)
+            _fields(part, here, (("text", _string),))
         if "cache_control" in part:
             _fields(part, here, (("cache_control", _object),))
 

@@ -219,6 +219,9 @@ async def post(tmp_path, endpoint: str, body: dict) -> httpx.Response:
         {"role": "system", "content": "be brief"}, {"role": "assistant", "content": None},
         {"role": "user", "content": [{"type": "text", "text": 5}]}]},
      "messages[2].content[0].text"),
+    ("chat", {"model": "chat", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": "https://127.0.0.1/a.png", "text": 5}]}]},
+     "messages[0].content[0].text"),
     ("chat", {"model": "chat", "messages": HI, "max_tokens": "100"}, "max_tokens"),
     ("chat", {"model": "chat", "messages": HI, "max_tokens": 2**64 - 1}, "max_tokens"),
     ("chat", {"model": "chat", "messages": None}, "messages"),

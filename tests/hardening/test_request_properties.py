@@ -135,6 +135,34 @@ def bodies(wild: bool):
 
 WILD = bodies(wild=True)
 VALID = bodies(wild=False)
+KEYS = st.sampled_from(["text", "content", "role", "type", "image_url", "url", "name", "id",
+                        "tool_calls", "function", "arguments", "parameters", "properties",
+                        "stream_options", "include_usage", "max_tokens", "n", "stop",
+                        "input", "prompt", "dimensions"]) | st.text(max_size=6)
+
+
+def _slots(value, out: list) -> list:
+    """Every (container, key) of a JSON value, and every dict (to add a key to)."""
+    if isinstance(value, dict):
+        out.append((value, None))
+        for key, item in value.items():
+            out.append((value, key))
+            _slots(item, out)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            out.append((value, i))
+            _slots(item, out)
+    return out
+
+
+@st.composite
+def mutated(draw, valid):
+    """A valid body with one thing wrong anywhere: a value replaced by arbitrary JSON, or a
+    key added to some object (a ``text`` of 5 on an image part, say)."""
+    body = draw(valid)
+    container, key = draw(st.sampled_from(_slots(body, [])))
+    container[draw(KEYS) if key is None else key] = draw(JSON)
+    return body
 
 # -- (a) the real app in process ---------------------------------------------------------------
 
@@ -194,7 +222,7 @@ def test_any_json_body_is_answered_2xx_or_4xx(loop, client, endpoint):
     """Arbitrary JSON-ish bodies (and well-formed ones with arbitrary values mixed in) never
     give a 5xx, through the limits, a body condition and the mock provider."""
     @SETTINGS
-    @given(body=WILD[endpoint] | JSON)
+    @given(body=mutated(VALID[endpoint]) | WILD[endpoint] | JSON)
     def run(body):
         assert_no_server_error(*answer(loop, client, endpoint, body))
 

@@ -42,6 +42,7 @@ from typing import Any, Iterator, Mapping
 from sqlite_utils import Database, Migrations
 
 from .. import datadir
+from ..units import iso_utc as _iso
 from .git import git_info  # noqa: F401  (re-exported: rollback and the CLI import it here)
 from .loader import LoadedConfig, Reader
 
@@ -321,6 +322,3 @@ def data_dir_for(config_path: str, data: Any) -> str:
         value = ".gateway"
     return os.path.join(os.path.dirname(os.path.abspath(config_path)), value)
 
-
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import datadir
+from ..units import iso_utc
 
 KEY_PREFIX = "gw-"
 
@@ -201,4 +202,4 @@ def _row(row: tuple) -> StoredKey:
 
 
 def _iso(ts: float | None) -> str | None:
-    return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    return None if ts is None else iso_utc(ts)

@@ -21,6 +21,7 @@ from ..config.compiler import Runtime
 from ..errors import ConfigError, ConfigErrors
 from ..graph.graph import RoutingGraph
 from ..logs import get_logger
+from ..units import iso_utc as _iso
 from ..keys.store import KeyStore, keystore_path
 from .bind import bind_errors
 from .versioning import Inputs, build_graph
@@ -273,9 +274,6 @@ def _read(path: str) -> bytes:
     with open(path, "rb") as fh:
         return fh.read()
 
-
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 def log_warnings(graph: RoutingGraph) -> None:

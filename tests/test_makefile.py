@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,8 +11,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def plan(clone: Path, target: str) -> list[str]:
-    done = subprocess.run(["make", "-n", target], cwd=clone, capture_output=True, text=True,
-                          timeout=30)
+    # A clean environment: under `make test` the outer make's MAKELEVEL/MAKEFLAGS would make
+    # this one print "Entering/Leaving directory" lines around the plan.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    done = subprocess.run(["make", "-n", "--no-print-directory", target], cwd=clone, env=env,
+                          capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()
 

@@ -25,7 +25,6 @@ import json
 import os
 import re
 import stat
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -36,6 +35,8 @@ import nacl.secret
 import nacl.utils
 
 from . import datadir
+from .store.files import atomic_write, fsync_dir
+from .units import iso_utc
 
 try:
     import fcntl
@@ -304,7 +305,7 @@ class Vault:
             pending = self.key_path + ".new"
             try:
                 if new.mode == "file":
-                    _write_file(pending, (new.encoded() + "\n").encode())
+                    atomic_write(pending, (new.encoded() + "\n").encode(), mode=0o600)
                 if before_commit is not None:
                     before_commit(new)
                 self._write(rotated)  # the commit
@@ -373,7 +374,8 @@ class Vault:
             return None
         self._ensure_dir()
         key = MasterKey(nacl.utils.random(nacl.secret.SecretBox.KEY_SIZE), "file")
-        if _write_file(self.key_path, (key.encoded() + "\n").encode(), exclusive=True):
+        if atomic_write(self.key_path, (key.encoded() + "\n").encode(), mode=0o600,
+                        exclusive=True):
             self.created_key_file = True
             return key
         return self._read_key_file(self.key_path, missing_ok=False)  # another process won
@@ -414,7 +416,7 @@ class Vault:
 
     def _install_key(self, pending: str) -> None:
         os.replace(pending, self.key_path)
-        _fsync_dir(self.data_dir)
+        fsync_dir(self.data_dir)
 
     def _wrong_key(self, doc: dict | None, key: MasterKey) -> WrongKeyError:
         question = {
@@ -464,7 +466,7 @@ class Vault:
         self._ensure_dir()
         data = json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n"
         try:
-            _write_file(self.path, data)
+            atomic_write(self.path, data, mode=0o600)
         except OSError as exc:
             raise VaultError(f"cannot write the vault at {self.path}: {exc.strerror}") from None
 
@@ -536,46 +538,9 @@ def _new_doc() -> dict:
             "created_at": _now(), "secrets": {}}
 
 
-def _write_file(path: str, data: bytes, *, exclusive: bool = False) -> bool:
-    """Write ``path`` atomically with mode 0600: temporary file, fsync, rename (or, with
-    ``exclusive``, a hard link that fails when the file exists: then False)."""
-    folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-" + os.path.basename(path) + "-")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if exclusive:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                return False
-            finally:
-                os.unlink(tmp)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(folder)
-    return True
-
-
-def _fsync_dir(folder: str) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
 def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return iso_utc(time.time())

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gateway"
 
 # A layer may import itself and anything to its right, never to its left.
 LAYERS = ["cli", "server", "config", "pluginmanager", "middleware", "hookspecs", "graph",
-          "providers", "state", "keys", "vault", "base"]
+          "providers", "state", "keys", "vault", "store", "base"]
 BASE = {"errors", "logs", "units", "pricing", "datadir", "__init__"}
 
 

@@ -9,11 +9,11 @@ the server, finding it identical to the newest version, applies it under that nu
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Mapping
 
 from ..errors import ConfigErrors
+from ..store.files import atomic_write
 from .compiler import Runtime, compile_loaded
 from .loader import LoadedConfig, load_bytes
 from .versions import StoreError, Version, VersionStore, git_info
@@ -159,33 +159,4 @@ def _holds(path: str, text: str) -> bool:
 def write_atomically(path: str, text: str) -> None:
     """Replace ``path`` with ``text``: a temporary file in the same folder, fsync, rename.
     Readers see the old file or the new one, never a mix; the file's mode is kept."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    try:
-        mode = os.stat(path).st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o644
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(text.encode("utf-8"))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:
-        dir_fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    atomic_write(path, text.encode("utf-8"))

@@ -70,7 +70,7 @@ class UsageRecorder(PeriodicFlush):
         rows, self.pending = self.pending, defaultdict(_new_row)
         try:
             await asyncio.to_thread(write_usage, self.path, rows)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:  # a full disk, a lost data dir, EMFILE
             for k, v in rows.items():  # keep them for the next flush: nothing is lost
                 mine = self.pending[k]
                 for i, value in enumerate(v):

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import GatewayError
+from ..units import iso_utc
 from ..state.counters import counters_in
 from ..middleware.usage import period_range, query_usage, usage_db
 from .errors import gateway_error_response, json_response
@@ -55,7 +56,7 @@ class AdminEndpoints:
             "version": graph.version,
             "sha256": graph.sha256,
             "path": graph.path,
-            "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(graph.loaded_at)),
+            "loaded_at": iso_utc(graph.loaded_at),
             "routes": sorted(graph.routes),
             "providers": sorted(graph.providers),
             "reloads": self.reloader.counts,

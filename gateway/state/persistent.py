@@ -68,7 +68,7 @@ class SqliteCounters(PeriodicFlush, MemoryCounters):
                  else self.buckets.get((key, bucket), 0.0), time.time()) for key, bucket in dirty]
         try:
             await asyncio.to_thread(self._write, rows)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:  # a full disk, a lost data dir, EMFILE
             self._dirty |= dirty  # try again next time; nothing is lost from memory
             log.error("state_flush_failed", path=self.path, error=str(exc))
 

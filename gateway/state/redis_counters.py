@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from ..errors import GatewayError
 from ..logs import get_logger
+from ..units import iso_utc
 from .counters import (
     Counters,
     Limit,
@@ -141,8 +142,7 @@ class RedisCounters(Counters):
             "healthy": self._healthy,
             "mode": self.outage,
             "share": self.share,
-            "down_since": (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since))
-                           if since is not None else None),
+            "down_since": iso_utc(since) if since is not None else None,
             "pending_deltas": len(self._pending) + (len(self._batch[1]) if self._batch else 0),
             "outages": self.outages,
         }

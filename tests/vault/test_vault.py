@@ -358,14 +358,14 @@ def test_failure_writing_the_vault_loses_nothing(tmp_path: Path, monkeypatch):
     filled(tmp_path, {})
     key_before = (tmp_path / "master.key").read_bytes()
     vault_before = (tmp_path / "vault.json").read_bytes()
-    real = vault_module._write_file
+    real = vault_module.atomic_write
 
     def disk_full(path, data, **kw):
         if path.endswith("vault.json"):
             raise OSError(28, "No space left on device")
         return real(path, data, **kw)
 
-    monkeypatch.setattr(vault_module, "_write_file", disk_full)
+    monkeypatch.setattr(vault_module, "atomic_write", disk_full)
     with pytest.raises(VaultError, match="No space left"):
         Vault(str(tmp_path), {}).rotate()
     monkeypatch.undo()

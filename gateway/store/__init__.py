@@ -1,0 +1,13 @@
+"""The storage layer: every SQLite file in the data directory, and how it is opened, migrated
+and written.
+
+- ``sqlite.py``   one WAL ``connect()`` and ``migrate()`` (sqlite-utils Migrations, under a lock)
+- ``writer.py``   ``Writer``: the one thread that owns a file's write connection
+- ``tasks.py``    ``Supervisor``: background tasks kept referenced and restarted when they crash
+- ``files.py``    ``atomic_write``: a file written whole (temporary file, fsync, rename)
+- ``gateway_db.py``, ``keys_db.py``, ``usage_db.py``, ``state_db.py``: one module per file,
+  its name, its tables (as numbered migrations) and its queries
+
+Callers above (config versions, keys, usage, limit counters) keep their domain logic; the
+SQL and the files are here.
+"""

@@ -1,0 +1,59 @@
+"""Opening a database in the data directory: one ``connect()`` (private file, WAL, a busy
+timeout) and one ``migrate()`` (sqlite-utils Migrations, applied under a write lock so that
+several workers starting together apply each migration once)."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from sqlite_utils import Database, Migrations
+
+from .. import datadir
+
+BUSY_TIMEOUT = 5.0  # seconds a writer waits for another process's write lock
+
+
+def connect(path: str, *, timeout: float = BUSY_TIMEOUT, **options: Any) -> sqlite3.Connection:
+    """A connection to ``path`` (created 0600 in a 0700 folder if missing) in WAL mode, so
+    readers never wait for the writer. Options are ``sqlite3.connect``'s."""
+    db = datadir.connect(path, timeout=timeout, **options)
+    try:
+        db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            db.execute("PRAGMA journal_mode=WAL")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def migrate(db: Database, migrations: Migrations) -> bool:
+    """Apply the pending ``migrations`` to ``db``; True if any were. The check is read-only;
+    applying takes the write lock first (BEGIN IMMEDIATE) and checks again under it, so of
+    several processes opening a file at once exactly one applies each migration, atomically
+    with its record (sqlite-utils nests each migration in a savepoint)."""
+    if not migrations.pending(db):
+        return False
+    conn = db.conn
+    with db.ensure_autocommit_on():
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            migrations.apply(db)
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    return True
+
+
+def open_database(path: str, migrations: Migrations, **options: Any) -> Database:
+    """A migrated sqlite-utils Database on ``connect(path)``."""
+    db = Database(connect(path, **options))
+    try:
+        migrate(db, migrations)
+    except BaseException:
+        db.close()
+        raise
+    return db

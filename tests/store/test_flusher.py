@@ -1,0 +1,48 @@
+"""The usage flusher survives a failed write: nothing recorded is lost, and it keeps
+flushing (it used to die for good on an OSError, so usage stopped being written)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from structlog.testing import capture_logs
+
+from gateway.middleware import usage
+from gateway.middleware.usage import UsageRecorder, query_usage
+
+from .ticks import Ticks
+
+
+async def test_usage_flush_survives_an_oserror_and_the_next_flush_lands(tmp_path, monkeypatch):
+    path = str(tmp_path / "data" / "usage.db")
+    real_write = usage.write_usage
+    loop = asyncio.get_running_loop()
+    attempts: asyncio.Queue[str] = asyncio.Queue()
+    failed = []
+
+    def flaky_write(*args, **kwargs):  # runs in the writer's thread
+        if not failed:
+            failed.append(True)
+            loop.call_soon_threadsafe(attempts.put_nowait, "failed")
+            raise OSError(24, "Too many open files")
+        real_write(*args, **kwargs)
+        loop.call_soon_threadsafe(attempts.put_nowait, "written")
+
+    monkeypatch.setattr(usage, "write_usage", flaky_write)
+    recorder = UsageRecorder(path)
+    recorder.tick = ticks = Ticks()
+    try:
+        with capture_logs() as logs:
+            recorder.record(0.0, "team", "chat", "demo/m", {"prompt_tokens": 3}, 0.5)
+            ticks.step()
+            assert await asyncio.wait_for(attempts.get(), 5) == "failed"
+            recorder.record(1.0, "team", "chat", "demo/m", {"prompt_tokens": 4}, 0.25)
+            ticks.step()
+            assert await asyncio.wait_for(attempts.get(), 5) == "written"
+        assert query_usage(path) == [{
+            "key": "team", "route": "chat", "target": "demo/m", "requests": 2,
+            "prompt_tokens": 7, "completion_tokens": 0, "cost_usd": 0.75,
+            "estimated_requests": 0}]
+        assert [e["event"] for e in logs if e["log_level"] == "error"] == ["usage_flush_failed"]
+    finally:
+        await recorder.aclose()

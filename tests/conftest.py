@@ -7,6 +7,7 @@ import pytest
 
 from .fake_upstream import FakeOpenAI
 from .gateway_process import GatewayProcess
+from .inprocess_gateway import InProcessGateway, LogFile
 
 
 @pytest.fixture
@@ -17,8 +18,34 @@ def upstream() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture
+def gateway_app(tmp_path: Path, monkeypatch) -> Iterator[Callable[..., InProcessGateway]]:
+    """Start the gateway in this process on a config text (as `gateway serve` would build it);
+    every one is shut down afterwards. ``env`` is set for the test's duration."""
+    started: list[InProcessGateway] = []
+    logs = LogFile(tmp_path / "gateway.log")
+
+    def start(config: str, *, env: dict[str, str] | None = None, name: str = "gateway.yaml",
+              environment: str | None = None, watch: bool = True) -> InProcessGateway:
+        for key, value in (env or {}).items():
+            monkeypatch.setenv(key, value)
+        path = tmp_path / name
+        path.write_text(config)
+        gateway = InProcessGateway(path, logs, environment=environment, watch=watch)
+        started.append(gateway)
+        return gateway.start()
+
+    try:
+        yield start
+    finally:
+        for gateway in reversed(started):
+            gateway.stop()
+        logs.close()
+
+
+@pytest.fixture
 def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
-    """Start the real gateway on a config text; every process is stopped afterwards."""
+    """Start the real `gateway serve` process on a config text; every process is stopped
+    afterwards. For the tests where the process is the point (signals, workers, sockets)."""
     started: list[GatewayProcess] = []
 
     def start(config: str, *, env: dict[str, str] | None = None, name: str = "gateway.yaml",

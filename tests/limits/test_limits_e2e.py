@@ -1,17 +1,15 @@
-"""Keys, rate limits, budgets and usage through the real server (mock provider)."""
+"""Keys, rate limits, budgets and usage through the app in process (mock provider)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import subprocess
-import sys
-import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from ..gateway_process import GatewayProcess
+from ..cli_runner import Result, run_cli
+from ..inprocess_gateway import poll
 
 RAW = "research-secret-key-123"
 DIGEST = hashlib.sha256(RAW.encode()).hexdigest()
@@ -42,22 +40,30 @@ AUTH = {"Authorization": f"Bearer {RAW}"}
 
 
 def post(gw, model: str, headers=None, **extra) -> httpx.Response:
-    return httpx.post(gw.base_url + "/v1/chat/completions", timeout=10, headers=headers or AUTH,
-                      json={"model": model, "messages": [{"role": "user", "content": "hi"}],
-                            **extra})
+    return gw.post("/v1/chat/completions", headers=headers or AUTH,
+                   json={"model": model, "messages": [{"role": "user", "content": "hi"}], **extra})
 
 
-def gateway_cli(gw: GatewayProcess, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gateway", *args, "--config", str(gw.config_path)]
-                          if args[0] != "keys" or args[1] != "hash" else
-                          [sys.executable, "-m", "gateway", *args],
-                          input=stdin, capture_output=True, text=True, timeout=60)
+def post_at_once(gw, count: int, model: str, **extra) -> list[httpx.Response]:
+    """``count`` requests sent together (one thread each), their answers in order."""
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(lambda _: post(gw, model, **extra), range(count)))
 
 
-def test_key_rate_limit_gives_429_with_headers(gateway_factory):
+def gateway_cli(gw, *args: str) -> Result:
+    return run_cli(*args, "--config", gw.config_path)
+
+
+def usage_rows(gw, query: str, done) -> list[dict]:
+    """GET /admin/usage?QUERY until ``done(rows)``: usage is written once a second."""
+    return poll(lambda: gw.get("/admin/usage?" + query).json()["usage"], done,
+                what="usage not written")
+
+
+def test_key_rate_limit_gives_429_with_headers(gateway_app):
     """The key's requests_per_minute: the sixth request gets 429 with Retry-After and
     OpenAI's x-ratelimit headers; allowed answers carry the headers too."""
-    gw = gateway_factory(CONFIG)
+    gw = gateway_app(CONFIG)
     answers = [post(gw, "chat") for _ in range(6)]
     assert [a.status_code for a in answers] == [200] * 5 + [429]
     first = answers[0].headers
@@ -72,33 +78,26 @@ def test_key_rate_limit_gives_429_with_headers(gateway_factory):
     assert "key 'research' allows 5 requests per minute" in error["message"]
 
 
-def test_route_limit_applies_to_every_caller(gateway_factory):
+def test_route_limit_applies_to_every_caller(gateway_app):
     """A route's limits count all of its callers together."""
-    gw = gateway_factory(CONFIG)
+    gw = gateway_app(CONFIG)
     assert [post(gw, "narrow").status_code for _ in range(3)] == [200, 200, 429]
     assert "route 'narrow' allows 2 requests per minute" in post(gw, "narrow").json()["error"]["message"]
 
 
-def test_max_parallel_requests(gateway_factory):
+def test_max_parallel_requests(gateway_app):
     """Only max_parallel_requests run at once; the next is refused, and the slots come back."""
-    gw = gateway_factory(CONFIG)
-
-    async def main():
-        async with httpx.AsyncClient(base_url=gw.base_url, timeout=10, headers=AUTH) as client:
-            body = {"model": "waiting", "messages": [{"role": "user", "content": "x"}]}
-            return await asyncio.gather(*(client.post("/v1/chat/completions", json=body)
-                                          for _ in range(3)))
-
-    statuses = sorted(r.status_code for r in asyncio.run(main()))
+    gw = gateway_app(CONFIG)
+    statuses = sorted(r.status_code for r in post_at_once(gw, 3, "waiting"))
     assert statuses == [200, 200, 429]
     assert post(gw, "chat").status_code == 200  # slots released
 
 
-def test_budget_blocks_and_alerts_once_per_threshold(gateway_factory):
+def test_budget_blocks_and_alerts_once_per_threshold(gateway_app):
     """Spend reaches the monthly budget: then 429 budget_exceeded; each alert_at threshold
     is crossed (and reported) once."""
     text = CONFIG.replace("requests_per_minute: 5, max_parallel_requests: 2", "requests_per_minute: 1000")
-    gw = gateway_factory(text)
+    gw = gateway_app(text)
     statuses = []
     for _ in range(30):
         r = post(gw, "priced", max_tokens=5)
@@ -110,32 +109,20 @@ def test_budget_blocks_and_alerts_once_per_threshold(gateway_factory):
     assert refused.json()["error"]["code"] == "budget_exceeded"
     assert "key 'research' has spent its monthly budget of $0.05" in refused.json()["error"]["message"]
     assert int(refused.headers["Retry-After"]) > 0
-    time.sleep(0.3)
     alerts = [json.loads(line) for line in gw.log().splitlines()
               if '"budget_threshold"' in line]
     assert sorted(a["threshold"] for a in alerts) == [0.3, 0.6]
-    spent, deadline = 0.0, time.monotonic() + 5
-    while spent == 0.0 and time.monotonic() < deadline:  # usage is written once a second
-        time.sleep(0.2)
-        usage = httpx.get(gw.base_url + "/admin/usage?key=research&period=all").json()["usage"]
-        spent = sum(row["cost_usd"] for row in usage)
+    usage = usage_rows(gw, "key=research&period=all", lambda rows: rows)
+    spent = sum(row["cost_usd"] for row in usage)
     assert 0.025 <= spent <= 0.05 + 0.011  # never more than one request past the budget
 
 
-def test_concurrent_requests_cannot_overspend(gateway_factory):
+def test_concurrent_requests_cannot_overspend(gateway_app):
     """50 simultaneous requests against a nearly spent budget overspend by at most one
     request's cost."""
     text = CONFIG.replace("requests_per_minute: 5, max_parallel_requests: 2", "requests_per_minute: 1000")
-    gw = gateway_factory(text)
-
-    async def main():
-        async with httpx.AsyncClient(base_url=gw.base_url, timeout=20, headers=AUTH) as client:
-            body = {"model": "priced", "max_tokens": 5,
-                    "messages": [{"role": "user", "content": "hi"}]}
-            return await asyncio.gather(*(client.post("/v1/chat/completions", json=body)
-                                          for _ in range(50)))
-
-    answers = asyncio.run(main())
+    gw = gateway_app(text)
+    answers = post_at_once(gw, 50, "priced", max_tokens=5)
     ok = [r for r in answers if r.status_code == 200]
     assert 1 <= len(ok) < 50 and all(r.status_code in (200, 429) for r in answers)
     spent = sum(r.json()["usage"]["total_tokens"] for r in ok) * 0.001
@@ -143,80 +130,75 @@ def test_concurrent_requests_cannot_overspend(gateway_factory):
     assert spent <= 0.05 + one_request
 
 
-def test_keys_created_by_cli_work_and_revocation_is_immediate(gateway_factory):
+def test_keys_created_by_cli_work_and_revocation_is_immediate(gateway_app):
     """`gateway keys create` prints a key once; it works at once against the running
     server; `gateway keys revoke` makes the next request 401."""
-    gw = gateway_factory(CONFIG)
+    gw = gateway_app(CONFIG)
     created = gateway_cli(gw, "keys", "create", "ci-bot", "--routes", "chat", "--rpm", "100")
-    assert created.returncode == 0, created.stderr
-    raw = created.stdout.strip()
-    assert raw.startswith("gw-") and "only time it is shown" in created.stderr
+    assert created.code == 0, created.err
+    raw = created.out.strip()
+    assert raw.startswith("gw-") and "only time it is shown" in created.err
     bearer = {"Authorization": f"Bearer {raw}"}
     assert post(gw, "chat", bearer).status_code == 200
     assert post(gw, "priced", bearer).status_code == 403
     listed = gateway_cli(gw, "keys", "list", "--format", "json")
-    names = {k["name"]: k for k in json.loads(listed.stdout)}
-    assert names["ci-bot"]["routes"] == ["chat"] and raw not in listed.stdout
-    assert hashlib.sha256(raw.encode()).hexdigest() not in listed.stdout
-    assert gateway_cli(gw, "keys", "revoke", "ci-bot").returncode == 0
+    names = {k["name"]: k for k in listed.json}
+    assert names["ci-bot"]["routes"] == ["chat"] and raw not in listed.out
+    assert hashlib.sha256(raw.encode()).hexdigest() not in listed.out
+    assert gateway_cli(gw, "keys", "revoke", "ci-bot").code == 0
     assert post(gw, "chat", bearer).status_code == 401
 
 
-def test_keys_through_the_admin_api(gateway_factory):
+def test_keys_through_the_admin_api(gateway_app):
     """POST /admin/keys returns the key once; GET never shows it; DELETE revokes."""
-    gw = gateway_factory(CONFIG)
-    created = httpx.post(gw.base_url + "/admin/keys", json={
+    gw = gateway_app(CONFIG)
+    created = gw.post("/admin/keys", json={
         "name": "svc", "routes": ["chat"], "rpm": 2, "expires": "30d", "metadata": {"team": "x"}})
     assert created.status_code == 201
     raw = created.json()["key"]
     bearer = {"Authorization": f"Bearer {raw}"}
     assert [post(gw, "chat", bearer).status_code for _ in range(3)] == [200, 200, 429]
-    listing = httpx.get(gw.base_url + "/admin/keys")
+    listing = gw.get("/admin/keys")
     assert raw not in listing.text and "svc" in listing.text
-    assert httpx.delete(gw.base_url + "/admin/keys/svc").status_code == 200
+    assert gw.delete("/admin/keys/svc").status_code == 200
     assert post(gw, "chat", bearer).status_code == 401
-    assert httpx.delete(gw.base_url + "/admin/keys/svc").status_code == 404
+    assert gw.delete("/admin/keys/svc").status_code == 404
 
 
-def test_usage_by_key_route_and_target(gateway_factory):
+def test_usage_by_key_route_and_target(gateway_app):
     """/admin/usage and `gateway usage` report requests, tokens and cost."""
-    gw = gateway_factory(CONFIG)
+    gw = gateway_app(CONFIG)
     for _ in range(3):
         assert post(gw, "chat").status_code == 200
     post(gw, "priced", max_tokens=5)
-    time.sleep(1.5)  # the writer flushes once a second
-    rows = httpx.get(gw.base_url + "/admin/usage?period=all").json()["usage"]
+    rows = usage_rows(gw, "period=all", lambda rows: sum(r["requests"] for r in rows) == 4)
     by_route = {r["route"]: r for r in rows}
     assert by_route["chat"]["requests"] == 3 and by_route["chat"]["key"] == "research"
     assert by_route["chat"]["target"] == "demo/m" and by_route["chat"]["cost_usd"] == 0
     assert by_route["priced"]["cost_usd"] > 0 and by_route["priced"]["completion_tokens"] > 0
     cli = gateway_cli(gw, "usage", "--period", "all", "--format", "json")
-    assert {r["route"] for r in json.loads(cli.stdout)} == {"chat", "priced"}
+    assert {r["route"] for r in cli.json} == {"chat", "priced"}
 
 
-def test_budget_survives_a_restart(gateway_factory, tmp_path):
+def test_budget_survives_a_restart(gateway_app):
     """With the sqlite state backend, a spent budget is still spent after a restart."""
     text = CONFIG.replace("requests_per_minute: 5, max_parallel_requests: 2", "requests_per_minute: 1000")
-    gw = gateway_factory(text)
+    gw = gateway_app(text)
     while post(gw, "priced", max_tokens=5).status_code == 200:
         pass
     gw.stop()
-    again = GatewayProcess(gw.config_path).start()
-    try:
-        assert post(again, "priced", max_tokens=5).json()["error"]["code"] == "budget_exceeded"
-    finally:
-        again.stop()
+    again = gateway_app(text)
+    assert post(again, "priced", max_tokens=5).json()["error"]["code"] == "budget_exceeded"
 
 
-def test_no_raw_key_in_logs_or_admin_output(gateway_factory):
+def test_no_raw_key_in_logs_or_admin_output(gateway_app):
     """Neither the raw key nor created keys appear in any log line or admin response."""
-    gw = gateway_factory(CONFIG)
+    gw = gateway_app(CONFIG)
     post(gw, "chat")
-    created = httpx.post(gw.base_url + "/admin/keys", json={"name": "tmp"}).json()["key"]
+    created = gw.post("/admin/keys", json={"name": "tmp"}).json()["key"]
     post(gw, "chat", {"Authorization": f"Bearer {created}"})
     post(gw, "chat", {"Authorization": "Bearer wrong-key-value"})
-    outputs = [httpx.get(gw.base_url + p).text for p in
+    outputs = [gw.get(p).text for p in
                ("/admin/config", "/admin/keys", "/admin/health", "/admin/usage", "/metrics")]
-    time.sleep(0.3)
     for text in outputs + [gw.log()]:
         assert RAW not in text and created not in text and "wrong-key-value" not in text

@@ -1,4 +1,4 @@
-"""Retry, timeout, conditional routing and key checks through the real server."""
+"""Retry, timeout, conditional routing and key checks through the app (in process)."""
 
 from __future__ import annotations
 
@@ -20,18 +20,18 @@ routes:
 
 
 def post(gw, model: str, headers: dict | None = None, stream: bool = False) -> httpx.Response:
-    return httpx.post(gw.base_url + "/v1/chat/completions", timeout=15, headers=headers or {},
-                      json={"model": model, "stream": stream,
-                            "messages": [{"role": "user", "content": "hi"}]})
+    return gw.post("/v1/chat/completions", headers=headers or {},
+                   json={"model": model, "stream": stream,
+                         "messages": [{"role": "user", "content": "hi"}]})
 
 
-def start(gateway_factory, upstream, routes: str, extra: str = ""):
-    return gateway_factory(BASE.format(base_url=upstream.base_url, routes=routes) + extra)
+def start(gateway_app, upstream, routes: str, extra: str = ""):
+    return gateway_app(BASE.format(base_url=upstream.base_url, routes=routes) + extra)
 
 
-def test_retry_honours_retry_after(gateway_factory, upstream):
+def test_retry_honours_retry_after(gateway_app, upstream):
     """A 429 with Retry-After is retried after the time the upstream asked for."""
-    gw = start(gateway_factory, upstream, """
+    gw = start(gateway_app, upstream, """
   r: {target: {provider: up, model: m, retry: {attempts: 2, base: 10ms, max: 2s}}}""")
     upstream.script("m", Behaviour(status=429, headers={"Retry-After": "1"}))
     r = post(gw, "r")
@@ -41,9 +41,9 @@ def test_retry_honours_retry_after(gateway_factory, upstream):
     assert second.at - first.at >= 0.95
 
 
-def test_retry_after_ms_is_preferred(gateway_factory, upstream):
+def test_retry_after_ms_is_preferred(gateway_app, upstream):
     """retry-after-ms gives a finer wait than Retry-After and is used when present."""
-    gw = start(gateway_factory, upstream, """
+    gw = start(gateway_app, upstream, """
   r: {target: {provider: up, model: m, retry: {attempts: 2, base: 10ms, max: 2s}}}""")
     upstream.script("m", Behaviour(status=503, headers={"retry-after-ms": "300", "Retry-After": "5"}))
     began = time.monotonic()
@@ -52,9 +52,9 @@ def test_retry_after_ms_is_preferred(gateway_factory, upstream):
     assert 0.3 <= time.monotonic() - began < 2.0
 
 
-def test_retry_after_longer_than_max_falls_back_at_once(gateway_factory, upstream):
+def test_retry_after_longer_than_max_falls_back_at_once(gateway_app, upstream):
     """When the upstream asks for a longer wait than retry.max, the fallback takes over."""
-    gw = start(gateway_factory, upstream, """
+    gw = start(gateway_app, upstream, """
   r:
     fallback:
       targets:
@@ -68,9 +68,9 @@ def test_retry_after_longer_than_max_falls_back_at_once(gateway_factory, upstrea
     assert upstream.models_seen() == ["a", "b"]
 
 
-def test_every_attempt_timed_out_is_408(gateway_factory, upstream):
+def test_every_attempt_timed_out_is_408(gateway_app, upstream):
     """When every attempt times out the client gets 408, listing the attempts."""
-    gw = start(gateway_factory, upstream, """
+    gw = start(gateway_app, upstream, """
   slow:
     fallback:
       targets:
@@ -88,9 +88,9 @@ def test_every_attempt_timed_out_is_408(gateway_factory, upstream):
     assert r.headers["x-gateway-attempts"] == "3"
 
 
-def test_stream_first_byte_timeout_falls_back(gateway_factory, upstream):
+def test_stream_first_byte_timeout_falls_back(gateway_app, upstream):
     """A stream whose first byte does not come in time falls back before anything is sent."""
-    gw = start(gateway_factory, upstream, """
+    gw = start(gateway_app, upstream, """
   s:
     fallback:
       targets:
@@ -114,9 +114,9 @@ def sse_text(body: str) -> str:
     return text
 
 
-def test_request_deadline_header_bounds_total_time(gateway_factory, upstream):
+def test_request_deadline_header_bounds_total_time(gateway_app, upstream):
     """x-gateway-timeout caps the whole request, retries and fallbacks included."""
-    gw = start(gateway_factory, upstream, """
+    gw = start(gateway_app, upstream, """
   slow:
     fallback:
       targets:
@@ -130,9 +130,9 @@ def test_request_deadline_header_bounds_total_time(gateway_factory, upstream):
     assert time.monotonic() - began < 1.5
 
 
-def test_conditional_routes_on_metadata_header(gateway_factory, upstream):
+def test_conditional_routes_on_metadata_header(gateway_app, upstream):
     """x-gateway-metadata drives conditional routing; the default catches the rest."""
-    gw = start(gateway_factory, upstream, """
+    gw = start(gateway_app, upstream, """
   tiered:
     conditional:
       rules:
@@ -144,7 +144,7 @@ def test_conditional_routes_on_metadata_header(gateway_factory, upstream):
     premium = post(gw, "tiered", headers={"x-gateway-metadata": '{"tier": "premium"}'})
     assert premium.json()["model"] == "premium"
     assert post(gw, "tiered").json()["model"] == "basic"
-    long = httpx.post(gw.base_url + "/v1/chat/completions", json={
+    long = gw.post("/v1/chat/completions", json={
         "model": "tiered", "max_tokens": 2000, "messages": [{"role": "user", "content": "x"}]})
     assert long.json()["model"] == "long"
 
@@ -162,8 +162,8 @@ keys:
 
 
 @pytest.fixture
-def keyed(gateway_factory, upstream):
-    return start(gateway_factory, upstream, """
+def keyed(gateway_app, upstream):
+    return start(gateway_app, upstream, """
   open:
     conditional:
       rules:
@@ -200,6 +200,6 @@ def test_expired_key_is_401(keyed):
 
 def test_models_lists_only_the_keys_routes(keyed):
     """GET /v1/models lists the routes the caller's key may use."""
-    r = httpx.get(keyed.base_url + "/v1/models", headers={"Authorization": "Bearer password"})
+    r = keyed.get("/v1/models", headers={"Authorization": "Bearer password"})
     assert [m["id"] for m in r.json()["data"]] == ["open"]
-    assert httpx.get(keyed.base_url + "/v1/models").status_code == 401
+    assert keyed.get("/v1/models").status_code == 401

@@ -1,0 +1,124 @@
+"""The gateway as `gateway serve` builds it, in this process: the config file loaded and its
+startup version recorded, the app's lifespan running (config watcher, health checks, usage
+writer) on its own event loop, and requests sent through Starlette's TestClient (httpx, no
+sockets) to http://127.0.0.1. The default for server tests; tests/gateway_process.py starts a
+real `gateway serve` where the process itself (signals, workers, sockets) is the point."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+import structlog
+from starlette.testclient import TestClient
+
+from gateway.config.compiler import Runtime
+from gateway.logs import configure
+from gateway.server.app import create_app
+from gateway.server.reload import GraphHolder, Reloader
+from gateway.server.versioning import Inputs, record_startup, startup_graph
+
+
+class LogFile:
+    """The gateway's structlog output (JSON lines, secrets scrubbed, as `gateway serve` writes
+    them) sent to a file for the length of a test; the previous set-up is restored after."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._saved: dict[str, Any] | None = None
+        self._file = None
+
+    def open(self, level: str) -> None:
+        if self._saved is None:
+            self._saved = structlog.get_config()
+            self._file = open(self.path, "ab")
+        configure(level, json=True, final=False)
+        structlog.configure(logger_factory=structlog.BytesLoggerFactory(self._file))
+
+    def text(self) -> str:
+        return self.path.read_text(errors="replace") if self.path.exists() else ""
+
+    def close(self) -> None:
+        if self._saved is not None:
+            structlog.configure(**self._saved)
+            self._file.close()
+            self._saved = None
+
+
+class InProcessGateway:
+    """One gateway on ``config_path``; the request methods are httpx.Client's (paths relative
+    to http://127.0.0.1), without ``timeout`` (the app answers in this process)."""
+
+    base_url = "http://127.0.0.1"
+
+    def __init__(self, config_path: Path, logs: LogFile, *, environment: str | None = None,
+                 watch: bool = True):
+        self.config_path = config_path
+        self.environment = environment
+        self.watch = watch
+        self.logs = logs
+        self.reloader: Reloader | None = None
+        self.client: TestClient | None = None
+
+    def start(self) -> "InProcessGateway":
+        """Compile and record the startup version, then run the app's start-up, as serve does."""
+        runtime = Runtime()
+        path = str(self.config_path)
+        graph, loaded = startup_graph(path, runtime, self.environment)
+        self.logs.open(graph.settings.log_level)
+        graph = record_startup(graph, loaded)
+        self.reloader = Reloader(path, runtime, GraphHolder(graph), environment=self.environment,
+                                 inputs=Inputs.of(loaded), bind_host=graph.settings.host)
+        app = create_app(self.reloader, watch_config=self.watch)
+        self.client = TestClient(app, base_url=self.base_url, client=("127.0.0.1", 50000),
+                                 raise_server_exceptions=False)
+        self.client.__enter__()
+        return self
+
+    def stop(self) -> None:
+        """The app's shutdown: usage and counters flushed, upstream sessions closed."""
+        if self.client is not None:
+            client, self.client = self.client, None
+            client.__exit__(None, None, None)
+
+    def log(self) -> str:
+        return self.logs.text()
+
+    def request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        kwargs.pop("timeout", None)
+        assert self.client is not None, "the gateway is not running"
+        return self.client.request(method, path, **kwargs)
+
+    def get(self, path: str, **kwargs) -> httpx.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs) -> httpx.Response:
+        return self.request("POST", path, **kwargs)
+
+    def delete(self, path: str, **kwargs) -> httpx.Response:
+        return self.request("DELETE", path, **kwargs)
+
+    def stream(self, method: str, path: str, **kwargs):
+        kwargs.pop("timeout", None)
+        assert self.client is not None, "the gateway is not running"
+        return self.client.stream(method, path, **kwargs)
+
+    def wait_for_version(self, version: int, timeout: float = 5.0) -> dict:
+        return poll(lambda: self.get("/admin/config").json(),
+                    lambda info: info["version"] >= version, timeout,
+                    f"config version {version} not applied")
+
+
+def poll(read: Callable[[], Any], done: Callable[[Any], bool], timeout: float = 5.0,
+         what: str = "condition not met", every: float = 0.02) -> Any:
+    """``read()`` until ``done(value)``, at most ``timeout`` seconds; the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if done(value):
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} within {timeout}s: {value!r}")
+        time.sleep(every)

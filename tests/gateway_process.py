@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import openai
 
 from .background_app import free_port
 
@@ -55,6 +56,25 @@ class GatewayProcess:
         self.stop()
         raise RuntimeError(f"gateway did not become ready:\n{self.log()}")
 
+    def request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        """An HTTP request to the server (``path`` from the root); the same methods as the
+        in-process gateway's, so helpers work with both."""
+        kwargs.setdefault("timeout", 10)
+        return httpx.request(method, self.base_url + path, **kwargs)
+
+    def get(self, path: str, **kwargs) -> httpx.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs) -> httpx.Response:
+        return self.request("POST", path, **kwargs)
+
+    def delete(self, path: str, **kwargs) -> httpx.Response:
+        return self.request("DELETE", path, **kwargs)
+
+    def openai(self, api_key: str = "unused") -> openai.OpenAI:
+        """The official client, over a real socket to the server."""
+        return openai.OpenAI(base_url=self.base_url + "/v1", api_key=api_key, max_retries=0)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -75,7 +95,7 @@ class GatewayProcess:
         deadline = time.monotonic() + timeout
         info: dict = {}
         while time.monotonic() < deadline:
-            info = httpx.get(self.base_url + "/admin/config", timeout=2).json()
+            info = self.get("/admin/config", timeout=2).json()
             if info["version"] >= version:
                 return info
             time.sleep(0.02)

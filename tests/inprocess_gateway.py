@@ -1,8 +1,9 @@
 """The gateway as `gateway serve` builds it, in this process: the config file loaded and its
 startup version recorded, the app's lifespan running (config watcher, health checks, usage
-writer) on its own event loop, and requests sent through Starlette's TestClient (httpx, no
-sockets) to http://127.0.0.1. The default for server tests; tests/gateway_process.py starts a
-real `gateway serve` where the process itself (signals, workers, sockets) is the point."""
+writer) on its own event loop, and requests sent through Starlette's TestClient (no sockets)
+to http://127.0.0.1. Its responses are httpx2's (httpx's interface; the official openai
+client uses httpx2 too). The default for server tests; tests/gateway_process.py starts a real
+`gateway serve` where the process itself (signals, workers, sockets) is the point."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import httpx
+import httpx2
+import openai
 import structlog
 from starlette.testclient import TestClient
 
@@ -86,24 +88,32 @@ class InProcessGateway:
     def log(self) -> str:
         return self.logs.text()
 
-    def request(self, method: str, path: str, **kwargs) -> httpx.Response:
+    def request(self, method: str, path: str, **kwargs) -> httpx2.Response:
         kwargs.pop("timeout", None)
         assert self.client is not None, "the gateway is not running"
         return self.client.request(method, path, **kwargs)
 
-    def get(self, path: str, **kwargs) -> httpx.Response:
+    def get(self, path: str, **kwargs) -> httpx2.Response:
         return self.request("GET", path, **kwargs)
 
-    def post(self, path: str, **kwargs) -> httpx.Response:
+    def post(self, path: str, **kwargs) -> httpx2.Response:
         return self.request("POST", path, **kwargs)
 
-    def delete(self, path: str, **kwargs) -> httpx.Response:
+    def delete(self, path: str, **kwargs) -> httpx2.Response:
         return self.request("DELETE", path, **kwargs)
 
     def stream(self, method: str, path: str, **kwargs):
         kwargs.pop("timeout", None)
         assert self.client is not None, "the gateway is not running"
         return self.client.stream(method, path, **kwargs)
+
+    def openai(self, api_key: str = "unused") -> openai.OpenAI:
+        """The official client, sending through this gateway's transport. Its own httpx
+        client: closing it (``with client:``) leaves the gateway's open."""
+        assert self.client is not None, "the gateway is not running"
+        http = httpx2.Client(transport=self.client._transport, base_url=self.base_url)
+        return openai.OpenAI(base_url=self.base_url + "/v1", api_key=api_key, max_retries=0,
+                             http_client=http)
 
     def wait_for_version(self, version: int, timeout: float = 5.0) -> dict:
         return poll(lambda: self.get("/admin/config").json(),

@@ -4,11 +4,10 @@ positions, order, failures, and hot reload that adds and removes plugins under t
 
 from __future__ import annotations
 
-import asyncio
 import json
-import subprocess
-import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import entry_points
 
 import httpx
@@ -19,7 +18,9 @@ from gateway.config.compiler import compile_bytes
 from gateway.errors import ConfigErrors
 from gateway.pluginmanager import build_plugin_manager
 
+from ..cli_runner import run_cli
 from ..gateway_process import write_atomically
+from ..inprocess_gateway import poll
 
 BASE = """
 version: 1
@@ -44,7 +45,7 @@ def config(plugins: str = "") -> str:
 
 
 def chat(gw, model: str = "chat", stream: bool = False, content: str = "hello") -> httpx.Response:
-    return httpx.post(gw.base_url + "/v1/chat/completions", timeout=10, json={
+    return gw.post("/v1/chat/completions", json={
         "model": model, "stream": stream, "messages": [{"role": "user", "content": content}]})
 
 
@@ -94,17 +95,16 @@ def test_validate_cli_catches_plugin_errors(tmp_path):
     """`gateway validate` checks plugin configs too, so CI catches them."""
     path = tmp_path / "g.yaml"
     path.write_text(config("plugins:\n  - {name: test-crash, config: {where: setup}}\n"))
-    result = subprocess.run([sys.executable, "-m", "gateway", "validate", str(path)],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1
+    result = run_cli("validate", path)
+    assert result.code == 1
     assert (f"{path}:16:5: $.plugins[0]: plugin 'test-crash' failed to set up: "
-            "RuntimeError: cannot set up: missing license file") in result.stderr
+            "RuntimeError: cannot set up: missing license file") in result.err
 
 
-def test_order_is_list_order(gateway_factory):
+def test_order_is_list_order(gateway_app):
     """Request middleware runs in list order, response middleware in reverse (an onion), and
     a change to the request reaches the upstream."""
-    gw = gateway_factory(config(
+    gw = gateway_app(config(
         "plugins:\n"
         "  - {name: test-stamp, config: {value: first, prefix: '[1]'}}\n"
         "  - {name: test-stamp-2, config: {value: second, prefix: '[2]'}}\n"))
@@ -114,11 +114,11 @@ def test_order_is_list_order(gateway_factory):
     assert r.json()["choices"][0]["message"]["content"] == "Mock reply from m1: [2] [1] hello"
 
 
-def test_reordering_by_reload_changes_the_order(gateway_factory):
+def test_reordering_by_reload_changes_the_order(gateway_app):
     """Swapping two plugins in the list and saving swaps their order in the chain."""
     first = ("plugins:\n  - {name: test-stamp, config: {value: a}}\n"
              "  - {name: test-stamp-2, config: {value: b}}\n")
-    gw = gateway_factory(config(first))
+    gw = gateway_app(config(first))
     assert chat(gw).headers["x-test-stamp"] == "b,a"
     write_atomically(gw.config_path, config(
         "plugins:\n  - {name: test-stamp-2, config: {value: b}}\n"
@@ -127,9 +127,9 @@ def test_reordering_by_reload_changes_the_order(gateway_factory):
     assert chat(gw).headers["x-test-stamp"] == "a,b"
 
 
-def test_stream_chunks_pass_through_plugins(gateway_factory):
+def test_stream_chunks_pass_through_plugins(gateway_app):
     """Response middleware sees each stream chunk and can add bytes at the end."""
-    gw = gateway_factory(config("plugins:\n  - {name: test-stamp, config: {value: s}}\n"))
+    gw = gateway_app(config("plugins:\n  - {name: test-stamp, config: {value: s}}\n"))
     r = chat(gw, stream=True)
     assert r.status_code == 200
     tail = r.text.rstrip().splitlines()[-1]
@@ -138,25 +138,24 @@ def test_stream_chunks_pass_through_plugins(gateway_factory):
 
 
 @pytest.mark.parametrize("where, status", [("request", 500), ("response", 500)])
-def test_plugin_failure_is_a_500_naming_it(gateway_factory, where, status):
+def test_plugin_failure_is_a_500_naming_it(gateway_app, where, status):
     """A plugin that raises yields a 500 in OpenAI's shape naming it; the server lives on."""
-    gw = gateway_factory(config(f"plugins:\n  - {{name: test-crash, config: {{where: {where}}}}}\n"))
+    gw = gateway_app(config(f"plugins:\n  - {{name: test-crash, config: {{where: {where}}}}}\n"))
     r = chat(gw)
     assert r.status_code == status
     error = r.json()["error"]
     assert error["code"] == "plugin_error" and error["type"] == "server_error"
     assert error["message"].startswith("plugin 'test-crash' failed: ")
-    assert httpx.get(gw.base_url + "/healthz").status_code == 200
-    time.sleep(0.2)
+    assert gw.get("/healthz").status_code == 200
     log = gw.log()
     assert '"plugin_failed"' in log and "Traceback" in log and "exploded" in log
 
 
-def test_plugin_failure_mid_stream_ends_with_sse_error(gateway_factory):
+def test_plugin_failure_mid_stream_ends_with_sse_error(gateway_app):
     """A plugin failing after the stream started ends it with an SSE error event."""
-    gw = gateway_factory(config(
+    gw = gateway_app(config(
         "plugins:\n  - {name: test-crash, config: {where: chunk, after_chunks: 2}}\n"))
-    client = openai.OpenAI(base_url=gw.base_url + "/v1", api_key="x", max_retries=0)
+    client = gw.openai(api_key="x")
     received = []
     with pytest.raises(openai.APIError) as info:
         for chunk in client.chat.completions.create(
@@ -166,17 +165,17 @@ def test_plugin_failure_mid_stream_ends_with_sse_error(gateway_factory):
     assert "plugin 'test-crash' failed" in str(info.value)
 
 
-def test_attempt_check_failure_is_a_500(gateway_factory):
+def test_attempt_check_failure_is_a_500(gateway_app):
     """An attempt check that raises is a plugin failure, not a guardrail refusal."""
-    gw = gateway_factory(config("plugins:\n  - {name: test-crash, config: {where: check}}\n"))
+    gw = gateway_app(config("plugins:\n  - {name: test-crash, config: {where: check}}\n"))
     r = chat(gw)
     assert r.status_code == 500 and "check exploded" in r.json()["error"]["message"]
 
 
-def test_refused_answer_falls_back_whatever_on_status_says(gateway_factory):
+def test_refused_answer_falls_back_whatever_on_status_says(gateway_app):
     """An answer refused by an attempt check moves a fallback on even though its on_status
     lists only 500; with no target left the client gets 503 naming the rule."""
-    gw = gateway_factory(config("plugins:\n  - {name: test-reject, config: {model: bad-model}}\n"))
+    gw = gateway_app(config("plugins:\n  - {name: test-reject, config: {model: bad-model}}\n"))
     r = chat(gw, "guarded")
     assert r.status_code == 200
     assert r.headers["x-gateway-target"] == "other/good-model"
@@ -187,9 +186,9 @@ def test_refused_answer_falls_back_whatever_on_status_says(gateway_factory):
     assert "refused by plugin 'test-reject': answers of bad-model are not allowed" in message
 
 
-def test_provider_type_from_a_plugin(gateway_factory):
+def test_provider_type_from_a_plugin(gateway_app):
     """A plugin's register_providers adds a provider type usable in the config."""
-    gw = gateway_factory("""
+    gw = gateway_app("""
 version: 1
 providers:
   echo: {type: test-echo}
@@ -201,61 +200,55 @@ routes:
 
 def test_cli_command_from_a_plugin():
     """A plugin's register_commands adds a `gateway` subcommand."""
-    result = subprocess.run([sys.executable, "-m", "gateway", "test-hello", "there"],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0 and result.stdout == "hello there\n"
+    result = run_cli("test-hello", "there")
+    assert result.code == 0 and result.out == "hello there\n"
 
 
-def test_setup_failure_on_reload_keeps_the_old_config(gateway_factory):
+def test_setup_failure_on_reload_keeps_the_old_config(gateway_app):
     """A plugin that raises while setting up rejects the new config; the old one serves."""
-    gw = gateway_factory(config())
+    gw = gateway_app(config())
     write_atomically(gw.config_path, config("plugins:\n  - {name: test-crash, config: {where: setup}}\n"))
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        info = httpx.get(gw.base_url + "/admin/config").json()
-        if info["last_rejection"]:
-            break
-        time.sleep(0.02)
+    info = poll(lambda: gw.get("/admin/config").json(), lambda info: info["last_rejection"])
     assert "missing license file" in info["last_rejection"]["errors"][0]["message"]
     assert info["version"] == 1 and chat(gw).status_code == 200
 
 
-def test_reload_adds_and_removes_plugins_under_traffic(gateway_factory):
+def test_reload_adds_and_removes_plugins_under_traffic(gateway_app):
     """Adding, reconfiguring and removing a plugin by reload: zero failed requests, and each
     answer carries the plugin state of the config version it reports."""
-    gw = gateway_factory(config())
+    gw = gateway_app(config())
     versions = {1: None}
-    stop = asyncio.Event()
+    stop = threading.Event()
     seen: list[tuple[int, str | None]] = []
     failures: list[str] = []
 
-    async def traffic(client: httpx.AsyncClient) -> None:
-        while not stop.is_set():
-            r = await client.post("/v1/chat/completions", json={
-                "model": "chat", "messages": [{"role": "user", "content": "x"}]})
+    def traffic() -> None:
+        deadline = time.monotonic() + 60
+        while not stop.is_set() and time.monotonic() < deadline:
+            r = chat(gw, content="x")
             if r.status_code != 200:
                 failures.append(r.text)
             else:
                 seen.append((int(r.headers["x-gateway-config-version"]), r.headers.get("x-test-stamp")))
 
-    async def reloads() -> None:
-        while len(seen) < 5:  # some traffic on version 1 first
-            await asyncio.sleep(0.02)
+    def reloads() -> None:
+        poll(lambda: len(seen), lambda n: n >= 5)  # some traffic on version 1 first
         steps = ["a", "b", None, "c", None, "d"]
         for version, value in enumerate(steps, start=2):
             plugins = f"plugins:\n  - {{name: test-stamp, config: {{value: {value}}}}}\n" if value else ""
             versions[version] = value
             write_atomically(gw.config_path, config(plugins))
-            while httpx.get(gw.base_url + "/admin/config").json()["version"] < version:
-                await asyncio.sleep(0.02)
-            await asyncio.sleep(0.15)
-        stop.set()
+            gw.wait_for_version(version)
+            time.sleep(0.15)
 
-    async def main() -> None:
-        async with httpx.AsyncClient(base_url=gw.base_url, timeout=10) as client:
-            await asyncio.gather(reloads(), *(traffic(client) for _ in range(8)))
-
-    asyncio.run(asyncio.wait_for(main(), 60))
+    with ThreadPoolExecutor(8) as pool:
+        loops = [pool.submit(traffic) for _ in range(8)]
+        try:
+            reloads()
+        finally:
+            stop.set()
+        for done in loops:
+            done.result()
     assert failures == []
     assert len(seen) >= 100
     assert {v for v, _ in seen} == set(versions)

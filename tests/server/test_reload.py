@@ -1,15 +1,18 @@
-"""Hot reload of the real server: edits apply within a second, broken files are rejected while
-the last good config keeps serving, and no request fails while the file changes under load."""
+"""Hot reload: edits apply within a second, broken files are rejected while the last good
+config keeps serving, and no request fails while the file changes under load. In process, but
+for the real server's file watch and SIGHUP."""
 
 from __future__ import annotations
 
-import asyncio
 import signal
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
 from ..gateway_process import write_atomically
+from ..inprocess_gateway import poll
 
 
 def config(model: str, extra_route: str = "") -> str:
@@ -35,8 +38,8 @@ routes:
 
 
 def ask(gw, model: str = "live") -> httpx.Response:
-    return httpx.post(gw.base_url + "/v1/chat/completions", timeout=10,
-                      json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
+    return gw.post("/v1/chat/completions",
+                   json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
 
 
 def test_edit_applies_within_a_second(gateway_factory):
@@ -52,25 +55,19 @@ def test_edit_applies_within_a_second(gateway_factory):
     assert reply.headers["x-gateway-config-version"] == "2"
 
 
-def test_in_place_write_applies(gateway_factory):
+def test_in_place_write_applies(gateway_app):
     """A plain in-place write (no rename) is picked up as well."""
-    gw = gateway_factory(config("v1"))
+    gw = gateway_app(config("v1"))
     gw.config_path.write_text(config("v2"))
     gw.wait_for_version(2)
     assert ask(gw).json()["model"] == "v2"
 
 
-def test_broken_file_is_rejected_and_old_graph_serves(gateway_factory):
+def test_broken_file_is_rejected_and_old_graph_serves(gateway_app):
     """A broken save is logged as FILE:LINE:COL, shown at /admin/config, and changes nothing."""
-    gw = gateway_factory(config("v1"))
+    gw = gateway_app(config("v1"))
     write_atomically(gw.config_path, BROKEN)
-    deadline = time.monotonic() + 5
-    info = {}
-    while time.monotonic() < deadline:
-        info = httpx.get(gw.base_url + "/admin/config").json()
-        if info["last_rejection"]:
-            break
-        time.sleep(0.02)
+    info = poll(lambda: gw.get("/admin/config").json(), lambda info: info["last_rejection"])
     rejection = info["last_rejection"]
     assert rejection is not None, info
     assert info["version"] == 1
@@ -78,7 +75,6 @@ def test_broken_file_is_rejected_and_old_graph_serves(gateway_factory):
     assert f"{gw.config_path}:8:5: $.routes.live.fallbak: unknown key 'fallbak' (did you mean 'fallback'?)" in texts
     assert rejection["errors"][0]["line"] == 8
     assert ask(gw).json()["model"] == "v1"
-    time.sleep(0.2)  # let the log line reach the file
     assert f"{gw.config_path}:8:5: $.routes.live.fallbak: unknown key" in gw.log()
 
 
@@ -92,69 +88,70 @@ def test_sighup_and_admin_reload(gateway_factory):
     gw.wait_for_version(2)
     assert ask(gw).json()["model"] == "v2"
     gw.config_path.write_text(config("v3"))
-    r = httpx.post(gw.base_url + "/admin/reload")
+    r = gw.post("/admin/reload")
     assert r.status_code == 200 and r.json() == {"result": "applied", "version": 3, "errors": []}
-    assert httpx.post(gw.base_url + "/admin/reload").json()["result"] == "unchanged"
+    assert gw.post("/admin/reload").json()["result"] == "unchanged"
     gw.config_path.write_text(BROKEN)
-    r = httpx.post(gw.base_url + "/admin/reload")
+    r = gw.post("/admin/reload")
     assert r.status_code == 422 and r.json()["result"] == "rejected"
     assert any("fallbak" in e for e in r.json()["errors"])
 
 
-def test_admin_token_protects_admin_endpoints(gateway_factory):
+def test_admin_token_protects_admin_endpoints(gateway_app):
     """With server.admin_token set, /admin/* needs the bearer token."""
     text = config("v1").replace("version: 1\n", "version: 1\nserver: {admin_token: s3cret}\n", 1)
-    gw = gateway_factory(text)
-    assert httpx.get(gw.base_url + "/admin/config").status_code == 401
-    ok = httpx.get(gw.base_url + "/admin/config", headers={"Authorization": "Bearer s3cret"})
+    gw = gateway_app(text)
+    assert gw.get("/admin/config").status_code == 401
+    ok = gw.get("/admin/config", headers={"Authorization": "Bearer s3cret"})
     assert ok.status_code == 200 and ok.json()["version"] == 1
     assert "s3cret" not in ok.text
 
 
-def test_reload_under_load_loses_no_request(gateway_factory):
+def test_reload_under_load_loses_no_request(gateway_app):
     """20 rewrites (some invalid) under concurrent traffic: zero failures, and every answer
     followed the config version it reports."""
-    gw = gateway_factory(config("m1"))
+    gw = gateway_app(config("m1"))
     expected = {1: "m1"}  # config version -> model it routes to
-    stop = asyncio.Event()
+    stop = threading.Event()
     results: list[tuple[int, str, str]] = []
     failures: list[str] = []
 
-    async def client_loop(client: httpx.AsyncClient) -> None:
-        while not stop.is_set():
-            r = await client.post("/v1/chat/completions", json={
-                "model": "live", "messages": [{"role": "user", "content": "hi"}]})
+    def client_loop() -> None:
+        deadline = time.monotonic() + 60
+        while not stop.is_set() and time.monotonic() < deadline:
+            r = ask(gw)
             if r.status_code != 200:
                 failures.append(f"{r.status_code} {r.text}")
                 continue
             results.append((int(r.headers["x-gateway-config-version"]), r.json()["model"],
                             r.headers["x-gateway-target"]))
 
-    async def rewrite() -> None:
-        while len(results) < 5:  # some traffic on version 1 first
-            await asyncio.sleep(0.02)
+    def admin_config() -> dict:
+        return gw.get("/admin/config").json()
+
+    def rewrite() -> None:
+        poll(lambda: len(results), lambda n: n >= 5)  # some traffic on version 1 first
         version = 1
         for i in range(2, 22):
             if i % 4 == 0:
-                before = httpx.get(gw.base_url + "/admin/config").json()["reloads"]["rejected"]
+                before = admin_config()["reloads"]["rejected"]
                 write_atomically(gw.config_path, BROKEN.replace("model: x", f"model: bad{i}"))
-                await _until(lambda: httpx.get(gw.base_url + "/admin/config").json()
-                             ["reloads"]["rejected"] > before)
+                poll(admin_config, lambda info: info["reloads"]["rejected"] > before)
             else:
                 version += 1
                 expected[version] = f"m{i}"
                 write_atomically(gw.config_path, config(f"m{i}"))
-                await _until(lambda: httpx.get(gw.base_url + "/admin/config").json()
-                             ["version"] == version)
-            await asyncio.sleep(0.05)
-        stop.set()
+                poll(admin_config, lambda info: info["version"] == version)
+            time.sleep(0.05)
 
-    async def main() -> None:
-        limits = httpx.Limits(max_connections=16)
-        async with httpx.AsyncClient(base_url=gw.base_url, limits=limits, timeout=10) as client:
-            await asyncio.gather(rewrite(), *(client_loop(client) for _ in range(16)))
-
-    asyncio.run(asyncio.wait_for(main(), timeout=60))
+    with ThreadPoolExecutor(16) as pool:
+        loops = [pool.submit(client_loop) for _ in range(16)]
+        try:
+            rewrite()
+        finally:
+            stop.set()
+        for done in loops:
+            done.result()
     assert failures == []
     assert len(results) >= 200
     assert {v for v, _, _ in results} >= {1, max(expected)}
@@ -163,16 +160,7 @@ def test_reload_under_load_loses_no_request(gateway_factory):
         assert target == f"demo/{expected[version]}"
 
 
-async def _until(check, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await asyncio.to_thread(check):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached in time")
-
-
-def test_running_request_finishes_on_its_graph(gateway_factory):
+def test_running_request_finishes_on_its_graph(gateway_app):
     """A request that started before a swap finishes with the routing it started with."""
     slow = """
 version: 1
@@ -181,18 +169,13 @@ providers:
 routes:
   live: {{target: {{provider: demo, model: {model}}}}}
 """
-    gw = gateway_factory(slow.format(latency="1s", model="old"))
-
-    async def main() -> tuple[httpx.Response, httpx.Response]:
-        async with httpx.AsyncClient(base_url=gw.base_url, timeout=10) as client:
-            body = {"model": "live", "messages": [{"role": "user", "content": "hi"}]}
-            running = asyncio.create_task(client.post("/v1/chat/completions", json=body))
-            await asyncio.sleep(0.2)
-            write_atomically(gw.config_path, slow.format(latency="1ms", model="new"))
-            await _until(lambda: httpx.get(gw.base_url + "/admin/config").json()["version"] == 2)
-            fresh = await client.post("/v1/chat/completions", json=body)
-            return await running, fresh
-
-    old, new = asyncio.run(main())
+    gw = gateway_app(slow.format(latency="1s", model="old"))
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(ask, gw)
+        time.sleep(0.2)
+        write_atomically(gw.config_path, slow.format(latency="1ms", model="new"))
+        gw.wait_for_version(2)
+        new = ask(gw)
+        old = running.result()
     assert (old.status_code, old.json()["model"], old.headers["x-gateway-config-version"]) == (200, "old", "1")
     assert (new.status_code, new.json()["model"], new.headers["x-gateway-config-version"]) == (200, "new", "2")

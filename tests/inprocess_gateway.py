@@ -7,6 +7,7 @@ client uses httpx2 too). The default for server tests; tests/gateway_process.py 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -19,8 +20,11 @@ from starlette.testclient import TestClient
 from gateway.config.compiler import Runtime
 from gateway.logs import configure
 from gateway.server.app import create_app
+from gateway.server.engines import engine
 from gateway.server.reload import GraphHolder, Reloader
 from gateway.server.versioning import Inputs, record_startup, startup_graph
+
+from .background_app import free_port
 
 
 class LogFile:
@@ -63,6 +67,8 @@ class InProcessGateway:
         self.logs = logs
         self.reloader: Reloader | None = None
         self.client: TestClient | None = None
+        self.app = None
+        self._listening: tuple | None = None  # (stop event, serving future)
 
     def start(self) -> "InProcessGateway":
         """Compile and record the startup version, then run the app's start-up, as serve does."""
@@ -73,14 +79,35 @@ class InProcessGateway:
         graph = record_startup(graph, loaded)
         self.reloader = Reloader(path, runtime, GraphHolder(graph), environment=self.environment,
                                  inputs=Inputs.of(loaded), bind_host=graph.settings.host)
-        app = create_app(self.reloader, watch_config=self.watch)
+        self.app = app = create_app(self.reloader, watch_config=self.watch)
         self.client = TestClient(app, base_url=self.base_url, client=("127.0.0.1", 50000),
                                  raise_server_exceptions=False)
         self.client.__enter__()
         return self
 
+    def listen(self) -> str:
+        """Serve the app on a free loopback port too, for what needs a URL (`gateway history
+        --url`, `gateway diff --url`): the configured engine, as serve runs it, on the app's
+        event loop. The lifespan stays the TestClient's. Returns the base URL."""
+        assert self.client is not None and self._listening is None
+        settings = self.reloader.holder.current.settings
+        port = free_port()
+        server = engine(settings.engine, "127.0.0.1", port, settings)
+        portal = self.client.portal
+        stop = portal.call(_event)
+        serving = portal.start_task_soon(server.serve, _without_lifespan(self.app),
+                                         server.sockets(), stop)
+        self._listening = (stop, serving)
+        url = f"http://127.0.0.1:{port}"
+        poll(lambda: _answers(url), bool, 5, f"{url} not listening")
+        return url
+
     def stop(self) -> None:
         """The app's shutdown: usage and counters flushed, upstream sessions closed."""
+        if self._listening is not None:
+            (stop, serving), self._listening = self._listening, None
+            self.client.portal.call(stop.set)
+            serving.result(10)
         if self.client is not None:
             client, self.client = self.client, None
             client.__exit__(None, None, None)
@@ -119,6 +146,32 @@ class InProcessGateway:
         return poll(lambda: self.get("/admin/config").json(),
                     lambda info: info["version"] >= version, timeout,
                     f"config version {version} not applied")
+
+
+async def _event() -> asyncio.Event:
+    return asyncio.Event()  # made on the app's event loop
+
+
+def _without_lifespan(app):
+    """``app`` for a second server: lifespan events are acknowledged, not run again."""
+    async def serve(scope, receive, send) -> None:
+        if scope["type"] != "lifespan":
+            return await app(scope, receive, send)
+        while True:
+            message = await receive()
+            kind = message["type"].rpartition(".")[2]
+            await send({"type": f"lifespan.{kind}.complete"})
+            if kind == "shutdown":
+                return
+
+    return serve
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx2.get(url + "/healthz", timeout=1).status_code == 200
+    except httpx2.TransportError:
+        return False
 
 
 def poll(read: Callable[[], Any], done: Callable[[Any], bool], timeout: float = 5.0,

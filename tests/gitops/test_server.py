@@ -1,5 +1,6 @@
-"""The real server: versions recorded as configs are applied, rollback while serving, the admin
-version endpoints, includes watched, --env, and no secret in any answer."""
+"""The server: versions recorded as configs are applied, rollback while serving, the admin
+version endpoints, includes watched, --env, and no secret in any answer. In process, but for
+the commands that talk to a running server by URL (`history --url`, `diff --url`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from gateway.config.loader import load_bytes
 from gateway.config.versions import VersionStore
 
 from ..gateway_process import write_atomically
-from .conftest import LITERAL_SECRET, SECRETS, assert_no_secret, run_gateway
+from ..inprocess_gateway import poll
+from .conftest import LITERAL_SECRET, SECRETS, assert_no_secret
 
 TOKEN = SECRETS["GATEWAY_ADMIN_TOKEN"]
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -34,37 +36,32 @@ routes:
 
 
 def admin(gw, path: str, method: str = "GET", **kwargs) -> httpx.Response:
-    response = httpx.request(method, gw.base_url + path, headers=AUTH, timeout=10, **kwargs)
+    response = gw.request(method, path, headers=AUTH, **kwargs)
     assert_no_secret(response.text)
     return response
 
 
 def wait_for_version(gw, version: int, timeout: float = 5.0) -> dict:
-    deadline = time.monotonic() + timeout
-    info: dict = {}
-    while time.monotonic() < deadline:
-        info = admin(gw, "/admin/config").json()
-        if info["version"] >= version:
-            return info
-        time.sleep(0.02)
-    raise AssertionError(f"version {version} not applied in {timeout}s: {info}")
+    return poll(lambda: admin(gw, "/admin/config").json(),
+                lambda info: info["version"] >= version, timeout, f"version {version} not applied")
 
 
 def ask(gw, model: str = "live") -> httpx.Response:
-    return httpx.post(gw.base_url + "/v1/chat/completions", timeout=10,
-                      json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
+    return gw.post("/v1/chat/completions",
+                   json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
 
 
-def test_rollback_while_serving(gateway_factory):
+def test_rollback_while_serving(gateway_app, cli):
     """`gateway rollback` under a running server: it reloads, no request fails, history shows it."""
-    gw = gateway_factory(config("m1"), env=SECRETS)
+    gw = gateway_app(config("m1"), env=SECRETS)
+    url = gw.listen()
     write_atomically(gw.config_path, config("m2"))
     wait_for_version(gw, 2)
     answers: list[tuple[int, str, str]] = []
     stop = threading.Event()
 
     def traffic() -> None:
-        with httpx.Client(base_url=gw.base_url, timeout=10) as client:
+        with httpx.Client(base_url=url, timeout=10) as client:
             while not stop.is_set():
                 r = client.post("/v1/chat/completions",
                                 json={"model": "live", "messages": [{"role": "user", "content": "x"}]})
@@ -75,7 +72,7 @@ def test_rollback_while_serving(gateway_factory):
     thread.start()
     try:
         time.sleep(0.2)
-        result = run_gateway("rollback", "1", "--config", gw.config_path)
+        result = cli("rollback", "1", "--config", gw.config_path)
         assert result.code == 0, result.text
         assert f"{gw.config_path}: restored version 1" in result.out
         assert "as version 3;" in result.out
@@ -89,10 +86,10 @@ def test_rollback_while_serving(gateway_factory):
     assert answers[-1][1:] == ("3", "m1")
     assert ask(gw).json()["model"] == "m1"
     assert gw.config_path.read_text() == config("m1")
-    history = run_gateway("history", "--config", gw.config_path, "--url", gw.base_url)
+    history = cli("history", "--config", gw.config_path, "--url", url)
     assert history.code == 0
     lines = history.out.splitlines()
-    assert f"(running: version 3 at {gw.base_url})" in lines[0]
+    assert f"(running: version 3 at {url})" in lines[0]
     marker, number, _applied, source = lines[2].split()[:4]
     assert (marker, number, source) == ("*", "3", "rollback")
     assert lines[2].rstrip().endswith("restored from 1")
@@ -105,9 +102,9 @@ def test_rollback_while_serving(gateway_factory):
     assert_no_secret(gw.log())
 
 
-def test_version_endpoint_shows_references_not_secrets(gateway_factory):
+def test_version_endpoint_shows_references_not_secrets(gateway_app):
     """GET /admin/config/versions/{n}: the text keeps ${VAR}, literal secrets are masked."""
-    gw = gateway_factory(config("m1"), env=SECRETS)
+    gw = gateway_app(config("m1"), env=SECRETS)
     shown = admin(gw, "/admin/config/versions/1").json()
     assert shown["number"] == 1 and shown["running"] is True and shown["source"] == "startup"
     assert shown["text"] == config("m1").replace(LITERAL_SECRET, '"***"')
@@ -115,12 +112,12 @@ def test_version_endpoint_shows_references_not_secrets(gateway_factory):
     missing = admin(gw, "/admin/config/versions/7")
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "version_not_found"
-    assert httpx.get(gw.base_url + "/admin/config/versions").status_code == 401
+    assert gw.get("/admin/config/versions").status_code == 401
 
 
-def test_admin_rollback(gateway_factory, tmp_path):
+def test_admin_rollback(gateway_app, tmp_path):
     """POST /admin/rollback restores, refuses invalid versions with positions, checks input."""
-    gw = gateway_factory(config("m1"), env=SECRETS)
+    gw = gateway_app(config("m1"), env=SECRETS)
     write_atomically(gw.config_path, config("m2"))
     wait_for_version(gw, 2)
     done = admin(gw, "/admin/rollback", "POST", json={"steps": 1})
@@ -129,11 +126,11 @@ def test_admin_rollback(gateway_factory, tmp_path):
                            "errors": []}
     assert ask(gw).json()["model"] == "m1"
     assert admin(gw, "/admin/rollback", "POST", json={"version": 99}).status_code == 404
-    bad_json = httpx.post(gw.base_url + "/admin/rollback", content=b"{nope", timeout=10,
-                          headers={**AUTH, "Content-Type": "application/json"})
+    bad_json = gw.post("/admin/rollback", content=b"{nope",
+                       headers={**AUTH, "Content-Type": "application/json"})
     assert bad_json.status_code == 400
     assert admin(gw, "/admin/rollback", "POST", json={"version": 1, "steps": 1}).status_code == 400
-    assert httpx.post(gw.base_url + "/admin/rollback").status_code == 401
+    assert gw.post("/admin/rollback").status_code == 401
     broken = config("m9").replace("provider: demo", "provider: gone")
     store = VersionStore(str(tmp_path / ".gateway"))
     number, _ = store.record(load_bytes(broken.encode(), str(gw.config_path), SECRETS), "file",
@@ -148,13 +145,13 @@ def test_admin_rollback(gateway_factory, tmp_path):
     assert ask(gw).json()["model"] == "m1"
 
 
-def test_versions_survive_a_restart(gateway_factory):
+def test_versions_survive_a_restart(gateway_app):
     """Numbers come from the store: a restart on the same file keeps the number; edits go on."""
-    first = gateway_factory(config("m1"), env=SECRETS)
+    first = gateway_app(config("m1"), env=SECRETS)
     write_atomically(first.config_path, config("m2"))
     wait_for_version(first, 2)
     first.stop()
-    second = gateway_factory(config("m2"), env=SECRETS)
+    second = gateway_app(config("m2"), env=SECRETS)
     assert wait_for_version(second, 2)["version"] == 2
     assert ask(second).headers["x-gateway-config-version"] == "2"
     assert admin(second, "/admin/reload", "POST").json()["result"] == "unchanged"
@@ -164,27 +161,27 @@ def test_versions_survive_a_restart(gateway_factory):
     assert [(v["number"], v["source"]) for v in listing] == [(3, "file"), (2, "file"), (1, "startup")]
 
 
-def test_included_file_is_watched(gateway_factory, tmp_path):
+def test_included_file_is_watched(gateway_app, tmp_path, cli):
     """Editing a file the config includes reloads it and records a new version."""
     (tmp_path / "routes.yaml").write_text("routes:\n  live: {target: {provider: demo, model: r1}}\n")
-    gw = gateway_factory("version: 1\ninclude: routes.yaml\nproviders: {demo: {type: mock}}\n")
+    gw = gateway_app("version: 1\ninclude: routes.yaml\nproviders: {demo: {type: mock}}\n")
     assert ask(gw).json()["model"] == "r1"
     write_atomically(tmp_path / "routes.yaml",
                      "routes:\n  live: {target: {provider: demo, model: r2}}\n")
     gw.wait_for_version(2)
     assert ask(gw).json()["model"] == "r2"
-    shown = httpx.get(gw.base_url + "/admin/config/versions/2").json()
+    shown = gw.get("/admin/config/versions/2").json()
     assert shown["includes"] == ["routes.yaml"]
     assert "model: r2" in shown["files"]["routes.yaml"]
-    history = run_gateway("history", "--config", gw.config_path, "--offline")
+    history = cli("history", "--config", gw.config_path, "--offline")
     assert "+1 included" in history.out.splitlines()[2]
 
 
-def test_newly_included_file_in_another_folder_is_watched(gateway_factory, tmp_path):
+def test_newly_included_file_in_another_folder_is_watched(gateway_app, tmp_path):
     """After a reload adds an include in another folder, edits to that file reload too."""
     (tmp_path / "more").mkdir()
     (tmp_path / "more/extra.yaml").write_text("routes:\n  extra: {target: {provider: demo, model: e1}}\n")
-    gw = gateway_factory("version: 1\nproviders: {demo: {type: mock}}\n"
+    gw = gateway_app("version: 1\nproviders: {demo: {type: mock}}\n"
                          "routes:\n  live: {target: {provider: demo, model: m}}\n")
     write_atomically(gw.config_path, "version: 1\ninclude: more/extra.yaml\n"
                                      "providers: {demo: {type: mock}}\n"
@@ -198,30 +195,32 @@ def test_newly_included_file_in_another_folder_is_watched(gateway_factory, tmp_p
     assert ask(gw, "extra").json()["model"] == "e2"
 
 
-def test_serve_with_environment(gateway_factory):
+def test_serve_with_environment(gateway_factory, cli):
     """`gateway serve --env prod` merges the prod overlay and records the environment."""
     text = ("version: 1\nproviders: {demo: {type: mock}}\nroutes:\n"
             "  live: {target: {provider: demo, model: base}}\n"
             "environments:\n  prod:\n    routes:\n      live: {target: {model: prod-model}}\n")
     gw = gateway_factory(text, args=("--env", "prod"))
     assert ask(gw).json()["model"] == "prod-model"
-    listing = httpx.get(gw.base_url + "/admin/config/versions").json()
+    listing = gw.get("/admin/config/versions").json()
     assert listing["environment"] == "prod"
     assert listing["versions"][0]["environment"] == "prod"
-    diff = run_gateway("diff", "--config", gw.config_path, "--url", gw.base_url)
+    diff = cli("diff", "--config", gw.config_path, "--url", gw.base_url)
     assert diff.code == 0 and diff.out.splitlines()[-1] == "no changes", diff.text
 
 
-def test_diff_against_running(gateway_factory):
+def test_diff_against_running(gateway_app, cli, monkeypatch):
     """`gateway diff --against running` compares the file with what the server serves."""
-    gw = gateway_factory(config("m1"), env=SECRETS, args=("--no-watch",))
+    gw = gateway_app(config("m1"), env=SECRETS, watch=False)
+    url = gw.listen()
     gw.config_path.write_text(config("m2"))
-    result = run_gateway("diff", "--config", gw.config_path, "--against", "running",
-                         "--url", gw.base_url, "-f", "json")
+    result = cli("diff", "--config", gw.config_path, "--against", "running",
+                 "--url", url, "-f", "json")
     assert result.code == 1, result.text
     (change,) = result.json["changes"]
     assert (change["path"], change["old"], change["new"]) == ("target.model", "m1", "m2")
-    assert result.json["old"] == f"running (version 1 at {gw.base_url})"
-    unauthorised = run_gateway("diff", "--config", gw.config_path, "--against", "running",
-                               "--url", gw.base_url, env={"GATEWAY_ADMIN_TOKEN": "wrong"})
+    assert result.json["old"] == f"running (version 1 at {url})"
+    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", "wrong")
+    unauthorised = cli("diff", "--config", gw.config_path, "--against", "running",
+                       "--url", url)
     assert unauthorised.code == 2 and "401" in unauthorised.err

@@ -71,6 +71,10 @@ class GatewayProcess:
     def delete(self, path: str, **kwargs) -> httpx.Response:
         return self.request("DELETE", path, **kwargs)
 
+    def stream(self, method: str, path: str, **kwargs):
+        kwargs.setdefault("timeout", 10)
+        return httpx.stream(method, self.base_url + path, **kwargs)
+
     def openai(self, api_key: str = "unused") -> openai.OpenAI:
         """The official client, over a real socket to the server."""
         return openai.OpenAI(base_url=self.base_url + "/v1", api_key=api_key, max_retries=0)

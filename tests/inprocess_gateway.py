@@ -69,6 +69,7 @@ class InProcessGateway:
         self.client: TestClient | None = None
         self.app = None
         self._listening: tuple | None = None  # (stop event, serving future)
+        self.port: int | None = None  # once listening
 
     def start(self) -> "InProcessGateway":
         """Compile and record the startup version, then run the app's start-up, as serve does."""
@@ -85,14 +86,15 @@ class InProcessGateway:
         self.client.__enter__()
         return self
 
-    def listen(self) -> str:
-        """Serve the app on a free loopback port too, for what needs a URL (`gateway history
-        --url`, `gateway diff --url`): the configured engine, as serve runs it, on the app's
-        event loop. The lifespan stays the TestClient's. Returns the base URL."""
+    def listen(self, engine_name: str | None = None) -> str:
+        """Serve the app on a free loopback port too, for what needs a socket (`gateway
+        history --url`, an engine's own limits): the engine (the configured one by default)
+        as serve runs it, on the app's event loop. The lifespan stays the TestClient's.
+        Returns the base URL; ``port`` is set."""
         assert self.client is not None and self._listening is None
         settings = self.reloader.holder.current.settings
-        port = free_port()
-        server = engine(settings.engine, "127.0.0.1", port, settings)
+        self.port = port = free_port()
+        server = engine(engine_name or settings.engine, "127.0.0.1", port, settings)
         portal = self.client.portal
         stop = portal.call(_event)
         serving = portal.start_task_soon(server.serve, _without_lifespan(self.app),

@@ -1,5 +1,8 @@
 """Promises about streams and shutdown (issue 11, items 17-22; issue 12, item 2), each checked
-against the real `gateway serve` and upstreams on 127.0.0.1 that fail on purpose."""
+against upstreams on 127.0.0.1 that fail on purpose: streams through the app in process, the
+engines' own promises (disconnects, slow headers, connection cap) with the app in process
+served by each engine on a loopback port, and a busy port and SIGTERM against the real
+`gateway serve`."""
 
 from __future__ import annotations
 
@@ -30,18 +33,16 @@ routes:
 """
 
 
-def raw_gateway(gateway_factory, upstream: RawUpstream, *models: str, timeout: str = "10s",
-                args: tuple[str, ...] = ()):
+def raw_config(upstream: RawUpstream, *models: str, timeout: str = "10s") -> str:
     routes = "\n".join(f"  {m}: {{target: {{provider: raw, model: {m}}}}}" for m in models)
-    return gateway_factory(RAW_CONFIG.format(base_url=upstream.base_url, routes=routes,
-                                             idle=timeout), args=args)
+    return RAW_CONFIG.format(base_url=upstream.base_url, routes=routes, idle=timeout)
 
 
 def stream(gw, model: str) -> list[str]:
     """The data of every SSE event the client receives, parsed as a client would."""
-    with httpx.stream("POST", gw.base_url + "/v1/chat/completions", timeout=15,
-                      json={"model": model, "stream": True,
-                            "messages": [{"role": "user", "content": "hi"}]}) as r:
+    with gw.stream("POST", "/v1/chat/completions", timeout=15,
+                   json={"model": model, "stream": True,
+                         "messages": [{"role": "user", "content": "hi"}]}) as r:
         assert r.status_code == 200
         body = r.read().decode()
     events, data = [], []
@@ -66,24 +67,24 @@ def final_error(events: list[str]) -> str:
     return last["error"]["message"]
 
 
-def test_an_upstream_cut_mid_line_ends_with_a_readable_error_event(gateway_factory):
+def test_an_upstream_cut_mid_line_ends_with_a_readable_error_event(gateway_app):
     cut = [SSE_CHUNKED, http_chunk(event("Hel")), http_chunk(b'data: {"id": "chatcmpl-raw", "cho')]
     with RawUpstream({"cut": cut}) as upstream:
-        gw = raw_gateway(gateway_factory, upstream, "cut")
+        gw = gateway_app(raw_config(upstream, "cut"))
         events = stream(gw, "cut")
     assert json.loads(events[0])["choices"][0]["delta"]["content"] == "Hel"
     assert final_error(events).startswith("stream interrupted: upstream connection closed "
                                           "mid-stream after ")
 
 
-def test_a_stream_closed_without_done_or_finish_reason_is_an_error(gateway_factory):
+def test_a_stream_closed_without_done_or_finish_reason_is_an_error(gateway_app):
     scripts = {
         "nodone": [SSE_CLOSE_DELIMITED, event("Hel"), event("lo")],
         # complete without [DONE]: a finish_reason says the answer is whole
         "finished": [SSE_CLOSE_DELIMITED, event("Hello"), event("", finish="stop")],
     }
     with RawUpstream(scripts) as upstream:
-        gw = raw_gateway(gateway_factory, upstream, "nodone", "finished")
+        gw = gateway_app(raw_config(upstream, "nodone", "finished"))
         cut, whole = stream(gw, "nodone"), stream(gw, "finished")
     assert "without [DONE] or a finish_reason" in final_error(cut)
     assert [json.loads(e)["choices"][0]["finish_reason"] for e in whole] == [None, "stop"]
@@ -93,13 +94,13 @@ def test_a_stream_closed_without_done_or_finish_reason_is_an_error(gateway_facto
     assert ok["status"] == 200 and ok["error"] is None and "outcome" not in ok
 
 
-def test_interrupted_streams_are_logged_as_failed_in_the_gateways_words(gateway_factory):
+def test_interrupted_streams_are_logged_as_failed_in_the_gateways_words(gateway_app):
     scripts = {
         "cut": [SSE_CHUNKED, http_chunk(event("Hel")), http_chunk(b"data: {")],
         "stalled": [SSE_CLOSE_DELIMITED, event("Hel"), 3.0],
     }
     with RawUpstream(scripts) as upstream:
-        gw = raw_gateway(gateway_factory, upstream, "cut", "stalled", timeout="1s")
+        gw = gateway_app(raw_config(upstream, "cut", "stalled", timeout="1s"))
         stream(gw, "cut")
         stalled = stream(gw, "stalled")
     assert final_error(stalled) == "stream interrupted: no data from upstream for 1s (timeouts.idle)"
@@ -133,13 +134,14 @@ def test_a_port_in_use_is_one_line_and_exit_1(tmp_path, engine):
 
 @pytest.mark.parametrize("engine", ["hypercorn", "uvicorn"])
 def test_a_client_that_leaves_a_non_streaming_request_cancels_the_upstream_call(
-        gateway_factory, engine):
+        gateway_app, engine):
     slow = [10.0, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"]
     with RawUpstream({"slow": slow}) as upstream:
-        gw = raw_gateway(gateway_factory, upstream, "slow", args=("--engine", engine))
+        gw = gateway_app(raw_config(upstream, "slow"))
+        url = gw.listen(engine)
         left = time.monotonic()
         with pytest.raises(httpx.ReadTimeout):
-            httpx.post(gw.base_url + "/v1/chat/completions", timeout=httpx.Timeout(5, read=0.3),
+            httpx.post(url + "/v1/chat/completions", timeout=httpx.Timeout(5, read=0.3),
                        json={"model": "slow", "messages": [{"role": "user", "content": "hi"}]})
         deadline = time.monotonic() + 3
         while not upstream.closed_early and time.monotonic() < deadline:
@@ -241,8 +243,9 @@ def seconds_until_closed(sock: socket.socket, dribble: bytes, every: float, limi
 
 
 @pytest.mark.parametrize("engine", ["hypercorn", "uvicorn"])
-def test_slow_header_connections_are_closed_after_the_header_timeout(gateway_factory, engine):
-    gw = gateway_factory(LIMITS_CONFIG, args=("--engine", engine))
+def test_slow_header_connections_are_closed_after_the_header_timeout(gateway_app, engine):
+    gw = gateway_app(LIMITS_CONFIG)
+    url = gw.listen(engine)
     with socket.create_connection(("127.0.0.1", gw.port)) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         held = seconds_until_closed(sock, b"x-slow: 1\r\n", every=0.2, limit=8)
@@ -250,21 +253,22 @@ def test_slow_header_connections_are_closed_after_the_header_timeout(gateway_fac
     with socket.create_connection(("127.0.0.1", gw.port)) as silent:  # sends nothing at all
         held = seconds_until_closed(silent, b"", every=0.2, limit=8)
     assert held < 4
-    assert httpx.get(gw.base_url + "/healthz").status_code == 200  # honest clients still served
+    assert httpx.get(url + "/healthz").status_code == 200  # honest clients still served
 
 
 @pytest.mark.parametrize("engine", ["hypercorn", "uvicorn"])
-def test_connections_beyond_the_cap_get_503(gateway_factory, engine):
-    gw = gateway_factory(LIMITS_CONFIG.replace("1s", "5s"), args=("--engine", engine))
+def test_connections_beyond_the_cap_get_503(gateway_app, engine):
+    gw = gateway_app(LIMITS_CONFIG.replace("1s", "5s"))
+    url = gw.listen(engine)
     held = [socket.create_connection(("127.0.0.1", gw.port)) for _ in range(3)]
     try:
         time.sleep(0.2)  # the server has accepted them
-        over = httpx.get(gw.base_url + "/healthz", timeout=5)
+        over = httpx.get(url + "/healthz", timeout=5)
         assert over.status_code == 503
     finally:
         for sock in held:
             sock.close()
     deadline = time.monotonic() + 5
-    while (status := httpx.get(gw.base_url + "/healthz", timeout=5).status_code) != 200:
+    while (status := httpx.get(url + "/healthz", timeout=5).status_code) != 200:
         assert time.monotonic() < deadline, f"still {status} after the connections closed"
         time.sleep(0.05)

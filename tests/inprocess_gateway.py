@@ -21,6 +21,7 @@ from gateway.config.compiler import Runtime
 from gateway.logs import configure
 from gateway.server.app import create_app
 from gateway.server.engines import engine
+from gateway.server.request_stats import STATS
 from gateway.server.reload import GraphHolder, Reloader
 from gateway.server.versioning import Inputs, record_startup, startup_graph
 
@@ -78,6 +79,7 @@ class InProcessGateway:
         graph, loaded = startup_graph(path, runtime, self.environment)
         self.logs.open(graph.settings.log_level)
         graph = record_startup(graph, loaded)
+        STATS._build()  # /metrics counts start at 0, as in a new process (STATS is global)
         self.reloader = Reloader(path, runtime, GraphHolder(graph), environment=self.environment,
                                  inputs=Inputs.of(loaded), bind_host=graph.settings.host)
         self.app = app = create_app(self.reloader, watch_config=self.watch)

@@ -4,7 +4,6 @@ positions, order, failures, and hot reload that adds and removes plugins under t
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor

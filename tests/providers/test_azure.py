@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from types import MappingProxyType
 
-import openai
 import orjson
 import pytest
 from aiohttp import web
@@ -202,9 +201,9 @@ def test_api_version_is_required_at_compile_time():
     assert "api_version" in err.message
 
 
-def test_gateway_in_front_of_azure(azure, gateway_factory):
+def test_gateway_in_front_of_azure(azure, gateway_app):
     """The real gateway routes an openai client's calls to the Azure deployment."""
-    gw = gateway_factory(f"""
+    gw = gateway_app(f"""
 version: 1
 defaults: {{retry: {{attempts: 1}}}}
 providers:
@@ -213,7 +212,7 @@ providers:
 routes:
   gpt: {{target: {{provider: az, model: gpt4o-prod}}}}
 """)
-    with openai.OpenAI(base_url=gw.base_url + "/v1", api_key="unused", max_retries=0) as client:
+    with gw.openai() as client:
         reply = client.chat.completions.create(
             model="gpt", messages=[{"role": "user", "content": "hi"}])
         stream = client.chat.completions.create(

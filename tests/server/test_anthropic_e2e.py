@@ -1,4 +1,4 @@
-"""The real gateway in front of the validating fake Anthropic API (and a fake OpenAI upstream
+"""The gateway (in process) in front of the validating fake Anthropic API (and a fake OpenAI upstream
 for fallbacks), driven by the official openai client: tool-calling round trips streamed and
 not, reasoning, JSON mode, errors and fallbacks from Anthropic to OpenAI."""
 
@@ -49,10 +49,10 @@ def fake():
 
 
 @pytest.fixture
-def client(fake, upstream, gateway_factory):
-    gw = gateway_factory(CONFIG.format(anthropic=fake.base_url, openai=upstream.base_url,
+def client(fake, upstream, gateway_app):
+    gw = gateway_app(CONFIG.format(anthropic=fake.base_url, openai=upstream.base_url,
                                        key=API_KEY))
-    with openai.OpenAI(base_url=gw.base_url + "/v1", api_key="unused", max_retries=0) as c:
+    with gw.openai() as c:
         yield c
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 
-import httpx
 import openai
 import pytest
 
@@ -38,12 +37,12 @@ routes:
 
 
 @pytest.fixture
-def gw(upstream, gateway_factory):
-    return gateway_factory(CONFIG.format(base_url=upstream.base_url))
+def gw(upstream, gateway_app):
+    return gateway_app(CONFIG.format(base_url=upstream.base_url))
 
 
 def client(gw) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.base_url + "/v1", api_key="x", max_retries=0)
+    return gw.openai(api_key="x")
 
 
 def test_image_generation(gw, upstream):
@@ -101,6 +100,6 @@ def test_fallback_skips_targets_that_cannot_serve_the_endpoint(gw, upstream):
 
 def test_transcription_needs_a_file(gw):
     """A multipart request without a file is a 400 naming the parameter."""
-    r = httpx.post(gw.base_url + "/v1/audio/transcriptions", data={"model": "whisper"},
-                   files={"other": ("x.txt", b"1")})
+    r = gw.post("/v1/audio/transcriptions", data={"model": "whisper"},
+                files={"other": ("x.txt", b"1")})
     assert r.status_code == 400 and r.json()["error"]["param"] == "file"

@@ -1,4 +1,4 @@
-"""The real gateway in front of the Gemini, Cohere and Bedrock fakes (which validate every
+"""The gateway (in process) in front of the Gemini, Cohere and Bedrock fakes (which validate every
 request as the real APIs do, SigV4 included), driven by the official openai client."""
 
 from __future__ import annotations
@@ -73,12 +73,12 @@ def fakes():
 
 
 @pytest.fixture
-def gw(fakes, gateway_factory):
+def gw(fakes, gateway_app):
     for fake in fakes.values():
         fake.rejections.clear()
     config = CONFIG.format(gemini=fakes["gemini"].base_url, cohere=fakes["cohere"].base_url,
                            bedrock=fakes["bedrock"].base_url, bedrock_model=BEDROCK_MODEL)
-    proc = gateway_factory(config, env={"TEST_AWS_KEY": "AKIDFAKEBEDROCK", "TEST_AWS_SECRET": "fake/secret+key"})
+    proc = gateway_app(config, env={"TEST_AWS_KEY": "AKIDFAKEBEDROCK", "TEST_AWS_SECRET": "fake/secret+key"})
     proc.clients = []
     yield proc
     for c in proc.clients:
@@ -86,7 +86,7 @@ def gw(fakes, gateway_factory):
 
 
 def client(gw) -> openai.OpenAI:
-    c = openai.OpenAI(base_url=gw.base_url + "/v1", api_key="unused", max_retries=0)
+    c = gw.openai()
     gw.clients.append(c)
     return c
 

@@ -1,11 +1,10 @@
-"""The real server on a loopback port, driven by the official openai client, with a fake
-OpenAI upstream speaking real HTTP."""
+"""The gateway driven by the official openai client, with a fake OpenAI upstream speaking real
+HTTP: in process, and once end to end against the real server on a loopback port."""
 
 from __future__ import annotations
 
 import asyncio
 
-import httpx
 import openai
 import pytest
 
@@ -31,12 +30,12 @@ routes:
 
 
 @pytest.fixture
-def gw(upstream, gateway_factory):
-    return gateway_factory(CONFIG.format(base_url=upstream.base_url))
+def gw(upstream, gateway_app):
+    return gateway_app(CONFIG.format(base_url=upstream.base_url))
 
 
 def client(gw) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.base_url + "/v1", api_key="unused", max_retries=0)
+    return gw.openai()
 
 
 def test_sync_chat_completion(gw, upstream):
@@ -76,8 +75,10 @@ def test_streaming_chunks(gw):
     assert len(parts) >= 4
 
 
-async def test_async_client_and_stream(gw):
-    """The async client works, for whole answers and streams, concurrently."""
+async def test_async_client_and_stream(upstream, gateway_factory):
+    """The async client works, for whole answers and streams, concurrently, against the real
+    server on a socket."""
+    gw = gateway_factory(CONFIG.format(base_url=upstream.base_url))
     aclient = openai.AsyncOpenAI(base_url=gw.base_url + "/v1", api_key="x", max_retries=0)
 
     async def one(i: int) -> str:
@@ -169,43 +170,41 @@ def test_unknown_model_is_404(gw):
 )
 def test_bad_requests_are_400(gw, body, status, code):
     """Malformed bodies get 400 in OpenAI's error shape."""
-    r = httpx.post(gw.base_url + "/v1/chat/completions", content=body,
-                   headers={"content-type": "application/json"})
+    r = gw.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
     assert r.status_code == status
     assert r.json()["error"]["code"] == code
 
 
-def test_body_over_max_body_is_413(upstream, gateway_factory):
+def test_body_over_max_body_is_413(upstream, gateway_app):
     """A body larger than server.max_body is refused with 413 before it is read whole."""
     config = CONFIG.format(base_url=upstream.base_url).replace(
         "version: 1\n", "version: 1\nserver: {max_body: 1KB}\n", 1)
-    gw = gateway_factory(config)
+    gw = gateway_app(config)
     big = {"model": "gpt", "messages": [{"role": "user", "content": "x" * 2000}]}
-    r = httpx.post(gw.base_url + "/v1/chat/completions", json=big)
+    r = gw.post("/v1/chat/completions", json=big)
     assert r.status_code == 413
     assert "server.max_body" in r.json()["error"]["message"]
 
 
 def test_metadata_header_must_be_an_object(gw):
     """x-gateway-metadata that is not a JSON object is a 400."""
-    r = httpx.post(gw.base_url + "/v1/chat/completions",
-                   json={"model": "gpt", "messages": []},
-                   headers={"x-gateway-metadata": "[1]"})
+    r = gw.post("/v1/chat/completions", json={"model": "gpt", "messages": []},
+                headers={"x-gateway-metadata": "[1]"})
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "invalid_metadata"
 
 
 def test_unknown_path_is_openai_shaped_404(gw):
     """Paths the gateway does not serve answer in OpenAI's error shape too."""
-    r = httpx.get(gw.base_url + "/v1/nothing")
+    r = gw.get("/v1/nothing")
     assert r.status_code == 404
     assert "error" in r.json()
 
 
 def test_health_endpoints(gw):
     """/healthz and /readyz answer 200 once a config is loaded."""
-    assert httpx.get(gw.base_url + "/healthz").json() == {"status": "ok"}
-    ready = httpx.get(gw.base_url + "/readyz")
+    assert gw.get("/healthz").json() == {"status": "ok"}
+    ready = gw.get("/readyz")
     assert ready.status_code == 200 and ready.json()["config_version"] == 1
 
 
@@ -223,14 +222,12 @@ def test_mid_stream_failure_ends_with_sse_error(gw, upstream):
 def test_one_log_event_per_request_without_secrets(gw, upstream):
     """Each request, failed ones included, is one structured event; no secret is logged."""
     import json
-    import time
 
     client(gw).chat.completions.create(model="gpt", messages=[{"role": "user", "content": "x"}])
-    httpx.post(gw.base_url + "/v1/chat/completions", json={"model": "nope", "messages": []})
+    gw.post("/v1/chat/completions", json={"model": "nope", "messages": []})
     stream = client(gw).chat.completions.create(
         model="gpt", messages=[{"role": "user", "content": "x"}], stream=True)
     list(stream)
-    time.sleep(0.3)
     events = [json.loads(line) for line in gw.log().splitlines() if line.startswith("{")]
     requests = [e for e in events if e["event"] == "request"]
     assert [(e["status"], e.get("route"), e.get("target")) for e in requests] == [
@@ -247,9 +244,9 @@ def test_overhead_header_and_metrics(gw):
         model="gpt", messages=[{"role": "user", "content": "x"}])
     overhead = float(raw.headers["x-gateway-overhead-ms"])
     assert 0 <= overhead < 1000
-    missing = httpx.post(gw.base_url + "/v1/chat/completions", json={"model": "nope", "messages": []})
+    missing = gw.post("/v1/chat/completions", json={"model": "nope", "messages": []})
     assert float(missing.headers["x-gateway-overhead-ms"]) >= 0
-    text = httpx.get(gw.base_url + "/metrics").text
+    text = gw.get("/metrics").text
     assert 'gateway_requests_total{route="gpt",status="200"} 1.0' in text
     assert 'gateway_requests_total{route="",status="404"} 1.0' in text
     assert 'gateway_overhead_seconds_count 2.0' in text

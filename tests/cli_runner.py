@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import sys
 from dataclasses import dataclass
 
 from gateway.cli import main
@@ -41,9 +42,8 @@ def run_cli(*args: object, stdin: str = "") -> Result:
 
 @contextlib.contextmanager
 def _stdin(text: str):
-    import sys
-
-    saved, sys.stdin = sys.stdin, io.StringIO(text)
+    # a text stream with .buffer, as the real stdin (`secrets set` reads bytes)
+    saved, sys.stdin = sys.stdin, io.TextIOWrapper(io.BytesIO(text.encode()), encoding="utf-8")
     try:
         yield
     finally:

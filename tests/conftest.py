@@ -24,12 +24,15 @@ def gateway_app(tmp_path: Path, monkeypatch) -> Iterator[Callable[..., InProcess
     started: list[InProcessGateway] = []
     logs = LogFile(tmp_path / "gateway.log")
 
-    def start(config: str, *, env: dict[str, str] | None = None, name: str = "gateway.yaml",
+    def start(config: str | None, *, env: dict[str, str] | None = None,
+              name: str = "gateway.yaml", path: Path | None = None,
               environment: str | None = None, watch: bool = True) -> InProcessGateway:
+        """``config`` written to tmp_path/``name``; or None: serve the file at ``path``."""
         for key, value in (env or {}).items():
             monkeypatch.setenv(key, value)
-        path = tmp_path / name
-        path.write_text(config)
+        if config is not None:
+            path = tmp_path / name
+            path.write_text(config)
         gateway = InProcessGateway(path, logs, environment=environment, watch=watch)
         started.append(gateway)
         return gateway.start()

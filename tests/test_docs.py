@@ -80,12 +80,13 @@ def test_readme_config_validates_without_its_variables(tmp_path, monkeypatch):
     assert code == 0, out.getvalue() + err.getvalue()
 
 
-def test_readme_python_example_prints_one_line_per_print(gateway_factory):
+def test_readme_python_example_prints_one_line_per_print(gateway_app):
     """The README's openai-client example, run against `make run`'s gateway.yaml, prints
     four clean lines: the reply, the streamed text, an embedding's start, the models."""
-    gw = gateway_factory((ROOT / "gateway.yaml").read_text())
+    gw = gateway_app((ROOT / "gateway.yaml").read_text())
+    url = gw.listen()
     code = next(b for b in fenced("python") if "from openai import OpenAI" in b)
-    code = code.replace("http://127.0.0.1:8080/v1", gw.base_url + "/v1")
+    code = code.replace("http://127.0.0.1:8080/v1", url + "/v1")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(code, "README.md", "exec"), {})

@@ -38,18 +38,18 @@ def record(path, text: str, source: str = "startup") -> int:
     return number
 
 
-def test_serving_a_then_b_then_rolling_back_b_never_writes_a(gateway_factory, tmp_path):
-    """The issue's steps with real servers: serve a.yaml, then b.yaml, then `gateway rollback
+def test_serving_a_then_b_then_rolling_back_b_never_writes_a(gateway_app, tmp_path, cli):
+    """The issue's steps with servers: serve a.yaml, then b.yaml, then `gateway rollback
     -c b.yaml`: refused (b has one version), and rolling back to a's version by number is
     refused naming a.yaml; b.yaml keeps its text."""
-    a = gateway_factory(config("from-a"), name="a.yaml")
+    a = gateway_app(config("from-a"), name="a.yaml")
     a.stop()
-    b = gateway_factory(config("from-b"), name="b.yaml")
+    b = gateway_app(config("from-b"), name="b.yaml")
     b.stop()
     b_path = tmp_path / "b.yaml"
-    steps = run_gateway("rollback", "-c", b_path)
+    steps = cli("rollback", "-c", b_path)
     assert steps.code == 1 and "holds 1 version(s) of this config" in steps.err, steps.text
-    by_number = run_gateway("rollback", "1", "-c", b_path)
+    by_number = cli("rollback", "1", "-c", b_path)
     assert by_number.code == 1
     assert f"version 1 belongs to another config ({tmp_path / 'a.yaml'})" in by_number.err
     assert b_path.read_text() == config("from-b")

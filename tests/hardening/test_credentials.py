@@ -401,7 +401,7 @@ def trapped_repo(folder: Path) -> Path:
 
 
 async def test_git_on_the_config_directory_runs_nothing_the_repository_configures(
-        tmp_path, capsys, gateway_factory):
+        tmp_path, capsys, gateway_app):
     """Recording a version (serve, admin reload), `gateway history` and `gateway diff
     --against git:HEAD` ask git about the config's repository; the programs its .git/config
     names never run, and the commit and dirtiness are still right."""
@@ -410,7 +410,7 @@ async def test_git_on_the_config_directory_runs_nothing_the_repository_configure
 
     marker = trapped_repo(tmp_path)
     config = tmp_path / "gateway.yaml"
-    gw = gateway_factory(GIT_CONFIG)  # `gateway serve` records version 1 with its git commit
+    gw = gateway_app(GIT_CONFIG)  # a start records version 1 with its git commit, as serve does
     gw.stop()
     async with gateway(tmp_path, GIT_CONFIG + "# edited\n") as (client, _):
         assert (await client.post("/admin/reload?force=1")).status_code == 200

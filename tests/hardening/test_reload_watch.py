@@ -1,4 +1,4 @@
-"""The config watcher of the real server: symlinked configs (a Kubernetes ConfigMap mount, a
+"""The config watcher (of the app in process): symlinked configs (a Kubernetes ConfigMap mount, a
 link to a file elsewhere) reload, a save written in two parts is applied only whole, and a
 fixed config clears the rejection it replaces."""
 
@@ -15,7 +15,7 @@ from gateway.config.compiler import Runtime, compile_bytes
 from gateway.server.app import create_app
 from gateway.server.reload import GraphHolder, Reloader
 
-from ..gateway_process import GatewayProcess, write_atomically
+from ..gateway_process import write_atomically
 
 
 def config(model: str, extra: str = "") -> str:
@@ -28,12 +28,12 @@ routes:
 {extra}"""
 
 
-def ask(gw: GatewayProcess, model: str = "live") -> httpx.Response:
-    return httpx.post(gw.base_url + "/v1/chat/completions", timeout=10,
-                      json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
+def ask(gw, model: str = "live") -> httpx.Response:
+    return gw.post("/v1/chat/completions",
+                   json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
 
 
-def wait_for_model(gw: GatewayProcess, model: str, timeout: float = 5.0) -> float:
+def wait_for_model(gw, model: str, timeout: float = 5.0) -> float:
     """Seconds until route ``live`` answers with ``model``; fails after ``timeout``."""
     start = time.monotonic()
     got = None
@@ -44,11 +44,6 @@ def wait_for_model(gw: GatewayProcess, model: str, timeout: float = 5.0) -> floa
         time.sleep(0.05)
     raise AssertionError(f"live still answers {got!r}, not {model!r}, after {timeout}s:\n"
                          f"{gw.log()}")
-
-
-def started(path: Path):
-    gw = GatewayProcess(path)
-    return gw.start()
 
 
 def configmap_dir(root: Path, stamp: str, text: str) -> str:
@@ -65,7 +60,7 @@ def swap_data_link(root: Path, new: str) -> None:
     os.replace(root / "..data_tmp", root / "..data")
 
 
-def test_configmap_data_swap_reloads(tmp_path):
+def test_configmap_data_swap_reloads(tmp_path, gateway_app):
     """gateway.yaml -> ..data/gateway.yaml, ..data -> ..<stamp>: swapping ..data atomically
     (and deleting the old folder) reloads, and so does the swap after it."""
     mount = tmp_path / "config"
@@ -73,20 +68,17 @@ def test_configmap_data_swap_reloads(tmp_path):
     first = configmap_dir(mount, "2026_12_05_a", config("v1"))
     os.symlink(first, mount / "..data")
     os.symlink("..data/gateway.yaml", mount / "gateway.yaml")
-    gw = started(mount / "gateway.yaml")
-    try:
-        assert ask(gw).json()["model"] == "v1"
-        for n, stamp in enumerate(["2026_12_05_b", "2026_12_05_c"], start=2):
-            old = os.readlink(mount / "..data")
-            swap_data_link(mount, configmap_dir(mount, stamp, config(f"v{n}")))
-            shutil.rmtree(mount / old)
-            wait_for_model(gw, f"v{n}", timeout=5)
-            assert ask(gw).headers["x-gateway-config-version"] == str(n)
-    finally:
-        gw.stop()
+    gw = gateway_app(None, path=mount / "gateway.yaml")
+    assert ask(gw).json()["model"] == "v1"
+    for n, stamp in enumerate(["2026_12_05_b", "2026_12_05_c"], start=2):
+        old = os.readlink(mount / "..data")
+        swap_data_link(mount, configmap_dir(mount, stamp, config(f"v{n}")))
+        shutil.rmtree(mount / old)
+        wait_for_model(gw, f"v{n}", timeout=5)
+        assert ask(gw).headers["x-gateway-config-version"] == str(n)
 
 
-def test_symlink_target_edited_elsewhere_reloads(tmp_path):
+def test_symlink_target_edited_elsewhere_reloads(tmp_path, gateway_app):
     """gateway.yaml is a link to a file in another folder: edits to that file reload, both
     in place and by rename."""
     (tmp_path / "real").mkdir()
@@ -95,42 +87,36 @@ def test_symlink_target_edited_elsewhere_reloads(tmp_path):
     real.write_text(config("v1"))
     link = tmp_path / "served" / "gateway.yaml"
     os.symlink(real, link)
-    gw = started(link)
-    try:
-        real.write_text(config("v2"))
-        wait_for_model(gw, "v2")
-        write_atomically(real, config("v3"))
-        wait_for_model(gw, "v3")
-    finally:
-        gw.stop()
+    gw = gateway_app(None, path=link)
+    real.write_text(config("v2"))
+    wait_for_model(gw, "v2")
+    write_atomically(real, config("v3"))
+    wait_for_model(gw, "v3")
 
 
 EXTRA = "  extra: {target: {provider: demo, model: x}}\n"
 
 
-def test_a_save_paused_halfway_is_applied_only_whole(tmp_path):
+def test_a_save_paused_halfway_is_applied_only_whole(tmp_path, gateway_app):
     """The first half of a save is valid YAML on its own (route extra missing); written, then
     150 ms later the rest: only the whole file is ever applied."""
     path = tmp_path / "gateway.yaml"
     path.write_text(config("v1", EXTRA))
-    gw = started(path)
-    try:
-        with open(path, "w") as fh:
-            fh.write(config("v2"))
-            fh.flush()
-            time.sleep(0.15)
-            fh.write(EXTRA)
-        wait_for_model(gw, "v2")
-        time.sleep(0.5)  # a late second reload would show here
-        info = httpx.get(gw.base_url + "/admin/config", timeout=5).json()
-        assert info["version"] == 2 and "extra" in info["routes"], info
-        assert info["reloads"]["applied"] == 1, info
-        versions = httpx.get(gw.base_url + "/admin/config/versions", timeout=5).json()
-        assert [v["number"] for v in versions["versions"]] == [2, 1]
-        stored = httpx.get(gw.base_url + "/admin/config/versions/2", timeout=5).json()
-        assert stored["text"] == config("v2", EXTRA)
-    finally:
-        gw.stop()
+    gw = gateway_app(None, path=path)
+    with open(path, "w") as fh:
+        fh.write(config("v2"))
+        fh.flush()
+        time.sleep(0.15)
+        fh.write(EXTRA)
+    wait_for_model(gw, "v2")
+    time.sleep(0.5)  # a late second reload would show here
+    info = gw.get("/admin/config").json()
+    assert info["version"] == 2 and "extra" in info["routes"], info
+    assert info["reloads"]["applied"] == 1, info
+    versions = gw.get("/admin/config/versions").json()
+    assert [v["number"] for v in versions["versions"]] == [2, 1]
+    stored = gw.get("/admin/config/versions/2").json()
+    assert stored["text"] == config("v2", EXTRA)
 
 
 BROKEN = config("v2", "  bad: {target: {provider: nowhere, model: x}}\n")

@@ -202,7 +202,7 @@ def test_api_version_is_required_at_compile_time():
 
 
 def test_gateway_in_front_of_azure(azure, gateway_app):
-    """The real gateway routes an openai client's calls to the Azure deployment."""
+    """The gateway routes an openai client's calls to the Azure deployment."""
     gw = gateway_app(f"""
 version: 1
 defaults: {{retry: {{attempts: 1}}}}

@@ -1,14 +1,16 @@
-"""The real server: secret:NAME reaches the upstream as the vault's value and nowhere else."""
+"""The server (in process): secret:NAME reaches the upstream as the vault's value and
+nowhere else."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
 
+from ..cli_runner import run_cli
 from ..gateway_process import write_atomically
-from .helpers import clean_env, cli, new_key
+from ..inprocess_gateway import poll
+from .helpers import MASTER_VARS, new_key
 
 FIRST = "sk-vault-first-5b9d2e7c41aa"
 SECOND = "sk-vault-second-0c8e3f6a92bb"
@@ -30,32 +32,30 @@ ADMIN_PATHS = ("/admin/config", "/admin/config/versions", "/admin/config/version
 
 
 def chat(gw) -> httpx.Response:
-    return httpx.post(gw.base_url + "/v1/chat/completions", timeout=10, json={
-        "model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+    return gw.post("/v1/chat/completions",
+                   json={"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
 
 
 def wait_for_rejection(gw, timeout: float = 10.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        info = httpx.get(gw.base_url + "/admin/config", timeout=2).json()
-        if info.get("last_rejection"):
-            return info
-        time.sleep(0.05)
-    raise AssertionError("the broken config was not rejected")
+    return poll(lambda: gw.get("/admin/config").json(), lambda info: info.get("last_rejection"),
+                timeout, "the broken config was not rejected", every=0.05)
 
 
-def test_upstream_gets_the_vault_value_and_nothing_leaks(tmp_path: Path, upstream, gateway_factory):
+def test_upstream_gets_the_vault_value_and_nothing_leaks(tmp_path: Path, upstream, gateway_app,
+                                                          monkeypatch):
     """Bearer <vault value> upstream; reloads pick up new values; no log line or admin
     answer holds a value; an unknown name is rejected at its line:col."""
     key = new_key()
-    env = clean_env(GATEWAY_MASTER_KEY=key)
+    for name in MASTER_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GATEWAY_MASTER_KEY", key)
     data_dir = str(tmp_path / ".gateway")
     for name, value in (("upstream", FIRST), ("extra", "hdr-" + FIRST)):
-        stored = cli("secrets", "set", name, "--data-dir", data_dir, env=env, stdin=value)
-        assert stored.returncode == 0, stored.stderr
+        stored = run_cli("secrets", "set", name, "--data-dir", data_dir, stdin=value)
+        assert stored.code == 0, stored.err
     config = CONFIG.format(base_url=upstream.base_url)
     assert FIRST not in config
-    gw = gateway_factory(config, env={"GATEWAY_MASTER_KEY": key})
+    gw = gateway_app(config)
 
     response = chat(gw)
     assert response.status_code == 200, response.text
@@ -64,9 +64,9 @@ def test_upstream_gets_the_vault_value_and_nothing_leaks(tmp_path: Path, upstrea
     assert headers["x-extra"] == "hdr-" + FIRST
 
     # a new value is used from the next reload on
-    updated = cli("secrets", "set", "upstream", "--data-dir", data_dir, env=env, stdin=SECOND)
-    assert updated.returncode == 0, updated.stderr
-    reload = httpx.post(gw.base_url + "/admin/reload?force=1", timeout=10)
+    updated = run_cli("secrets", "set", "upstream", "--data-dir", data_dir, stdin=SECOND)
+    assert updated.code == 0, updated.err
+    reload = gw.post("/admin/reload?force=1")
     assert reload.status_code == 200, reload.text
     assert chat(gw).status_code == 200
     assert upstream.requests[-1].headers["Authorization"] == f"Bearer {SECOND}"
@@ -81,7 +81,7 @@ def test_upstream_gets_the_vault_value_and_nothing_leaks(tmp_path: Path, upstrea
     assert chat(gw).status_code == 200
     assert upstream.requests[-1].headers["Authorization"] == f"Bearer {SECOND}"
 
-    answers = [httpx.get(gw.base_url + p, timeout=5).text for p in ADMIN_PATHS]
+    answers = [gw.get(p).text for p in ADMIN_PATHS]
     assert "secret:upstream" in answers[2]  # the stored version keeps the reference
     gw.stop()
     log = gw.log()

@@ -1,4 +1,4 @@
-"""Fixtures for output-guard's tests: the repository's real-server fixtures, and an upstream
+"""Fixtures for output-guard's tests: the repository's gateway fixtures, and an upstream
 whose answer text is scripted per model."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[3]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.conftest import gateway_factory, upstream  # noqa: E402,F401
+from tests.conftest import gateway_app, gateway_factory, upstream  # noqa: E402,F401
 
 from guard_upstream import ScriptedUpstream  # noqa: E402
 

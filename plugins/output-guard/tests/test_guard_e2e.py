@@ -1,15 +1,15 @@
-"""output-guard end to end: the real gateway server, the plugin found through its entry point,
+"""output-guard end to end: the gateway (in process), the plugin found through its entry point,
 and an upstream whose answers are scripted per model."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import httpx
 import openai
 import pytest
+
+from tests.cli_runner import Result, run_cli
 
 CONFIG = """
 version: 1
@@ -32,20 +32,20 @@ plugins:
 
 
 @pytest.fixture
-def start(scripted, gateway_factory):
+def start(scripted, gateway_app):
     def run(config: str, **answers: str):
         scripted.answers.update(answers)
-        return gateway_factory(CONFIG.format(base_url=scripted.base_url, config=config))
+        return gateway_app(CONFIG.format(base_url=scripted.base_url, config=config))
     return run
 
 
 def client(gw) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.base_url + "/v1", api_key="unused", max_retries=0)
+    return gw.openai()
 
 
 def ask(gw, model: str = "guarded", **extra) -> httpx.Response:
     body = {"model": model, "messages": [{"role": "user", "content": "hi"}], **extra}
-    return httpx.post(gw.base_url + "/v1/chat/completions", json=body, timeout=10)
+    return gw.post("/v1/chat/completions", json=body)
 
 
 def test_fallback_moves_on_when_deny_matches(start, scripted):
@@ -124,7 +124,7 @@ def test_flag_header_for_a_schema_reason(start, scripted):
 
 def stream_raw(gw, model: str = "guarded") -> bytes:
     body = {"model": model, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-    with httpx.stream("POST", gw.base_url + "/v1/chat/completions", json=body, timeout=10) as r:
+    with gw.stream("POST", "/v1/chat/completions", json=body) as r:
         assert r.status_code == 200
         return b"".join(r.iter_bytes())
 
@@ -180,7 +180,7 @@ def test_stream_json_schema_checked_at_the_end(start, scripted):
     assert b'"code":"guardrail"' in raw and b"[DONE]" not in raw
 
 
-def validate(tmp_path, plugin_config: str) -> subprocess.CompletedProcess:
+def validate(tmp_path, plugin_config: str) -> Result:
     path = tmp_path / "gateway.yaml"
     path.write_text(
         "version: 1\n"
@@ -189,15 +189,14 @@ def validate(tmp_path, plugin_config: str) -> subprocess.CompletedProcess:
         "plugins:\n"
         "  - name: output-guard\n"
         "    config:\n" + plugin_config)
-    return subprocess.run([sys.executable, "-m", "gateway", "validate", str(path)],
-                          capture_output=True, text=True, timeout=60)
+    return run_cli("validate", path)
 
 
 def test_invalid_regex_is_a_config_error(tmp_path):
     """gateway validate rejects a deny pattern that does not compile, naming it."""
     result = validate(tmp_path, '      deny: ["ok", "(unclosed"]\n')
-    assert result.returncode == 1
-    out = result.stdout + result.stderr
+    assert result.code == 1
+    out = result.text
     assert "gateway.yaml:7:20: $.plugins[0].config.deny[1]: '(unclosed' is not a valid regular " \
         "expression: missing ), unterminated subpattern" in out
 
@@ -207,13 +206,13 @@ def test_invalid_json_schema_is_a_config_error_with_its_line(tmp_path):
     result = validate(tmp_path, "      json_schema:\n"
                                 "        type: object\n"
                                 "        required: name\n")
-    assert result.returncode == 1
-    out = result.stdout + result.stderr
+    assert result.code == 1
+    out = result.text
     assert "gateway.yaml:9:19: $.plugins[0].config.json_schema.required: expected a list" in out
 
 
 def test_unknown_key_is_a_config_error(tmp_path):
     """gateway validate rejects keys the plugin does not know."""
     result = validate(tmp_path, "      deny: [x]\n      on_failure: flag\n")
-    assert result.returncode == 1
-    assert "on_failure" in result.stdout + result.stderr
+    assert result.code == 1
+    assert "on_failure" in result.text

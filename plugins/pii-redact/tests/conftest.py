@@ -1,4 +1,4 @@
-"""Fixtures for pii-redact's tests: the repository's real-server fixtures, and an upstream
+"""Fixtures for pii-redact's tests: the repository's gateway fixtures, and an upstream
 that echoes the prompt back (streamed a few characters at a time, so placeholders split)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[3]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.conftest import gateway_factory, upstream  # noqa: E402,F401
+from tests.conftest import gateway_app, gateway_factory, upstream  # noqa: E402,F401
 
 from pii_upstream import EchoUpstream  # noqa: E402
 

@@ -1,15 +1,14 @@
-"""pii-redact end to end: the real gateway server, the plugin found through its entry point,
+"""pii-redact end to end: the gateway (in process), the plugin found through its entry point,
 and an upstream that echoes the prompt back (streams cut placeholders across events)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-import httpx
 import openai
 import pytest
+
+from tests.cli_runner import run_cli
 
 EMAIL, PHONE, CARD = "jane.doe@example.com", "+49 30 1234567", "4111 1111 1111 1111"
 IBAN, IP = "DE89 3704 0044 0532 0130 00", "192.168.10.20"
@@ -33,14 +32,14 @@ plugins:
 
 
 @pytest.fixture
-def start(echo, gateway_factory):
+def start(echo, gateway_app):
     def run(config: str):
-        return gateway_factory(CONFIG.format(base_url=echo.base_url, config=config))
+        return gateway_app(CONFIG.format(base_url=echo.base_url, config=config))
     return run
 
 
 def client(gw) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.base_url + "/v1", api_key="unused", max_retries=0)
+    return gw.openai()
 
 
 def sent_upstream(echo) -> str:
@@ -96,7 +95,7 @@ def test_streamed_answer_never_shows_a_placeholder_piece(start, echo):
     """On the wire, no fragment of a placeholder reaches the client."""
     gw = start("{mode: mask, restore: true}")
     body = {"model": "chat", "stream": True, "messages": [{"role": "user", "content": PROMPT}]}
-    with httpx.stream("POST", gw.base_url + "/v1/chat/completions", json=body, timeout=10) as r:
+    with gw.stream("POST", "/v1/chat/completions", json=body) as r:
         raw = b"".join(r.iter_bytes())
     assert r.status_code == 200
     assert b"[EMA" not in raw and b"[PHO" not in raw and b"_1]" not in raw
@@ -135,7 +134,7 @@ def test_only_configured_kinds(start, echo):
 def test_block_answers_400_and_sends_nothing(start, echo):
     """block: 400 in OpenAI's shape naming the kinds; the upstream is never called."""
     gw = start("{mode: block}")
-    r = httpx.post(gw.base_url + "/v1/chat/completions", timeout=10, json={
+    r = gw.post("/v1/chat/completions", json={
         "model": "chat", "messages": [{"role": "user", "content": f"{CARD} {PHONE} {EMAIL}"}]})
     assert r.status_code == 400
     error = r.json()["error"]
@@ -190,10 +189,9 @@ def test_config_errors_have_line_numbers(tmp_path):
         "    config:\n"
         "      mode: hide\n"
         "      kinds: [email, ssn]\n")
-    result = subprocess.run([sys.executable, "-m", "gateway", "validate", str(path)],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1
-    out = result.stdout + result.stderr
+    result = run_cli("validate", path)
+    assert result.code == 1
+    out = result.text
     assert f"{path}:9:" in out and "'hide' is not one of: mask, block, log" in out
     assert f"{path}:10:" in out and "ssn" in out
 
@@ -208,7 +206,6 @@ def test_restore_with_block_is_rejected_at_setup(tmp_path):
         "plugins:\n"
         "  - name: pii-redact\n"
         "    config: {mode: block, restore: true}\n")
-    result = subprocess.run([sys.executable, "-m", "gateway", "validate", str(path)],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1
-    assert "restore: true works only with mode: mask" in result.stdout + result.stderr
+    result = run_cli("validate", path)
+    assert result.code == 1
+    assert "restore: true works only with mode: mask" in result.text

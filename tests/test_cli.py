@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from .cli_runner import run_cli
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples" / "configs").glob("*.yaml"))
 
 
-def run(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gateway", *args], cwd=cwd, env=env,
+def run(*args: str) -> subprocess.CompletedProcess:
+    """`gateway ARGS` in a new process (for serve, which sets up the process's logging)."""
+    return subprocess.run([sys.executable, "-m", "gateway", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -29,9 +32,9 @@ def test_examples_exist():
 @pytest.mark.parametrize("path", [ROOT / "gateway.yaml", *EXAMPLES], ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path: Path):
     """Every shipped config passes `gateway validate` and names its schema for editors."""
-    result = run("validate", str(path))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "OK" in result.stdout
+    result = run_cli("validate", str(path))
+    assert result.code == 0, result.out + result.err
+    assert "OK" in result.out
     first = path.read_text().splitlines()[0]
     assert first.startswith("# yaml-language-server: $schema=")
     schema = (path.parent / first.split("=", 1)[1]).resolve()
@@ -55,39 +58,39 @@ def test_validate_reports_every_error_with_position(tmp_path: Path):
     )
     broken = tmp_path / "broken.yaml"
     broken.write_text("version: 1\nroutes: [\n")
-    result = run("validate", str(good), str(bad), str(broken))
-    assert result.returncode == 1
-    assert result.stdout.splitlines() == [f"{good}: OK (1 routes, 1 providers)"]
-    lines = result.stderr.splitlines()  # errors go to stderr
+    result = run_cli("validate", str(good), str(bad), str(broken))
+    assert result.code == 1
+    assert result.out.splitlines() == [f"{good}: OK (1 routes, 1 providers)"]
+    lines = result.err.splitlines()  # errors go to stderr
     assert f"{bad}:6:24: $.routes.a.target.provider: unknown provider 'dd' (did you mean 'd'?)" in lines
     assert f"{bad}:8:34: $.routes.b.fallback.targets[0].route: unknown route 'nope'" in lines
     assert any(line.startswith(f"{broken}:3:1: YAML syntax error") for line in lines)
-    assert "2 of 3 file(s) invalid" in result.stderr
+    assert "2 of 3 file(s) invalid" in result.err
 
 
 def test_validate_all_good_exits_zero(tmp_path: Path):
     """Exit status 0 when every file is valid."""
     path = tmp_path / "ok.yaml"
     path.write_text("version: 1\n")
-    assert run("validate", str(path)).returncode == 0
+    assert run_cli("validate", str(path)).code == 0
 
 
-def test_unset_variable_is_an_error_naming_it(tmp_path: Path):
+def test_unset_variable_is_an_error_naming_it(tmp_path: Path, monkeypatch):
     """${VAR} without a default and unset: an error with the variable and its line."""
     path = tmp_path / "env.yaml"
     path.write_text("version: 1\nproviders:\n  o: {type: openai, api_key: '${SURELY_UNSET_VAR_X}'}\n")
-    env = {k: v for k, v in __import__("os").environ.items() if k != "SURELY_UNSET_VAR_X"}
-    result = run("validate", str(path), env=env)
-    assert result.returncode == 1
-    assert f"{path}:3:30: $.providers.o.api_key: environment variable ${{SURELY_UNSET_VAR_X}} is not set" in result.stderr
+    monkeypatch.delenv("SURELY_UNSET_VAR_X", raising=False)
+    result = run_cli("validate", str(path))
+    assert result.code == 1
+    assert f"{path}:3:30: $.providers.o.api_key: environment variable ${{SURELY_UNSET_VAR_X}} is not set" in result.err
 
 
 def test_missing_file(tmp_path: Path):
     """A file that does not exist is an error, not a traceback."""
-    result = run("validate", str(tmp_path / "nope.yaml"))
-    assert result.returncode == 1 and result.stdout == ""
-    assert f"{tmp_path / 'nope.yaml'}: no such config file" in result.stderr
-    assert "Traceback" not in result.stderr
+    result = run_cli("validate", str(tmp_path / "nope.yaml"))
+    assert result.code == 1 and result.out == ""
+    assert f"{tmp_path / 'nope.yaml'}: no such config file" in result.err
+    assert "Traceback" not in result.err
 
 
 def test_serve_refuses_invalid_config(tmp_path: Path):
@@ -125,18 +128,8 @@ environments:
 
 def gateway_main(*args) -> tuple[int, str, str]:
     """`gateway ARGS` in this process: (status, stdout, stderr)."""
-    import contextlib
-    import io
-
-    from gateway.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
+    result = run_cli(*args)
+    return result.code, result.out, result.err
 
 
 def test_validate_takes_env_and_format_json(tmp_path: Path):

@@ -1,14 +1,15 @@
-"""Shared helpers of the vault tests: keys, environments and the CLI in a subprocess."""
+"""Shared helpers of the vault tests: keys, environments and the CLI (in this process)."""
 
 from __future__ import annotations
 
 import base64
 import os
-import subprocess
-import sys
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import nacl.utils
+
+from ..cli_runner import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 MASTER_VARS = ("GATEWAY_MASTER_KEY", "GATEWAY_MASTER_PASSPHRASE", "GATEWAY_NEW_MASTER_PASSPHRASE")
@@ -25,11 +26,18 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = "",
-        cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gateway", *args], cwd=cwd,
-                          env=env if env is not None else clean_env(), input=stdin,
-                          capture_output=True, text=True, timeout=60)
+def cli(*args: str, env: dict[str, str] | None = None, stdin: str = "") -> CompletedProcess:
+    """`gateway ARGS` in this process, with ``env`` as the whole environment (default: this
+    one without any master-key variable) while it runs."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env if env is not None else clean_env())
+    try:
+        result = run_cli(*args, stdin=stdin)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return CompletedProcess(args, result.code, result.out, result.err)
 
 
 def files_containing(folder: Path, needle: str) -> list[str]:

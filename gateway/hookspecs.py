@@ -9,14 +9,16 @@ A plugin is a module (or object) registered under its entry-point name. Two kind
 - Global hooks (``register_commands``, ``register_providers``) are called on every installed
   plugin, whether or not a config enables it.
 
-Built-in features use this same contract (see ``gateway/middleware/``).
+Built-in features use this same contract (see ``gateway/builtin/``): the server knows none of
+them by name; it mounts the admin routes, runs the readiness checks, exports the metrics and
+authenticates callers with whatever the plugins of the running config return.
 """
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Awaitable, Iterable, Mapping, Protocol, Sequence
 
 import pluggy
 
@@ -25,14 +27,16 @@ from .graph.context import RequestContext
 from .providers.base import UpstreamResponse
 
 if TYPE_CHECKING:
+    from .graph.graph import KeySpec, Route
     from .providers.base import Provider
     from .state.registry import StateRegistry
 
 hookspec = pluggy.HookspecMarker("gateway")
 
 __all__ = [
-    "AttemptCheck", "GatewayError", "PluginContext", "RequestContext", "RequestMiddleware",
-    "ResponseMiddleware", "UpstreamError", "UpstreamResponse", "hookspec",
+    "AttemptCheck", "Authenticator", "GatewayError", "MetricsCollector", "PluginContext",
+    "Readiness", "ReadinessCheck", "RequestContext", "RequestMiddleware", "ResponseMiddleware",
+    "UpstreamError", "UpstreamResponse", "hookspec",
 ]
 
 
@@ -45,8 +49,25 @@ class PluginContext:
     data_dir: str
     gateway_config: Mapping[str, Any]  # the whole validated config (read-only by convention)
     state: "StateRegistry"  # runtime state that survives reloads: acquire(key, factory)
-    keys_by_hash: Mapping[str, Any] = field(default_factory=dict)  # compiled virtual keys
+    keys_by_hash: Mapping[str, "KeySpec"] = field(default_factory=dict)  # compiled virtual keys
     extra: dict[str, Any] = field(default_factory=dict)
+    # The compiled routes (plugins are set up after them) and, per route, every target
+    # ("provider/model") it can reach, route references followed.
+    routes: Mapping[str, "Route"] = field(default_factory=dict)
+    targets: Mapping[str, tuple["TargetRef", ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetRef:
+    """A target a route can reach: provider name and type, and model."""
+
+    provider: str
+    provider_type: str
+    model: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider}/{self.model}"
 
 
 class RequestMiddleware(Protocol):
@@ -77,6 +98,40 @@ class AttemptCheck(Protocol):
     def check(self, ctx: RequestContext, response: UpstreamResponse) -> Awaitable[str | None]: ...
 
 
+class Authenticator(Protocol):
+    """Who is calling. The server asks it before routing, on every request."""
+
+    def identify(self, headers: Mapping[str, str]) -> "KeySpec | None":
+        """The caller's key; None when no key is needed; raise GatewayError (401) else."""
+
+    def required(self) -> bool:
+        """Whether callers need a key (a gateway listening beyond loopback must require one)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """One check's answer for GET /readyz: ``detail`` is shown under the check's name."""
+
+    ready: bool
+    detail: Mapping[str, Any]
+    reason: str = ""  # why not ready, for the 503 body
+
+
+class ReadinessCheck(Protocol):
+    """A condition /readyz reports. ``name`` is its key in the /readyz body."""
+
+    name: str
+
+    async def check(self) -> Readiness | None:
+        """None when there is nothing to report."""
+
+
+class MetricsCollector(Protocol):
+    """A prometheus_client custom collector: yields metric families when /metrics is read."""
+
+    def collect(self) -> Iterable[Any]: ...
+
+
 @hookspec
 def plugin_config_schema() -> dict | None:
     """The JSON Schema (2020-12) of this plugin's `config:` mapping; None accepts any mapping."""
@@ -105,3 +160,23 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
 @hookspec
 def register_providers() -> Mapping[str, type["Provider"]] | None:
     """Provider types this plugin adds, by the name used as `type:` in gateway.yaml."""
+
+
+@hookspec
+def authenticator(config: dict, context: PluginContext) -> Authenticator | None:
+    """Who is calling: asked before routing. At most one plugin of a config may return one."""
+
+
+@hookspec
+def admin_routes(config: dict, context: PluginContext) -> Sequence[Any] | None:
+    """Starlette routes mounted under /admin (paths relative to it), behind the admin token."""
+
+
+@hookspec
+def readiness_check(config: dict, context: PluginContext) -> ReadinessCheck | None:
+    """A condition GET /readyz reports; a check that is not ready makes /readyz answer 503."""
+
+
+@hookspec
+def metrics_collector(config: dict, context: PluginContext) -> MetricsCollector | None:
+    """Metric families added to GET /metrics, collected when it is read."""

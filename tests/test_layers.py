@@ -11,7 +11,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "gateway"
 
 # A layer may import itself and anything to its right, never to its left.
-LAYERS = ["cli", "server", "config", "pluginmanager", "middleware", "hookspecs", "graph",
+LAYERS = ["cli", "server", "builtin", "config", "pluginmanager", "middleware", "hookspecs", "graph",
           "providers", "state", "keys", "vault", "store", "base"]
 BASE = {"errors", "logs", "units", "pricing", "datadir", "__init__"}
 
@@ -55,6 +55,16 @@ def test_imports_flow_one_way():
             if layer in LAYERS and LAYERS.index(layer) < own:
                 violations.append(f"{module} imports {imported}")
     assert violations == []
+
+
+def test_server_knows_no_builtin_feature():
+    """server/ imports no built-in feature (gateway.builtin, .middleware, .keys): built-ins
+    reach it through the hooks, like any plugin (admin routes, readiness, metrics, identify)."""
+    features = ("gateway.builtin", "gateway.middleware", "gateway.keys")
+    found = [f"{path.name} imports {imported}"
+             for path in (PACKAGE / "server").rglob("*.py") for imported in imports(path)
+             if imported.startswith(features)]
+    assert found == []
 
 
 def test_modules_stay_small():

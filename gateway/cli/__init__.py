@@ -26,7 +26,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    from ..pluginmanager import PluginConflict
+
+    try:
+        parser = build_parser()
+    except PluginConflict as exc:  # which plugin would win is an accident: refuse to guess
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

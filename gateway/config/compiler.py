@@ -43,10 +43,10 @@ from ..graph.policies import (
     RetryPolicy,
     StatusMatcher,
 )
-from ..hookspecs import PluginContext
+from ..graph.plugin_layer import AttemptChecks
+from ..hookspecs import PluginContext, TargetRef
 from ..pluginmanager import PluginManager, default_manager
 from ..providers.base import ClientPool, Provider, ProviderSpec, Timeouts
-from ..providers.registry import provider_types
 from ..providers.scrub import Scrubber
 from ..state.canary import CanaryState
 from ..state.registry import StateRegistry
@@ -121,7 +121,10 @@ class _Compiler:
         self.compiling: list[str] = []
         self.failed: set[str] = set()
         self.state_keys: set[Hashable] = set()
-        self.checks: tuple = ()
+        self.checks = AttemptChecks()  # filled once plugins are set up, after the routes
+        # Per route: the targets it names itself, and the routes it refers to.
+        self.direct_targets: dict[str, set[TargetRef]] = {}
+        self.route_refs: dict[str, set[str]] = {}
         self.scrubber = Scrubber()
 
     def error(self, path: Path, message: str, hint: str | None = None, *, at_key=False) -> None:
@@ -138,16 +141,17 @@ class _Compiler:
                          settings.port if self.runtime.listen_port is None
                          else self.runtime.listen_port))
         keys = self._keys()
+        for name in self.routes_data:  # routes first: plugins are handed them compiled
+            self._route(name)
         plugins = compile_plugins(
             self.runtime.plugins, self.data.get("plugins") or [], self.source,
             PluginContext("", self.loaded.path, settings.data_dir, self.data,
                           _TrackedState(self.runtime.state, self.state_keys),
-                          MappingProxyType(keys)),
+                          MappingProxyType(keys), routes=MappingProxyType(dict(self.routes)),
+                          targets=MappingProxyType(self._reachable_targets())),
         )
         self.errors.extend(plugins.errors)
-        self.checks = tuple(plugins.checks)
-        for name in self.routes_data:
-            self._route(name)
+        self.checks.checks = tuple(plugins.checks)
         self._check_cache()
         self._warn_inactive()
         if self.errors:
@@ -166,8 +170,11 @@ class _Compiler:
             settings=settings,
             middleware=tuple(chain),
             log_requests=observability.get("request_log", True),
-            identify=next((layer.before.identify for layer in chain
-                           if hasattr(getattr(layer, "before", None), "identify")), None),
+            authenticator=plugins.authenticator,
+            identify=plugins.authenticator.identify if plugins.authenticator else None,
+            admin_routes=tuple(plugins.admin_routes),
+            readiness_checks=tuple(plugins.readiness_checks),
+            collectors=tuple(plugins.collectors),
             metrics_enabled=observability.get("metrics", True),
             request_timeout=(seconds(self.defaults["request_timeout"])
                              if "request_timeout" in self.defaults else None),
@@ -179,6 +186,19 @@ class _Compiler:
                 {n: orjson.dumps(s, option=orjson.OPT_SORT_KEYS) for n, s in self.routes_data.items()}
             ),
         )
+
+    def _reachable_targets(self) -> dict[str, tuple[TargetRef, ...]]:
+        """Per compiled route, every target it can reach, route references followed."""
+        def reach(name: str, seen: set[str]) -> set[TargetRef]:
+            found = set(self.direct_targets.get(name, ()))
+            for ref in self.route_refs.get(name, ()):
+                if ref not in seen:
+                    seen.add(ref)
+                    found |= reach(ref, seen)
+            return found
+
+        return {name: tuple(sorted(reach(name, {name}), key=lambda t: t.label))
+                for name in self.routes}
 
     def _settings(self) -> ServerSettings:
         server = self.data.get("server") or {}
@@ -204,7 +224,7 @@ class _Compiler:
     # -- providers -------------------------------------------------------------------------
 
     def _providers(self, listen: tuple[str, int]) -> None:
-        types = {**self.runtime.plugins.provider_types(), **provider_types()}  # built-ins win
+        types = self.runtime.plugins.provider_types()  # built-in ones come from a plugin too
         for name, spec in (self.data.get("providers") or {}).items():
             path = ("providers", name)
             kind = spec["type"]
@@ -308,6 +328,7 @@ class _Compiler:
             cycle = " -> ".join(self.compiling[self.compiling.index(name):] + [name])
             self.error(path, f"routes reference each other in a cycle: {cycle}")
             return None
+        self.route_refs.setdefault(self.compiling[-1], set()).add(name)
         target = self._route(name)
         return RouteRefNode(format_path(path), name, target.node) if target else None
 
@@ -320,6 +341,8 @@ class _Compiler:
             self.error(path + ("provider",), f"unknown provider '{spec['provider']}'",
                        did_you_mean(spec["provider"], declared))
             return None
+        self.direct_targets.setdefault(self.compiling[-1], set()).add(
+            TargetRef(provider.name, provider.spec.type, spec["model"]))
         identity = ("target", provider.name, provider.spec.base_url, spec["model"])
         self.state_keys.update((identity, ("health", provider.name)))
         label = f"{provider.name}/{spec['model']}"

@@ -8,7 +8,7 @@ reconfigures plugins with the same atomic swap as the routes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import ConfigError, GatewayError
@@ -27,6 +27,11 @@ class CompiledPlugins:
     checks: list[NamedCheck] = field(default_factory=list)
     names: list[str] = field(default_factory=list)  # enabled plugins, in order
     errors: list[ConfigError] = field(default_factory=list)
+    authenticator: Any = None  # hookspecs.Authenticator
+    authenticated_by: str = ""  # the plugin that returned it
+    admin_routes: list[Any] = field(default_factory=list)
+    readiness_checks: list[Any] = field(default_factory=list)
+    collectors: list[Any] = field(default_factory=list)
 
 
 def compile_plugins(pm: PluginManager, entries: list[dict], source: SourceMap,
@@ -67,20 +72,40 @@ def compile_plugins(pm: PluginManager, entries: list[dict], source: SourceMap,
     return out
 
 
+def builtin_names(pm: PluginManager) -> set[str]:
+    return {name.removeprefix(BUILTIN_PREFIX) for name in pm.builtins()}
+
+
 def _instantiate(pm: PluginManager, name: str, config: dict, base: PluginContext, path: tuple,
                  source: SourceMap, out: CompiledPlugins) -> None:
     public = name.removeprefix(BUILTIN_PREFIX)
-    context = PluginContext(public, base.config_path, base.data_dir, base.gateway_config,
-                            base.state, base.keys_by_hash)
+    context = replace(base, name=public)
     kwargs: dict[str, Any] = {"config": config, "context": context}
     try:
         before = pm.call_one(name, "request_middleware", **kwargs)
         after = pm.call_one(name, "response_middleware", **kwargs)
         check = pm.call_one(name, "attempt_check", **kwargs)
+        authenticator = pm.call_one(name, "authenticator", **kwargs)
+        admin = pm.call_one(name, "admin_routes", **kwargs)
+        ready = pm.call_one(name, "readiness_check", **kwargs)
+        collector = pm.call_one(name, "metrics_collector", **kwargs)
     except (GatewayError, Exception) as exc:  # a plugin's set-up failing rejects the config
         out.errors.append(source.error(
             path, f"plugin '{public}' failed to set up: {type(exc).__name__}: {exc}"))
         return
+    if authenticator is not None:
+        # A listed plugin's authenticator replaces the built-in one; two listed ones conflict.
+        if out.authenticator is not None and out.authenticated_by not in builtin_names(pm):
+            out.errors.append(source.error(
+                path, f"plugin '{public}' authenticates callers, and so does plugin "
+                f"'{out.authenticated_by}': only one may", "remove one of them from plugins:"))
+            return
+        out.authenticator, out.authenticated_by = authenticator, public
+    out.admin_routes.extend(admin or ())
+    if ready is not None:
+        out.readiness_checks.append(ready)
+    if collector is not None:
+        out.collectors.append(collector)
     if after is None and any(hasattr(before, m) for m in RESPONSE_METHODS):
         after = before  # one object serving both sides (it keeps what it reserved in ctx)
     if before is not None or after is not None:

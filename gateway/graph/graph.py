@@ -83,8 +83,15 @@ class RoutingGraph:
     middleware: tuple[Middleware, ...]
     handler: Handler
     log_requests: bool = True
-    # Who is calling (the auth middleware's identify); None when nothing authenticates.
+    # Who is calling: the authenticator a plugin returned (hookspecs.Authenticator), and its
+    # identify method, looked up once here rather than per request. None: nobody authenticates.
+    authenticator: Any = None
     identify: Any = None
+    # What plugins contribute besides middleware (hookspecs): routes under /admin, /readyz
+    # checks and /metrics collectors.
+    admin_routes: tuple = ()
+    readiness_checks: tuple = ()
+    collectors: tuple = ()
     metrics_enabled: bool = True
     request_timeout: float | None = None  # longest a request may take (defaults.request_timeout)
     state_keys: frozenset[Hashable] = field(default_factory=frozenset)
@@ -96,7 +103,8 @@ class RoutingGraph:
 
     @property
     def requires_key(self) -> bool:
-        return bool(self.keys_by_hash)
+        """Whether callers need a key (keys in the config, or issued at run time)."""
+        return self.authenticator is not None and self.authenticator.required()
 
     def client_keys(self) -> set[tuple]:
         return {p.pool_key() for p in self.providers.values()}

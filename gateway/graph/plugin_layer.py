@@ -43,6 +43,23 @@ class NamedCheck:
             raise failure(self.plugin, exc) from exc
 
 
+class AttemptChecks:
+    """The attempt checks of one graph, shared by its targets. Plugins are set up after the
+    routes (so they see them compiled), and the compiler fills this in once, before the graph
+    is published; it never changes after."""
+
+    __slots__ = ("checks",)
+
+    def __init__(self, checks: tuple[NamedCheck, ...] = ()):
+        self.checks = checks
+
+    def __iter__(self):
+        return iter(self.checks)
+
+    def __len__(self) -> int:
+        return len(self.checks)
+
+
 class PluginLayer:
     def __init__(self, name: str, before: Any | None, after: Any | None):
         self.name = name

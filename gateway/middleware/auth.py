@@ -14,12 +14,10 @@ import hmac
 import time
 from typing import Mapping
 
-from .. import hookimpl
 from ..errors import GatewayError
 from ..graph.context import RequestContext
 from ..graph.graph import KeySpec
-from ..hookspecs import PluginContext
-from ..keys.store import KeyStore, keystore_path
+from ..keys.store import KeyStore
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
@@ -36,7 +34,8 @@ def _unauthorized(message: str, code: str) -> GatewayError:
 
 
 class KeyAuth:
-    """Request middleware: who is calling, and may they use this route?"""
+    """Who is calling (hookspecs.Authenticator), and may they use this route (request
+    middleware)? Registered by the built-in plugin gateway/builtin/auth.py."""
 
     def __init__(self, keys_by_hash: Mapping[str, KeySpec], store: KeyStore | None):
         self.keys_by_hash = keys_by_hash
@@ -91,10 +90,3 @@ class KeyAuth:
         if spec.metadata:
             ctx.metadata = {**ctx.metadata, **spec.metadata}
 
-
-@hookimpl
-def request_middleware(config: dict, context: PluginContext) -> KeyAuth:
-    """Built in, always first: keys from gateway.yaml and from the key store."""
-    path = keystore_path(context.data_dir)
-    store = context.state.acquire(("keystore", path), lambda: KeyStore(path))
-    return KeyAuth(context.keys_by_hash, store)

@@ -21,7 +21,6 @@ from typing import Any
 
 import orjson
 
-from .. import hookimpl
 from ..errors import GatewayError
 from ..graph.context import RequestContext
 from ..hookspecs import PluginContext
@@ -38,7 +37,6 @@ from .limits_rules import (
     estimate_prompt_tokens,
     limits_of,
     period_end,
-    route_targets,
     target_prices,
 )
 from .state_backend import counters_for
@@ -74,10 +72,11 @@ class Limits:
                    budget_of(spec.get("budget"), f"team:{name}", f"team '{name}'"))
             for name, spec in (config.get("teams") or {}).items()
         }
-        self.prices = target_prices(config)
+        # The targets each compiled route reaches (plugins are set up after the routes).
+        self.prices = target_prices(context.targets, config.get("pricing"))
         self.route_price = {
-            name: _dearest([self.prices.get(f"{p}/{m}") for p, m in targets])
-            for name, targets in route_targets(config).items()
+            name: _dearest([self.prices.get(target.label) for target in targets])
+            for name, targets in context.targets.items()
         }
         self._key_rules: dict[tuple[str, int], tuple[tuple[Limit, ...], Budget | None]] = {}
         # Whether anything but a key's own settings can limit a request: else the common
@@ -309,9 +308,3 @@ def _duration(seconds: float) -> str:
         return f"{minutes}m{secs}s"
     return f"{secs}s"
 
-
-@hookimpl
-def request_middleware(config: dict, context: PluginContext) -> Limits:
-    """Built in, always on: keys created at run time may carry limits and budgets at any
-    moment. Its response methods settle what the request reserved."""
-    return Limits(context)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Iterable, Mapping
 
+from ..hookspecs import TargetRef
 from ..pricing import Price, PriceTable
 from ..state.counters import Limit
 
@@ -147,42 +148,15 @@ def estimate_completion_tokens(body: Mapping[str, Any], endpoint: str) -> int:
     return DEFAULT_COMPLETION_ESTIMATE
 
 
-def route_targets(config: Mapping[str, Any]) -> dict[str, set[tuple[str, str]]]:
-    """Every (provider, model) each route can reach, following route references."""
-    routes = config.get("routes") or {}
-    memo: dict[str, set[tuple[str, str]]] = {}
-
-    def of_node(node: Any, seen: frozenset) -> Iterable[tuple[str, str]]:
-        if not isinstance(node, dict):
-            return
-        for key, value in node.items():
-            if key == "target" and isinstance(value, dict):
-                yield value.get("provider"), value.get("model")
-            elif key == "route" and isinstance(value, str) and value not in seen:
-                yield from of_route(value, seen | {value})
-            elif isinstance(value, dict):
-                yield from of_node(value, seen)
-            elif isinstance(value, list):
-                for item in value:
-                    yield from of_node(item, seen)
-
-    def of_route(name: str, seen: frozenset) -> set[tuple[str, str]]:
-        if name not in memo:
-            memo[name] = set(of_node(routes.get(name), seen))
-        return memo[name]
-
-    return {name: of_route(name, frozenset({name})) for name in routes}
-
-
-def target_prices(config: Mapping[str, Any]) -> dict[str, Price]:
-    """'provider/model' -> Price for every target of the config (unknown prices left out)."""
-    table = PriceTable(config.get("pricing"))
-    providers = config.get("providers") or {}
+def target_prices(targets: Mapping[str, Iterable[TargetRef]],
+                  pricing: Mapping[str, Any] | None) -> dict[str, Price]:
+    """'provider/model' -> Price for every target the compiled routes reach (unknown prices
+    left out); ``pricing`` is the config's `pricing:` table."""
+    table = PriceTable(pricing)
     prices = {}
-    for targets in route_targets(config).values():
-        for provider, model in targets:
-            ptype = (providers.get(provider) or {}).get("type", "")
-            price = table.lookup(provider, ptype, model)
+    for reachable in targets.values():
+        for target in reachable:
+            price = table.lookup(target.provider, target.provider_type, target.model)
             if price is not None:
-                prices[f"{provider}/{model}"] = price
+                prices[target.label] = price
     return prices

@@ -1,4 +1,6 @@
-"""Provider type name -> adapter class."""
+"""The built-in provider types: type name -> adapter class. The built-in plugin
+gateway/builtin/providers.py registers them through ``register_providers``, like a
+third-party plugin's, so the compiler asks only the plugin manager."""
 
 from __future__ import annotations
 

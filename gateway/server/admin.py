@@ -14,8 +14,6 @@ from starlette.responses import Response
 
 from ..errors import GatewayError
 from ..units import iso_utc
-from ..state.counters import counters_in
-from ..middleware.usage import period_range, query_usage, usage_db
 from .errors import gateway_error_response, json_response
 from .drain import DRAIN
 from .health import health_report
@@ -38,12 +36,13 @@ class AdminEndpoints:
         if graph is None:
             return json_response({"status": "not ready", "reason": "no config loaded"}, 503)
         body = {"status": "ready", "config_version": graph.version}
-        for counters in counters_in(self.reloader.runtime.state):
-            await counters.refresh()
-            body["state"] = state = counters.status()
-            if not state["healthy"] and state.get("mode") == "closed":
-                body.update(status="not ready", reason="state backend unreachable and "
-                            "server.state_outage is closed: limited requests get 503")
+        for check in graph.readiness_checks:  # contributed by plugins (hookspecs)
+            result = await check.check()
+            if result is None:
+                continue
+            body[check.name] = dict(result.detail)
+            if not result.ready:
+                body.update(status="not ready", reason=result.reason)
                 return json_response(body, 503)
         return json_response(body)
 
@@ -67,18 +66,6 @@ class AdminEndpoints:
         if (denied := self.deny(request)) is not None:
             return denied
         return json_response(health_report(self.holder.current))
-
-    async def usage(self, request: Request) -> Response:
-        """Requests, tokens and cost: ?key=NAME&period=today|month|YYYY-MM|YYYY-MM-DD|all
-        &group_by=key,route,target,day"""
-        if (denied := self.deny(request)) is not None:
-            return denied
-        params = request.query_params
-        since, until = period_range(params.get("period"))
-        group = tuple(params.get("group_by", "key,route,target").split(","))
-        rows = query_usage(usage_db(self.holder.current.settings.data_dir), key=params.get("key"),
-                           since=since, until=until, group_by=group)
-        return json_response({"since": since, "until": until, "usage": rows})
 
     async def reload(self, request: Request) -> Response:
         if (denied := self.deny(request)) is not None:

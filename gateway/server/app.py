@@ -9,19 +9,19 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from ..logs import get_logger
 from .access_log import log_request
 from .admin import AdminEndpoints
 from .disconnect import DisconnectWatch
 from .drain import DRAIN
-from .keys_api import KeysEndpoints
 from .errors import error_body
 from .guard import RequestGuard
 from .health_checks import HealthMonitor
 from .metrics import metrics_endpoint
 from .openai_api import OpenAIEndpoints
+from .plugin_admin import PluginAdminRoutes
 from .reload import Reloader, watch
 from .versions_api import VersionEndpoints
 
@@ -32,7 +32,6 @@ def create_app(reloader: Reloader, *, watch_config: bool = True) -> RequestGuard
     holder = reloader.holder
     api = OpenAIEndpoints(holder)
     admin = AdminEndpoints(holder, reloader)
-    keys = KeysEndpoints(admin)
     versions = VersionEndpoints(reloader, admin.deny)
 
     @contextlib.asynccontextmanager
@@ -70,11 +69,8 @@ def create_app(reloader: Reloader, *, watch_config: bool = True) -> RequestGuard
         Route("/admin/config/versions/{number:int}", versions.show, methods=["GET"]),
         Route("/admin/rollback", versions.rollback, methods=["POST"]),
         Route("/admin/health", admin.health, methods=["GET"]),
-        Route("/admin/usage", admin.usage, methods=["GET"]),
-        Route("/admin/keys", keys.list, methods=["GET"]),
-        Route("/admin/keys", keys.create, methods=["POST"]),
-        Route("/admin/keys/{name}", keys.revoke, methods=["DELETE"]),
         Route("/metrics", _admin_only(admin.deny, metrics_endpoint(reloader)), methods=["GET"]),
+        Mount("/admin", app=PluginAdminRoutes(holder, admin.deny)),  # /admin/keys, /admin/usage, ...
     ]
     app = Starlette(
         routes=routes,

@@ -8,11 +8,9 @@ reload can open a gateway that start-up would have refused.
 from __future__ import annotations
 
 import ipaddress
-import os
 
 from ..errors import ConfigError
 from ..graph.graph import RoutingGraph
-from ..keys.store import KeyStore, keystore_path
 
 _KEYS = "virtual keys (keys: in the config, or `gateway keys create`)"
 _TOKEN = "server.admin_token"
@@ -31,27 +29,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def missing_protection(graph: RoutingGraph, host: str,
-                       store: KeyStore | None = None) -> list[tuple[tuple, str]]:
+def missing_protection(graph: RoutingGraph, host: str) -> list[tuple[tuple, str]]:
     """What ``graph`` lacks to be served on ``host``: (config path, what) pairs, [] if safe.
-    Keys issued by the key store count, revoked ones included (they keep keys required)."""
+    Whether keys are required is the authenticator's answer (for the built-in one, keys
+    issued by the key store count, revoked ones included: they keep keys required)."""
     if is_loopback(host):
         return []
     missing = []
-    if not graph.requires_key and not _store_issued(graph, store):
+    if not graph.requires_key:
         missing.append((("keys",), _KEYS))
     if not graph.settings.admin_token:
         missing.append((("server", "admin_token"), _TOKEN))
     return missing
-
-
-def _store_issued(graph: RoutingGraph, store: KeyStore | None) -> bool:
-    if store is None:
-        path = keystore_path(graph.settings.data_dir)
-        if not os.path.exists(path):  # do not create a database just to look
-            return False
-        store = KeyStore(path)
-    return store.ever_issued()
 
 
 def check_bind(graph: RoutingGraph, host: str) -> None:
@@ -64,12 +53,11 @@ def check_bind(graph: RoutingGraph, host: str) -> None:
         )
 
 
-def bind_errors(graph: RoutingGraph, host: str, source, store: KeyStore | None = None
-                ) -> list[ConfigError]:
+def bind_errors(graph: RoutingGraph, host: str, source) -> list[ConfigError]:
     """Reload: one ConfigError (with the position in the new file) per missing protection."""
     return [
         source.error(path, f"the gateway listens on {host}: a config without {what} would let "
                      "anyone who can reach it use the gateway",
                      "keep it in the config, or restart the gateway on 127.0.0.1")
-        for path, what in missing_protection(graph, host, store)
+        for path, what in missing_protection(graph, host)
     ]

@@ -17,7 +17,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..graph.nodes import CanaryNode, TargetNode
-from ..state.counters import counters_in
 from .health import walk
 from .reload import Reloader
 from .request_stats import STATS
@@ -40,12 +39,8 @@ class GatewayCollector:
         for outcome, count in self.reloader.counts.items():
             reloads.add_metric([outcome], count)
         yield reloads
-        state_up = GaugeMetricFamily("gateway_state_backend_up",
-                                     "1 while the state backend (counters) answers, 0 during an "
-                                     "outage", labels=["backend"])
-        for counters in counters_in(self.reloader.runtime.state):
-            state_up.add_metric([counters.backend], 1.0 if counters.healthy else 0.0)
-        yield state_up
+        for collector in graph.collectors:  # contributed by plugins (hookspecs)
+            yield from collector.collect()
 
         breaker = GaugeMetricFamily("gateway_breaker_state", "1 for the breaker's current state",
                                     labels=["target", "state"])

@@ -22,7 +22,6 @@ from ..errors import ConfigError, ConfigErrors
 from ..graph.graph import RoutingGraph
 from ..logs import get_logger
 from ..units import iso_utc as _iso
-from ..keys.store import KeyStore, keystore_path
 from .bind import bind_errors
 from .versioning import Inputs, build_graph
 from .watch_paths import signature, watched_directories, watched_paths
@@ -117,9 +116,7 @@ class Reloader:
         listening beyond loopback without keys or admin token is rejected."""
         if self.bind_host is None:
             return
-        path = keystore_path(graph.settings.data_dir)
-        store = self.runtime.state.acquire(("keystore", path), lambda: KeyStore(path))
-        errors = bind_errors(graph, self.bind_host, loaded.source, store)
+        errors = bind_errors(graph, self.bind_host, loaded.source)
         if errors:
             raise ConfigErrors(errors)
 

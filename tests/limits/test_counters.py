@@ -15,7 +15,6 @@ from gateway.middleware.limits_rules import (
     limits_of,
     period_end,
     period_id,
-    route_targets,
 )
 from gateway.pricing import PriceTable
 from gateway.state.counters import Limit, MemoryCounters
@@ -126,15 +125,6 @@ def test_estimates():
     assert estimate_completion_tokens(body, "chat") == 50
     assert estimate_completion_tokens({}, "chat") == 1024
     assert estimate_completion_tokens(body, "embeddings") == 0
-
-
-def test_route_targets_follow_references():
-    """A route's targets include those of the routes it references."""
-    config = {"routes": {
-        "a": {"fallback": {"targets": [{"target": {"provider": "p", "model": "m1"}}, {"route": "b"}]}},
-        "b": {"target": {"provider": "q", "model": "m2"}},
-    }}
-    assert route_targets(config)["a"] == {("p", "m1"), ("q", "m2")}
 
 
 def test_prices_shipped_overridden_and_free():

@@ -3,46 +3,47 @@ creation; listings never show a key or its hash."""
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from ..config.key_request import FieldError, KeyRequestError, check_key_request
-from ..keys.store import KeyError_, KeyStore, keystore_path
+from ..keys.store import KeyError_, KeyStore
 from ..logs import get_logger
-from .admin import AdminEndpoints
-from .errors import json_response
+from ._json import json_response
 
 log = get_logger("gateway.keys")
 
 
 class KeysEndpoints:
-    def __init__(self, admin: AdminEndpoints):
-        self.admin = admin
+    """The server mounts these under /admin, behind the admin token."""
 
-    def _store(self) -> KeyStore:
-        graph = self.admin.holder.current
-        path = keystore_path(graph.settings.data_dir)
-        return self.admin.reloader.runtime.state.acquire(("keystore", path), lambda: KeyStore(path))
+    def __init__(self, store: KeyStore, routes: Mapping[str, object]):
+        self.store = store
+        self.config_routes = routes  # the routes a new key may be given
+
+    def routes(self) -> list[Route]:
+        return [Route("/keys", self.list, methods=["GET"]),
+                Route("/keys", self.create, methods=["POST"]),
+                Route("/keys/{name}", self.revoke, methods=["DELETE"])]
 
     async def list(self, request: Request) -> Response:
-        if (denied := self.admin.deny(request)) is not None:
-            return denied
-        return json_response({"keys": [k.public() for k in self._store().list()]})
+        return json_response({"keys": [k.public() for k in self.store.list()]})
 
     async def create(self, request: Request) -> Response:
         """The body is a `keys:` entry of gateway.yaml without key_sha256, plus a name:
         {"name", "routes", "limits", "budget", "metadata", "expires"} (or the shorthands rpm,
         tpm, a numeric budget with period); checked with the same schema (docs/config.md)."""
-        if (denied := self.admin.deny(request)) is not None:
-            return denied
         try:
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError as exc:
             return _invalid(KeyRequestError([FieldError("body", f"not valid JSON: {exc}")]))
-        store = self._store()
+        store = self.store
         try:
-            wanted = check_key_request(body, self.admin.holder.current.routes)
+            wanted = check_key_request(body, self.config_routes)
             first = not store.ever_issued()
             raw, key = store.create(wanted.name, **wanted.store_fields())
         except KeyRequestError as exc:
@@ -55,10 +56,8 @@ class KeysEndpoints:
         return json_response({"key": raw, **key.public()}, 201)
 
     async def revoke(self, request: Request) -> Response:
-        if (denied := self.admin.deny(request)) is not None:
-            return denied
         try:
-            key = self._store().revoke(request.path_params["name"])
+            key = self.store.revoke(request.path_params["name"])
         except KeyError_ as exc:
             return json_response({"error": {"message": str(exc), "type": "invalid_request_error",
                                     "code": "key_not_found", "param": "name"}}, 404)

@@ -1,0 +1,82 @@
+"""The hooks that reach the server: an authenticator, admin routes, a readiness check and a
+metrics collector, each steered by the plugin's config."""
+
+from gateway import hookimpl
+from gateway.errors import GatewayError
+from gateway.graph.graph import KeySpec
+from gateway.hookspecs import Readiness
+from prometheus_client.core import GaugeMetricFamily
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+
+@hookimpl
+def plugin_config_schema():
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"auth": {"type": "boolean"}, "ready": {"type": "boolean"},
+                       "allow": {"type": "array", "items": {"type": "string"}}},
+    }
+
+
+class UserHeader:
+    """x-test-user names the caller; it may use the routes in `allow`."""
+
+    def __init__(self, allow):
+        self.allow = frozenset(allow) if allow is not None else None
+
+    def identify(self, headers):
+        user = headers.get("x-test-user")
+        if not user:
+            raise GatewayError(401, "send x-test-user", type="authentication_error",
+                               code="test_no_user")
+        return KeySpec(name=user, sha256="", routes=self.allow)
+
+    def required(self):
+        return True
+
+
+class Ready:
+    name = "test-ops"
+
+    def __init__(self, ready: bool):
+        self.ready = ready
+
+    async def check(self):
+        return Readiness(self.ready, {"ready": self.ready},
+                         "" if self.ready else "test-ops says not ready")
+
+
+class Routes:
+    def __init__(self, count: int):
+        self.count = count
+
+    def collect(self):
+        gauge = GaugeMetricFamily("test_ops_routes", "Routes of the running config")
+        gauge.add_metric([], self.count)
+        yield gauge
+
+
+@hookimpl
+def authenticator(config, context):
+    return UserHeader(config.get("allow")) if config.get("auth") else None
+
+
+@hookimpl
+def admin_routes(config, context):
+    async def targets(request):
+        return JSONResponse({"plugin": context.name, "targets": {
+            route: [t.label for t in reachable] for route, reachable in context.targets.items()}})
+
+    return [Route("/test-ops/targets", targets, methods=["GET"])]
+
+
+@hookimpl
+def readiness_check(config, context):
+    return Ready(config.get("ready", True))
+
+
+@hookimpl
+def metrics_collector(config, context):
+    return Routes(len(context.routes))

@@ -29,6 +29,8 @@ class Behaviour:
     fail_after_chunks: int | None = None  # reset the connection mid-stream
     headers: dict[str, str] = field(default_factory=dict)
     error_code: str | None = None
+    body: str | None = None  # answer exactly this (with ``status``), not the usual answer
+    content_type: str = "application/json"  # of ``body``
 
 
 @dataclass
@@ -83,6 +85,9 @@ class FakeOpenAI(BackgroundApp):
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body, b = await self._record(request)
+        if b.body is not None:
+            return web.Response(text=b.body, status=b.status, content_type=b.content_type,
+                                headers=b.headers)
         if b.status != 200:
             return _error(b)
         model = body["model"]

@@ -1,4 +1,5 @@
-"""The OpenAI adapter against aioresponses: URLs, auth, error classification, Retry-After."""
+"""The OpenAI adapter against a fake OpenAI server on loopback: URLs, auth, error
+classification, Retry-After."""
 
 from __future__ import annotations
 
@@ -6,40 +7,51 @@ from types import MappingProxyType
 
 import orjson
 import pytest
-from aioresponses import aioresponses
 
 from gateway.errors import UpstreamError
 from gateway.providers.base import ClientPool, ProviderSpec, Timeouts, UpstreamRequest
 from gateway.providers.http import retry_after
 from gateway.providers.openai import OpenAIProvider
 
-URL = "http://upstream.test/v1/chat/completions"
+from ..background_app import free_port
+from ..fake_upstream import Behaviour
+
 TIMEOUTS = Timeouts(connect=1, first_byte=2, idle=2, total=2)
 
 
 @pytest.fixture
-async def provider():
+async def make():
+    """An OpenAIProvider for a base_url (its client sessions closed afterwards)."""
     pool = ClientPool()
-    spec = ProviderSpec("up", "openai-compatible", "http://upstream.test/v1/", "sk-test",
-                        MappingProxyType({"X-Extra": "1"}), 10, MappingProxyType({}))
-    yield OpenAIProvider(spec, pool)
+
+    def build(base_url: str) -> OpenAIProvider:
+        spec = ProviderSpec("up", "openai-compatible", base_url, "sk-test",
+                            MappingProxyType({"X-Extra": "1"}), 10, MappingProxyType({}))
+        return OpenAIProvider(spec, pool)
+
+    yield build
     await pool.close()
+
+
+@pytest.fixture
+def provider(make, upstream):
+    return make(upstream.base_url + "/")
 
 
 def request(stream: bool = False) -> UpstreamRequest:
     return UpstreamRequest("chat", {"model": "m", "messages": []}, stream, TIMEOUTS)
 
 
-async def test_posts_body_with_auth_and_extra_headers(provider):
+async def test_posts_body_with_auth_and_extra_headers(provider, upstream):
     """The body goes to base_url + path with the bearer key and configured headers."""
-    with aioresponses() as mock:
-        mock.post(URL, body=b'{"ok": true}', content_type="application/json")
-        response = await provider.send(request())
-        call = mock.requests[("POST", __import__("yarl").URL(URL))][0]
+    upstream.script("m", Behaviour(body='{"ok": true}'))
+    response = await provider.send(request())
+    (call,) = upstream.requests
     assert response.status == 200 and response.body == b'{"ok": true}'
-    assert call.kwargs["headers"]["Authorization"] == "Bearer sk-test"
-    assert call.kwargs["headers"]["X-Extra"] == "1"
-    assert orjson.loads(call.kwargs["data"]) == {"model": "m", "messages": []}
+    assert call.path == "/v1/chat/completions"
+    assert call.headers["Authorization"] == "Bearer sk-test"
+    assert call.headers["X-Extra"] == "1"
+    assert call.body == {"model": "m", "messages": []}
 
 
 @pytest.mark.parametrize(
@@ -54,13 +66,12 @@ async def test_posts_body_with_auth_and_extra_headers(provider):
         (401, {"error": {"message": "bad key"}}, "client"),
     ],
 )
-async def test_errors_are_classified(provider, status, body, error_class):
+async def test_errors_are_classified(provider, upstream, status, body, error_class):
     """Each upstream error becomes an UpstreamError with the right class and the message kept."""
     payload = body if isinstance(body, str) else orjson.dumps(body).decode()
-    with aioresponses() as mock:
-        mock.post(URL, status=status, body=payload)
-        with pytest.raises(UpstreamError) as info:
-            await provider.send(request())
+    upstream.script("m", Behaviour(status=status, body=payload))
+    with pytest.raises(UpstreamError) as info:
+        await provider.send(request())
     err = info.value
     assert (err.status, err.error_class, err.from_upstream) == (status, error_class, True)
     expected = body if isinstance(body, str) else body["error"]["message"]
@@ -71,33 +82,29 @@ async def test_errors_are_classified(provider, status, body, error_class):
         assert err.body == payload.encode()
 
 
-async def test_retry_after_ms_header(provider):
+async def test_retry_after_ms_header(provider, upstream):
     """retry-after-ms is read into seconds."""
-    with aioresponses() as mock:
-        mock.post(URL, status=429, body="{}", headers={"retry-after-ms": "250"})
-        with pytest.raises(UpstreamError) as info:
-            await provider.send(request())
+    upstream.script("m", Behaviour(status=429, body="{}", headers={"retry-after-ms": "250"}))
+    with pytest.raises(UpstreamError) as info:
+        await provider.send(request())
     assert info.value.retry_after == 0.25
 
 
-async def test_connection_error_is_not_an_upstream_status(provider):
-    """A refused connection is class 'connection' with no upstream status."""
-    import aiohttp
-
-    with aioresponses() as mock:
-        mock.post(URL, exception=aiohttp.ClientConnectionError("refused"))
-        with pytest.raises(UpstreamError) as info:
-            await provider.send(request())
+async def test_connection_error_is_not_an_upstream_status(make):
+    """A refused connection (nothing listens on the port) is class 'connection' with no
+    upstream status."""
+    provider = make(f"http://127.0.0.1:{free_port()}/v1/")
+    with pytest.raises(UpstreamError) as info:
+        await provider.send(request())
     assert info.value.error_class == "connection" and info.value.from_upstream is False
 
 
-async def test_stream_returns_chunks(provider):
+async def test_stream_returns_chunks(provider, upstream):
     """A stream answer is relayed as an async iterator of the upstream's bytes."""
     sse = b'data: {"choices": []}\n\ndata: [DONE]\n\n'
-    with aioresponses() as mock:
-        mock.post(URL, body=sse, content_type="text/event-stream")
-        response = await provider.send(request(stream=True))
-        received = b"".join([c async for c in response.stream])
+    upstream.script("m", Behaviour(body=sse.decode(), content_type="text/event-stream"))
+    response = await provider.send(request(stream=True))
+    received = b"".join([c async for c in response.stream])
     assert received == sse
     assert response.media_type.startswith("text/event-stream")
 

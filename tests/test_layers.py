@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gateway"
 
 # A layer may import itself and anything to its right, never to its left.
 LAYERS = ["cli", "server", "builtin", "config", "pluginmanager", "middleware", "hookspecs", "graph",
-          "providers", "state", "keys", "vault", "store", "base"]
+          "providers", "state", "keys", "vault", "store", "base", "types"]
 BASE = {"errors", "logs", "units", "pricing", "datadir", "__init__"}
 
 
@@ -24,12 +24,26 @@ def layer_of(module: str) -> str:
     return "cli" if top == "__main__" else top
 
 
+def _type_checking_only(tree: ast.AST) -> set[ast.AST]:
+    """Nodes inside `if TYPE_CHECKING:` blocks: imports for annotations, never run."""
+    inside: set[ast.AST] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for statement in node.body:
+                inside.update(ast.walk(statement))
+    return inside
+
+
 def imports(path: Path) -> set[str]:
+    """The gateway modules ``path`` imports at run time."""
     tree = ast.parse(path.read_text())
     rel = path.relative_to(PACKAGE.parent).with_suffix("")
     package = list(rel.parts[:-1])
     found = set()
+    skipped = _type_checking_only(tree)
     for node in ast.walk(tree):
+        if node in skipped:
+            continue
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package[: len(package) - node.level + 1]
@@ -65,6 +79,17 @@ def test_server_knows_no_builtin_feature():
              for path in (PACKAGE / "server").rglob("*.py") for imported in imports(path)
              if imported.startswith(features)]
     assert found == []
+
+
+def test_annotation_only_imports_do_not_count():
+    """An import under `if TYPE_CHECKING:` adds no run-time dependency; one beside it does."""
+    module = PACKAGE / "types.py"
+    found = imports(module)
+    assert found == set(), "gateway.types must import no gateway module at run time"
+    source = ast.parse(module.read_text())
+    guarded = [n for n in ast.walk(source) if n in _type_checking_only(source)
+               and isinstance(n, ast.ImportFrom)]
+    assert guarded, "types.py is expected to import its annotation types under TYPE_CHECKING"
 
 
 def test_modules_stay_small():

@@ -434,7 +434,7 @@ class _Compiler:
         return LoadBalanceNode(
             path=format_path(path),
             algorithm=algorithm,
-            children=children,
+            nodes=children,
             weights=weights,
             cumulative=tuple(itertools.accumulate(weights)),
             cursor=self.runtime.state.acquire(key, itertools.count),

@@ -1,7 +1,7 @@
 """A dry run through a compiled graph: what would happen to one request, without sending it.
 
 ``explain(graph, model, metadata=..., params=..., key=...)`` walks the route's compiled nodes
-(isinstance checks, nothing executed, no runtime state touched: round-robin cursors do not
+(by node kind, nothing executed, no runtime state touched: round-robin cursors do not
 move, canary and breaker counters do not count) and reports:
 
 - whether the gateway would refuse the request first (404 unknown model, 401 key, 403 route
@@ -22,7 +22,7 @@ import os
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..keys.store import KeyStore, StoredKey, keystore_path
 from ..units import duration_text
@@ -32,6 +32,7 @@ from .graph import KeySpec, RoutingGraph
 from .nodes import (
     CanaryNode,
     ConditionalNode,
+    DeadlineNode,
     FallbackNode,
     LoadBalanceNode,
     Node,
@@ -217,35 +218,33 @@ class _Walker:
             self.decider = path
 
     def walk(self, node: Node, via: tuple[str, ...]) -> list[_Alt]:
-        if isinstance(node, TargetNode):
-            self.out.targets.setdefault(node.path, _target_policies(node))
-            return [(1.0, (node.label,), (node.path,), via[-1], None)]
-        if isinstance(node, RouteRefNode):
-            self.step(node, "route", f"uses route '{node.route}'")
-            return self.walk(node.node, via + (node.route,))
-        if isinstance(node, FallbackNode):
-            return self._fallback(node, via)
-        if isinstance(node, LoadBalanceNode):
-            return self._loadbalance(node, via)
-        if isinstance(node, ConditionalNode):
-            return self._conditional(node, via)
-        if isinstance(node, CanaryNode):
-            return self._canary(node, via)
-        if _is_deadline(node):  # DeadlineNode: a strategy node's own timeout
-            self.step(node, "deadline",
-                      f"the subtree must answer within {duration_text(node.seconds)}")
-            return self.walk(node.node, via)
+        simulate = self.by_kind.get(node.kind)
+        if simulate is not None:
+            return simulate(self, node, via)
         kind = type(node).__name__
         self.step(node, kind, "a node type the dry run does not know (from a plugin?): its "
                               "choice is not simulated")
-        return [(1.0, (f"<{kind}>",), (getattr(node, "path", "?"),), via[-1], None)]
+        return [(1.0, (f"<{kind}>",), (node.path,), via[-1], None)]
+
+    def _target(self, node: TargetNode, via: tuple) -> list[_Alt]:
+        self.out.targets.setdefault(node.path, _target_policies(node))
+        return [(1.0, (node.label,), (node.path,), via[-1], None)]
+
+    def _route(self, node: RouteRefNode, via: tuple) -> list[_Alt]:
+        self.step(node, "route", f"uses route '{node.route}'")
+        return self.walk(node.node, via + (node.route,))
+
+    def _deadline(self, node: DeadlineNode, via: tuple) -> list[_Alt]:
+        """A strategy node's own timeout."""
+        self.step(node, "deadline", f"the subtree must answer within {duration_text(node.seconds)}")
+        return self.walk(node.node, via)
 
     def _fallback(self, node: FallbackNode, via: tuple) -> list[_Alt]:
         on = " ".join(str(s) for s in node.on.describe())
-        self.step(node, "fallback", f"tries {len(node.children)} children in order; moves on "
+        self.step(node, "fallback", f"tries {len(node.nodes)} children in order; moves on "
                                     f"after: {on}")
         combos: list[_Alt] = [(1.0, (), (), "", None)]
-        for child in node.children:
+        for child in node.nodes:
             branch = self.walk(child, via)
             combos = _trim([
                 (p * q, labels + more, paths + more_paths, route or route2, error or error2)
@@ -255,7 +254,7 @@ class _Walker:
         return combos
 
     def _loadbalance(self, node: LoadBalanceNode, via: tuple) -> list[_Alt]:
-        n = len(node.children)
+        n = len(node.nodes)
         shares = node.probabilities()
         if node.algorithm == "weighted":
             how = "weighted: " + ", ".join(f"{w:g}" for w in node.weights)
@@ -273,7 +272,7 @@ class _Walker:
         self.decide(node.path)
         self.probabilistic = True
         out: list[_Alt] = []
-        for share, child in zip(shares, node.children):
+        for share, child in zip(shares, node.nodes):
             branch = self.walk(child, via)
             # A drained child stays in the answer, at 0%, so the dry run shows it is drained.
             out.extend(_scaled(branch, share) if share else [(0.0, *rest) for _, *rest in branch])
@@ -317,17 +316,18 @@ class _Walker:
         return _scaled(self.walk(node.stable, via), 1 - share / 100) + \
             _scaled(self.walk(node.canary, via), share / 100)
 
+    # How the dry run simulates each kind of node (types.NODE_KINDS).
+    by_kind: dict[str, Callable[[_Walker, Any, tuple], list[_Alt]]] = {
+        "target": _target, "route": _route, "deadline": _deadline, "fallback": _fallback,
+        "loadbalance": _loadbalance, "conditional": _conditional, "canary": _canary,
+    }
 
-def _unwrapped(node: Any) -> Any:
+
+def _unwrapped(node: Node) -> Node:
     """The node inside deadline wrappers (a strategy node's own timeout)."""
-    while _is_deadline(node):
-        node = node.node
+    while node.kind == "deadline":
+        (node,) = node.children()
     return node
-
-
-def _is_deadline(node: Any) -> bool:
-    return isinstance(getattr(node, "seconds", None), (int, float)) and \
-        getattr(node, "node", None) is not None
 
 
 def _scaled(alternatives: list[_Alt], factor: float) -> list[_Alt]:

@@ -1,8 +1,8 @@
 """Strategy nodes of the routing graph. Frozen: every decision that can be made at compile time
 was made there. Each node has a ``path`` (its JSON path in the config) for logs and errors.
 
-Every node implements ``async handle(ctx) -> UpstreamResponse`` and raises UpstreamError when
-it could not get an answer.
+Every node implements ``types.Node``: its ``kind``, its ``children()`` and
+``async handle(ctx) -> UpstreamResponse``, raising UpstreamError when it could not get an answer.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import itertools
 import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, AsyncIterator, Callable, Mapping, Protocol
+from typing import Any, AsyncIterator, Callable, ClassVar, Mapping
 
 import orjson
 
@@ -29,15 +29,10 @@ from ..providers.base import (
 from ..providers.scrub import NO_SECRETS, Scrubber
 from ..state.canary import CanaryState
 from ..state.target import ProviderHealth, TargetState
+from ..types import Node
 from .conditions import Predicate, is_missing
 from .context import Attempt, RequestContext
 from .policies import BreakerPolicy, RetryPolicy, StatusMatcher
-
-
-class Node(Protocol):
-    path: str
-
-    async def handle(self, ctx: RequestContext) -> UpstreamResponse: ...
 
 
 # Failures after which a fallback always moves on, whatever its on_status lists: the target
@@ -54,6 +49,7 @@ class TargetNode:
     naming the same target and kept across reloads.
     """
 
+    kind: ClassVar[str] = "target"
     path: str
     provider: Provider
     model: str
@@ -65,6 +61,9 @@ class TargetNode:
     override_params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     checks: tuple = ()  # plugin_layer.NamedCheck: attempt checks run on each whole answer
     scrubber: Scrubber = NO_SECRETS  # every provider error is scrubbed of credentials here
+
+    def children(self) -> tuple[Node, ...]:
+        return ()
 
     @property
     def label(self) -> str:
@@ -182,9 +181,13 @@ class DeadlineNode:
     """A strategy node's own `timeout`: the subtree must answer within it. The tighter of this
     and any deadline already set (the request's, an outer node's) wins."""
 
+    kind: ClassVar[str] = "deadline"
     path: str
     seconds: float
     node: Node
+
+    def children(self) -> tuple[Node, ...]:
+        return (self.node,)
 
     async def handle(self, ctx: RequestContext) -> UpstreamResponse:
         outer = ctx.deadline
@@ -203,9 +206,13 @@ class DeadlineNode:
 class RouteRefNode:
     """A reference to another route, resolved at compile time."""
 
+    kind: ClassVar[str] = "route"
     path: str
     route: str
     node: Node
+
+    def children(self) -> tuple[Node, ...]:
+        return (self.node,)
 
     async def handle(self, ctx: RequestContext) -> UpstreamResponse:
         return await self.node.handle(ctx)
@@ -218,13 +225,17 @@ class RouteRefNode:
 class FallbackNode:
     """Tries its children in order; moves on only for failures listed in ``on``."""
 
+    kind: ClassVar[str] = "fallback"
     path: str
-    children: tuple[Node, ...]
+    nodes: tuple[Node, ...]
     on: StatusMatcher
+
+    def children(self) -> tuple[Node, ...]:
+        return self.nodes
 
     async def handle(self, ctx: RequestContext) -> UpstreamResponse:
         last: UpstreamError | None = None
-        for child in self.children:
+        for child in self.nodes:
             try:
                 return await child.handle(ctx)
             except UpstreamError as err:
@@ -238,7 +249,7 @@ class FallbackNode:
         raise last
 
     def available(self, now: float) -> bool:
-        return any(_available(child, now) for child in self.children)
+        return any(_available(child, now) for child in self.nodes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,18 +260,22 @@ class LoadBalanceNode:
     flight) or latency (lowest EWMA of time to first byte, exploring now and then so a
     recovered target gets traffic again)."""
 
+    kind: ClassVar[str] = "loadbalance"
     path: str
     algorithm: str
-    children: tuple[Node, ...]
+    nodes: tuple[Node, ...]
     weights: tuple[float, ...]
     cumulative: tuple[float, ...]  # running sums of weights, for bisect
     cursor: "itertools.count[int]"  # runtime state handle (round robin), from the registry
 
     EXPLORE = 0.1
 
+    def children(self) -> tuple[Node, ...]:
+        return self.nodes
+
     def pick(self, ctx: RequestContext) -> Node:
         now = time.monotonic()
-        children = self.children
+        children = self.nodes
         weights = self.weights
         live = [i for i, c in enumerate(children) if weights[i] > 0 and _available(c, now)]
         if not live:
@@ -280,7 +295,7 @@ class LoadBalanceNode:
         return children[live[bisect.bisect_right(sums, ctx.rng.random() * sums[-1])]]
 
     def _fastest(self, live: list[int], ctx: RequestContext) -> int:
-        latencies = {i: _latency(self.children[i]) for i in live}
+        latencies = {i: _latency(self.nodes[i]) for i in live}
         unmeasured = [i for i, ms in latencies.items() if ms is None]
         if unmeasured:
             return ctx.rng.choice(unmeasured)
@@ -301,7 +316,7 @@ class LoadBalanceNode:
         return await self.pick(ctx).handle(ctx)
 
     def available(self, now: float) -> bool:
-        return any(w > 0 and _available(c, now) for w, c in zip(self.weights, self.children))
+        return any(w > 0 and _available(c, now) for w, c in zip(self.weights, self.nodes))
 
 
 def _available(node: Node, now: float) -> bool:
@@ -331,10 +346,15 @@ class Rule:
 class ConditionalNode:
     """The first rule whose condition holds decides; else ``default``; else 400."""
 
+    kind: ClassVar[str] = "conditional"
     path: str
     route: str
     rules: tuple[Rule, ...]
     default: Node | None
+
+    def children(self) -> tuple[Node, ...]:
+        rules = tuple(rule.then for rule in self.rules)
+        return rules if self.default is None else rules + (self.default,)
 
     def choose(self, ctx: RequestContext) -> Node | None:
         for rule in self.rules:
@@ -354,10 +374,7 @@ class ConditionalNode:
 
     def available(self, now: float) -> bool:
         """Which branch serves depends on the request: unavailable only when none can."""
-        branches = [rule.then for rule in self.rules]
-        if self.default is not None:
-            branches.append(self.default)
-        return any(_available(branch, now) for branch in branches)
+        return any(_available(branch, now) for branch in self.children())
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,6 +386,7 @@ class CanaryNode:
     with a rollback policy, sends everything to ``stable`` once the canary's error rate
     reaches ``rollback_error_rate`` after ``rollback_min_requests``."""
 
+    kind: ClassVar[str] = "canary"
     path: str
     percent: float
     stable: Node
@@ -377,6 +395,9 @@ class CanaryNode:
     state: CanaryState
     rollback_error_rate: float | None = None
     rollback_min_requests: int = 50
+
+    def children(self) -> tuple[Node, ...]:
+        return (self.stable, self.canary)
 
     @property
     def share(self) -> float:

@@ -4,37 +4,12 @@ error rate; per canary, its share and per-arm counters; per provider, health-che
 from __future__ import annotations
 
 import time
-from typing import Iterator
 
 from ..graph.graph import RoutingGraph
+from ..graph.nodes import CanaryNode, TargetNode
+from ..state.target import ProviderHealth
+from ..types import walk
 from ..units import iso_utc
-from ..graph.nodes import (
-    CanaryNode,
-    ConditionalNode,
-    DeadlineNode,
-    FallbackNode,
-    LoadBalanceNode,
-    Node,
-    RouteRefNode,
-    TargetNode,
-)
-
-
-def walk(node: Node, *, into_routes: bool = True) -> Iterator[Node]:
-    """Every node below ``node``, depth first, itself included."""
-    yield node
-    if isinstance(node, (FallbackNode, LoadBalanceNode)):
-        children = node.children
-    elif isinstance(node, ConditionalNode):
-        children = tuple(r.then for r in node.rules) + ((node.default,) if node.default else ())
-    elif isinstance(node, CanaryNode):
-        children = (node.stable, node.canary)
-    elif isinstance(node, DeadlineNode) or (isinstance(node, RouteRefNode) and into_routes):
-        children = (node.node,)
-    else:
-        children = ()
-    for child in children:
-        yield from walk(child, into_routes=into_routes)
 
 
 def health_report(graph: RoutingGraph) -> dict:
@@ -73,7 +48,7 @@ def health_report(graph: RoutingGraph) -> dict:
     return {"config_version": graph.version, "routes": routes, "providers": providers}
 
 
-def _provider_health(graph: RoutingGraph, provider: str):
+def _provider_health(graph: RoutingGraph, provider: str) -> ProviderHealth | None:
     for route in graph.routes.values():
         for node in walk(route.node):
             if isinstance(node, TargetNode) and node.provider.name == provider:

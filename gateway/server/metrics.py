@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..graph.nodes import CanaryNode, TargetNode
-from .health import walk
+from ..types import walk
 from .reload import Reloader
 from .request_stats import STATS
 
@@ -62,7 +62,7 @@ class GatewayCollector:
                                          labels=["route", "path", "arm"])
         seen = set()
         for name, route in graph.routes.items():
-            for node in walk(route.node, into_routes=False):
+            for node in walk(route.node, stop_at=("route",)):
                 if isinstance(node, TargetNode) and node.label not in seen:
                     seen.add(node.label)
                     state, label = node.state, node.label

@@ -468,8 +468,8 @@ def test_fallback_shape(shapes):
     """fallback compiles to its children in order and its on_status matcher."""
     node = shapes.routes["fb"].node
     assert isinstance(node, FallbackNode)
-    assert [type(c) for c in node.children] == [TargetNode, RouteRefNode]
-    assert node.children[0].model == "m2"
+    assert [type(c) for c in node.nodes] == [TargetNode, RouteRefNode]
+    assert node.nodes[0].model == "m2"
     assert node.on == StatusMatcher(frozenset({429}), frozenset({"context_window"}))
     assert node.path == "$.routes.fb.fallback"
 
@@ -489,14 +489,14 @@ def test_loadbalance_shape(shapes):
     assert node.weights == (3.0, 1.0)
     assert node.cumulative == (3.0, 4.0)
     assert node.probabilities() == (0.75, 0.25)
-    assert node.children[1].node is shapes.routes["plain"].node
+    assert node.nodes[1].node is shapes.routes["plain"].node
 
 
 def test_round_robin_shape(shapes):
     """round_robin keeps its algorithm and a cursor handle."""
     node = shapes.routes["rr"].node
     assert node.algorithm == "round_robin"
-    assert [c.label for c in node.children] == ["demo/a", "local/b"]
+    assert [c.label for c in node.nodes] == ["demo/a", "local/b"]
     assert isinstance(node.cursor, itertools.count)
 
 
@@ -612,7 +612,7 @@ def test_state_survives_recompile_with_same_runtime():
     second = compile_text(LB, runtime)
     assert first is not second
     assert second.routes["lb"].node.cursor is first.routes["lb"].node.cursor
-    assert second.routes["nested"].node.children[0].cursor is first.routes["nested"].node.children[0].cursor
+    assert second.routes["nested"].node.nodes[0].cursor is first.routes["nested"].node.nodes[0].cursor
 
 
 async def test_round_robin_position_continues_after_recompile():
@@ -660,7 +660,7 @@ def test_retain_only_drops_unused_keys():
     assert len(runtime.state) == 1
     again = compile_text(LB, runtime)
     assert again.routes["lb"].node.cursor is graph.routes["lb"].node.cursor
-    assert again.routes["nested"].node.children[0].cursor is not graph.routes["nested"].node.children[0].cursor
+    assert again.routes["nested"].node.nodes[0].cursor is not graph.routes["nested"].node.nodes[0].cursor
 
 
 def test_retain_only_with_graph_state_keys_keeps_everything_used():

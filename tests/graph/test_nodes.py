@@ -429,7 +429,7 @@ def test_loadbalance_leaves_out_a_child_route_whose_targets_are_open():
         "lb": {"loadbalance": {"algorithm": "round_robin",
                                "targets": [{"route": "next"}, demo("direct")]}},
     }})
-    for child in routes["next"].node.children:
+    for child in routes["next"].node.nodes:
         open_circuit(child)
     node, ctx = routes["lb"].node, ctx_for(seed=1)
     assert {node.pick(ctx).label for _ in range(20)} == {"demo/direct"}
@@ -731,7 +731,7 @@ def test_canary_arm_behind_a_route_reference_counts_as_open():
         "c": {"canary": {"percent": 50, "stable": demo("stable"), "canary": {"route": "next"}}},
     }})
     node = routes["c"].node
-    for child in routes["next"].node.children:
+    for child in routes["next"].node.nodes:
         open_circuit(child)
     assert {arm_of(node, ctx_for(seed=s)).model for s in range(100)} == {"stable"}
 

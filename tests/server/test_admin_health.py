@@ -7,7 +7,7 @@ import re
 import time
 
 from gateway.graph.nodes import TargetNode
-from gateway.server.health import walk
+from gateway.types import walk
 
 from .inprocess import app_client
 

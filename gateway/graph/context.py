@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
 _rng = random.Random()
+T = TypeVar("T")
+
+
+class _Notes(dict):
+    """What the deprecated ``ctx.notes`` returns (kept in plugin_state under this class)."""
 
 
 @dataclass(slots=True)
@@ -47,8 +53,29 @@ class RequestContext:
     rng: random.Random = _rng
     attempts: list[Attempt] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
-    # Free-form notes from middleware and nodes (e.g. the cache status), for headers and logs.
-    notes: dict[str, Any] = field(default_factory=dict)
+    # Per-request state of plugins, one object per class (keep_state / state_for).
+    plugin_state: dict[type, Any] = field(default_factory=dict)
+
+    def keep_state(self, value: T) -> T:
+        """Keep ``value`` for the rest of this request, under its own class, and return it.
+        A plugin keeps its per-request state in a class of its own, so it reads only its
+        own: ``ctx.state_for(MyState)``."""
+        self.plugin_state[type(value)] = value
+        return value
+
+    def state_for(self, kind: type[T]) -> T | None:
+        """This request's ``kind`` object, if one was kept (keep_state); else None."""
+        return self.plugin_state.get(kind)
+
+    @property
+    def notes(self) -> dict[str, Any]:
+        """Deprecated: a free-form dict shared by every plugin. Keep state in a class of
+        your own instead (keep_state / state_for)."""
+        warnings.warn("ctx.notes is deprecated: keep per-request state in a class of your own "
+                      "with ctx.keep_state(obj) and read it with ctx.state_for(MyState)",
+                      DeprecationWarning, stacklevel=2)
+        notes = self.plugin_state.get(_Notes)
+        return notes if notes is not None else self.keep_state(_Notes())
 
     def remaining(self) -> float | None:
         if self.deadline is None:

@@ -89,12 +89,12 @@ class Limits:
         stream = ask_for_stream_usage(ctx)
         key = ctx.key
         if not self.static_rules and (key is None or (not key.limits and not key.budget)):
-            ctx.notes["limits"] = Reservation([], 0, 0, [], NOTHING_RESERVED, stream)  # usage only
+            ctx.keep_state(Reservation([], 0, 0, [], NOTHING_RESERVED, stream))  # usage only
             return
         now = time.time()
         limits, budgets = self._applicable(ctx)
         if not limits and not budgets:
-            ctx.notes["limits"] = Reservation([], 0, 0, [], NOTHING_RESERVED, stream)
+            ctx.keep_state(Reservation([], 0, 0, [], NOTHING_RESERVED, stream))
             return
         prompt = estimate_prompt_tokens(ctx.body)
         completion = estimate_completion_tokens(ctx.body, ctx.endpoint)
@@ -106,8 +106,8 @@ class Limits:
         verdict = await self.counters.reserve(items, now)
         if not verdict.allowed:
             raise self._refusal(verdict, budget_limits, now)
-        ctx.notes["limits"] = Reservation(items, prompt + completion, usd, budget_limits,
-                                          verdict, stream)
+        ctx.keep_state(Reservation(items, prompt + completion, usd, budget_limits, verdict,
+                                   stream))
 
     def _applicable(self, ctx: RequestContext) -> tuple[list[Limit], list[Budget]]:
         limits = list(self.global_limits) + list(self.route_limits.get(ctx.route, ()))
@@ -166,7 +166,7 @@ class Limits:
     # -- after -------------------------------------------------------------------------------
 
     async def on_response(self, ctx: RequestContext, response: UpstreamResponse) -> UpstreamResponse:
-        reservation: Reservation | None = ctx.notes.get("limits")
+        reservation = ctx.state_for(Reservation)
         if reservation is None:
             return response
         usage, estimated = None, False
@@ -185,13 +185,13 @@ class Limits:
         return response
 
     def on_chunk(self, ctx: RequestContext, chunk: bytes) -> bytes:
-        reservation: Reservation | None = ctx.notes.get("limits")
+        reservation = ctx.state_for(Reservation)
         if reservation is None or reservation.stream is None:
             return chunk
         return reservation.stream.feed(chunk)
 
     def on_stream_end(self, ctx: RequestContext) -> bytes:
-        reservation: Reservation | None = ctx.notes.get("limits")
+        reservation = ctx.state_for(Reservation)
         if reservation is None or reservation.settled:
             return b""
         stream, tail, usage, estimated = reservation.stream, b"", None, False
@@ -206,7 +206,7 @@ class Limits:
         return tail
 
     async def on_error(self, ctx: RequestContext, error: BaseException) -> None:
-        reservation: Reservation | None = ctx.notes.get("limits")
+        reservation = ctx.state_for(Reservation)
         if reservation is not None and not reservation.settled:
             reservation.settled = True
             refund = [(limit, -amount) for limit, amount in reservation.items

@@ -18,13 +18,11 @@ from gateway.errors import GatewayError
 from .rules import Rules, RuleError, header_value
 from .stream import StreamGuard
 
-__all__ = ["Rules", "RuleError"]
+__all__ = ["GuardState", "Rules", "RuleError"]
 
 log = structlog.get_logger("gateway.plugins.output-guard")
 
 HEADER = "x-gateway-guard"
-NOTE = "guard"  # ctx.notes key: the rule an answer broke
-_STREAM = "output-guard.stream"  # ctx.notes key: the StreamGuard of a streamed answer
 META = "https://json-schema.org/draft/2020-12/schema"
 
 CONFIG_SCHEMA = {
@@ -62,6 +60,22 @@ CONFIG_SCHEMA = {
 }
 
 
+class GuardState:
+    """What this plugin keeps for one request (``ctx.state_for(GuardState)``, for other
+    plugins too): the rule an answer broke, and the StreamGuard of a streamed answer."""
+
+    __slots__ = ("rule", "stream")
+
+    def __init__(self) -> None:
+        self.rule: str | None = None
+        self.stream: StreamGuard | None = None
+
+
+def state_of(ctx) -> GuardState:
+    state = ctx.state_for(GuardState)
+    return state if state is not None else ctx.keep_state(GuardState())
+
+
 def _rules(config: dict) -> Rules:
     return Rules.from_config(config)  # RuleError rejects the config with a clear message
 
@@ -85,7 +99,7 @@ class AttemptGuard:
             return None
         reason = self.rules.check_response(body)
         if reason:
-            ctx.notes[NOTE] = reason
+            state_of(ctx).rule = reason
             log.info("output_guard_refused", plugin=self.plugin, rule=reason, route=ctx.route,
                      request_id=ctx.request_id, stream=False)
         return reason
@@ -94,7 +108,7 @@ class AttemptGuard:
 class StreamChecks:
     """Streams, for both modes: whole events only; the first broken rule goes to _on_fail.
 
-    The StreamGuard kept in ctx.notes holds no reference to ctx (no reference cycle per
+    The StreamGuard kept in the request's GuardState holds no reference to ctx (no reference cycle per
     request): the rule is noted and logged here, after the guard has seen the chunk."""
 
     event = ""  # the log event of a broken rule
@@ -104,26 +118,26 @@ class StreamChecks:
         self.plugin = plugin
 
     def on_chunk(self, ctx, chunk: bytes) -> bytes:
-        guard = ctx.notes.get(_STREAM)
-        if guard is None:
-            guard = ctx.notes[_STREAM] = StreamGuard(self.rules, self._on_fail)
+        state = state_of(ctx)
+        if state.stream is None:
+            state.stream = StreamGuard(self.rules, self._on_fail)
         try:
-            return guard.feed(chunk)
+            return state.stream.feed(chunk)
         finally:
-            self._note(ctx, guard)
+            self._note(ctx, state, state.stream)
 
     def on_stream_end(self, ctx) -> bytes:
-        guard = ctx.notes.get(_STREAM)
-        if guard is None:
+        state = ctx.state_for(GuardState)
+        if state is None or state.stream is None:
             return b""
         try:
-            return guard.close()
+            return state.stream.close()
         finally:
-            self._note(ctx, guard)
+            self._note(ctx, state, state.stream)
 
-    def _note(self, ctx, guard: StreamGuard) -> None:
-        if guard.failed is not None and NOTE not in ctx.notes:
-            ctx.notes[NOTE] = guard.failed
+    def _note(self, ctx, state: GuardState, guard: StreamGuard) -> None:
+        if guard.failed is not None and state.rule is None:
+            state.rule = guard.failed
             log.info(self.event, plugin=self.plugin, rule=guard.failed, route=ctx.route,
                      request_id=ctx.request_id, stream=True)
 
@@ -155,7 +169,7 @@ class Flag(StreamChecks):
             return response
         reason = self.rules.check_response(body)
         if reason:
-            ctx.notes[NOTE] = reason
+            state_of(ctx).rule = reason
             response.headers[HEADER] = header_value(reason)
             log.info(self.event, plugin=self.plugin, rule=reason, route=ctx.route,
                      request_id=ctx.request_id, stream=False)

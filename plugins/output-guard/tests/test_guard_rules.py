@@ -9,8 +9,8 @@ from jsonschema import Draft202012Validator
 
 from gateway.graph.context import RequestContext
 from gateway.providers.base import UpstreamResponse
-from gateway_output_guard import (CONFIG_SCHEMA, HEADER, NOTE, AttemptGuard, Flag, StreamFallback,
-                                  attempt_check, response_middleware)
+from gateway_output_guard import (CONFIG_SCHEMA, HEADER, AttemptGuard, Flag, GuardState,
+                                  StreamFallback, attempt_check, response_middleware)
 from gateway_output_guard.rules import RuleError, Rules, header_value
 
 PERSON = {"type": "object", "required": ["name"],
@@ -168,14 +168,14 @@ def test_hooks_raise_on_bad_rules():
 
 
 async def test_attempt_guard_returns_the_reason():
-    """The attempt check returns the rule and notes it in ctx.notes['guard']."""
+    """The attempt check returns the rule and keeps it in the request's GuardState."""
     guard = AttemptGuard(Rules.from_config({"max_length": 4}), "output-guard")
     ctx = RequestContext(endpoint="chat", body={}, route="r")
     ok = UpstreamResponse(200, body=orjson.dumps(answer("tiny")))
     assert await guard.check(ctx, ok) is None
     long = UpstreamResponse(200, body=orjson.dumps(answer("too long")))
     assert await guard.check(ctx, long) == "max_length 4 exceeded (8 characters)"
-    assert ctx.notes[NOTE] == "max_length 4 exceeded (8 characters)"
+    assert ctx.state_for(GuardState).rule == "max_length 4 exceeded (8 characters)"
 
 
 async def test_flag_sets_the_header_only_when_a_rule_breaks():

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.errors import GatewayError
 from gateway.graph.context import RequestContext
-from gateway_output_guard import NOTE, Flag, StreamFallback
+from gateway_output_guard import Flag, GuardState, StreamFallback
 from gateway_output_guard.rules import Rules
 from gateway_output_guard.stream import WINDOW, StreamGuard
 
@@ -188,7 +188,7 @@ def test_fallback_raises_a_guardrail_error():
     err = info.value
     assert (err.status, err.type, err.code) == (503, "guardrail_error", "guardrail")
     assert err.message == "the answer was refused by plugin 'output-guard': deny[0] matched"
-    assert c.notes[NOTE] == "deny[0] matched"
+    assert c.state_for(GuardState).rule == "deny[0] matched"
 
 
 def test_flag_adds_a_comment_and_keeps_the_answer():
@@ -200,4 +200,4 @@ def test_flag_adds_a_comment_and_keeps_the_answer():
     assert text_of(out) == "longer than five"
     assert out.count(b": x-gateway-guard: max_length 5 exceeded (6 characters)\n\n") == 1
     assert out.endswith(b"data: [DONE]\n\n")
-    assert c.notes[NOTE] == "max_length 5 exceeded (6 characters)"
+    assert c.state_for(GuardState).rule == "max_length 5 exceeded (6 characters)"

@@ -2,8 +2,8 @@
 prompts, and masks them before the request goes upstream (putting them back into the answer
 with ``restore: true``), refuses the request (``block``), or only counts them (``log``).
 
-Per-request state lives in ``ctx.notes`` under a private key, in objects whose repr shows no
-value; what the plugin logs and the counts in ``ctx.notes["pii"]`` never contain a value.
+Per-request state is a ``PiiState`` (``ctx.state_for(PiiState)``), in objects whose repr
+shows no value; what the plugin logs and the counts it keeps never contain a value.
 """
 
 from __future__ import annotations
@@ -18,13 +18,10 @@ from .detect import KINDS, find
 from .mask import Vault, count, map_prompts, ordered, prompt_texts
 from .stream import StreamRestorer
 
-__all__ = ["KINDS", "find"]
+__all__ = ["KINDS", "PiiState", "find"]
 
 log = structlog.get_logger("gateway.plugins.pii-redact")
 
-VAULT = "pii-redact.vault"  # ctx.notes key: the request's Vault (mask with restore)
-STREAM = "pii-redact.stream"  # ctx.notes key: the StreamRestorer of a streamed answer
-COUNTS = "pii"  # ctx.notes key: findings per kind, for logs and other plugins
 _FIELDS = {"chat": "messages", "completions": "prompt", "embeddings": "input"}
 
 CONFIG_SCHEMA = {
@@ -54,6 +51,19 @@ CONFIG_SCHEMA = {
 }
 
 
+class PiiState:
+    """What this plugin keeps for one request (``ctx.state_for(PiiState)``, for other plugins
+    too): findings per kind (never a value), the Vault when answers are restored, and the
+    StreamRestorer of a streamed answer."""
+
+    __slots__ = ("counts", "vault", "stream")
+
+    def __init__(self, counts: dict[str, int], vault: Vault | None = None):
+        self.counts = counts
+        self.vault = vault
+        self.stream: StreamRestorer | None = None
+
+
 class Settings:
     __slots__ = ("name", "mode", "kinds", "restore")
 
@@ -77,20 +87,19 @@ class Redactor:
         if not texts:
             return None
         s = self.s
+        vault = None
         if s.mode == "mask":
             vault = Vault(s.kinds, texts)
             body = map_prompts(ctx.endpoint, ctx.body, vault.mask)
             counts = vault.counts
             if counts:
                 ctx.body = body
-                if s.restore:
-                    ctx.notes[VAULT] = vault
         else:
             counts = count(texts, s.kinds)
         if not counts:
             return None
         found = ordered(counts)
-        ctx.notes[COUNTS] = found
+        ctx.keep_state(PiiState(found, vault if s.restore else None))
         log.info("pii_detected", plugin=s.name, action=s.mode, counts=found, route=ctx.route,
                  request_id=ctx.request_id)
         if s.mode == "block":
@@ -108,7 +117,8 @@ class Restorer:
     """The answer side (mask with restore): puts originals back, whole or streamed."""
 
     async def on_response(self, ctx, response):
-        vault = ctx.notes.get(VAULT)
+        state = ctx.state_for(PiiState)
+        vault = state.vault if state is not None else None
         if vault is None or response.body is None:
             return response
         try:
@@ -136,17 +146,16 @@ class Restorer:
         return response
 
     def on_chunk(self, ctx, chunk: bytes) -> bytes:
-        vault = ctx.notes.get(VAULT)
-        if vault is None:
+        state = ctx.state_for(PiiState)
+        if state is None or state.vault is None:
             return chunk
-        restorer = ctx.notes.get(STREAM)
-        if restorer is None:
-            restorer = ctx.notes[STREAM] = StreamRestorer(vault)
-        return restorer.feed(chunk)
+        if state.stream is None:
+            state.stream = StreamRestorer(state.vault)
+        return state.stream.feed(chunk)
 
     def on_stream_end(self, ctx) -> bytes:
-        restorer = ctx.notes.get(STREAM)
-        return restorer.close() if restorer is not None else b""
+        state = ctx.state_for(PiiState)
+        return state.stream.close() if state is not None and state.stream is not None else b""
 
 
 @hookimpl

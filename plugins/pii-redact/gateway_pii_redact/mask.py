@@ -2,7 +2,7 @@
 
 A ``Vault`` belongs to one request: it hands out placeholders such as ``[EMAIL_1]`` (the same
 value always gets the same placeholder), remembers the originals and puts them back. Its repr
-shows only how many values it holds, so it is safe to keep in ``ctx.notes``.
+shows only how many values it holds, so it is safe to keep in the request's PiiState.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from structlog.testing import capture_logs
 from gateway.errors import GatewayError
 from gateway.graph.context import RequestContext
 from gateway.providers.base import UpstreamResponse
-from gateway_pii_redact import (CONFIG_SCHEMA, COUNTS, VAULT, Redactor, Restorer, Settings,
+from gateway_pii_redact import (CONFIG_SCHEMA, PiiState, Redactor, Restorer, Settings,
                                 request_middleware, response_middleware)
 from gateway_pii_redact.mask import Vault, could_continue, map_prompts, prompt_texts
 
@@ -138,28 +138,28 @@ def middleware(**config):
 
 
 async def test_mask_rewrites_the_request_and_counts():
-    """mask replaces values in ctx.body and records counts per kind in ctx.notes['pii']."""
+    """mask replaces values in ctx.body and keeps counts per kind in the request's PiiState."""
     ctx = ctx_for(chat(f"{EMAIL} {PHONE}", f"card {CARD}, again {EMAIL}"))
     assert await middleware(mode="mask").on_request(ctx) is None
     contents = [m["content"] for m in ctx.body["messages"]]
     assert contents == ["[EMAIL_1] [PHONE_1]", "card [CARD_1], again [EMAIL_1]"]
-    assert ctx.notes[COUNTS] == {"email": 2, "phone": 1, "card": 1}
-    assert VAULT not in ctx.notes  # no restore: nothing kept
+    assert ctx.state_for(PiiState).counts == {"email": 2, "phone": 1, "card": 1}
+    assert ctx.state_for(PiiState).vault is None  # no restore: nothing kept
 
 
 async def test_mask_with_restore_keeps_the_vault():
-    """With restore: true the request's vault stays in ctx.notes for the answer."""
+    """With restore: true the request's vault stays in its PiiState for the answer."""
     ctx = ctx_for(chat(EMAIL))
     await middleware(mode="mask", restore=True).on_request(ctx)
-    assert isinstance(ctx.notes[VAULT], Vault)
+    assert isinstance(ctx.state_for(PiiState).vault, Vault)
 
 
 async def test_nothing_found_changes_nothing():
-    """A request without personal data passes untouched and leaves no notes."""
+    """A request without personal data passes untouched and keeps no state."""
     body = chat("hello there, order 12345")
     ctx = ctx_for(body)
     await middleware(mode="mask", restore=True).on_request(ctx)
-    assert ctx.body is body and ctx.notes == {}
+    assert ctx.body is body and ctx.state_for(PiiState) is None
 
 
 async def test_block_names_the_kinds_in_canonical_order():
@@ -186,7 +186,7 @@ async def test_log_counts_without_changing_the_request():
     with capture_logs() as logs:
         await middleware(mode="log").on_request(ctx)
     assert ctx.body is body
-    assert ctx.notes[COUNTS] == {"email": 2, "ip": 1}
+    assert ctx.state_for(PiiState).counts == {"email": 2, "ip": 1}
     (event,) = [e for e in logs if e["event"] == "pii_detected"]
     assert event["counts"] == {"email": 2, "ip": 1} and event["action"] == "log"
     assert EMAIL not in repr(logs) and "10.0.0.1" not in repr(logs)

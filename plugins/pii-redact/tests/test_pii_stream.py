@@ -8,7 +8,7 @@ import json
 import pytest
 
 from gateway.graph.context import RequestContext
-from gateway_pii_redact import VAULT, Restorer
+from gateway_pii_redact import PiiState, Restorer
 from gateway_pii_redact.mask import Vault
 from gateway_pii_redact.stream import SSEFramer, StreamRestorer
 
@@ -177,9 +177,9 @@ def test_on_chunk_is_a_pass_through_without_a_vault():
 
 
 def test_on_chunk_uses_the_request_vault():
-    """With a vault in ctx.notes, on_chunk and on_stream_end restore the stream."""
+    """With a vault in the request's PiiState, on_chunk and on_stream_end restore the stream."""
     ctx = RequestContext(endpoint="chat", body={}, route="r")
-    ctx.notes[VAULT] = vault()
+    ctx.keep_state(PiiState({"email": 1}, vault()))
     restorer = Restorer()
     raw = stream_of(ANSWER, 5)
     out = b"".join(restorer.on_chunk(ctx, raw[i:i + 8]) for i in range(0, len(raw), 8))

@@ -12,6 +12,13 @@ def plugin_config_schema():
     }
 
 
+class Chunks:
+    """Chunks seen in this request (ctx.state_for(Chunks))."""
+
+    def __init__(self):
+        self.seen = 0
+
+
 class Crash:
     def __init__(self, where: str, after_chunks: int):
         self.where = where
@@ -28,8 +35,9 @@ class Crash:
 
     def on_chunk(self, ctx, chunk):
         if self.where == "chunk":
-            seen = ctx.notes["crash-chunks"] = ctx.notes.get("crash-chunks", 0) + 1
-            if seen > self.after:
+            chunks = ctx.state_for(Chunks) or ctx.keep_state(Chunks())
+            chunks.seen += 1
+            if chunks.seen > self.after:
                 raise KeyError("chunk hook exploded")
         return chunk
 

@@ -13,6 +13,10 @@ def plugin_config_schema():
     }
 
 
+class ChunkCounts(dict):
+    """Chunks seen per stamp value, for this request (ctx.state_for(ChunkCounts))."""
+
+
 class Stamp:
     def __init__(self, value: str, prefix: str):
         self.value = value
@@ -32,11 +36,15 @@ class Stamp:
         return response
 
     def on_chunk(self, ctx, chunk):
-        ctx.notes[f"chunks-{self.value}"] = ctx.notes.get(f"chunks-{self.value}", 0) + 1
+        counts = ctx.state_for(ChunkCounts)
+        if counts is None:
+            counts = ctx.keep_state(ChunkCounts())
+        counts[self.value] = counts.get(self.value, 0) + 1
         return chunk
 
     def on_stream_end(self, ctx):
-        return f": stamped {self.value} after {ctx.notes[f'chunks-{self.value}']} chunks\n\n".encode()
+        seen = ctx.state_for(ChunkCounts)[self.value]
+        return f": stamped {self.value} after {seen} chunks\n\n".encode()
 
 
 @hookimpl

@@ -1,7 +1,7 @@
 """The config version store: every config a gateway applies, numbered, in SQLite.
 
 One table, ``config_versions`` in ``<server.data_dir>/gateway.db`` (sqlite-utils, WAL,
-created by a sqlite-utils Migrations set so later columns come as migrations):
+created by the Migrations set in store/gateway_db.py so later columns come as migrations):
 
     number        INTEGER PRIMARY KEY  1, 2, 3, ... (survive restarts: they come from here)
     sha256        TEXT   of the file, or of the file and its includes together
@@ -39,40 +39,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
-from sqlite_utils import Database, Migrations
+from sqlite_utils import Database
 
-from .. import datadir
+from ..store import gateway_db, sqlite
+from ..store.gateway_db import migrations
 from ..units import iso_utc as _iso
 from .git import git_info  # noqa: F401  (re-exported: rollback and the CLI import it here)
 from .loader import LoadedConfig, Reader
 
-DB_NAME = "gateway.db"
+DB_NAME = gateway_db.FILE
 SOURCES = ("startup", "file", "admin", "rollback")
-
-migrations = Migrations("gateway.config_versions")
-
-
-@migrations()
-def m001_config_versions(db: Database) -> None:
-    db["config_versions"].create(
-        {
-            "number": int, "sha256": str, "applied_at": str, "source": str, "path": str,
-            "environment": str, "restored_from": int, "git_commit": str, "git_dirty": int,
-            "text": str, "files": str,
-        },
-        pk="number",
-        not_null={"sha256", "applied_at", "source", "text", "files"},
-    )
-    db["config_versions"].create_index(["sha256"])
-
-
-@migrations()
-def m002_config_identity(db: Database) -> None:
-    """Versions belong to a config. Before, the identity was the recorded path; rows without
-    one stay NULL (unknown config)."""
-    db["config_versions"].add_column("config", str)
-    db.execute("update config_versions set config = path where path is not null and path != ''")
-    db["config_versions"].create_index(["config", "number"])
 
 
 def config_identity(config_path: str, name: str | None = None) -> str:
@@ -156,7 +132,7 @@ class VersionStore:
 
     def __init__(self, data_dir: str, config: str | None = None):
         self.data_dir = data_dir
-        self.path = os.path.join(data_dir, DB_NAME)
+        self.path = gateway_db.path(data_dir)
         self.config = config
 
     def exists(self) -> bool:
@@ -206,7 +182,7 @@ class VersionStore:
         if not self.exists():
             return iter(())
         try:
-            db = Database(datadir.connect(self.path))
+            db = Database(sqlite.connect(self.path))
             try:
                 if "config_versions" not in db.table_names():
                     return iter(())
@@ -294,15 +270,12 @@ class VersionStore:
 
     def _open(self) -> Database:
         try:
-            db = Database(datadir.connect(self.path))
+            db = Database(sqlite.connect(self.path))
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{self.path}: cannot open the version store: {exc} "
                              "(check server.data_dir and its permissions)") from exc
         try:
-            if db.journal_mode != "wal":
-                db.enable_wal()
-            if migrations.pending(db):
-                migrations.apply(db)
+            sqlite.migrate(db, migrations)
         except sqlite3.Error as exc:
             db.close()
             raise StoreError(f"{self.path}: cannot prepare the version store: {exc}") from exc

@@ -18,7 +18,6 @@ Node types this module does not know (a plugin's strategy) are reported as opaqu
 from __future__ import annotations
 
 import difflib
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -197,7 +196,7 @@ def _authenticate(graph: RoutingGraph, key: str | None, route: str, now: float) 
 def _stored_keys(graph: RoutingGraph) -> list[StoredKey]:
     """The key store's keys (revoked ones too); none when no key store exists yet."""
     path = keystore_path(graph.settings.data_dir)
-    return KeyStore(path).list() if os.path.exists(path) else []
+    return KeyStore(path).list()  # creates nothing when there is no key store
 
 
 _Alt = tuple[float, tuple, tuple, str, "str | None"]  # probability, labels, paths, route, error

@@ -1,8 +1,10 @@
-"""KeyStore: virtual keys created at run time, stored as SHA-256 hashes in SQLite.
+"""KeyStore: virtual keys created at run time, stored as SHA-256 hashes in ``keys.db``.
 
 The raw key is returned once, at creation, and never stored. Revocation writes the database;
-every process notices on its next lookup (SQLite's data_version changes when another
-connection commits), so revoking a key takes effect on the next request, on every worker.
+every process notices on its next lookup: only key changes write ``keys.db``, so SQLite's
+``PRAGMA data_version`` on the reading connection is the key generation, one cheap pragma per
+request (no file stat) that changes as soon as another connection — another worker, the CLI,
+this process's writer thread — committed a change. Writes go through the store's Writer.
 A revoked key keeps its row: once a key was issued, the gateway keeps requiring keys, even
 after the last one is revoked (see ``ever_issued``).
 """
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import secrets
 import sqlite3
 import threading
@@ -19,14 +20,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import datadir
+from ..store import keys_db
+from ..store.writer import Writer
 from ..units import iso_utc
 
 KEY_PREFIX = "gw-"
 
 
 def keystore_path(data_dir: str) -> str:
-    return os.path.join(data_dir, "gateway.db")
+    return keys_db.path(data_dir)
 
 
 def hash_key(raw: str) -> str:
@@ -64,40 +66,41 @@ class KeyError_(Exception):
 
 
 class KeyStore:
-    SCHEMA = """
-    CREATE TABLE IF NOT EXISTS keys (
-        name TEXT PRIMARY KEY,
-        sha256 TEXT NOT NULL UNIQUE,
-        routes TEXT,
-        limits TEXT NOT NULL DEFAULT '{}',
-        budget TEXT,
-        metadata TEXT NOT NULL DEFAULT '{}',
-        expires_at REAL,
-        created_at REAL NOT NULL,
-        revoked_at REAL
-    )
-    """
+    ABSENT_RECHECK = 0.25  # seconds: while no key store exists, look for one this often
 
     def __init__(self, path: str):
         self.path = path
         self._local = threading.local()
+        self._writer = Writer(lambda: keys_db.connect(path), name=f"keys-writer:{path}")
         self._cache: dict[str, StoredKey] = {}
         self._issued = False  # any row, revoked or not
-        self._version: int | None = None
-        self._signature_seen: tuple | None = None
-        self._checked_at = 0.0
+        self._generation: int | None = None  # data_version of this thread's connection
+        self._absent_checked_at: float | None = None
 
     def _connect(self) -> sqlite3.Connection:
-        """This thread's connection; the database is created on first use, not before (so
-        `gateway validate` leaves no file behind)."""
+        """This thread's reading connection; the database is created on first use, not
+        before (so `gateway validate` leaves no file behind)."""
         db = getattr(self._local, "db", None)
         if db is None:
-            db = datadir.connect(self.path, timeout=5, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA busy_timeout=5000")
-            db.execute(self.SCHEMA)
-            self._local.db = db
+            db = self._local.db = keys_db.connect(self.path)
         return db
+
+    def close(self) -> None:
+        """Finish the queued writes and close this thread's connections (both are opened
+        again if the store is used after)."""
+        self._writer.close()
+        self._close_reader()
+
+    async def aclose(self) -> None:
+        await self._writer.aclose()
+        self._close_reader()
+
+    def _close_reader(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            self._local.db = None
+            self._generation = None
+            db.close()
 
     # -- writes (CLI, admin API) -----------------------------------------------------------
 
@@ -108,45 +111,46 @@ class KeyStore:
         raw = KEY_PREFIX + secrets.token_urlsafe(32)
         key = StoredKey(name, hash_key(raw), None if not routes or "*" in routes else tuple(routes),
                         limits or {}, budget, metadata or {}, expires_at, time.time())
-        db = self._connect()
+        row = (key.name, key.sha256, None if key.routes is None else json.dumps(key.routes),
+               json.dumps(key.limits), None if budget is None else json.dumps(budget),
+               json.dumps(key.metadata), expires_at, key.created_at)
+        self._absent_checked_at = None  # enforce it on the next request, not 250 ms later
         try:
-            db.execute(
+            self._writer.call(lambda db: db.execute(
                 "INSERT INTO keys (name, sha256, routes, limits, budget, metadata, expires_at,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (key.name, key.sha256, None if key.routes is None else json.dumps(key.routes),
-                 json.dumps(key.limits), None if budget is None else json.dumps(budget),
-                 json.dumps(key.metadata), expires_at, key.created_at),
-            )
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row))
         except sqlite3.IntegrityError:
             raise KeyError_(f"a key named '{name}' already exists (revoke it or pick another name)")
-        self._version = None  # this connection's own writes do not change data_version
         return raw, key
 
     def revoke(self, name: str) -> StoredKey:
-        db = self._connect()
-        cur = db.execute("UPDATE keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
-                         (time.time(), name))
-        if cur.rowcount == 0:
+        revoked = self._writer.call(lambda db: db.execute(
+            "UPDATE keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
+            (time.time(), name)).rowcount)
+        if revoked == 0:
             existing = self.get(name)
             if existing is None:
                 raise KeyError_(f"no key named '{name}'")
             raise KeyError_(f"key '{name}' was already revoked")
-        self._version = None
         return self.get(name)
 
     # -- reads ------------------------------------------------------------------------------
 
     def get(self, name: str) -> StoredKey | None:
+        if not keys_db.exists(self.path):
+            return None
         row = self._connect().execute("SELECT * FROM keys WHERE name = ?", (name,)).fetchone()
         return _row(row) if row else None
 
     def list(self) -> list[StoredKey]:
+        if not keys_db.exists(self.path):
+            return []
         rows = self._connect().execute("SELECT * FROM keys ORDER BY created_at").fetchall()
         return [_row(r) for r in rows]
 
     def lookup(self, sha256: str) -> StoredKey | None:
-        """The active (not revoked) key with this hash. Cheap: an in-memory map refreshed only
-        when the database changed since the last call."""
+        """The active (not revoked) key with this hash. Cheap: an in-memory map, reloaded only
+        when the key generation changed since the last call."""
         self._refresh()
         return self._cache.get(sha256)
 
@@ -157,41 +161,27 @@ class KeyStore:
         return self._issued
 
     def _refresh(self) -> None:
-        """Reload the active keys if the database changed. A stat of the files answers the
-        common case without a query; SQLite's data_version confirms (and is asked at least
-        once a second in any case)."""
-        now = time.monotonic()
-        if not self._issued and self._version is not None and now - self._checked_at < 0.25:
-            return  # no key a moment ago: the first key created is enforced within 250 ms
-        signature = self._signature()
-        if signature == self._signature_seen and self._version is not None \
-                and now - self._checked_at < 1.0:
-            return
-        self._checked_at = now
-        self._signature_seen = signature
-        if signature is None:  # no database: no key was ever created here
-            self._cache, self._issued, self._version = {}, False, 0
-            return
-        db = self._connect()
-        version = db.execute("PRAGMA data_version").fetchone()[0]
-        if version == self._version:
+        """Reload the keys if the generation changed. Until a key store exists, look for one
+        at most every ABSENT_RECHECK seconds (the first key created is enforced within that)
+        without creating it; from then on, one ``PRAGMA data_version`` per call."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            now = time.monotonic()
+            if (self._absent_checked_at is not None
+                    and now - self._absent_checked_at < self.ABSENT_RECHECK):
+                return
+            self._absent_checked_at = now
+            if not keys_db.exists(self.path):
+                self._cache, self._issued = {}, False
+                return
+            db = self._connect()
+        generation = db.execute("PRAGMA data_version").fetchone()[0]
+        if generation == self._generation:
             return
         rows = db.execute("SELECT * FROM keys WHERE revoked_at IS NULL").fetchall()
         self._cache = {k.sha256: k for k in map(_row, rows)}
         self._issued = bool(rows) or db.execute("SELECT 1 FROM keys LIMIT 1").fetchone() is not None
-        self._version = version
-
-    def _signature(self) -> tuple | None:
-        try:
-            main = os.stat(self.path)
-        except FileNotFoundError:
-            return None
-        try:
-            wal = os.stat(self.path + "-wal")
-            wal_sig = (wal.st_mtime_ns, wal.st_size)
-        except FileNotFoundError:
-            wal_sig = None
-        return (main.st_mtime_ns, main.st_size, wal_sig)
+        self._generation = generation
 
 
 def _row(row: tuple) -> StoredKey:

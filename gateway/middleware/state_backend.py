@@ -9,6 +9,7 @@ import os
 from ..hookspecs import PluginContext
 from ..state.counters import Counters, MemoryCounters
 from ..state.persistent import SqliteCounters
+from ..store import state_db
 
 
 def workers() -> int:
@@ -34,6 +35,6 @@ def counters_for(context: PluginContext) -> Counters:
         return counters
     if state == "memory":
         return context.state.acquire(("counters", "memory"), lambda: MemoryCounters(workers()))
-    path = os.path.join(context.data_dir, "state.db")
+    path = state_db.path(context.data_dir)
     index = int(os.environ.get("GATEWAY_WORKER_INDEX", "0") or 0)
     return context.state.acquire(("counters", path), lambda: SqliteCounters(path, workers(), index))

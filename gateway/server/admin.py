@@ -7,7 +7,6 @@ the gateway only listens on loopback (checked at start), so the admin API stays 
 from __future__ import annotations
 
 import hmac
-import time
 
 from starlette.requests import Request
 from starlette.responses import Response

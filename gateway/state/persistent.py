@@ -1,19 +1,19 @@
 """Memory counters persisted to SQLite: the embedded default (`server.state: sqlite`), so
 budgets and rate windows survive a restart. The hot path stays in memory; a background task
-writes what changed once a second (in a worker thread), and at shutdown.
+writes what changed to ``state.db`` once a second (through the store's Writer thread),
+and at shutdown.
 
 Each worker process owns its rows (``worker`` column): with `--workers N` every worker enforces
 its share of each limit, and after a restart worker i reloads what worker i had counted."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import sqlite3
 import time
 
-from .. import datadir
 from ..logs import get_logger
+from ..store import state_db
+from ..store.writer import Writer
 from .counters import Limit, MemoryCounters
 from .flusher import PeriodicFlush
 
@@ -28,30 +28,15 @@ class SqliteCounters(PeriodicFlush, MemoryCounters):
         self.path = path
         self.worker = worker
         self._dirty: set = set()
+        self.writer = Writer(lambda: state_db.connect(path), name=f"state-writer:{path}")
         self._load()
 
-    def _db(self) -> sqlite3.Connection:
-        db = datadir.connect(self.path, timeout=5)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("CREATE TABLE IF NOT EXISTS worker_counters (worker INTEGER NOT NULL,"
-                   " key TEXT NOT NULL, bucket INTEGER NOT NULL, amount REAL NOT NULL,"
-                   " updated REAL NOT NULL, PRIMARY KEY (worker, key, bucket))")
-        return db
-
     def _load(self) -> None:
-        if not os.path.exists(self.path):
-            return
-        db = self._db()
-        try:
-            rows = db.execute("SELECT key, bucket, amount FROM worker_counters WHERE worker = ?",
-                              (self.worker,))
-            for key, bucket, amount in rows:
-                if bucket < 0:
-                    self.totals[key] = amount
-                else:
-                    self.buckets[(key, bucket)] = amount
-        finally:
-            db.close()
+        for key, bucket, amount in state_db.load(self.path, self.worker):
+            if bucket < 0:
+                self.totals[key] = amount
+            else:
+                self.buckets[(key, bucket)] = amount
 
     def adjust_now(self, items: list[tuple[Limit, float]], now: float) -> None:
         super().adjust_now(items, now)
@@ -64,23 +49,15 @@ class SqliteCounters(PeriodicFlush, MemoryCounters):
         if not self._dirty:
             return
         dirty, self._dirty = self._dirty, set()
+        now = time.time()
         rows = [(self.worker, key, bucket, self.totals.get(key, 0.0) if bucket < 0
-                 else self.buckets.get((key, bucket), 0.0), time.time()) for key, bucket in dirty]
+                 else self.buckets.get((key, bucket), 0.0), now) for key, bucket in dirty]
         try:
-            await asyncio.to_thread(self._write, rows)
+            await self.writer.run(lambda db: state_db.save(db, rows, now))
         except (sqlite3.Error, OSError) as exc:  # a full disk, a lost data dir, EMFILE
             self._dirty |= dirty  # try again next time; nothing is lost from memory
             log.error("state_flush_failed", path=self.path, error=str(exc))
 
-    def _write(self, rows: list) -> None:
-        db = self._db()
-        try:
-            with db:
-                db.executemany("INSERT INTO worker_counters (worker, key, bucket, amount, updated)"
-                               " VALUES (?,?,?,?,?) ON CONFLICT(worker, key, bucket) DO UPDATE"
-                               " SET amount = excluded.amount, updated = excluded.updated", rows)
-                db.execute("DELETE FROM worker_counters WHERE bucket >= 0 AND updated < ?",
-                           (time.time() - 40 * 86400,))
-        finally:
-            db.close()
-
+    async def aclose(self) -> None:
+        await super().aclose()
+        await self.writer.aclose()

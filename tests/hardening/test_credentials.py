@@ -348,8 +348,11 @@ async def test_data_dir_is_0700_and_every_file_in_it_0600(tmp_path, monkeypatch,
         assert (await client.post("/admin/keys", json={"name": "team"})).status_code in (200, 201)
     write_usage(usage_db(str(data)), {("2026-01-01", "team", "r", "demo/m"): [1, 2, 3, 0.1]})
     Vault(str(data), {"GATEWAY_MASTER_KEY": key}).set("tenant", "value")
+    held = sqlite3.connect(data / "keys.db")  # a reader keeps the WAL side files in place
+    held.execute("SELECT 1 FROM keys").fetchall()
     found = modes(data)
-    assert {"gateway.db", "gateway.db-wal", "vault.json"} <= set(found)
+    held.close()
+    assert {"gateway.db", "keys.db", "keys.db-wal", "usage.db", "vault.json"} <= set(found)
     assert found.pop("data") == 0o700
     assert found == {name: 0o600 for name in found}
 

@@ -14,7 +14,7 @@ import pytest
 
 from gateway.cli import main
 from gateway.middleware.stream_usage import StreamUsage
-from gateway.middleware.usage import query_usage, write_usage
+from gateway.middleware.usage import query_usage, usage_db, write_usage
 from gateway.providers.sse import DONE
 
 from ..fake_upstream import FakeOpenAI
@@ -212,10 +212,10 @@ def test_usage_chunk_split_across_reads_is_found_and_dropped():
 
 
 def test_usage_table_from_before_gets_the_estimated_column(tmp_path):
-    """A usage table written before estimated rows were marked is migrated in place: its
-    rows read back as reported (0 estimated)."""
-    path = str(tmp_path / "gateway.db")
-    db = sqlite3.connect(path)
+    """A usage table written (in gateway.db) before estimated rows were marked moves to
+    usage.db: its rows read back as reported (0 estimated)."""
+    path = usage_db(str(tmp_path))
+    db = sqlite3.connect(tmp_path / "gateway.db")
     db.execute("CREATE TABLE usage (day TEXT NOT NULL, key TEXT NOT NULL, route TEXT NOT NULL, "
                "target TEXT NOT NULL, requests INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL, "
                "completion_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL, "

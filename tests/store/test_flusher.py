@@ -7,7 +7,7 @@ import asyncio
 
 from structlog.testing import capture_logs
 
-from gateway.middleware import usage
+from gateway.store import usage_db
 from gateway.middleware.usage import UsageRecorder, query_usage
 
 from .ticks import Ticks
@@ -15,20 +15,20 @@ from .ticks import Ticks
 
 async def test_usage_flush_survives_an_oserror_and_the_next_flush_lands(tmp_path, monkeypatch):
     path = str(tmp_path / "data" / "usage.db")
-    real_write = usage.write_usage
+    real_add = usage_db.add
     loop = asyncio.get_running_loop()
     attempts: asyncio.Queue[str] = asyncio.Queue()
     failed = []
 
-    def flaky_write(*args, **kwargs):  # runs in the writer's thread
+    def flaky_add(*args, **kwargs):  # runs in the writer's thread
         if not failed:
             failed.append(True)
             loop.call_soon_threadsafe(attempts.put_nowait, "failed")
             raise OSError(24, "Too many open files")
-        real_write(*args, **kwargs)
+        real_add(*args, **kwargs)
         loop.call_soon_threadsafe(attempts.put_nowait, "written")
 
-    monkeypatch.setattr(usage, "write_usage", flaky_write)
+    monkeypatch.setattr(usage_db, "add", flaky_add)
     recorder = UsageRecorder(path)
     recorder.tick = ticks = Ticks()
     try:
@@ -39,6 +39,7 @@ async def test_usage_flush_survives_an_oserror_and_the_next_flush_lands(tmp_path
             recorder.record(1.0, "team", "chat", "demo/m", {"prompt_tokens": 4}, 0.25)
             ticks.step()
             assert await asyncio.wait_for(attempts.get(), 5) == "written"
+            await recorder.aclose()  # waits for the writer to commit; nothing is left to flush
         assert query_usage(path) == [{
             "key": "team", "route": "chat", "target": "demo/m", "requests": 2,
             "prompt_tokens": 7, "completion_tokens": 0, "cost_usd": 0.75,

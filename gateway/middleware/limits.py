@@ -13,7 +13,6 @@ Retry-After and OpenAI's x-ratelimit-* headers; successful answers carry them to
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from ..logs import get_logger
 from ..pricing import Price
 from ..providers.base import UpstreamResponse
 from ..state.counters import Limit, Verdict
+from ..store.tasks import spawn
 from .limits_rules import (
     Budget,
     budget_of,
@@ -201,8 +201,7 @@ class Limits:
                 usage = {"prompt_tokens": estimate_prompt_tokens(ctx.body),
                          "completion_tokens": stream.events}
                 estimated = True
-        asyncio.get_running_loop().create_task(
-            self._settle(ctx, reservation, ctx.target, usage, estimated))
+        spawn(self._settle(ctx, reservation, ctx.target, usage, estimated), "limits:settle")
         return tail
 
     async def on_error(self, ctx: RequestContext, error: BaseException) -> None:

@@ -21,6 +21,7 @@ from ..config.compiler import Runtime
 from ..errors import ConfigError, ConfigErrors
 from ..graph.graph import RoutingGraph
 from ..logs import get_logger
+from ..store.tasks import spawn
 from ..units import iso_utc as _iso
 from .bind import bind_errors
 from .versioning import Inputs, build_graph
@@ -136,11 +137,10 @@ class Reloader:
         self._version = graph.version
         self.counts["applied"] += 1
         dropped = self.runtime.state.retain_only(graph.state_keys)
-        loop = asyncio.get_running_loop()
-        loop.create_task(self._prune_clients())
+        spawn(self._prune_clients(), "reload:prune-clients")
         closable = [item for item in dropped if hasattr(item, "aclose")]
         if closable:  # e.g. the counters of a state backend the new config no longer uses
-            loop.create_task(_close_later(closable))
+            spawn(_close_later(closable), "reload:close-dropped")
         for listener in self.listeners:
             listener(graph)
         self._accepted(graph.version)

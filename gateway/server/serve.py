@@ -13,6 +13,7 @@ import sys
 from ..config.compiler import Runtime, compile_file
 from ..errors import ConfigErrors
 from ..logs import configure, get_logger
+from ..store.tasks import spawn
 from .app import create_app
 from .bind import StartupError, check_bind
 from .drain import DRAIN
@@ -124,7 +125,7 @@ def _signal_handler(loop, stop: asyncio.Event, reloader: Reloader):
 
     def on_signal(signum: int) -> None:
         if signum == signal.SIGHUP:
-            loop.create_task(reloader.reload("signal"))
+            spawn(reloader.reload("signal"), "reload:signal")
         elif draining:
             stop.set()
         else:

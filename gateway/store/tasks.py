@@ -1,12 +1,16 @@
-"""Background tasks that must keep running (the usage and counter writers): kept referenced,
-so the event loop cannot garbage-collect them, and restarted with backoff when they crash,
-with the crash logged. A task that returns is done and not restarted."""
+"""Background tasks, kept referenced (the event loop holds only weak references, so an
+unreferenced task can vanish mid-run) and never failing silently:
+
+- ``Supervisor``: a task that must keep running (the usage and counter writers), restarted
+  with backoff when it crashes, the crash logged. A body that returns is done.
+- ``spawn``: a one-shot task (settling a stream's usage, closing dropped state), its error
+  logged."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable, Coroutine
 
 from ..logs import get_logger
 
@@ -68,3 +72,22 @@ class Supervisor:
                           restart_in=delay, restarts=self.restarts)
             await self.sleep(delay)
             delay = min(delay * 2, self.max_delay)
+
+
+_running: set[asyncio.Task] = set()  # one-shot tasks of this process, referenced until done
+
+
+def spawn(coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task:
+    """Run ``coro`` in the background on the running loop: the task is kept referenced until
+    it ends (the loop holds only weak references), and an error it ends with is logged, not
+    lost in "Task exception was never retrieved"."""
+    task = asyncio.get_running_loop().create_task(coro, name=name)
+    _running.add(task)
+    task.add_done_callback(_finished)
+    return task
+
+
+def _finished(task: asyncio.Task) -> None:
+    _running.discard(task)
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("task_failed", task=task.get_name(), error=f"{type(exc).__name__}: {exc}")

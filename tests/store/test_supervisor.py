@@ -71,3 +71,33 @@ async def test_stop_cancels_the_task_and_start_is_idempotent():
     await asyncio.wait_for(started.wait(), 5)
     await supervisor.stop()
     assert task.cancelled() and not supervisor.running
+
+
+async def test_a_spawned_task_is_kept_referenced_and_its_error_logged():
+    """A one-shot background task (settling a stream's usage) cannot vanish before it ends,
+    and an error it ends with is logged instead of lost."""
+    import gc
+
+    from gateway.store.tasks import _running, spawn
+
+    release = asyncio.Event()
+
+    async def settle():
+        await release.wait()
+        raise ValueError("counter backend gone")
+
+    with capture_logs() as logs:
+        task = spawn(settle(), "limits:settle")
+        mine = {id(task)}
+        del task
+        gc.collect()
+        assert mine <= {id(t) for t in _running}
+        release.set()
+        for _ in range(100):  # bounded: the task ends within a few loop turns
+            if not mine & {id(t) for t in _running}:
+                break
+            await asyncio.sleep(0)
+    assert not mine & {id(t) for t in _running}
+    failed = [e for e in logs if e["event"] == "task_failed"]
+    assert failed and failed[0]["task"] == "limits:settle"
+    assert "counter backend gone" in failed[0]["error"]

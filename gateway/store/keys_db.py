@@ -10,8 +10,7 @@ import sqlite3
 from sqlite_utils import Database, Migrations
 
 from . import legacy
-from .sqlite import connect as _connect
-from .sqlite import migrate
+from .sqlite import connect_migrated
 
 FILE = "keys.db"
 COLUMNS = ("name", "sha256", "routes", "limits", "budget", "metadata", "expires_at",
@@ -49,18 +48,10 @@ def m002_keys_from_gateway_db(db: Database) -> None:
 
 
 def exists(file: str) -> bool:
-    """True when there are keys to read: ``keys.db`` exists, or an older ``gateway.db`` beside
-    it still holds keys (opening then moves them). Creates nothing."""
-    return os.path.exists(file) or legacy.has_rows(file, "keys")
+    """True when there is something to read, here or still in an older gateway.db."""
+    return legacy.exists(file, "keys")
 
 
 def connect(file: str) -> sqlite3.Connection:
     """An autocommit connection to a migrated ``keys.db`` (created if missing)."""
-    conn = _connect(file, isolation_level=None)
-    try:
-        if migrate(Database(conn), migrations):
-            legacy.drop(file, "keys")
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+    return connect_migrated(file, migrations, after=lambda: legacy.drop(file, "keys"))

@@ -26,9 +26,13 @@ def db_path(conn: sqlite3.Connection) -> str:
     return next(row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main")
 
 
-def has_rows(path: str, table: str) -> bool:
-    """True when the ``gateway.db`` beside ``path`` still holds rows of ``table`` (read only:
-    creates nothing)."""
+def exists(path: str, table: str) -> bool:
+    """True when there are rows of ``table`` to read: ``path`` exists, or the ``gateway.db``
+    beside it still holds some (opening ``path`` then moves them). Creates nothing."""
+    return os.path.exists(path) or _has_rows(path, table)
+
+
+def _has_rows(path: str, table: str) -> bool:
     legacy = legacy_path(path)
     if legacy is None or not os.path.exists(legacy):
         return False

@@ -5,7 +5,7 @@ several workers starting together apply each migration once)."""
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from typing import Any, Callable
 
 from sqlite_utils import Database, Migrations
 
@@ -48,12 +48,16 @@ def migrate(db: Database, migrations: Migrations) -> bool:
     return True
 
 
-def open_database(path: str, migrations: Migrations, **options: Any) -> Database:
-    """A migrated sqlite-utils Database on ``connect(path)``."""
-    db = Database(connect(path, **options))
+def connect_migrated(path: str, migrations: Migrations,
+                     after: Callable[[], None] | None = None) -> sqlite3.Connection:
+    """An autocommit connection (``isolation_level=None``) to ``path``, migrated; ``after``
+    runs when this call applied migrations (once they are committed)."""
+    conn = connect(path, isolation_level=None)
     try:
-        migrate(db, migrations)
+        if migrate(Database(conn), migrations) and after is not None:
+            after()
     except BaseException:
-        db.close()
+        conn.close()
         raise
-    return db
+    return conn
+

@@ -9,8 +9,7 @@ from typing import Iterable
 
 from sqlite_utils import Database, Migrations
 
-from .sqlite import connect as _connect
-from .sqlite import migrate
+from .sqlite import connect_migrated
 
 FILE = "state.db"
 KEEP_SECONDS = 40 * 86400  # bucket rows untouched this long are deleted
@@ -32,13 +31,7 @@ def m001_worker_counters(db: Database) -> None:
 
 def connect(file: str) -> sqlite3.Connection:
     """An autocommit connection to a migrated ``state.db`` (created if missing)."""
-    conn = _connect(file, isolation_level=None)
-    try:
-        migrate(Database(conn), migrations)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+    return connect_migrated(file, migrations)
 
 
 def load(file: str, worker: int) -> list[tuple[str, int, float]]:

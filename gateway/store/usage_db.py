@@ -11,8 +11,7 @@ from typing import Sequence
 from sqlite_utils import Database, Migrations
 
 from . import legacy
-from .sqlite import connect as _connect
-from .sqlite import migrate
+from .sqlite import connect_migrated
 
 FILE = "usage.db"
 COLUMNS = ("day", "key", "route", "target", "requests", "prompt_tokens", "completion_tokens",
@@ -51,20 +50,13 @@ def m002_usage_from_gateway_db(db: Database) -> None:
 
 
 def exists(file: str) -> bool:
-    """True when there is usage to read (here, or still in an older gateway.db)."""
-    return os.path.exists(file) or legacy.has_rows(file, "usage")
+    """True when there is something to read, here or still in an older gateway.db."""
+    return legacy.exists(file, "usage")
 
 
 def connect(file: str) -> sqlite3.Connection:
     """An autocommit connection to a migrated ``usage.db`` (created if missing)."""
-    conn = _connect(file, isolation_level=None)
-    try:
-        if migrate(Database(conn), migrations):
-            legacy.drop(file, "usage")
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+    return connect_migrated(file, migrations, after=lambda: legacy.drop(file, "usage"))
 
 
 def add(conn: sqlite3.Connection, rows: dict[tuple, Sequence[float]]) -> None:

@@ -10,14 +10,9 @@ from gateway.keys.store import KeyStore, keystore_path
 from gateway.middleware.usage import usage_db, write_usage
 
 from ..server.inprocess import app_client
+from .configs import MOCK
 
-CONFIG = """
-version: 1
-providers:
-  demo: {type: mock}
-routes:
-  chat: {target: {provider: demo, model: m}}
-"""
+CONFIG = MOCK
 
 
 def test_a_revocation_in_one_store_is_seen_by_the_other_on_its_next_lookup(tmp_path):

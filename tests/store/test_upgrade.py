@@ -17,6 +17,7 @@ from gateway.store import state_db
 from gateway.store.gateway_db import migrations as version_migrations
 
 from ..server.inprocess import app_client
+from .configs import MOCK
 
 # The tables exactly as the previous version created them.
 OLD_KEYS = """CREATE TABLE IF NOT EXISTS keys (
@@ -32,13 +33,7 @@ OLD_COUNTERS = """CREATE TABLE IF NOT EXISTS worker_counters (worker INTEGER NOT
     key TEXT NOT NULL, bucket INTEGER NOT NULL, amount REAL NOT NULL,
     updated REAL NOT NULL, PRIMARY KEY (worker, key, bucket))"""
 
-CONFIG = """
-version: 1
-providers:
-  demo: {type: mock}
-routes:
-  chat: {target: {provider: demo, model: m}}
-"""
+CONFIG = MOCK
 LIVE, REVOKED = "gw-live-key", "gw-revoked-key"
 
 

@@ -35,8 +35,8 @@ hookspec = pluggy.HookspecMarker("gateway")
 
 __all__ = [
     "AttemptCheck", "Authenticator", "GatewayError", "MetricsCollector", "PluginContext",
-    "Readiness", "ReadinessCheck", "RequestContext", "RequestMiddleware", "ResponseMiddleware",
-    "UpstreamError", "UpstreamResponse", "hookspec",
+    "Readiness", "ReadinessCheck", "RequestContext", "RequestMiddleware", "ResponseHeaders",
+    "ResponseMiddleware", "UpstreamError", "UpstreamResponse", "hookspec",
 ]
 
 
@@ -87,6 +87,13 @@ class ResponseMiddleware(Protocol):
     def on_chunk(self, ctx: RequestContext, chunk: bytes) -> bytes: ...
 
     def on_stream_end(self, ctx: RequestContext) -> bytes: ...
+
+
+class ResponseHeaders(Protocol):
+    """Headers for the client's answer, whole or streamed (before its first byte goes out),
+    such as an ``x-gateway-*`` header of the plugin's own. The gateway's own headers win."""
+
+    def headers(self, ctx: RequestContext, response: UpstreamResponse) -> Mapping[str, str] | None: ...
 
 
 class AttemptCheck(Protocol):
@@ -145,6 +152,11 @@ def request_middleware(config: dict, context: PluginContext) -> RequestMiddlewar
 @hookspec
 def response_middleware(config: dict, context: PluginContext) -> ResponseMiddleware | None:
     """A middleware run after the graph, on whole answers and stream chunks, or None."""
+
+
+@hookspec
+def response_headers(config: dict, context: PluginContext) -> ResponseHeaders | None:
+    """Headers added to every answer, whole or streamed, or None."""
 
 
 @hookspec

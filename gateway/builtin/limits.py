@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from .. import hookimpl
 from ..hookspecs import PluginContext, Readiness
-from ..middleware.limits import Limits
+from ..middleware.limits import Limits, RateHeaders
 from ..middleware.state_backend import counters_for
 from ..middleware.usage import period_range, query_usage, usage_db
 from ..state.counters import Counters
@@ -69,6 +69,11 @@ def request_middleware(config: dict, context: PluginContext) -> Limits:
     """Built in, always on: keys created at run time may carry limits and budgets at any
     moment. Its response methods settle what the request reserved."""
     return Limits(context)
+
+
+@hookimpl
+def response_headers(config: dict, context: PluginContext) -> RateHeaders:
+    return RateHeaders()
 
 
 @hookimpl

@@ -85,6 +85,7 @@ def _instantiate(pm: PluginManager, name: str, config: dict, base: PluginContext
         before = pm.call_one(name, "request_middleware", **kwargs)
         after = pm.call_one(name, "response_middleware", **kwargs)
         check = pm.call_one(name, "attempt_check", **kwargs)
+        headers = pm.call_one(name, "response_headers", **kwargs)
         authenticator = pm.call_one(name, "authenticator", **kwargs)
         admin = pm.call_one(name, "admin_routes", **kwargs)
         ready = pm.call_one(name, "readiness_check", **kwargs)
@@ -108,8 +109,8 @@ def _instantiate(pm: PluginManager, name: str, config: dict, base: PluginContext
         out.collectors.append(collector)
     if after is None and any(hasattr(before, m) for m in RESPONSE_METHODS):
         after = before  # one object serving both sides (it keeps what it reserved in ctx)
-    if before is not None or after is not None:
-        out.chain.append(PluginLayer(public, before, after))
+    if before is not None or after is not None or headers is not None:
+        out.chain.append(PluginLayer(public, before, after, headers))
     if check is not None:
         out.checks.append(NamedCheck(public, check))
     if not name.startswith(BUILTIN_PREFIX):

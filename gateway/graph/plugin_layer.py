@@ -61,9 +61,11 @@ class AttemptChecks:
 
 
 class PluginLayer:
-    def __init__(self, name: str, before: Any | None, after: Any | None):
+    def __init__(self, name: str, before: Any | None, after: Any | None,
+                 headers: Any | None = None):
         self.name = name
         self.before = before
+        self.headers = getattr(headers, "headers", None)  # hookspecs.ResponseHeaders
         self.on_response = getattr(after, "on_response", None)
         self.on_chunk = getattr(after, "on_chunk", None)
         self.on_stream_end = getattr(after, "on_stream_end", None)
@@ -97,6 +99,15 @@ class PluginLayer:
                 raise
             except Exception as exc:
                 raise failure(self.name, exc) from exc
+        if self.headers is not None:
+            try:
+                extra = self.headers(ctx, response)
+            except (GatewayError, UpstreamError):
+                raise
+            except Exception as exc:
+                raise failure(self.name, exc) from exc
+            if extra:
+                response.headers.update(extra)
         return response
 
     async def _error(self, ctx: RequestContext, exc: BaseException) -> None:

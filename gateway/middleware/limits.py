@@ -8,7 +8,8 @@ limit, so concurrent requests cannot overspend. After the call the reservation i
 the usage the provider reported (released on failure), usage is recorded, and budget
 thresholds crossed emit one alert each. Streams report their usage too (stream_usage.py); only
 when a provider reports nothing is the usage estimated, and the row says so. 429 answers carry
-Retry-After and OpenAI's x-ratelimit-* headers; successful answers carry them too.
+Retry-After and OpenAI's x-ratelimit-* headers; successful answers, streamed ones included, carry
+them too (RateHeaders).
 """
 
 from __future__ import annotations
@@ -180,8 +181,6 @@ class Limits:
                 usage = estimate_answer_usage(ctx.body, data, ctx.endpoint)
                 estimated = usage is not None
         await self._settle(ctx, reservation, response.target, usage, estimated)
-        if reservation.items:
-            response.headers.update(rate_headers(reservation.verdict))
         return response
 
     def on_chunk(self, ctx: RequestContext, chunk: bytes) -> bytes:
@@ -249,6 +248,17 @@ class Limits:
                     log.warning("alert", kind="budget_threshold", scope=budget.scope,
                                 period=budget.period, threshold=share, spent_usd=round(spent, 6),
                                 budget_usd=budget.usd)
+
+
+class RateHeaders:
+    """OpenAI's x-ratelimit-* headers on every answer a limit applied to, whole or streamed
+    (hookspecs.ResponseHeaders)."""
+
+    def headers(self, ctx: RequestContext, response: UpstreamResponse) -> dict[str, str] | None:
+        reservation = ctx.state_for(Reservation)
+        if reservation is None or not reservation.items:
+            return None
+        return rate_headers(reservation.verdict)
 
 
 def _amount(limit: Limit, tokens: float, usd: float) -> float:

@@ -90,12 +90,6 @@ class Counters(ABC):
         return None
 
 
-def counters_in(registry) -> list[Counters]:
-    """The counters the running config uses, from the runtime state registry (kept there
-    under ``("counters", where)``; see middleware/state_backend.py)."""
-    return [item for item in registry.of_kind("counters") if isinstance(item, Counters)]
-
-
 class MemoryCounters(Counters):
     """In-process counters. Atomic by construction: no await between check and add.
 

@@ -60,6 +60,16 @@ def usage_rows(gw, query: str, done) -> list[dict]:
                 what="usage not written")
 
 
+def test_streamed_answers_carry_rate_limit_headers(gateway_app):
+    """A streamed answer carries the x-ratelimit headers too (they go out with its status
+    line, through the response_headers hook)."""
+    gw = gateway_app(CONFIG)
+    answer = post(gw, "chat", stream=True)
+    assert answer.status_code == 200 and "data: [DONE]" in answer.text
+    assert answer.headers["x-ratelimit-limit-requests"] == "5"
+    assert answer.headers["x-ratelimit-remaining-requests"] == "4"
+
+
 def test_key_rate_limit_gives_429_with_headers(gateway_app):
     """The key's requests_per_minute: the sixth request gets 429 with Retry-After and
     OpenAI's x-ratelimit headers; allowed answers carry the headers too."""

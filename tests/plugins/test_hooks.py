@@ -75,6 +75,20 @@ async def test_hook_response_middleware(tmp_path: Path):
     assert r.headers["x-test-stamp"] == "two,one"
 
 
+async def test_hook_response_headers(tmp_path: Path):
+    """A plugin's headers reach whole and streamed answers; the gateway's own win."""
+    async with app_client(with_plugins("  - name: test-ops\n"), tmp_path) as client:
+        whole = await client.post("/v1/chat/completions", **chat(model="b"))
+        body = chat(model="b")
+        body["json"]["stream"] = True
+        streamed = await client.post("/v1/chat/completions", **body)
+    for answer in (whole, streamed):
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["x-gateway-test-ops"] == "b via q/m2"
+        assert answer.headers["x-gateway-route"] == "b"
+    assert "data: [DONE]" in streamed.text
+
+
 async def test_hook_attempt_check(tmp_path: Path):
     """A refused answer makes the fallback move on to its next target."""
     config = with_plugins("  - name: test-reject\n    config: {model: m1}\n")

@@ -257,7 +257,7 @@ def test_reload_adds_and_removes_plugins_under_traffic(gateway_app):
 
 HOOKS = ["plugin_config_schema", "request_middleware", "response_middleware", "attempt_check",
          "register_commands", "register_providers", "authenticator", "admin_routes",
-         "readiness_check", "metrics_collector"]
+         "readiness_check", "metrics_collector", "response_headers"]
 
 
 def test_every_hook_is_documented_with_its_signature():

@@ -1,5 +1,5 @@
-"""The hooks that reach the server: an authenticator, admin routes, a readiness check and a
-metrics collector, each steered by the plugin's config."""
+"""The hooks that reach the server: an authenticator, admin routes, a readiness check, a
+metrics collector and response headers, each steered by the plugin's config."""
 
 from gateway import hookimpl
 from gateway.errors import GatewayError
@@ -56,6 +56,17 @@ class Routes:
         gauge = GaugeMetricFamily("test_ops_routes", "Routes of the running config")
         gauge.add_metric([], self.count)
         yield gauge
+
+
+class RouteHeader:
+    def headers(self, ctx, response):
+        return {"x-gateway-test-ops": f"{ctx.route} via {response.target}",
+                "x-gateway-route": "forged"}  # the gateway's own header wins
+
+
+@hookimpl
+def response_headers(config, context):
+    return RouteHeader()
 
 
 @hookimpl

@@ -1,4 +1,6 @@
-"""Validated config data -> RoutingGraph. Pure: no I/O beyond what it is given, no event loop.
+"""Validated config data -> RoutingGraph. No event loop (it runs in a worker thread), and it never
+touches the live graph; its I/O is reading: the config file and its includes (compile_file), the
+vault for secret:NAME values, and whatever a plugin reads while it sets up.
 
 All semantic errors are collected (unknown providers and routes with "did you mean", cycles
 between routes, bad regular expressions, duplicate key hashes, ...), each with its position,

@@ -30,7 +30,8 @@ class Attempt:
 class RequestContext:
     """Everything a request carries through the gateway.
 
-    ``endpoint`` is one of chat, completions, embeddings. ``body`` is the client's JSON body;
+    ``endpoint`` is a key of providers.base.ENDPOINT_CAPABILITY (chat, completions, embeddings,
+    images, speech, transcriptions). ``body`` is the client's JSON body;
     nodes copy it before changing it, so a fallback always starts from what the client sent.
     """
 

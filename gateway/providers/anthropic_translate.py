@@ -1,6 +1,6 @@
 """OpenAI chat bodies -> Anthropic Messages API requests, as pure functions (no I/O).
 
-The way back (responses, stream events, errors) is in anthropic_stream.py. Choices made where
+The way back (responses, stream events, errors) is in anthropic_response.py. Choices made where
 the two APIs differ are documented in docs/providers.md ("anthropic"); the constants below are
 the numbers quoted there.
 """

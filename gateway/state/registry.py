@@ -1,4 +1,5 @@
-"""StateRegistry: mutable runtime state (cursors, later breakers and EWMAs) by stable key.
+"""StateRegistry: mutable runtime state by stable key: round-robin cursors, breakers and latency
+EWMAs (state/target.py), canary arms, retry budgets, limit and budget counters.
 
 The compiler acquires a handle per key while it builds a graph, so a recompiled but unchanged
 node gets the very same state object back (Caddy's UsagePool idea). After a swap, keys that

@@ -11,8 +11,8 @@ One message::
     message CRC   uint32 BE   (CRC32 of everything before it)
 
 ``Decoder`` is incremental: feed it byte chunks cut anywhere and it returns whole messages,
-checking both CRCs and bounding what it buffers. ``encode`` is the inverse (the test fakes
-use it).
+checking both CRCs and bounding what it buffers. The gateway only reads this format; the
+tests' fake Bedrock writes it (tests/providers/eventstream_encode.py).
 """
 
 from __future__ import annotations
@@ -140,27 +140,3 @@ class Decoder:
     def pending(self) -> int:
         """Bytes of an unfinished message (non-zero at the end of a stream: it was cut)."""
         return len(self._buffer)
-
-
-def _encode_header(name: str, value: Any) -> bytes:
-    raw_name = name.encode("utf-8")
-    head = struct.pack(">B", len(raw_name)) + raw_name
-    if isinstance(value, bool):
-        return head + struct.pack(">B", _TRUE if value else _FALSE)
-    if isinstance(value, int):
-        return head + struct.pack(">Bi", _INT, value)
-    if isinstance(value, uuid.UUID):
-        return head + struct.pack(">B", _UUID) + value.bytes
-    if isinstance(value, (bytes, bytearray)):
-        return head + struct.pack(">BH", _BYTES, len(value)) + bytes(value)
-    raw = str(value).encode("utf-8")
-    return head + struct.pack(">BH", _STRING, len(raw)) + raw
-
-
-def encode(headers: dict[str, Any], payload: bytes) -> bytes:
-    """One frame (ints are encoded as int32, str as string, bytes as byte array)."""
-    raw_headers = b"".join(_encode_header(k, v) for k, v in headers.items())
-    total = PRELUDE + len(raw_headers) + len(payload) + 4
-    prelude = struct.pack(">II", total, len(raw_headers))
-    body = prelude + struct.pack(">I", _crc(prelude)) + raw_headers + payload
-    return body + struct.pack(">I", _crc(body))

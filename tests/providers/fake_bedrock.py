@@ -22,9 +22,10 @@ import re
 from aiohttp import web
 
 from gateway.providers import sigv4
-from gateway.providers.eventstream import encode
 
+from .eventstream_encode import encode
 from .fake_server import FakeServer, Script, answer, arguments_for, words
+from .sigv4_verify import parse_authorization, verify
 
 TOP = {"messages", "system", "inferenceConfig", "toolConfig", "guardrailConfig",
        "additionalModelRequestFields", "additionalModelResponseFieldPaths", "promptVariables",
@@ -71,7 +72,7 @@ class FakeBedrock(FakeServer):
 
     def _check_signature(self, request: web.Request, raw: bytes) -> Invalid | None:
         headers = dict(request.headers)
-        auth = sigv4.parse_authorization(headers.get("Authorization", ""))
+        auth = parse_authorization(headers.get("Authorization", ""))
         if auth is None:
             return Invalid("Missing Authentication Token", 403, "MissingAuthenticationTokenException")
         if auth.region != self.region:
@@ -89,7 +90,7 @@ class FakeBedrock(FakeServer):
         if self.creds.session_token and "x-amz-security-token" not in auth.signed_headers:
             return Invalid("The security token must be signed", 403, "InvalidSignatureException")
         path, _, query = request.raw_path.partition("?")
-        problem = sigv4.verify(request.method, path, query, headers, raw, self.creds)
+        problem = verify(request.method, path, query, headers, raw, self.creds)
         if problem:
             kind = "UnrecognizedClientException" if "token" in problem else "InvalidSignatureException"
             return Invalid(problem, 403, kind)

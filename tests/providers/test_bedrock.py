@@ -14,8 +14,8 @@ from gateway.providers.base import ClientPool, ProviderSpec, Timeouts, UpstreamR
 from gateway.providers.bedrock import (
     JSON_TOOL, BedrockProvider, from_bedrock, parse_error, stream_chunks, to_bedrock, tool_id,
 )
-from gateway.providers.eventstream import encode
 
+from .eventstream_encode import encode
 from .fake_bedrock import FakeBedrock, validate
 from .fake_server import Script
 

@@ -10,8 +10,10 @@ import zlib
 import pytest
 
 from gateway.providers.eventstream import (
-    Decoder, EventStreamError, Message, decode_headers, decode_message, encode,
+    Decoder, EventStreamError, Message, decode_headers, decode_message,
 )
+
+from .eventstream_encode import encode
 
 # From botocore's tests/unit/test_eventstream.py.
 EMPTY_MESSAGE = b"\x00\x00\x00\x10\x00\x00\x00\x00\x05\xc2\x48\xeb\x7d\x98\xc8\xff"

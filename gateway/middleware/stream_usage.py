@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from ..providers.sse import SSEFramer
+from ..providers.sse import SSEFramer, parse_event
 
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')  # not `"usage": null`, which OpenAI sends too
 
@@ -53,9 +53,9 @@ class StreamUsage:
 
 
 def _payload(event: bytes) -> dict | None:
-    data = b"\n".join(line[5:].lstrip() for line in event.splitlines() if line.startswith(b"data:"))
+    parsed = parse_event(event)
     try:
-        value = orjson.loads(data)
+        value = orjson.loads(parsed.data) if parsed is not None else None
     except orjson.JSONDecodeError:
         return None
     return value if isinstance(value, dict) else None

@@ -21,6 +21,7 @@ from ..errors import UpstreamError
 from ..units import duration_text
 from .base import Provider, UpstreamRequest, UpstreamResponse
 from .native import bad_request
+from .sse import DONE, chunk
 
 
 class MockProvider(Provider):
@@ -150,15 +151,14 @@ async def _stream(
     chat = endpoint == "chat"
 
     def event(choice: dict | None, extra: dict | None = None) -> bytes:
-        data = {
+        return chunk({
             "id": ident,
             "object": "chat.completion.chunk" if chat else "text_completion",
             "created": created,
             "model": model,
             "choices": [choice] if choice else [],
             **(extra or {}),
-        }
-        return b"data: " + orjson.dumps(data) + b"\n\n"
+        })
 
     if chat:
         yield event({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None})
@@ -176,7 +176,7 @@ async def _stream(
         yield event({"index": 0, "text": "", "finish_reason": finish})
     if usage is not None:
         yield event(None, {"usage": usage})
-    yield b"data: [DONE]\n\n"
+    yield DONE
 
 
 MAX_DIMENSIONS = 4096  # real embedding models go up to 3072

@@ -20,7 +20,7 @@ import orjson
 
 from ..errors import UpstreamError, classify_status
 from .http import error_type, openai_error_body
-from .sse import DONE
+from .sse import DONE, chunk
 
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[^;,]*)*)(?P<b64>;base64)?,",
                        re.IGNORECASE)
@@ -320,9 +320,8 @@ class Chunks:
         self.created = int(time.time())
 
     def _event(self, choices: list[dict], **extra: Any) -> bytes:
-        data = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                "model": self.model, "choices": choices, **extra}
-        return b"data: " + orjson.dumps(data) + b"\n\n"
+        return chunk({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                      "model": self.model, "choices": choices, **extra})
 
     def delta(self, index: int = 0, finish: str | None = None, **delta: Any) -> bytes:
         return self._event([{"index": index, "delta": delta, "finish_reason": finish,
@@ -373,8 +372,8 @@ async def primed(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         try:
             if first is not None:
                 yield first
-            async for chunk in iterator:
-                yield chunk
+            async for piece in iterator:
+                yield piece
         finally:
             await iterator.aclose()
 

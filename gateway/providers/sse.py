@@ -1,4 +1,6 @@
-"""Server-sent events: parse an upstream's byte stream into events, write OpenAI chunks."""
+"""Server-sent events, one framer for the whole gateway: cut a byte stream into events, read an
+event's fields, write data events (OpenAI's chunks, ``[DONE]``, the server's mid-stream error
+event), and tell whether an OpenAI-compatible stream ended complete."""
 
 from __future__ import annotations
 
@@ -12,8 +14,26 @@ from ..errors import UpstreamError
 
 DONE = b"data: [DONE]\n\n"
 _EVENT_END = re.compile(rb"(?>\r\n|\n|\r)(?>\r\n|\n|\r)")
+_EVENT_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r")
+_LINE_END = re.compile(r"\r\n|\n|\r")
 # What ends an OpenAI-compatible stream: `data: [DONE]`, or a choice's (non-null) finish_reason.
 _COMPLETE = re.compile(rb'data: ?\[DONE\]|"finish_reason"\s*:\s*"')
+
+
+def data_event(data: bytes) -> bytes:
+    """One event carrying ``data``, which must be a single line (serialized JSON is)."""
+    return b"data: " + data + b"\n\n"
+
+
+def chunk(payload: dict[str, Any]) -> bytes:
+    """One OpenAI-style SSE event."""
+    return data_event(orjson.dumps(payload))
+
+
+def ends_event(sent: bytes) -> bool:
+    """Whether the bytes relayed so far (their last four suffice) stop between events, so that
+    an event written next stands on its own rather than ending a broken one."""
+    return sent.endswith(_EVENT_ENDS)
 
 
 class SSEFramer:
@@ -46,39 +66,34 @@ class Event:
     data: str
 
 
-async def events(chunks: AsyncIterator[bytes]) -> AsyncIterator[Event]:
-    """Parse SSE from arbitrary byte chunks (events may span chunks; CRLF or LF lines)."""
-    buffer = b""
+def parse_event(raw: bytes) -> Event | None:
+    """The ``event`` and ``data`` fields of one event as ``SSEFramer`` cuts it (several data
+    lines join with newlines; comments are skipped); None when it has neither. Bytes that are
+    not UTF-8 read as U+FFFD, so a garbled upstream byte cannot end the stream with a crash."""
     event: str | None = None
     data: list[str] = []
-    async for chunk in chunks:
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        for raw in lines:
-            line = raw.rstrip(b"\r").decode("utf-8")
-            if not line:
-                if data or event:
-                    yield Event(event, "\n".join(data))
-                event, data = None, []
-            elif line.startswith(":"):
-                continue
-            else:
-                field, _, value = line.partition(":")
-                value = value[1:] if value.startswith(" ") else value
-                if field == "event":
-                    event = value
-                elif field == "data":
-                    data.append(value)
-    tail = buffer.rstrip(b"\r").decode("utf-8")
-    if tail.startswith("data:"):
-        data.append(tail[5:].lstrip(" "))
-    if data:
-        yield Event(event, "\n".join(data))
+    for line in _LINE_END.split(raw.decode("utf-8", "replace")):
+        if not line or line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "event":
+            event = value
+        elif field == "data":
+            data.append(value)
+    return Event(event, "\n".join(data)) if data or event else None
 
 
-def chunk(payload: dict[str, Any]) -> bytes:
-    """One OpenAI-style SSE event."""
-    return b"data: " + orjson.dumps(payload) + b"\n\n"
+async def events(chunks: AsyncIterator[bytes]) -> AsyncIterator[Event]:
+    """Parse SSE from arbitrary byte chunks (events may span chunks; CRLF, LF or CR lines). A
+    last event the stream did not finish with its blank line counts if it carries data."""
+    framer = SSEFramer()
+    async for piece in chunks:
+        for raw in framer.feed(piece):
+            if (event := parse_event(raw)) is not None:
+                yield event
+    if (event := parse_event(framer.rest())) is not None and event.data:
+        yield event
 
 
 async def until_complete(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -23,6 +23,7 @@ from ..units import seconds
 from ..errors import GatewayError, UpstreamError
 from ..graph.context import RequestContext
 from ..providers.base import Upload
+from ..providers.sse import data_event, ends_event
 from .access_log import log_request
 from .drain import DRAIN
 from .errors import error_body, gateway_error_response, upstream_failure
@@ -209,8 +210,8 @@ async def guard_stream(
             status, kind, code = err.status, err.type, err.code
             outcome = "shutdown" if err.code == "shutting_down" else outcome
         if sse:
-            end = b"" if tail.endswith(_EVENT_ENDS) else b"\n\n"
-            yield end + b"data: " + error_body(error, kind, code) + b"\n\n"
+            end = b"" if ends_event(tail) else b"\n\n"
+            yield end + data_event(error_body(error, kind, code))
     except BaseException:  # the client went away (the server closed the stream)
         status, error, outcome = 499, _CLIENT_LEFT, "client_disconnected"
         raise
@@ -222,7 +223,6 @@ async def guard_stream(
             log_request(ctx, ctx.endpoint, ctx.request_id, status, target, error, outcome)
 
 
-_EVENT_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r")
 _CLIENT_LEFT = "the client closed the connection mid-stream"
 
 

@@ -1,10 +1,10 @@
-"""SSE parsing across arbitrary chunk boundaries."""
+"""SSE framing: parsing across arbitrary chunk boundaries, and the events the gateway writes."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.providers.sse import Event, chunk, events
+from gateway.providers.sse import DONE, Event, SSEFramer, chunk, data_event, ends_event, events, parse_event
 
 
 async def parse(*parts: bytes) -> list[Event]:
@@ -38,3 +38,35 @@ def test_chunk_encoding(payload):
     """OpenAI chunks are `data: JSON` followed by a blank line."""
     encoded = chunk(payload)
     assert encoded.startswith(b"data: {") and encoded.endswith(b"}\n\n")
+
+
+async def test_cr_only_line_endings():
+    """Lines may end with a lone CR, as the SSE format allows, and events still come apart."""
+    assert await parse(b"event: a\rdata: 1\r\rdata: 2\r\r") == [Event("a", "1"), Event(None, "2")]
+
+
+async def test_bytes_that_are_not_utf8_do_not_end_the_stream():
+    """A garbled byte reads as U+FFFD; the events around it are still parsed."""
+    assert await parse(b"data: a\xff\n\ndata: b\n\n") == [Event(None, "a\ufffd"), Event(None, "b")]
+
+
+def test_parse_event_reads_what_the_framer_cuts():
+    """The framer's events parse back to their fields; a comment-only event is None."""
+    framer = SSEFramer()
+    cut = framer.feed(b": ping\n\nevent: x\ndata:1\ndata:  2\n\n")
+    assert [parse_event(e) for e in cut] == [None, Event("x", "1\n 2")]
+
+
+def test_data_event_and_done_are_what_parsers_read():
+    """What the gateway writes (chunks, [DONE], the server's error event) parses back."""
+    for written, data in [(data_event(b'{"error": {}}'), '{"error": {}}'), (DONE, "[DONE]"),
+                          (chunk({"a": 1}), '{"a":1}')]:
+        assert ends_event(written)
+        assert parse_event(written) == Event(None, data)
+
+
+@pytest.mark.parametrize("sent, ends", [(b"x\n\n", True), (b"\r\n\r\n", True), (b"\r\r", True),
+                                        (b'data: {"a"', False), (b"data: 1\n", False)])
+def test_ends_event(sent, ends):
+    """Whether relayed bytes stop between events (so an error event can follow directly)."""
+    assert ends_event(sent) is ends

@@ -18,6 +18,7 @@ from .anthropic_response import StreamTranslator, from_anthropic, parse_error
 from .anthropic_translate import DEFAULT_MAX_TOKENS, TranslationError, to_anthropic
 from .base import Provider, UpstreamRequest, UpstreamResponse
 from .http import post_json, post_stream
+from .native import bad_request, bad_upstream, load_json, unsupported_endpoint
 from .sse import DONE, chunk, events
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -55,14 +56,12 @@ class AnthropicProvider(Provider):
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         if request.endpoint != "chat":
-            raise client_error(f"provider '{self.name}' (anthropic) has no {request.endpoint} "
-                               "endpoint: route it to a provider that has one",
-                               "unsupported_endpoint")
+            raise unsupported_endpoint(self.name, "anthropic", request.endpoint)
         try:
             translated = to_anthropic(request.body, stream=request.stream,
                                       default_max_tokens=self._max_tokens)
         except TranslationError as err:
-            raise client_error(f"anthropic: {err.message}", "invalid_value", err.param) from None
+            raise bad_request(f"anthropic: {err.message}", err.param, err.code) from None
         session = self.clients.session(self._key)
         data = orjson.dumps(translated.body)
         if request.stream:
@@ -76,20 +75,10 @@ class AnthropicProvider(Provider):
             return UpstreamResponse(200, stream=stream, media_type="text/event-stream")
         raw, _ = await post_json(session, self._url, data, self._headers, request.timeouts,
                                  parse_error)
-        try:
-            message = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(502, "server", "anthropic answered with a body that is not JSON") \
-                from None
+        message = load_json("anthropic", raw)
+        if not isinstance(message, dict):
+            raise bad_upstream("anthropic", "the answer is not a JSON object")
         return UpstreamResponse(200, body=orjson.dumps(from_anthropic(message, translated.json_tool)))
-
-
-def client_error(message: str, code: str, param: str | None = None) -> UpstreamError:
-    """A request this adapter cannot send: a 400 returned to the client as it is."""
-    body = orjson.dumps({"error": {"message": message, "type": "invalid_request_error",
-                                   "code": code, "param": param}})
-    return UpstreamError(400, "client", message, body=body,
-                         headers={"Content-Type": "application/json"})
 
 
 async def open_stream(chunks: AsyncIterator[bytes],
@@ -130,11 +119,7 @@ async def _relay(parsed: AsyncIterator, chunks: AsyncIterator[bytes], translator
 
 
 def _decode(data: str) -> dict:
-    try:
-        event = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise UpstreamError(502, "server", "anthropic sent a stream event that is not JSON",
-                            from_upstream=False) from None
+    event = load_json("anthropic", data)
     return event if isinstance(event, dict) else {}
 
 

@@ -7,11 +7,12 @@ the numbers quoted there.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from .native import TranslationError, arguments_of, parse_data_url
 
 DEFAULT_MAX_TOKENS = 4096  # sent when the client gives neither max_tokens nor max_completion_tokens
 MIN_THINKING_BUDGET = 1024  # Anthropic refuses smaller budget_tokens
@@ -31,16 +32,6 @@ JSON_TOOL_DESCRIPTION = "Give your answer by calling this tool with the JSON the
 HISTORY_TOOL_DESCRIPTION = "A tool called earlier in this conversation (declared by the gateway)."
 # Body keys sent on as they are: Anthropic-native extras a client may add (extra_body).
 PASSTHROUGH = ("top_k", "thinking")
-_DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)(?:;[^,]*)?;base64,(.*)$", re.S)
-
-
-class TranslationError(ValueError):
-    """The request cannot be expressed for Anthropic: a 400 for the client."""
-
-    def __init__(self, message: str, param: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.param = param
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,9 +257,9 @@ def _image(part: dict, param: str) -> dict:
     url = image.get("url") if isinstance(image, dict) else image
     if not isinstance(url, str):
         raise TranslationError(f"{param}: image_url.url must be a string", param)
-    found = _DATA_URL.match(url)
-    if found:
-        media_type, data = found.group(1).lower(), found.group(2)
+    inline = parse_data_url(url, param)
+    if inline:
+        media_type, data = inline
         if media_type == "application/pdf":
             return {"type": "document",
                     "source": {"type": "base64", "media_type": media_type, "data": data}}
@@ -278,17 +269,18 @@ def _image(part: dict, param: str) -> dict:
         return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
     if url.startswith(("https://", "http://")):
         return {"type": "image", "source": {"type": "url", "url": url}}
-    raise TranslationError(f"{param}: an image must be a base64 data URL or an http(s) URL", param)
+    raise TranslationError(f"{param}: an image must be a data URL or an http(s) URL", param)
 
 
 def _file(part: dict, param: str) -> dict:
     file = part.get("file") or {}
-    found = _DATA_URL.match(file.get("file_data") or "")
-    if not found or found.group(1).lower() != "application/pdf":
+    data = file.get("file_data") if isinstance(file, dict) else None
+    inline = parse_data_url(data, param) if isinstance(data, str) else None
+    if not inline or inline[0] != "application/pdf":
         raise TranslationError(f"{param}: only PDF files given as file_data (a base64 data URL) "
                                "are supported for anthropic", param)
     return {"type": "document",
-            "source": {"type": "base64", "media_type": "application/pdf", "data": found.group(2)}}
+            "source": {"type": "base64", "media_type": "application/pdf", "data": inline[1]}}
 
 
 def _assistant_blocks(message: dict, i: int) -> list[dict]:
@@ -309,22 +301,8 @@ def _assistant_blocks(message: dict, i: int) -> list[dict]:
         if not isinstance(function, dict) or not call.get("id") or not function.get("name"):
             raise TranslationError(f"{param} needs id and function.name", param)
         blocks.append({"type": "tool_use", "id": call["id"], "name": function["name"],
-                       "input": _arguments(function.get("arguments"), param)})
+                       "input": arguments_of(call, param)})
     return blocks
-
-
-def _arguments(raw: Any, param: str) -> dict:
-    if raw is None or raw == "":
-        return {}
-    if isinstance(raw, dict):
-        return raw
-    try:
-        value = orjson.loads(raw)
-    except (orjson.JSONDecodeError, TypeError):
-        raise TranslationError(f"{param}.function.arguments is not valid JSON", param) from None
-    if not isinstance(value, dict):
-        raise TranslationError(f"{param}.function.arguments must be a JSON object", param)
-    return value
 
 
 def _tool_result(message: dict, i: int) -> dict:

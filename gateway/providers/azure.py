@@ -14,11 +14,8 @@ from __future__ import annotations
 from typing import Any, Mapping
 from urllib.parse import quote
 
-import orjson
-
 from .base import ENDPOINT_PATHS, Provider, UpstreamRequest, UpstreamResponse
-from .http import parse_openai_error, post_json, post_stream
-from .sse import until_complete
+from .openai import pass_through
 
 
 class AzureOpenAIProvider(Provider):
@@ -60,17 +57,6 @@ class AzureOpenAIProvider(Provider):
         return self._prefix.removesuffix("deployments/") + "models" + self._query
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
-        session = self.clients.session(self._key)
-        data = orjson.dumps(request.body)
         url = self.url(request.endpoint, str(request.body.get("model") or ""))
-        if request.stream:
-            chunks, media_type = await post_stream(
-                session, url, data, self._headers, request.timeouts, parse_openai_error,
-                openai_shaped=True, expect="text/event-stream")
-            if request.stream and media_type.startswith("text/event-stream"):
-                chunks = until_complete(chunks)  # a stream cut short is an error
-            return UpstreamResponse(200, stream=chunks, media_type=media_type)
-        body, media_type = await post_json(
-            session, url, data, self._headers, request.timeouts, parse_openai_error,
-            openai_shaped=True)
-        return UpstreamResponse(200, body=body, media_type=media_type)
+        return await pass_through(self.clients.session(self._key), url, self._headers, request,
+                                  streamed=request.stream)

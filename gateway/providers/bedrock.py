@@ -109,7 +109,7 @@ class BedrockProvider(Provider):
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         if request.endpoint != "chat":
-            raise unsupported_endpoint(KIND, request.endpoint)
+            raise unsupported_endpoint(self.name, KIND, request.endpoint)
         body = request.body
         model = str(body.get("model", ""))
         payload, json_tool = to_bedrock(body)
@@ -231,7 +231,7 @@ def _block(part: dict, param: str) -> dict:
         if fmt not in IMAGE_FORMATS.values():
             raise bad_request(f"{param}: cannot tell the image format of {url}", param)
         return {"image": {"format": fmt, "source": {"s3Location": {"uri": url}}}}
-    inline = parse_data_url(url)
+    inline = parse_data_url(url, param)
     if inline is None:
         raise bad_request(f"{param}: bedrock takes images as data URLs (or s3:// URIs), not links",
                           param)

@@ -64,7 +64,7 @@ class CohereProvider(Provider):
             result = from_embed_response(load_json(KIND, raw), model, body.get("encoding_format"))
             return UpstreamResponse(200, body=orjson.dumps(result))
         if request.endpoint != "chat":
-            raise unsupported_endpoint(KIND, request.endpoint)
+            raise unsupported_endpoint(self.name, KIND, request.endpoint)
         payload = to_cohere(body, stream=request.stream)
         if request.stream:
             headers = {**self._headers, "Accept": "text/event-stream"}

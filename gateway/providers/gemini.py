@@ -90,7 +90,7 @@ class GeminiProvider(Provider):
             if request.endpoint == "images":
                 return await self._images(session, body, model, request.timeouts, parse)
             if request.endpoint != "chat":
-                raise unsupported_endpoint(KIND, request.endpoint)
+                raise unsupported_endpoint(self.name, KIND, request.endpoint)
             data = orjson.dumps(to_gemini(body))
             if request.stream:
                 chunks, _ = await post_stream(
@@ -207,7 +207,7 @@ def _part(part: dict, param: str) -> dict:
     if part["type"] == "text":
         return {"text": part["text"]}
     url = image_url(part)
-    inline = parse_data_url(url)
+    inline = parse_data_url(url, param)
     if inline:
         return {"inlineData": {"mimeType": inline[0], "data": inline[1]}}
     mime = mimetypes.guess_type(url.split("?", 1)[0])[0] or "image/jpeg"

@@ -1,5 +1,6 @@
 """Shared by the adapters that translate OpenAI's chat format into another wire format and back
-(gemini, cohere, bedrock): reading the OpenAI request, building OpenAI answers and stream chunks.
+(anthropic, gemini, cohere, bedrock): refusing what cannot be translated, reading the OpenAI
+request, building OpenAI answers and stream chunks.
 
 Everything here is a pure function or a small value object, so the translations can be tested
 without any network.
@@ -26,18 +27,26 @@ _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[
                        re.IGNORECASE)
 
 
-def bad_request(message: str, param: str | None = None, code: str = "invalid_value") -> UpstreamError:
+class TranslationError(UpstreamError):
     """A request this provider cannot take, refused before sending: a 400 the client sees as-is
-    (class ``client``, so no policy retries it or falls back on it unless it lists 400)."""
-    body = orjson.dumps({"error": {"message": message, "type": "invalid_request_error",
-                                   "code": code, "param": param}})
-    return UpstreamError(400, "client", message, body=body,
+    (class ``client``, so no policy retries it or falls back on it unless it lists 400).
+    ``param`` names the offending part of the request."""
+
+    def __init__(self, message: str, param: str | None = None, code: str = "invalid_value"):
+        body = orjson.dumps({"error": {"message": message, "type": "invalid_request_error",
+                                       "code": code, "param": param}})
+        super().__init__(400, "client", message, body=body,
                          headers={"Content-Type": "application/json"})
+        self.param = param
+        self.code = code
 
 
-def unsupported_endpoint(kind: str, endpoint: str) -> UpstreamError:
-    return bad_request(f"provider type {kind} does not serve the {endpoint} endpoint",
-                       code="unsupported_endpoint")
+bad_request = TranslationError  # how the adapters raise it: ``raise bad_request(message, param)``
+
+
+def unsupported_endpoint(provider: str, kind: str, endpoint: str) -> TranslationError:
+    return bad_request(f"provider '{provider}' ({kind}) has no {endpoint} endpoint: route it to "
+                       "a provider that has one", code="unsupported_endpoint")
 
 
 def bad_upstream(kind: str, what: str) -> UpstreamError:
@@ -120,9 +129,9 @@ def image_url(part: dict) -> str:
     return _image_url(part)
 
 
-def parse_data_url(url: str) -> tuple[str, str] | None:
+def parse_data_url(url: str, param: str) -> tuple[str, str] | None:
     """``data:image/png;base64,AAAA`` -> ("image/png", "AAAA"); None for other URLs.
-    Non-base64 data URLs are re-encoded; malformed base64 is a 400."""
+    Non-base64 data URLs are re-encoded; malformed base64 is a 400 naming ``param``."""
     m = _DATA_URL.match(url)
     if not m:
         return None
@@ -133,7 +142,7 @@ def parse_data_url(url: str) -> tuple[str, str] | None:
         try:
             base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):
-            raise bad_request("an image data URL holds invalid base64", "messages") from None
+            raise bad_request(f"{param}: the data URL holds invalid base64", param) from None
         return mime, data
     return mime, base64.b64encode(unquote_to_bytes(data)).decode("ascii")
 

@@ -7,6 +7,7 @@ chunk as they arrive: no parsing on the way back.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 import aiohttp
 import orjson
@@ -39,6 +40,23 @@ PRESETS: dict[str, Preset] = {
     "lmstudio": Preset("http://127.0.0.1:1234/v1", False),
 }
 
+async def pass_through(session: aiohttp.ClientSession, url: str, headers: Mapping[str, str],
+                       request: UpstreamRequest, *, streamed: bool) -> UpstreamResponse:
+    """POST the OpenAI-shaped body as it is and hand back the answer: whole, or (``streamed``)
+    relayed as it arrives, where an SSE stream cut short is an error."""
+    data = orjson.dumps(request.body)
+    if streamed:
+        chunks, media_type = await post_stream(
+            session, url, data, headers, request.timeouts, parse_openai_error,
+            openai_shaped=True, expect="text/event-stream" if request.stream else None)
+        if request.stream and media_type.startswith("text/event-stream"):
+            chunks = until_complete(chunks)
+        return UpstreamResponse(200, stream=chunks, media_type=media_type)
+    body, media_type = await post_json(session, url, data, headers, request.timeouts,
+                                       parse_openai_error, openai_shaped=True)
+    return UpstreamResponse(200, body=body, media_type=media_type)
+
+
 class OpenAIProvider(Provider):
     # Passed through as they are: what a given model supports is up to the upstream.
     capabilities = frozenset({"chat", "completions", "stream", "tools", "vision", "json",
@@ -67,18 +85,9 @@ class OpenAIProvider(Provider):
         url = self._urls[request.endpoint]
         if request.endpoint == "transcriptions":
             return await self._send_form(session, url, request)
-        data = orjson.dumps(request.body)
-        if request.stream or request.endpoint == "speech":  # audio is streamed back as it comes
-            chunks, media_type = await post_stream(
-                session, url, data, self._headers, request.timeouts, parse_openai_error,
-                openai_shaped=True, expect="text/event-stream" if request.stream else None)
-            if request.stream and media_type.startswith("text/event-stream"):
-                chunks = until_complete(chunks)  # a stream cut short is an error
-            return UpstreamResponse(200, stream=chunks, media_type=media_type)
-        body, media_type = await post_json(
-            session, url, data, self._headers, request.timeouts, parse_openai_error,
-            openai_shaped=True)
-        return UpstreamResponse(200, body=body, media_type=media_type)
+        # audio is streamed back as it comes
+        return await pass_through(session, url, self._headers, request,
+                                  streamed=request.stream or request.endpoint == "speech")
 
     async def _send_form(self, session, url: str, request: UpstreamRequest) -> UpstreamResponse:
         """A multipart upload: the form fields, and each file streamed from where the server

@@ -56,6 +56,7 @@ class Reply:
     delay: float = 0.0
     error_after_events: int | None = None  # streams: an `error` event after this many events
     stream_error: tuple[str, str] = ("overloaded_error", "Overloaded")
+    raw_body: bytes | None = None  # sent as it is (application/json) instead of a message
 
 
 @dataclass
@@ -105,6 +106,8 @@ class FakeAnthropic(BackgroundApp):
             await asyncio.sleep(reply.delay)
         if reply.status != 200:
             return error_response(reply.status, reply.error_type, reply.error_message, reply.headers)
+        if reply.raw_body is not None:
+            return web.Response(body=reply.raw_body, content_type="application/json")
         message = build_message(body, reply)
         if not body.get("stream"):
             return web.json_response(message, headers=reply.headers)

@@ -4,6 +4,7 @@ events and errors back to OpenAI shapes. The adapter over HTTP: test_anthropic_h
 
 from __future__ import annotations
 
+import base64
 import copy
 
 import orjson
@@ -178,7 +179,7 @@ def test_images_data_url_https_url_and_pdf():
         {"type": "text", "text": "What is this?"},
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg", "detail": "low"}},
-        {"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBER"}},
+        {"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0x"}},
     ]}]})
     assert out["messages"][0]["content"] == [
         {"type": "text", "text": "What is this?"},
@@ -186,7 +187,22 @@ def test_images_data_url_https_url_and_pdf():
                                      "data": "iVBORw0KGgo="}},
         {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}},
         {"type": "document", "source": {"type": "base64", "media_type": "application/pdf",
-                                        "data": "JVBER"}}]
+                                        "data": "JVBERi0x"}}]
+
+
+def test_data_urls_are_read_as_the_other_native_adapters_read_them():
+    """One data-URL parser for every adapter: a percent-encoded image is sent as base64, and
+    base64 that does not decode is a 400 naming the part, before anything is sent."""
+    out = translate({"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png,%89PNG%0D%0A"}}]}]})
+    assert out["messages"][0]["content"] == [{"type": "image", "source": {
+        "type": "base64", "media_type": "image/png",
+        "data": base64.b64encode(b"\x89PNG\r\n").decode()}}]
+    with pytest.raises(TranslationError) as info:
+        to_anthropic({"model": "claude-x", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "see"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR@@"}}]}]})
+    assert info.value.param == "messages[0].content[1]" and "base64" in info.value.message
 
 
 @pytest.mark.parametrize("body, param", [

@@ -176,6 +176,16 @@ async def test_unsupported_endpoints_are_400(fake, make, endpoint):
     assert fake.requests == []
 
 
+async def test_an_answer_that_is_not_a_message_object_is_an_upstream_error(fake, make):
+    """A 200 whose JSON is not an object (a list) is a server-class 502 that retry and
+    fallback act on, not an exception escaping the adapter."""
+    fake.script("claude-x", Reply(raw_body=b"[1, 2]"))
+    with pytest.raises(UpstreamError) as info:
+        await make().send(chat())
+    assert (info.value.status, info.value.error_class) == (502, "server")
+    assert orjson.loads(info.value.body)["error"]["code"] == "bad_upstream_response"
+
+
 async def test_untranslatable_request_is_400_with_param(fake, make):
     """A request Anthropic cannot express is a 400 naming the parameter; nothing is sent."""
     with pytest.raises(UpstreamError) as info:

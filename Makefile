@@ -16,11 +16,12 @@ PLUGINS := $(wildcard plugins/*/pyproject.toml)
 # Tiny plugins the tests install, to exercise real entry-point discovery.
 TEST_PLUGINS := tests/plugins/tiny/pyproject.toml
 
-# What `make run` needs: the gateway and its first-party plugins, nothing only tests use.
+# What `make run` needs: the gateway with the redis extra (examples/configs use server.state:
+# redis://) and its first-party plugins, nothing only tests use.
 # Re-install whenever any package metadata changes.
 $(VENV)/.installed: pyproject.toml $(PLUGINS) | $(BIN)/python
 	@echo "installing bodhi-gateway (first run only, ~1 min)"
-	$(BIN)/pip install --quiet -e . $(foreach p,$(PLUGINS),-e $(dir $(p)))
+	$(BIN)/pip install --quiet -e '.[redis]' $(foreach p,$(PLUGINS),-e $(dir $(p)))
 	touch $@
 
 # On top, for the tests (and the benchmarks): the test extra, the opt-in uvicorn engine (its

@@ -30,13 +30,13 @@ def fresh_clone(tmp_path: Path) -> Path:
 
 
 def test_make_run_says_what_it_installs_and_leaves_out_test_packages(tmp_path):
-    """The first `make run` announces the venv and the install, and installs the gateway and
-    its plugins only: no test extra, no uvicorn."""
+    """The first `make run` announces the venv and the install, and installs the gateway (with
+    the redis extra, which shipped examples use) and its plugins only: no test extra, no uvicorn."""
     lines = plan(fresh_clone(tmp_path), "run")
     text = "\n".join(lines)
     assert 'echo "creating .venv (first run only)"' in text
     assert 'echo "installing bodhi-gateway (first run only, ~1 min)"' in text
-    installs = [line for line in lines if " install " in line and "-e ." in line]
+    installs = [line for line in lines if " install " in line and "-e '.[redis]'" in line]
     assert installs and all("test" not in line and "uvicorn" not in line for line in installs)
     assert lines[-1].endswith("gateway serve --config gateway.yaml")
 

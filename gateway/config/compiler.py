@@ -51,6 +51,7 @@ from ..pluginmanager import PluginManager, default_manager
 from ..providers.base import ClientPool, Provider, ProviderSpec, Timeouts
 from ..providers.scrub import Scrubber
 from ..state.canary import CanaryState
+from ..state.redis_counters import client_installed as redis_installed
 from ..state.registry import StateRegistry
 from ..state.retry_budget import RetryBudgetState
 from ..state.target import ProviderHealth, TargetState
@@ -136,6 +137,9 @@ class _Compiler:
 
     def build(self, version: int) -> RoutingGraph:
         settings = self._settings()
+        if settings.state.startswith(("redis://", "rediss://")) and not redis_installed():
+            self.error(("server", "state"), "server.state is a Redis URL, but the redis package "
+                       "is not installed", "install it: pip install 'bodhi-gateway[redis]'")
         self.data, secret_errors = resolve_secrets(self.data, self.source, settings.data_dir)
         self.errors.extend(secret_errors)
         self.scrubber = Scrubber.of(secret_values(self.data))

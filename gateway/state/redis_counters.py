@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.util
 import math
 import time
 import uuid
@@ -65,6 +66,11 @@ class StateUnavailable(GatewayError):
             "rate limits and budgets cannot be checked right now: the shared state (Redis) is "
             "unreachable and server.state_outage is 'closed'; retry shortly",
             type="service_unavailable", code="state_unavailable", headers={"Retry-After": "1"})
+
+
+def client_installed() -> bool:
+    """Whether the redis package, an optional extra (``bodhi-gateway[redis]``), is there."""
+    return importlib.util.find_spec("redis") is not None
 
 
 def _unavailable_errors() -> tuple[type[BaseException], ...]:

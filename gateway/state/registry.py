@@ -41,6 +41,12 @@ class StateRegistry:
             if close is not None:
                 await close()
 
+    def of_kind(self, kind: str) -> list[object]:
+        """The items whose key is a tuple starting with ``kind``, e.g. ``("usage", path)``."""
+        with self._lock:
+            return [item for key, item in self._items.items()
+                    if isinstance(key, tuple) and key and key[0] == kind]
+
     def __contains__(self, key: Hashable) -> bool:
         return key in self._items
 

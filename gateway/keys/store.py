@@ -132,7 +132,10 @@ class KeyStore:
             if existing is None:
                 raise KeyError_(f"no key named '{name}'")
             raise KeyError_(f"key '{name}' was already revoked")
-        return self.get(name)
+        key = self.get(name)
+        if key is None:  # revoked keys keep their row: only a store deleted meanwhile
+            raise KeyError_(f"no key named '{name}'")
+        return key
 
     # -- reads ------------------------------------------------------------------------------
 

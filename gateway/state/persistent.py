@@ -27,7 +27,7 @@ class SqliteCounters(PeriodicFlush, MemoryCounters):
         super().__init__(share)
         self.path = path
         self.worker = worker
-        self._dirty: set = set()
+        self._dirty: set[tuple[str, int]] = set()
         self.writer = Writer(lambda: state_db.connect(path), name=f"state-writer:{path}")
         self._load()
 

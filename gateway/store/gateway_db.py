@@ -20,7 +20,7 @@ def path(data_dir: str) -> str:
 
 @migrations()
 def m001_config_versions(db: Database) -> None:
-    db["config_versions"].create(
+    db.table("config_versions").create(
         {
             "number": int, "sha256": str, "applied_at": str, "source": str, "path": str,
             "environment": str, "restored_from": int, "git_commit": str, "git_dirty": int,
@@ -29,13 +29,13 @@ def m001_config_versions(db: Database) -> None:
         pk="number",
         not_null={"sha256", "applied_at", "source", "text", "files"},
     )
-    db["config_versions"].create_index(["sha256"])
+    db.table("config_versions").create_index(["sha256"])
 
 
 @migrations()
 def m002_config_identity(db: Database) -> None:
     """Versions belong to a config. Before, the identity was the recorded path; rows without
     one stay NULL (unknown config)."""
-    db["config_versions"].add_column("config", str)
+    db.table("config_versions").add_column("config", str)
     db.execute("update config_versions set config = path where path is not null and path != ''")
-    db["config_versions"].create_index(["config", "number"])
+    db.table("config_versions").create_index(["config", "number"])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Sequence
+from typing import Any, Sequence
 
 from .. import datadir
 
@@ -23,7 +23,7 @@ def legacy_path(path: str) -> str | None:
 
 def db_path(conn: sqlite3.Connection) -> str:
     """The file ``conn``'s main database is in."""
-    return next(row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main")
+    return next(str(row[2]) for row in conn.execute("PRAGMA database_list") if row[1] == "main")
 
 
 def exists(path: str, table: str) -> bool:
@@ -46,7 +46,7 @@ def _has_rows(path: str, table: str) -> bool:
 
 
 def rows(path: str, table: str, columns: Sequence[str],
-         defaults: dict[str, object] | None = None) -> list[tuple]:
+         defaults: dict[str, object] | None = None) -> list[tuple[Any, ...]]:
     """``table``'s rows in the ``gateway.db`` beside ``path`` (``columns`` in that order; a
     column the old table lacks reads as its default), [] when there is none."""
     legacy = legacy_path(path)

@@ -74,10 +74,10 @@ class Supervisor:
             delay = min(delay * 2, self.max_delay)
 
 
-_running: set[asyncio.Task] = set()  # one-shot tasks of this process, referenced until done
+_running: set[asyncio.Task[Any]] = set()  # one-shot tasks of this process, referenced until done
 
 
-def spawn(coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task:
+def spawn(coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
     """Run ``coro`` in the background on the running loop: the task is kept referenced until
     it ends (the loop holds only weak references), and an error it ends with is logged, not
     lost in "Task exception was never retrieved"."""
@@ -87,7 +87,7 @@ def spawn(coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task:
     return task
 
 
-def _finished(task: asyncio.Task) -> None:
+def _finished(task: asyncio.Task[Any]) -> None:
     _running.discard(task)
     if not task.cancelled() and (exc := task.exception()) is not None:
         log.error("task_failed", task=task.get_name(), error=f"{type(exc).__name__}: {exc}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from sqlite_utils import Database, Migrations
 
@@ -59,7 +59,7 @@ def connect(file: str) -> sqlite3.Connection:
     return connect_migrated(file, migrations, after=lambda: legacy.drop(file, "usage"))
 
 
-def add(conn: sqlite3.Connection, rows: dict[tuple, Sequence[float]]) -> None:
+def add(conn: sqlite3.Connection, rows: Mapping[tuple[str, ...], Sequence[float]]) -> None:
     """Add ``rows`` ((day, key, route, target) -> [requests, prompt, completion, cost,
     estimated]; the estimated count may be left out: 0) to the totals."""
     conn.executemany(_UPSERT, [(*k, *v, *[0] * (len(SUMMED) - len(v))) for k, v in rows.items()])
@@ -67,7 +67,7 @@ def add(conn: sqlite3.Connection, rows: dict[tuple, Sequence[float]]) -> None:
 
 def query(file: str, *, key: str | None = None, since: str | None = None,
           until: str | None = None, group_by: Sequence[str] = ("key", "route", "target")
-          ) -> list[dict]:
+          ) -> list[dict[str, Any]]:
     """Totals grouped by the given columns, for days in [since, until] (YYYY-MM-DD)."""
     group = [g for g in group_by if g in GROUPS]
     if not exists(file):

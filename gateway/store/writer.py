@@ -15,10 +15,11 @@ import queue
 import sqlite3
 import threading
 from concurrent.futures import Future
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], T]
+_Item = tuple["Future[Any]", Job[Any]]
 
 
 class Writer:
@@ -27,7 +28,7 @@ class Writer:
         ready to write: migrated, WAL (see ``store.sqlite.connect``)."""
         self.opener = opener
         self.name = name
-        self._queue: queue.SimpleQueue[tuple[Future, Job] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None  # serving self._queue
         self._lock = threading.Lock()
 
@@ -64,7 +65,7 @@ class Writer:
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)
 
-    def _serve(self, jobs: queue.SimpleQueue[tuple[Future, Job] | None]) -> None:
+    def _serve(self, jobs: queue.SimpleQueue[_Item | None]) -> None:
         conn: sqlite3.Connection | None = None
         try:
             while (item := jobs.get()) is not None:

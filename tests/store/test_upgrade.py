@@ -4,14 +4,16 @@ keys and usage move to keys.db and usage.db, counters reload, and the gateway se
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
 from sqlite_utils import Database
 
 from gateway.config.versions import VersionStore
 from gateway.keys.store import KeyStore, hash_key, keystore_path
-from gateway.middleware.usage import query_usage, usage_db
+from gateway.middleware.usage import UsageRecorder, query_usage, usage_db
 from gateway.state.persistent import SqliteCounters
 from gateway.store import state_db
 from gateway.store.gateway_db import migrations as version_migrations
@@ -105,9 +107,10 @@ def test_opening_twice_moves_nothing_twice(tmp_path):
         store.close()
 
 
-async def test_the_gateway_serves_an_old_data_dir(tmp_path):
+async def test_the_gateway_serves_an_old_data_dir(tmp_path, monkeypatch):
     """Through the real app: the old live key is accepted, the revoked one refused, and
     /admin/usage reports the old usage plus the new request."""
+    monkeypatch.setattr(UsageRecorder, "every", 0.01)  # flush at once, not after a second
     old_data_dir(tmp_path / ".gateway", tmp_path / "gateway.yaml")
     body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
     async with app_client(CONFIG, tmp_path) as client:
@@ -117,8 +120,11 @@ async def test_the_gateway_serves_an_old_data_dir(tmp_path):
         refused = await client.post("/v1/chat/completions", json=body,
                                     headers={"Authorization": f"Bearer {REVOKED}"})
         assert refused.status_code == 401
-        for recorder in client.reloader.runtime.state.of_kind("usage"):
-            await recorder.flush()
-        usage = (await client.get("/admin/usage?period=all&group_by=day,key")).json()
-    rows = [(r["day"], r["key"], r["requests"]) for r in usage["usage"]]
+        deadline = time.monotonic() + 10
+        while True:  # bounded: the flusher writes within a few ticks
+            usage = (await client.get("/admin/usage?period=all&group_by=day,key")).json()
+            rows = [(r["day"], r["key"], r["requests"]) for r in usage["usage"]]
+            if len(rows) == 2 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.01)
     assert rows[0] == ("2026-01-01", "live", 4) and rows[1][1:] == ("live", 1), usage

@@ -9,6 +9,7 @@ no usage, so their tokens and cost are estimates.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections import defaultdict
@@ -62,7 +63,8 @@ class UsageRecorder(PeriodicFlush):
             return
         rows, self.pending = self.pending, defaultdict(_new_row)
         try:
-            await self.writer.run(lambda db: _usage_db.add(db, rows))
+            # shielded: a flush cancelled at shutdown still lands (close waits for it)
+            await asyncio.shield(self.writer.run(lambda db: _usage_db.add(db, rows)))
         except (sqlite3.Error, OSError) as exc:  # a full disk, a lost data dir, EMFILE
             for k, v in rows.items():  # keep them for the next flush: nothing is lost
                 mine = self.pending[k]

@@ -8,6 +8,7 @@ its share of each limit, and after a restart worker i reloads what worker i had 
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 
@@ -53,7 +54,8 @@ class SqliteCounters(PeriodicFlush, MemoryCounters):
         rows = [(self.worker, key, bucket, self.totals.get(key, 0.0) if bucket < 0
                  else self.buckets.get((key, bucket), 0.0), now) for key, bucket in dirty]
         try:
-            await self.writer.run(lambda db: state_db.save(db, rows, now))
+            # shielded: a flush cancelled at shutdown still lands (close waits for it)
+            await asyncio.shield(self.writer.run(lambda db: state_db.save(db, rows, now)))
         except (sqlite3.Error, OSError) as exc:  # a full disk, a lost data dir, EMFILE
             self._dirty |= dirty  # try again next time; nothing is lost from memory
             log.error("state_flush_failed", path=self.path, error=str(exc))

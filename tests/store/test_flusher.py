@@ -4,6 +4,7 @@ flushing (it used to die for good on an OSError, so usage stopped being written)
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from structlog.testing import capture_logs
 
@@ -47,3 +48,30 @@ async def test_usage_flush_survives_an_oserror_and_the_next_flush_lands(tmp_path
         assert [e["event"] for e in logs if e["log_level"] == "error"] == ["usage_flush_failed"]
     finally:
         await recorder.aclose()
+
+
+async def test_a_flush_cancelled_at_shutdown_still_lands(tmp_path):
+    """Closing the recorder while its flush waits in the writer's queue loses nothing."""
+    path = str(tmp_path / "usage.db")
+    recorder = UsageRecorder(path)
+    recorder.tick = ticks = Ticks()
+    busy, release = threading.Event(), threading.Event()
+
+    def hold(db):  # another write holds the writer's thread
+        busy.set()
+        release.wait(5)
+
+    held = recorder.writer.submit(hold)
+    assert busy.wait(5)
+    recorder.record(0.0, "team", "chat", "demo/m", {"prompt_tokens": 3}, 0.5)
+    ticks.step()
+    for _ in range(100):  # bounded: until the flush has taken the rows and queued its write
+        if not recorder.pending:
+            break
+        await asyncio.sleep(0)
+    closing = asyncio.ensure_future(recorder.aclose())  # cancels the waiting flush
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.wait_for(closing, 5)
+    held.result(5)
+    assert [r["requests"] for r in query_usage(path)] == [1]

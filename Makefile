@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= gateway.yaml
 
-.PHONY: run test lint bench bench-peers clean redis-server
+.PHONY: run test deps lint bench bench-peers clean
 
 $(BIN)/python:
 	@echo "creating $(VENV) (first run only)"
@@ -31,15 +31,19 @@ $(VENV)/.installed-test: $(VENV)/.installed $(TEST_PLUGINS)
 	$(BIN)/pip install --quiet -e '.[test,uvicorn]' -e tests/plugins/tiny
 	touch $@
 
-# The Redis tests start their own redis-server (Debian's package) on a free loopback port.
-redis-server:
+# What the tests need besides Python packages: redis-server (Debian's package; the Redis tests
+# start their own on a free loopback port). Installed only when missing.
+deps:
 	command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
 
 run: $(VENV)/.installed
 	$(BIN)/gateway serve --config $(CONFIG)
 
-test: $(VENV)/.installed-test redis-server
-	$(BIN)/python -m pytest -q
+# The whole suite on every core (pytest-xdist), with line coverage of gateway/ checked against
+# the floor in pyproject.toml; `make deps` first only when redis-server is missing.
+test: $(VENV)/.installed-test
+	@command -v redis-server >/dev/null || $(MAKE) --no-print-directory deps
+	$(BIN)/python -m pytest -q -n auto --cov=gateway --cov-report=
 
 lint: $(VENV)/.installed
 	$(BIN)/gateway validate gateway.yaml examples/configs/*.yaml
@@ -58,4 +62,4 @@ bench-peers: $(VENV)/.installed-test
 	$(BIN)/python bench/run.py --peers $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .gateway .pytest_cache
+	rm -rf $(VENV) .gateway .pytest_cache .coverage

@@ -10,12 +10,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def plan(clone: Path, target: str) -> list[str]:
+def plan(clone: Path, target: str, path: str | None = None) -> list[str]:
+    """What `make -n TARGET` would run; ``path``: the PATH the recipes see."""
     # A clean environment: under `make test` the outer make's MAKELEVEL/MAKEFLAGS would make
     # this one print "Entering/Leaving directory" lines around the plan.
     env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
-    done = subprocess.run(["make", "-n", "--no-print-directory", target], cwd=clone, env=env,
-                          capture_output=True, text=True, timeout=30)
+    if path is not None:
+        env["PATH"] = path
+    done = subprocess.run([shutil.which("make"), "-n", "--no-print-directory", target],
+                          cwd=clone, env=env, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()
 
@@ -47,3 +50,20 @@ def test_make_test_installs_the_test_extra(tmp_path):
     assert "-e '.[test,uvicorn]' -e tests/plugins/tiny" in text
     assert text.index("installing bodhi-gateway") < text.index("[test,uvicorn]") < text.index(
         "pytest -q")
+
+
+def test_make_test_installs_redis_server_only_when_it_is_missing(tmp_path):
+    """`make test` runs `make deps` (apt-get install redis-server) only when redis-server is
+    not on PATH, so a fresh machine (CI) gets it and a ready one is not asked for root."""
+    clone = fresh_clone(tmp_path)
+    assert any("apt-get install -y redis-server" in line for line in plan(clone, "deps",
+                                                                          path="/nonexistent"))
+    bin_with_redis = tmp_path / "bin"
+    bin_with_redis.mkdir()
+    (bin_with_redis / "redis-server").write_text("#!/bin/sh\n")
+    (bin_with_redis / "redis-server").chmod(0o755)
+    ready = "\n".join(plan(clone, "test", path=str(bin_with_redis)))
+    assert "apt-get" not in ready and "pytest -q" in ready
+    missing = "\n".join(plan(clone, "test", path="/nonexistent"))
+    assert "apt-get install -y redis-server" in missing
+    assert missing.index("apt-get install") < missing.index("pytest -q")

@@ -450,6 +450,8 @@ while not os.path.exists(stop):
     except Exception as exc:
         errors += 1
         first_error = first_error or repr(exc)
+    if reads + errors == 1:  # reading: the writer may start
+        open(stop + ".ready." + str(os.getpid()), "w").close()
 print(json.dumps({{"reads": reads, "errors": errors, "first": first_error}}))
 """
 
@@ -463,7 +465,9 @@ def test_readers_in_other_processes_never_fail_while_a_writer_rotates(tmp_path: 
     readers = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
                                 text=True, env=clean_env()) for _ in range(2)]
     try:
-        time.sleep(0.5)
+        deadline = time.monotonic() + 30  # both readers reading (they start slowly under load)
+        while len(list(tmp_path.glob("stop.ready.*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
         for i in range(15):
             Vault(str(tmp_path), {}).rotate()
             Vault(str(tmp_path), {}).set(f"extra-{i}", f"value-{i}")

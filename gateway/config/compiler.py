@@ -66,12 +66,14 @@ from .loader import LoadedConfig, load_bytes, load_file
 from .source import Path, SourceMap, format_path
 from .suggest import did_you_mean
 
+CACHE_TTL = (60.0, 90 * 86400.0)  # seconds: the shortest and longest cache ttl
+
 NODE_KINDS = ("target", "route", "fallback", "loadbalance", "conditional", "canary")
 
 # Settings the version-1 schema accepts that this build does not act on yet. Each gets a
 # warning, so nobody believes a limit or a breaker protects them when it does not.
 # ("*" matches any key at that level.)
-INACTIVE = (("cache",), ("observability", "alerts"), ("routes", "*", "cache"))
+INACTIVE = (("cache", "semantic"), ("observability", "alerts"), ("routes", "*", "cache", "semantic"))
 
 
 @dataclass
@@ -545,6 +547,13 @@ class _Compiler:
             at_key=True, severity="warning"))
 
     def _check_cache(self) -> None:
+        sections = [(("cache",), self.data.get("cache"))] + [
+            (("routes", name, "cache"), route.get("cache"))
+            for name, route in self.routes_data.items() if isinstance(route, dict)]
+        for path, section in sections:
+            ttl = section.get("ttl") if isinstance(section, dict) else None
+            if ttl is not None and not CACHE_TTL[0] <= seconds(ttl) <= CACHE_TTL[1]:
+                self.error(path + ("ttl",), f"cache ttl must be from 60s to 90d, not {ttl}")
         semantic = ((self.data.get("cache") or {}).get("semantic") or {})
         route = semantic.get("route")
         if route is not None and route not in self.routes_data:

@@ -47,6 +47,7 @@ class RequestContext:
     key_name: str | None = None
     key: Any = None  # graph.KeySpec of the caller, once authenticated
     target: str = ""  # provider/model that answered, once one has
+    cached: bool = False  # answered from the response cache: it costs nothing
     upstream_ms: float = 0.0  # time spent waiting on upstreams, every attempt included
     backoff_ms: float = 0.0  # time spent in deliberate retry backoff sleeps
     deadline: float | None = None  # time.monotonic() value; None means no request deadline

@@ -219,6 +219,8 @@ class Limits:
         reservation.settled = True
         now = time.time()
         usage = usage if isinstance(usage, dict) else {}
+        if ctx.cached:  # answered by the response cache: free (the cache counts what it saved)
+            usage, target, estimated = {}, "cache", False
         tokens = float((usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0))
         price = self.prices.get(target)
         usd = price.cost(usage) if price else 0.0

@@ -701,12 +701,12 @@ def test_inactive_settings_are_warnings_with_positions():
         "routes:\n"
         "  a:\n"
         "    target: {provider: d, model: m}\n"
-        "    cache: {mode: simple}\n"
+        "    cache: {mode: semantic, semantic: {route: a}}\n"
         "cache: {mode: simple}\n"
     )
     graph = compile_bytes(text.encode(), "w.yaml")
     found = sorted((w.line, w.column, w.path, w.severity) for w in graph.warnings)
-    assert found == [(6, 5, "$.routes.a.cache", "warning"), (7, 1, "$.cache", "warning")]
+    assert found == [(6, 29, "$.routes.a.cache.semantic", "warning")]
     assert all("no effect" in w.message for w in graph.warnings)
 
 
@@ -720,3 +720,26 @@ def test_unknown_provider_type_suggests_the_closest():
     (err,) = info.value.errors
     assert (err.line, err.column, err.path) == (3, 13, "$.providers.p.type")
     assert err.message == "unknown provider type 'opnai'" and err.hint == "did you mean 'openai'?"
+
+
+def test_cache_ttl_out_of_range_is_an_error_with_its_position():
+    """A cache ttl must be from 60s to 90d, top level or on a route."""
+    from gateway.config.compiler import compile_bytes
+    from gateway.errors import ConfigErrors
+
+    text = (
+        "version: 1\n"
+        "providers: {d: {type: mock}}\n"
+        "routes:\n"
+        "  a:\n"
+        "    target: {provider: d, model: m}\n"
+        "    cache: {ttl: 91d}\n"
+        "cache: {mode: simple, ttl: 59s}\n"
+    )
+    try:
+        compile_bytes(text.encode(), "w.yaml")
+    except ConfigErrors as exc:
+        found = sorted((e.line, e.path) for e in exc.errors)
+    else:
+        raise AssertionError("compiled")
+    assert found == [(6, "$.routes.a.cache.ttl"), (7, "$.cache.ttl")]

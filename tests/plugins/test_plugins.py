@@ -54,7 +54,7 @@ def test_entry_points_are_discovered():
     assert {"test-stamp", "test-stamp-2", "test-crash", "test-reject", "test-extras"} <= names
     pm = build_plugin_manager()
     assert {"test-stamp", "test-crash"} <= set(pm.installed())
-    assert pm.builtins() == ["builtin:auth", "builtin:limits", "builtin:providers"]
+    assert pm.builtins() == ["builtin:auth", "builtin:limits", "builtin:providers", "builtin:cache"]
 
 
 def test_unknown_plugin_is_an_error_with_position():

@@ -1,0 +1,76 @@
+"""`gateway cache stats|clear [--namespace N]`: the embedded cache's entries, bytes and hit
+counts per namespace, and emptying it (all of it, or one namespace), from the data dir."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+from ..config.loader import load_bytes, read_file
+from ..config.versions import data_dir_for
+from ..errors import ConfigErrors
+from ..store import cache_db
+from ..store.writer import Writer
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("cache", help="response cache: stats, clear")
+    verbs = p.add_subparsers(dest="cache_command", metavar="VERB", required=True)
+    stats = verbs.add_parser("stats", help="entries, bytes, hits, misses and savings per namespace")
+    stats.add_argument("--json", action="store_true", help="print JSON")
+    clear = verbs.add_parser("clear", help="delete cached answers (all, or one namespace)")
+    for verb, func in ((stats, run_stats), (clear, run_clear)):
+        verb.add_argument("--namespace", "-n", help="only this namespace")
+        verb.add_argument("--config", "-c", default="gateway.yaml",
+                          help="config file (default: gateway.yaml)")
+        verb.add_argument("--data-dir", help="the data directory, instead of the config's")
+        verb.set_defaults(func=func)
+
+
+def _data_dir(args: argparse.Namespace) -> str:
+    if args.data_dir:
+        return os.path.abspath(args.data_dir)
+    data = None
+    if os.path.exists(args.config):
+        try:
+            data = load_bytes(read_file(args.config), args.config, keep_refs=True).data
+        except (ConfigErrors, OSError):
+            data = None  # a broken file still says nothing better than the default
+    return data_dir_for(args.config, data)
+
+
+def _call(args: argparse.Namespace, job):
+    path = cache_db.path(_data_dir(args))
+    if not os.path.exists(path):
+        return None
+    writer = Writer(lambda: cache_db.connect(path), name="cache-cli")
+    try:
+        return writer.call(job)
+    finally:
+        writer.close()
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    rows = _call(args, lambda db: cache_db.stats(db, args.namespace, time.time())) or []
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("the cache is empty")
+        return 0
+    header = ("NAMESPACE", "ENTRIES", "BYTES", "HITS", "MISSES", "SAVED TOKENS", "SAVED USD")
+    print("  ".join(f"{h:<14}" for h in header))
+    for row in rows:
+        cells = (row["namespace"], row["entries"], row["bytes"], row["hits"], row["misses"],
+                 row["saved_tokens"], f"{row['saved_usd']:.6f}")
+        print("  ".join(f"{str(c):<14}" for c in cells))
+    return 0
+
+
+def run_clear(args: argparse.Namespace) -> int:
+    deleted = _call(args, lambda db: cache_db.clear(db, args.namespace)) or 0
+    where = f" from namespace '{args.namespace}'" if args.namespace else ""
+    print(f"deleted {deleted} cached answer{'s' if deleted != 1 else ''}{where}")
+    return 0

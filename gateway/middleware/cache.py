@@ -1,0 +1,214 @@
+"""The built-in response cache (`cache:` in gateway.yaml, top level and per route).
+
+A request middleware that answers a repeated request from the cache (a hit), and a response
+middleware that stores a complete, successful answer (a miss). What applies to each route is
+resolved when the config is compiled: a route with the cache off costs one dict lookup, and a
+config with the cache off everywhere has no cache middleware at all.
+
+- The key is a canonical hash of the body fields that change the answer (cache_key.py), the
+  endpoint and the namespace. The namespace is the key's `metadata.cache_namespace`, else the
+  config's `namespace`; an `x-gateway-cache-namespace` header narrows it further (it is
+  appended, never replaces it), so a caller cannot read another key's namespace.
+- `Cache-Control: no-store` bypasses the cache (skip); `no-cache` answers from upstream and
+  stores the fresh answer in place of the old one (miss).
+- Only 200 answers are stored, and for chat and completions only when every choice has a
+  finish reason; a stream is stored once it ended with [DONE] (cache_replay.StreamRecorder).
+- A hit costs nothing: ``ctx.cached`` tells usage accounting, and the cache counts hits,
+  misses, saved tokens and saved USD per namespace (/metrics, `gateway cache stats`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import orjson
+
+from ..errors import GatewayError
+from ..graph.context import RequestContext
+from ..hookspecs import PluginContext
+from ..pricing import Price
+from ..providers.base import UpstreamResponse
+from ..state.response_cache import Entry, SqliteResponseCache
+from ..store import cache_db
+from ..units import seconds, size_bytes
+from .cache_key import request_key
+from .cache_replay import StreamRecorder, replay_chunks, stream_of
+from .limits_rules import target_prices
+
+CACHEABLE = frozenset({"chat", "completions", "embeddings"})
+DEFAULT_TTL = 3600.0
+DEFAULT_NAMESPACE = "default"
+DEFAULT_MAX_ENTRIES = 100_000
+DEFAULT_MAX_SIZE = "256MB"
+HEADER = "x-gateway-cache"
+NAMESPACE_HEADER = "x-gateway-cache-namespace"
+MAX_NAMESPACE = 128
+clock = time.time  # module level, so that a test can move time (TTL expiry)
+
+
+@dataclass(frozen=True, slots=True)
+class CachePolicy:
+    """A route's cache settings, resolved at compile time."""
+
+    mode: str  # simple | semantic (semantic matches exact repeats only, for now)
+    ttl: float
+    namespace: str
+
+
+@dataclass(slots=True)
+class CacheState:
+    """This request's cache decision (kept in ctx, read on the way out)."""
+
+    result: str  # hit | miss | skip
+    namespace: str = ""
+    key: str = ""
+    ttl: float = 0.0
+    recorder: StreamRecorder | None = None
+
+
+SKIP = CacheState("skip")
+
+
+def policies_of(config: Mapping[str, Any]) -> dict[str, CachePolicy]:
+    """Route name -> policy, for the routes whose cache is on (route settings over top-level)."""
+    top = config.get("cache") or {}
+    out = {}
+    for name, route in (config.get("routes") or {}).items():
+        merged = {**top, **((route or {}).get("cache") or {})}
+        mode = merged.get("mode", "off")
+        if mode == "off":
+            continue
+        out[name] = CachePolicy(mode, seconds(merged.get("ttl", DEFAULT_TTL)),
+                                str(merged.get("namespace", DEFAULT_NAMESPACE)))
+    return out
+
+
+def cache_backend(context: PluginContext) -> SqliteResponseCache:
+    """The process's cache backend for the config's data_dir (kept across reloads)."""
+    path = cache_db.path(context.data_dir)
+    backend = context.state.acquire(("response-cache", path), lambda: SqliteResponseCache(path))
+    top = context.gateway_config.get("cache") or {}
+    backend.configure(int(top.get("max_entries", DEFAULT_MAX_ENTRIES)),
+                      size_bytes(top.get("max_size", DEFAULT_MAX_SIZE)))
+    return backend
+
+
+class ResponseCache:
+    def __init__(self, context: PluginContext, policies: dict[str, CachePolicy]):
+        self.policies = policies
+        self.backend = cache_backend(context)
+        self.prices: dict[str, Price] = target_prices(context.targets,
+                                                      context.gateway_config.get("pricing"))
+
+    # -- before -----------------------------------------------------------------------------
+
+    async def on_request(self, ctx: RequestContext) -> UpstreamResponse | None:
+        policy = self.policies.get(ctx.route)
+        if policy is None or ctx.endpoint not in CACHEABLE or ctx.files:
+            ctx.keep_state(SKIP)
+            return None
+        directives = _directives(ctx.headers.get("cache-control", ""))
+        if "no-store" in directives:
+            ctx.keep_state(SKIP)
+            return None
+        namespace = self._namespace(ctx, policy)
+        key = request_key(ctx.endpoint, namespace, ctx.body)
+        if "no-cache" not in directives:
+            entry = self.backend.get(namespace, key, clock())
+            if entry is not None:
+                return self._hit(ctx, namespace, key, entry)
+        self.backend.count(namespace, hit=False)
+        recorder = StreamRecorder(ctx.endpoint) if ctx.stream else None
+        ctx.keep_state(CacheState("miss", namespace, key, policy.ttl, recorder))
+        return None
+
+    def _namespace(self, ctx: RequestContext, policy: CachePolicy) -> str:
+        key = ctx.key
+        own = key.metadata.get("cache_namespace") if key is not None else None
+        base = own if isinstance(own, str) and own else policy.namespace
+        asked = ctx.headers.get(NAMESPACE_HEADER)
+        if not asked:
+            return base
+        if len(asked) > MAX_NAMESPACE or not asked.isprintable():
+            raise GatewayError(400, f"{NAMESPACE_HEADER} must be printable text of at most "
+                               f"{MAX_NAMESPACE} characters", code="invalid_cache_namespace")
+        return f"{base}/{asked}"
+
+    def _hit(self, ctx: RequestContext, namespace: str, key: str, entry: Entry) -> UpstreamResponse:
+        self.backend.count(namespace, hit=True,
+                           saved_tokens=entry.prompt_tokens + entry.completion_tokens,
+                           saved_usd=entry.cost_usd)
+        ctx.cached = True
+        ctx.target = entry.target
+        ctx.keep_state(CacheState("hit", namespace, key))
+        age = max(0, int(clock() - entry.created))
+        headers = {HEADER: "hit", "age": str(age)}
+        if not ctx.stream:
+            return UpstreamResponse(200, body=entry.body, headers=headers, target=entry.target)
+        answer = orjson.loads(entry.body)
+        options = ctx.body.get("stream_options")
+        include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        chunks = replay_chunks(ctx.endpoint, answer, include_usage)
+        return UpstreamResponse(200, stream=stream_of(chunks), media_type="text/event-stream",
+                                headers=headers, target=entry.target)
+
+    # -- after ------------------------------------------------------------------------------
+
+    async def on_response(self, ctx: RequestContext, response: UpstreamResponse) -> UpstreamResponse:
+        state = ctx.state_for(CacheState) or SKIP
+        if state.result == "miss":
+            answer = _complete(ctx.endpoint, response)
+            if answer is not None:
+                self._store(ctx, state, response.target or ctx.target, response.body, answer)
+        response.headers.setdefault(HEADER, state.result)
+        return response
+
+    def on_chunk(self, ctx: RequestContext, chunk: bytes) -> bytes:
+        state = ctx.state_for(CacheState)
+        if state is not None and state.recorder is not None:
+            state.recorder.feed(chunk)
+        return chunk
+
+    def on_stream_end(self, ctx: RequestContext) -> bytes:
+        state = ctx.state_for(CacheState)
+        if state is not None and state.recorder is not None:
+            answer = state.recorder.answer()
+            if answer is not None:
+                self._store(ctx, state, ctx.target, orjson.dumps(answer), answer)
+        return b""
+
+    def _store(self, ctx: RequestContext, state: CacheState, target: str, body: bytes,
+               answer: dict) -> None:
+        usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+        prompt = int(usage.get("prompt_tokens") or 0)
+        completion = int(usage.get("completion_tokens") or 0)
+        price = self.prices.get(target)
+        cost = price.cost(usage) if price is not None else 0.0
+        now = clock()
+        entry = Entry(body, target, prompt, completion, cost, now, now + state.ttl)
+        self.backend.put(state.namespace, state.key, ctx.route, entry)
+
+
+def _complete(endpoint: str, response: UpstreamResponse) -> dict | None:
+    """The answer's JSON when it is a complete, successful one worth storing; else None."""
+    if response.status != 200 or response.body is None:
+        return None
+    try:
+        answer = orjson.loads(response.body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(answer, dict) or "error" in answer:
+        return None
+    if endpoint == "embeddings":
+        return answer if answer.get("data") else None
+    choices = answer.get("choices")
+    if not choices or any(not isinstance(c, dict) or c.get("finish_reason") is None
+                          for c in choices):
+        return None
+    return answer
+
+
+def _directives(value: str) -> frozenset[str]:
+    return frozenset(part.strip().lower() for part in value.split(",") if part.strip())

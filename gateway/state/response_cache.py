@@ -1,0 +1,131 @@
+"""The embedded response-cache backend: ``cache.db`` in the data directory (store/cache_db.py).
+
+Lookups read the file directly (WAL: one indexed row, no waiting on the writer). Everything
+that writes goes to the store's Writer thread, so a request never waits on the disk: a new
+entry is queued as it arrives; when entries were used and the hit/miss counts are kept in
+memory and written once a second by a supervised flush, which also sweeps expired entries
+and evicts the least recently used ones beyond ``max_entries`` / ``max_bytes``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import Future
+
+from ..logs import get_logger
+from ..store import cache_db
+from ..store.cache_db import Entry
+from ..store.writer import Writer
+from .flusher import PeriodicFlush
+
+log = get_logger("gateway.cache")
+
+__all__ = ["Entry", "SqliteResponseCache"]
+
+
+def _zero() -> list:
+    return [0, 0, 0, 0.0]
+
+
+class SqliteResponseCache(PeriodicFlush):
+    backend = "sqlite"
+
+    def __init__(self, path: str):
+        self.path = path
+        self.writer = Writer(lambda: cache_db.connect(path), name=f"cache-writer:{path}")
+        self.max_entries: int | None = None
+        self.max_bytes: int | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._reader_lock = threading.Lock()
+        self._used: dict[tuple[str, str], float] = {}
+        # Entries queued for the writer, readable at once (a repeat right after the first
+        # answer is a hit); each leaves when it is written.
+        self._pending: dict[tuple[str, str], Entry] = {}
+        self._counts: dict[str, list] = defaultdict(_zero)  # not yet written
+        self.totals: dict[str, list] = defaultdict(_zero)  # this process, for /metrics
+        self.swept = (0, 0)  # expired, evicted by the last sweep
+
+    def configure(self, max_entries: int | None, max_bytes: int | None) -> None:
+        """Bounds from the running config (a reload may change them)."""
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+
+    # -- the request path ----------------------------------------------------------------
+
+    def get(self, namespace: str, key: str, now: float) -> Entry | None:
+        entry = self._pending.get((namespace, key))
+        if entry is not None:
+            return entry if entry.expires > now else None
+        with self._reader_lock:
+            if self._reader is None:
+                self._reader = cache_db.reader(self.path)
+            entry = cache_db.get(self._reader, namespace, key, now)
+        if entry is not None:
+            self._used[(namespace, key)] = now
+            self.schedule()
+        return entry
+
+    def put(self, namespace: str, key: str, route: str, entry: Entry) -> Future:
+        self._pending[(namespace, key)] = entry
+        future = self.writer.submit(lambda db: cache_db.put(db, namespace, key, route, entry))
+        future.add_done_callback(lambda done: self._written((namespace, key), entry, done))
+        self.schedule()
+        return future
+
+    def count(self, namespace: str, hit: bool, saved_tokens: int = 0,
+              saved_usd: float = 0.0) -> None:
+        for row in (self._counts[namespace], self.totals[namespace]):
+            row[0 if hit else 1] += 1
+            row[2] += saved_tokens
+            row[3] += saved_usd
+        self.schedule()
+
+    # -- background ----------------------------------------------------------------------
+
+    async def flush(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        used, self._used = self._used, {}
+        counts, self._counts = self._counts, defaultdict(_zero)
+        bounds = (self.max_entries, self.max_bytes)
+
+        def job(db: sqlite3.Connection) -> tuple[int, int]:
+            if used:
+                cache_db.touch(db, [(t, ns, k) for (ns, k), t in used.items()])
+            if counts:
+                cache_db.add_counts(db, counts)
+            return cache_db.sweep(db, now, *bounds)
+
+        try:
+            self.swept = await self.writer.run(job)
+        except (sqlite3.Error, OSError) as exc:
+            for ns, values in counts.items():  # counts are kept for the next flush
+                mine = self._counts[ns]
+                for i, value in enumerate(values):
+                    mine[i] += value
+            log.error("cache_flush_failed", path=self.path, error=str(exc))
+
+    def stats(self, namespace: str | None, now: float) -> list[dict]:
+        return self.writer.call(lambda db: cache_db.stats(db, namespace, now))
+
+    def clear(self, namespace: str | None) -> int:
+        self._pending.clear()
+        return self.writer.call(lambda db: cache_db.clear(db, namespace))
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        await self.writer.aclose()
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+
+
+    def _written(self, at: tuple[str, str], entry: Entry, done: Future) -> None:
+        """In the writer thread: the entry is in the file now (or failed to get there)."""
+        if self._pending.get(at) is entry:
+            self._pending.pop(at, None)
+        exc = done.exception()
+        if exc is not None:
+            log.error("cache_store_failed", error=f"{type(exc).__name__}: {exc}")

@@ -13,11 +13,8 @@ from typing import Any, AsyncIterator
 
 import orjson
 
-from ..providers.sse import DONE, SSEFramer
-
-
-def _event(data: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(data) + b"\n\n"
+from ..providers.sse import DONE, SSEFramer, parse_event
+from ..providers.sse import chunk as _event
 
 
 def replay_chunks(endpoint: str, answer: dict[str, Any], include_usage: bool) -> list[bytes]:
@@ -85,11 +82,11 @@ class StreamRecorder:
             self._event(event)
 
     def _event(self, event: bytes) -> None:
-        data = b"\n".join(line[5:].lstrip() for line in event.splitlines()
-                          if line.startswith(b"data:"))
+        parsed = parse_event(event)
+        data = parsed.data if parsed is not None else ""
         if not data:
             return
-        if data == b"[DONE]":
+        if data == "[DONE]":
             self._done = True
             return
         try:

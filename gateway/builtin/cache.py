@@ -10,14 +10,14 @@ from prometheus_client.core import CounterMetricFamily
 from .. import hookimpl
 from ..hookspecs import PluginContext
 from ..middleware.cache import ResponseCache, cache_backend, policies_of
-from ..state.response_cache import SqliteResponseCache
+from ..state.response_cache import ResponseCacheBackend
 from . import cache_cli
 
 
 class CacheMetrics:
     """Hits, misses and what the hits saved, per namespace, counted by this process."""
 
-    def __init__(self, backend: SqliteResponseCache):
+    def __init__(self, backend: ResponseCacheBackend):
         self.backend = backend
 
     def collect(self) -> Iterator[CounterMetricFamily]:

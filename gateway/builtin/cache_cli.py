@@ -29,20 +29,27 @@ def register(subparsers) -> None:
         verb.set_defaults(func=func)
 
 
-def _data_dir(args: argparse.Namespace) -> str:
-    if args.data_dir:
-        return os.path.abspath(args.data_dir)
-    data = None
-    if os.path.exists(args.config):
+def _config(args: argparse.Namespace) -> dict | None:
+    if not os.path.exists(args.config):
+        return None
+    for keep_refs in (False, True):  # ${ENV} unset: the data dir may still be written plainly
         try:
-            data = load_bytes(read_file(args.config), args.config, keep_refs=True).data
+            data = load_bytes(read_file(args.config), args.config, keep_refs=keep_refs).data
+            break
         except (ConfigErrors, OSError):
-            data = None  # a broken file still says nothing better than the default
-    return data_dir_for(args.config, data)
+            data = None  # a broken file says nothing better than the defaults
+    return data if isinstance(data, dict) else None
 
 
-def _call(args: argparse.Namespace, job):
-    path = cache_db.path(_data_dir(args))
+def _redis_url(data: dict | None) -> str | None:
+    """The config's `server.state` when the cache lives in Redis."""
+    state = ((data or {}).get("server") or {}).get("state")
+    return state if isinstance(state, str) and state.startswith(("redis://", "rediss://")) else None
+
+
+def _call(args: argparse.Namespace, job, data: dict | None):
+    path = cache_db.path(os.path.abspath(args.data_dir) if args.data_dir
+                         else data_dir_for(args.config, data))
     if not os.path.exists(path):
         return None
     writer = Writer(lambda: cache_db.connect(path), name="cache-cli")
@@ -53,7 +60,14 @@ def _call(args: argparse.Namespace, job):
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    rows = _call(args, lambda db: cache_db.stats(db, args.namespace, time.time())) or []
+    data = _config(args)
+    url = None if args.data_dir else _redis_url(data)
+    if url is not None:
+        from ..state.redis_cache import redis_stats
+
+        rows = redis_stats(url, args.namespace)
+    else:
+        rows = _call(args, lambda db: cache_db.stats(db, args.namespace, time.time()), data) or []
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -70,7 +84,14 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def run_clear(args: argparse.Namespace) -> int:
-    deleted = _call(args, lambda db: cache_db.clear(db, args.namespace)) or 0
+    data = _config(args)
+    url = None if args.data_dir else _redis_url(data)
+    if url is not None:
+        from ..state.redis_cache import redis_clear
+
+        deleted = redis_clear(url, args.namespace)
+    else:
+        deleted = _call(args, lambda db: cache_db.clear(db, args.namespace), data) or 0
     where = f" from namespace '{args.namespace}'" if args.namespace else ""
     print(f"deleted {deleted} cached answer{'s' if deleted != 1 else ''}{where}")
     return 0

@@ -30,7 +30,7 @@ from ..graph.context import RequestContext
 from ..hookspecs import PluginContext
 from ..pricing import Price
 from ..providers.base import UpstreamResponse
-from ..state.response_cache import Entry, SqliteResponseCache
+from ..state.response_cache import Entry, ResponseCacheBackend, SqliteResponseCache
 from ..store import cache_db
 from ..units import seconds, size_bytes
 from .cache_key import request_key
@@ -85,8 +85,14 @@ def policies_of(config: Mapping[str, Any]) -> dict[str, CachePolicy]:
     return out
 
 
-def cache_backend(context: PluginContext) -> SqliteResponseCache:
-    """The process's cache backend for the config's data_dir (kept across reloads)."""
+def cache_backend(context: PluginContext) -> ResponseCacheBackend:
+    """The process's cache backend (kept across reloads): Redis when `server.state` is a
+    redis:// URL (the limits' connection settings), else cache.db in the data_dir."""
+    state = (context.gateway_config.get("server") or {}).get("state", "sqlite")
+    if isinstance(state, str) and state.startswith(("redis://", "rediss://")):
+        from ..state.redis_cache import RedisResponseCache
+
+        return context.state.acquire(("response-cache", state), lambda: RedisResponseCache(state))
     path = cache_db.path(context.data_dir)
     backend = context.state.acquire(("response-cache", path), lambda: SqliteResponseCache(path))
     top = context.gateway_config.get("cache") or {}
@@ -116,7 +122,7 @@ class ResponseCache:
         namespace = self._namespace(ctx, policy)
         key = request_key(ctx.endpoint, namespace, ctx.body)
         if "no-cache" not in directives:
-            entry = self.backend.get(namespace, key, clock())
+            entry = await self.backend.get(namespace, key, clock())
             if entry is not None:
                 return self._hit(ctx, namespace, key, entry)
         self.backend.count(namespace, hit=False)

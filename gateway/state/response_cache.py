@@ -14,6 +14,7 @@ import threading
 import time
 from collections import defaultdict
 from concurrent.futures import Future
+from typing import Any, Protocol
 
 from ..logs import get_logger
 from ..store import cache_db
@@ -23,7 +24,23 @@ from .flusher import PeriodicFlush
 
 log = get_logger("gateway.cache")
 
-__all__ = ["Entry", "SqliteResponseCache"]
+__all__ = ["Entry", "ResponseCacheBackend", "SqliteResponseCache"]
+
+
+class ResponseCacheBackend(Protocol):
+    """What the cache middleware needs of a backend (this module's, or redis_cache.py's)."""
+
+    backend: str
+    totals: dict[str, list]  # namespace -> [hits, misses, saved tokens, saved USD], this process
+
+    def configure(self, max_entries: int | None, max_bytes: int | None) -> None: ...
+
+    async def get(self, namespace: str, key: str, now: float) -> Entry | None: ...
+
+    def put(self, namespace: str, key: str, route: str, entry: Entry) -> Any: ...
+
+    def count(self, namespace: str, hit: bool, saved_tokens: int = 0,
+              saved_usd: float = 0.0) -> None: ...
 
 
 def _zero() -> list:
@@ -54,7 +71,10 @@ class SqliteResponseCache(PeriodicFlush):
 
     # -- the request path ----------------------------------------------------------------
 
-    def get(self, namespace: str, key: str, now: float) -> Entry | None:
+    async def get(self, namespace: str, key: str, now: float) -> Entry | None:
+        return self.lookup(namespace, key, now)
+
+    def lookup(self, namespace: str, key: str, now: float) -> Entry | None:
         entry = self._pending.get((namespace, key))
         if entry is not None:
             return entry if entry.expires > now else None

@@ -18,10 +18,10 @@ async def test_least_recently_used_entries_are_evicted_beyond_max_entries(tmp_pa
     try:
         for i, key in enumerate("abc"):
             await asyncio.wrap_future(cache.put("ns", key, "r", entry(key.encode(), 10.0 + i)))
-        assert cache.get("ns", "a", 20.0) is not None  # a used at 20: b is now the oldest
+        assert cache.lookup("ns", "a", 20.0) is not None  # a used at 20: b is now the oldest
         await cache.flush(now=21.0)
         assert cache.swept == (0, 1)
-        assert [cache.get("ns", k, 22.0) is not None for k in "abc"] == [True, False, True]
+        assert [cache.lookup("ns", k, 22.0) is not None for k in "abc"] == [True, False, True]
     finally:
         await cache.aclose()
 
@@ -37,6 +37,6 @@ async def test_max_bytes_and_expiry(tmp_path):
         await cache.flush(now=20.0)
         assert cache.swept == (1, 1)
         assert cache.stats(None, 20.0)[0]["bytes"] == 200
-        assert cache.get("ns", "a", 20.0) is None and cache.get("ns", "c", 20.0) is not None
+        assert cache.lookup("ns", "a", 20.0) is None and cache.lookup("ns", "c", 20.0) is not None
     finally:
         await cache.aclose()

@@ -1,0 +1,55 @@
+"""The cache in Redis (`server.state: redis://…`): two real `gateway serve` processes on one
+redis-server share it; a cache that cannot be reached is a miss, never an error."""
+
+from __future__ import annotations
+
+import httpx
+
+from ..cli_runner import run_cli
+from ..redis_fixture import RedisServer, redis_server  # noqa: F401
+
+
+def config(url: str, data_dir) -> str:
+    return f"""
+version: 1
+server: {{state: "{url}?socket_timeout=0.5", data_dir: {data_dir}}}
+providers:
+  demo: {{type: mock}}
+cache: {{mode: simple, ttl: 5m}}
+routes:
+  chat: {{target: {{provider: demo, model: m}}}}
+"""
+
+
+def ask(gw, text: str = "hi", **extra) -> httpx.Response:
+    return httpx.post(gw.base_url + "/v1/chat/completions", timeout=10,
+                      json={"model": "chat", "messages": [{"role": "user", "content": text}],
+                            **extra})
+
+
+def test_two_gateways_share_one_cache(gateway_factory, redis_server: RedisServer, tmp_path):  # noqa: F811
+    """An answer stored through one gateway is a hit on the other (their data dirs differ);
+    `gateway cache stats` reads the shared counts from Redis, `clear` empties it."""
+    a, b = [gateway_factory(config(redis_server.url, tmp_path / f"data-{n}"), name=f"{n}.yaml")
+            for n in ("a", "b")]
+    first = ask(a)
+    assert first.headers["x-gateway-cache"] == "miss"
+    shared = ask(b)
+    assert shared.headers["x-gateway-cache"] == "hit" and shared.json() == first.json()
+    stats = run_cli("cache", "stats", "--json", "--config", str(tmp_path / "a.yaml")).json
+    assert stats == [{"namespace": "default", "entries": 1, "bytes": stats[0]["bytes"], "hits": 1,
+                      "misses": 1, "saved_tokens": stats[0]["saved_tokens"], "saved_usd": 0.0}]
+    assert stats[0]["bytes"] > 0 and stats[0]["saved_tokens"] > 0
+    cleared = run_cli("cache", "clear", "--config", str(tmp_path / "b.yaml"))
+    assert "deleted 1 cached answer" in cleared.out
+    assert ask(a).headers["x-gateway-cache"] == "miss"
+
+
+def test_unreachable_redis_is_a_miss(gateway_factory, redis_server: RedisServer, tmp_path):  # noqa: F811
+    """With Redis down, cacheable requests are answered upstream (miss), not refused."""
+    gw = gateway_factory(config(redis_server.url, tmp_path / "data"))
+    redis_server.kill()
+    answers = [ask(gw) for _ in range(2)]
+    assert [r.status_code for r in answers] == [200, 200]
+    assert [r.headers["x-gateway-cache"] for r in answers] == ["miss", "miss"]
+    assert "cache_unavailable" in gw.log()

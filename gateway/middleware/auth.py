@@ -73,9 +73,9 @@ class KeyAuth:
         return spec
 
     async def on_request(self, ctx: RequestContext) -> None:
-        # The server identifies the caller before routing (ctx.key); others (tests, dry runs)
-        # may not have.
-        spec = ctx.key if ctx.key is not None else self.identify(ctx.headers)
+        # The server asked the config's authenticator before routing (this one, or a listed
+        # plugin's that replaced it): ctx.key is its answer, None when no key is needed.
+        spec = ctx.key
         if spec is None:
             return
         if not spec.allows(ctx.route):

@@ -131,6 +131,17 @@ async def test_hook_authenticator(tmp_path: Path):
     assert graph.requires_key  # a gateway may listen beyond loopback with it
 
 
+async def test_a_plugin_authenticator_replaces_the_virtual_keys(tmp_path: Path):
+    """With a listed plugin's authenticator, the keys: of the config no longer decide: a
+    caller it lets in without a key is served."""
+    digest = "0" * 64
+    config = (BASE + f"keys:\n  team: {{key_sha256: '{digest}'}}\n" + "plugins:\n"
+              "  - name: test-ops\n    config: {auth: true, anonymous: true}\n")
+    async with app_client(config, tmp_path) as client:
+        r = await client.post("/v1/chat/completions", **chat(model="b"))
+    assert r.status_code == 200, r.text
+
+
 def test_two_authenticators_are_a_config_error():
     """Two listed plugins may not both authenticate callers."""
     text = with_plugins("  - name: test-ops\n    config: {auth: true}\n"

@@ -16,18 +16,23 @@ def plugin_config_schema():
         "type": "object",
         "additionalProperties": False,
         "properties": {"auth": {"type": "boolean"}, "ready": {"type": "boolean"},
+                       "anonymous": {"type": "boolean"},
                        "allow": {"type": "array", "items": {"type": "string"}}},
     }
 
 
 class UserHeader:
-    """x-test-user names the caller; it may use the routes in `allow`."""
+    """x-test-user names the caller; it may use the routes in `allow`. With `anonymous`, a
+    request without the header needs no key."""
 
-    def __init__(self, allow):
+    def __init__(self, allow, anonymous: bool = False):
         self.allow = frozenset(allow) if allow is not None else None
+        self.anonymous = anonymous
 
     def identify(self, headers):
         user = headers.get("x-test-user")
+        if not user and self.anonymous:
+            return None
         if not user:
             raise GatewayError(401, "send x-test-user", type="authentication_error",
                                code="test_no_user")
@@ -71,7 +76,9 @@ def response_headers(config, context):
 
 @hookimpl
 def authenticator(config, context):
-    return UserHeader(config.get("allow")) if config.get("auth") else None
+    if not config.get("auth"):
+        return None
+    return UserHeader(config.get("allow"), config.get("anonymous", False))
 
 
 @hookimpl

@@ -19,8 +19,15 @@ PACKAGE = ROOT / "gateway"
 
 
 def top_level_imports(path: Path) -> set[str]:
+    """Top-level names of what a module imports when it runs (not under TYPE_CHECKING)."""
+    tree = ast.parse(path.read_text())
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                   and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING"
+                   for stmt in block.body for n in ast.walk(stmt)}
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.ImportFrom) and not node.level and node.module:
             found.add(node.module.split(".")[0])
         elif isinstance(node, ast.Import):

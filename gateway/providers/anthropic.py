@@ -15,11 +15,11 @@ import orjson
 
 from ..errors import UpstreamError
 from .anthropic_response import StreamTranslator, from_anthropic, parse_error
-from .anthropic_translate import DEFAULT_MAX_TOKENS, TranslationError, to_anthropic
-from .base import Provider, UpstreamRequest, UpstreamResponse
+from .anthropic_translate import DEFAULT_MAX_TOKENS, to_anthropic
+from .base import ClientPool, Provider, ProviderSpec, UpstreamRequest, UpstreamResponse
 from .http import post_json, post_stream
-from .native import bad_request, bad_upstream, load_json, unsupported_endpoint
-from .sse import DONE, chunk, events
+from .native import TranslationError, bad_request, bad_upstream, load_json, unsupported_endpoint
+from .sse import DONE, Event, chunk, events
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_VERSION = "2023-06-01"
@@ -37,7 +37,7 @@ class AnthropicProvider(Provider):
             errors.append("api_version (the anthropic-version header) must not be empty")
         return errors
 
-    def __init__(self, spec, clients):
+    def __init__(self, spec: ProviderSpec, clients: ClientPool) -> None:
         super().__init__(spec, clients)
         base = spec.base_url.rstrip("/")
         self._url = base + ("/messages" if base.endswith("/v1") else "/v1/messages")
@@ -86,7 +86,7 @@ async def open_stream(chunks: AsyncIterator[bytes],
     """Read up to ``message_start`` (an ``error`` event before it raises here, while fallback
     can still act), then return an iterator over the OpenAI chunks of the whole stream."""
     parsed = events(chunks)
-    pending: list[dict] = []
+    pending: list[dict[str, Any]] = []
     try:
         async for event in parsed:
             pending.extend(translator.feed(_decode(event.data)))
@@ -100,8 +100,9 @@ async def open_stream(chunks: AsyncIterator[bytes],
     return _relay(parsed, chunks, translator, pending)
 
 
-async def _relay(parsed: AsyncIterator, chunks: AsyncIterator[bytes], translator: StreamTranslator,
-                 pending: list[dict]) -> AsyncIterator[bytes]:
+async def _relay(parsed: AsyncIterator[Event], chunks: AsyncIterator[bytes],
+                 translator: StreamTranslator,
+                 pending: list[dict[str, Any]]) -> AsyncIterator[bytes]:
     try:
         for payload in pending:
             yield chunk(payload)
@@ -118,7 +119,7 @@ async def _relay(parsed: AsyncIterator, chunks: AsyncIterator[bytes], translator
         await _close(parsed, chunks)
 
 
-def _decode(data: str) -> dict:
+def _decode(data: str) -> dict[str, Any]:
     event = load_json("anthropic", data)
     return event if isinstance(event, dict) else {}
 

@@ -67,8 +67,8 @@ def from_anthropic(data: dict[str, Any], json_tool: str | None = None,
     """An Anthropic message as an OpenAI chat.completion."""
     texts: list[str] = []
     reasoning: list[str] = []
-    thinking_blocks: list[dict] = []
-    calls: list[dict] = []
+    thinking_blocks: list[dict[str, Any]] = []
+    calls: list[dict[str, Any]] = []
     json_used = False
     for block in data.get("content") or ():
         kind = block.get("type")
@@ -156,7 +156,7 @@ class StreamTranslator:
             raise stream_error(event.get("error") or {})
         return []  # ping, content_block_stop, and event types added later
 
-    def _block_start(self, index: int, block: dict) -> list[dict]:
+    def _block_start(self, index: int, block: dict[str, Any]) -> list[dict[str, Any]]:
         kind = block.get("type")
         if kind == "tool_use" and self.json_tool and block.get("name") == self.json_tool:
             self._json_blocks.add(index)
@@ -173,7 +173,7 @@ class StreamTranslator:
             return [self._chunk({"reasoning_content": block["thinking"]})]
         return []
 
-    def _delta(self, index: int, delta: dict) -> list[dict]:
+    def _delta(self, index: int, delta: dict[str, Any]) -> list[dict[str, Any]]:
         kind = delta.get("type")
         if kind == "text_delta" and delta.get("text"):
             return [self._chunk({"content": delta["text"]})]
@@ -188,7 +188,7 @@ class StreamTranslator:
                     "function": {"arguments": delta["partial_json"]}}]})]
         return []  # signature_delta, citations_delta, empty fragments
 
-    def _chunk(self, delta: dict, finish: str | None = None) -> dict[str, Any]:
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
                 "model": self.model,
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}

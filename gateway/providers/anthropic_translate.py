@@ -72,8 +72,9 @@ def to_anthropic(body: dict[str, Any], *, stream: bool = False,
                 budget = min(budget, limit - 1)
             if budget >= MIN_THINKING_BUDGET:
                 thinking = {"type": "enabled", "budget_tokens": budget}
-    thinking_on = isinstance(thinking, dict) and thinking.get("type") == "enabled"
-    budget_tokens = thinking.get("budget_tokens") if thinking_on else None
+    enabled = thinking if isinstance(thinking, dict) and thinking.get("type") == "enabled" else None
+    thinking_on = enabled is not None
+    budget_tokens = enabled.get("budget_tokens") if enabled is not None else None
     if limit is None and isinstance(budget_tokens, int) and 0 < budget_tokens < 2**31:
         # (a larger budget goes on as it is, for Anthropic to refuse; added up, it could
         # overflow the 64-bit integers JSON encoders write)
@@ -84,7 +85,8 @@ def to_anthropic(body: dict[str, Any], *, stream: bool = False,
     if isinstance(fmt, dict) and fmt.get("type") == "json_object":
         system.append({"type": "text", "text": JSON_OBJECT_INSTRUCTION})
     elif isinstance(fmt, dict) and fmt.get("type") == "json_schema":
-        spec = fmt.get("json_schema") if isinstance(fmt.get("json_schema"), dict) else {}
+        given = fmt.get("json_schema")
+        spec: dict[str, Any] = given if isinstance(given, dict) else {}
         schema = spec.get("schema") or {"type": "object"}
         if not isinstance(schema, dict):
             raise TranslationError("response_format.json_schema.schema must be an object",
@@ -145,12 +147,12 @@ def to_anthropic(body: dict[str, Any], *, stream: bool = False,
 # -- messages ------------------------------------------------------------------------------
 
 
-def _messages(raw: Any) -> tuple[list[dict], list[dict]]:
+def _messages(raw: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(system blocks, alternating messages starting with user)."""
     if not isinstance(raw, list) or not raw:
         raise TranslationError("'messages' must be a non-empty list", "messages")
-    system: list[dict] = []
-    turns: list[dict] = []
+    system: list[dict[str, Any]] = []
+    turns: list[dict[str, Any]] = []
     for i, message in enumerate(raw):
         if not isinstance(message, dict):
             raise TranslationError(f"messages[{i}] must be an object", f"messages[{i}]")
@@ -190,7 +192,7 @@ def _messages(raw: Any) -> tuple[list[dict], list[dict]]:
     return system, turns
 
 
-def _append(turns: list[dict], role: str, blocks: list[dict]) -> None:
+def _append(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
     """Add a turn, merged into the previous one when the role is the same (roles alternate)."""
     if not blocks:
         return
@@ -200,21 +202,21 @@ def _append(turns: list[dict], role: str, blocks: list[dict]) -> None:
         turns.append({"role": role, "content": list(blocks)})
 
 
-def _collapse(blocks: list[dict]) -> str | list[dict]:
+def _collapse(blocks: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
     """A single plain text block as a string, the compact form; anything else as blocks."""
     if len(blocks) == 1 and set(blocks[0]) == {"type", "text"} and blocks[0]["type"] == "text":
-        return blocks[0]["text"]
+        return str(blocks[0]["text"])
     return blocks
 
 
-def _text(text: str, part: dict | None = None) -> dict:
+def _text(text: str, part: dict[str, Any] | None = None) -> dict[str, Any]:
     block = {"type": "text", "text": text}
     if part and part.get("cache_control"):
         block["cache_control"] = part["cache_control"]
     return block
 
 
-def _text_blocks(content: Any, param: str) -> list[dict]:
+def _text_blocks(content: Any, param: str) -> list[dict[str, Any]]:
     """Text only (system prompts, tool results): empty text is dropped (Anthropic refuses it)."""
     if content is None:
         return []
@@ -232,7 +234,7 @@ def _text_blocks(content: Any, param: str) -> list[dict]:
     return blocks
 
 
-def _user_blocks(content: Any, param: str) -> list[dict]:
+def _user_blocks(content: Any, param: str) -> list[dict[str, Any]]:
     if content is None or isinstance(content, str):
         return _text_blocks(content, param)
     if not isinstance(content, list):
@@ -252,7 +254,7 @@ def _user_blocks(content: Any, param: str) -> list[dict]:
     return blocks
 
 
-def _image(part: dict, param: str) -> dict:
+def _image(part: dict[str, Any], param: str) -> dict[str, Any]:
     image = part.get("image_url")
     url = image.get("url") if isinstance(image, dict) else image
     if not isinstance(url, str):
@@ -272,7 +274,7 @@ def _image(part: dict, param: str) -> dict:
     raise TranslationError(f"{param}: an image must be a data URL or an http(s) URL", param)
 
 
-def _file(part: dict, param: str) -> dict:
+def _file(part: dict[str, Any], param: str) -> dict[str, Any]:
     file = part.get("file") or {}
     data = file.get("file_data") if isinstance(file, dict) else None
     inline = parse_data_url(data, param) if isinstance(data, str) else None
@@ -283,8 +285,8 @@ def _file(part: dict, param: str) -> dict:
             "source": {"type": "base64", "media_type": "application/pdf", "data": inline[1]}}
 
 
-def _assistant_blocks(message: dict, i: int) -> list[dict]:
-    blocks: list[dict] = []
+def _assistant_blocks(message: dict[str, Any], i: int) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
     for block in message.get("thinking_blocks") or ():  # given back from an earlier answer
         if isinstance(block, dict) and block.get("type") == "thinking" and block.get("signature"):
             blocks.append({"type": "thinking", "thinking": block.get("thinking") or "",
@@ -305,7 +307,7 @@ def _assistant_blocks(message: dict, i: int) -> list[dict]:
     return blocks
 
 
-def _tool_result(message: dict, i: int) -> dict:
+def _tool_result(message: dict[str, Any], i: int) -> dict[str, Any]:
     call_id = message.get("tool_call_id")
     if not call_id:
         raise TranslationError(f"messages[{i}]: a tool message needs tool_call_id",
@@ -324,13 +326,13 @@ def _tool_result(message: dict, i: int) -> dict:
     return block
 
 
-def _has_tool_blocks(messages: list[dict]) -> bool:
+def _has_tool_blocks(messages: list[dict[str, Any]]) -> bool:
     return any(isinstance(m["content"], list) and
                any(b["type"] in ("tool_use", "tool_result") for b in m["content"])
                for m in messages)
 
 
-def _history_tool_names(messages: list[dict]) -> list[str]:
+def _history_tool_names(messages: list[dict[str, Any]]) -> list[str]:
     names: list[str] = []
     for m in messages:
         for b in m["content"] if isinstance(m["content"], list) else ():
@@ -339,7 +341,7 @@ def _history_tool_names(messages: list[dict]) -> list[str]:
     return names or ["unavailable_tool"]
 
 
-def _needs_thinking_history(messages: list[dict]) -> bool:
+def _needs_thinking_history(messages: list[dict[str, Any]]) -> bool:
     """With thinking on, the last assistant turn, if it called tools, must start with its
     thinking block; a client that did not keep the block back cannot have thinking on."""
     for m in reversed(messages):
@@ -354,7 +356,7 @@ def _needs_thinking_history(messages: list[dict]) -> bool:
 # -- parameters ----------------------------------------------------------------------------
 
 
-def _max_tokens(body: dict) -> int | None:
+def _max_tokens(body: dict[str, Any]) -> int | None:
     for key in ("max_completion_tokens", "max_tokens"):
         value = body.get(key)
         if value is not None:
@@ -373,7 +375,7 @@ def _budget(effort: Any) -> int:
     return THINKING_BUDGETS[effort]
 
 
-def _tools(raw: Any) -> list[dict]:
+def _tools(raw: Any) -> list[dict[str, Any]]:
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -399,9 +401,10 @@ def _tools(raw: Any) -> list[dict]:
     return tools
 
 
-def _tool_choice(choice: Any, parallel: Any, have_tools: bool) -> dict | None:
+def _tool_choice(choice: Any, parallel: Any, have_tools: bool) -> dict[str, Any] | None:
     if not have_tools:
         return None
+    out: dict[str, Any] | None
     if choice is None:
         out = None
     elif choice == "auto":

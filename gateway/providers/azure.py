@@ -14,7 +14,9 @@ from __future__ import annotations
 from typing import Any, Mapping
 from urllib.parse import quote
 
-from .base import ENDPOINT_PATHS, Provider, UpstreamRequest, UpstreamResponse
+from .base import (
+    ENDPOINT_PATHS, ClientPool, Provider, ProviderSpec, UpstreamRequest, UpstreamResponse,
+)
 from .openai import pass_through
 
 
@@ -30,7 +32,7 @@ class AzureOpenAIProvider(Provider):
                     "(for example 2024-10-21)"]
         return []
 
-    def __init__(self, spec, clients):
+    def __init__(self, spec: ProviderSpec, clients: ClientPool) -> None:
         super().__init__(spec, clients)
         base = spec.base_url.rstrip("/")
         if base.endswith("/openai"):

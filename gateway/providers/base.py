@@ -14,13 +14,19 @@ import socket
 from urllib.parse import urlsplit
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any, AsyncIterator, BinaryIO, Callable, Mapping
 
 import aiohttp
 
 from ..units import duration_text
 from .redirects import redirect_message
 
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+
+# What providers share an aiohttp session by: (provider name, base_url, max_connections).
+PoolKey = tuple[str, str, int]
 
 # Endpoint name -> path below an OpenAI-style base_url.
 ENDPOINT_PATHS = {
@@ -49,9 +55,9 @@ class Upload:
     field: str
     filename: str
     content_type: str
-    file: Any  # a seekable binary file object
+    file: BinaryIO  # seekable
 
-    def rewind(self) -> Any:
+    def rewind(self) -> _KeepOpen:
         """The file from its start, behind a wrapper the HTTP client may close without closing
         the spooled file itself (a retry or a fallback sends it again)."""
         self.file.seek(0)
@@ -59,7 +65,7 @@ class Upload:
 
 
 class _KeepOpen(io.RawIOBase):
-    def __init__(self, file: Any):
+    def __init__(self, file: BinaryIO):
         super().__init__()
         self._file = file
 
@@ -69,9 +75,10 @@ class _KeepOpen(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         return self._file.read(size)
 
-    def readinto(self, buffer) -> int:
-        data = self._file.read(len(buffer))
-        buffer[: len(data)] = data
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._file.read(len(view))
+        view[: len(data)] = data
         return len(data)
 
 
@@ -195,7 +202,7 @@ class Provider(ABC):
         except aiohttp.ClientError as exc:
             return f"{type(exc).__name__}: {exc}"
 
-    def pool_key(self) -> tuple:
+    def pool_key(self) -> PoolKey:
         """Providers with the same key share one aiohttp session across reloads."""
         return (self.spec.name, self.spec.base_url, self.spec.max_connections)
 
@@ -207,9 +214,9 @@ class ClientPool:
     """
 
     def __init__(self) -> None:
-        self._sessions: dict[tuple, aiohttp.ClientSession] = {}
+        self._sessions: dict[PoolKey, aiohttp.ClientSession] = {}
 
-    def session(self, key: tuple) -> aiohttp.ClientSession:
+    def session(self, key: PoolKey) -> aiohttp.ClientSession:
         session = self._sessions.get(key)
         if session is None or session.closed:
             session = self._sessions[key] = self._new_session(limit=key[-1])
@@ -231,7 +238,7 @@ class ClientPool:
             skip_auto_headers=("User-Agent",),
         )
 
-    async def prune(self, live_keys: Callable[[], set[tuple]], grace: float = 30.0) -> None:
+    async def prune(self, live_keys: Callable[[], set[PoolKey]], grace: float = 30.0) -> None:
         """Close sessions no provider uses any more, after in-flight requests had time to end.
 
         ``live_keys`` is asked again after the grace period: a reload in between may have

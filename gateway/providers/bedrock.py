@@ -24,7 +24,7 @@ import orjson
 import yarl
 
 from ..errors import UpstreamError
-from .base import Provider, UpstreamRequest, UpstreamResponse
+from .base import ClientPool, Provider, ProviderSpec, UpstreamRequest, UpstreamResponse
 from .eventstream import Decoder, EventStreamError
 from .http import openai_error_body, post_json, post_stream
 from .native import (
@@ -82,7 +82,7 @@ class BedrockProvider(Provider):
             problems.append("aws_access_key_id and aws_secret_access_key go together")
         return problems
 
-    def __init__(self, spec, clients):
+    def __init__(self, spec: ProviderSpec, clients: ClientPool) -> None:
         super().__init__(spec, clients)
         self.region = str(region_of(spec.options) or "us-east-1")
         self._base = spec.base_url.replace("{region}", self.region).rstrip("/")
@@ -103,7 +103,10 @@ class BedrockProvider(Provider):
                 body=openai_error_body("bedrock: no AWS credentials configured",
                                        "authentication_error", "missing_credentials"),
                 headers={"Content-Type": "application/json"})
-        host = url.host if url.is_default_port() else f"{url.host}:{url.port}"
+        host = url.host
+        assert host is not None  # base_url is absolute (the compiler checks it)
+        if not url.is_default_port():
+            host = f"{host}:{url.port}"
         return sign("POST", host, url.raw_path, url.raw_query_string, self._headers, data, creds,
                     self.region, SERVICE)
 
@@ -136,14 +139,14 @@ def tool_id(ident: str) -> str:
     return ident if _TOOL_ID.match(ident) else "t" + hashlib.sha256(ident.encode()).hexdigest()[:40]
 
 
-def to_bedrock(body: dict) -> tuple[dict, str | None]:
+def to_bedrock(body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     """An OpenAI chat request as a Converse request, and the forced JSON tool's name (if any)."""
     single_choice(body, KIND)
-    system: list[dict] = []
-    messages: list[dict] = []
+    system: list[dict[str, Any]] = []
+    messages: list[dict[str, Any]] = []
     history_tools: dict[str, None] = {}  # tool names the conversation used, in order
 
-    def add(role: str, blocks: list[dict]) -> None:
+    def add(role: str, blocks: list[dict[str, Any]]) -> None:
         if not blocks:
             return
         if messages and messages[-1]["role"] == role:
@@ -162,7 +165,7 @@ def to_bedrock(body: dict) -> tuple[dict, str | None]:
                          if p["type"] != "text" or p["text"].strip()])
         elif role == "assistant":
             text = text_of(m.get("content"), param + ".content")
-            blocks: list[dict] = [{"text": text}] if text.strip() else []
+            blocks: list[dict[str, Any]] = [{"text": text}] if text.strip() else []
             for j, call in enumerate(tool_calls_of(m, param)):
                 history_tools[call["function"]["name"]] = None
                 blocks.append({"toolUse": {"toolUseId": tool_id(call["id"]), "name": call["function"]["name"],
@@ -221,7 +224,7 @@ def to_bedrock(body: dict) -> tuple[dict, str | None]:
     return out, json_tool
 
 
-def _block(part: dict, param: str) -> dict:
+def _block(part: dict[str, Any], param: str) -> dict[str, Any]:
     if part["type"] == "text":
         return {"text": part["text"]}
     url = image_url(part)
@@ -235,13 +238,13 @@ def _block(part: dict, param: str) -> dict:
     if inline is None:
         raise bad_request(f"{param}: bedrock takes images as data URLs (or s3:// URIs), not links",
                           param)
-    fmt = IMAGE_FORMATS.get(inline[0])
-    if fmt is None:
+    given = IMAGE_FORMATS.get(inline[0])
+    if given is None:
         raise bad_request(f"{param}: image type {inline[0]} is not one of png, jpeg, gif, webp", param)
-    return {"image": {"format": fmt, "source": {"bytes": inline[1]}}}
+    return {"image": {"format": given, "source": {"bytes": inline[1]}}}
 
 
-def _tool_spec(fn: dict) -> dict:
+def _tool_spec(fn: dict[str, Any]) -> dict[str, Any]:
     spec: dict[str, Any] = {"name": fn["name"],
                             "inputSchema": {"json": fn.get("parameters") or {"type": "object", "properties": {}}}}
     if fn.get("description"):
@@ -258,7 +261,7 @@ def finish_reason(reason: str | None, json_tool: str | None = None) -> str:
     return FINISH.get(reason or "end_turn", "stop")
 
 
-def usage_of(data: Mapping[str, Any] | None) -> dict | None:
+def usage_of(data: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if not data:
         return None
     prompt, output = data.get("inputTokens", 0), data.get("outputTokens", 0)
@@ -267,7 +270,7 @@ def usage_of(data: Mapping[str, Any] | None) -> dict | None:
                  data.get("totalTokens"), cached=cached)
 
 
-def from_bedrock(data: dict, model: str, json_tool: str | None = None) -> dict:
+def from_bedrock(data: dict[str, Any], model: str, json_tool: str | None = None) -> dict[str, Any]:
     """A Converse answer as an OpenAI chat.completion."""
     message = ((data.get("output") or {}).get("message")) if isinstance(data, dict) else None
     if not isinstance(message, dict):
@@ -312,11 +315,11 @@ async def stream_chunks(raw: AsyncIterator[bytes], model: str, with_usage: bool,
                     raise stream_error(KIND, 500, str(msg.headers.get(":error-message", "stream error")),
                                        str(msg.headers.get(":error-code") or "") or None)
                 event = load_json(KIND, msg.payload) if msg.payload else {}
-                kind = msg.event_type
+                event_type = msg.event_type
                 if not started:
                     started = True
                     yield out.role()
-                if kind == "contentBlockStart":
+                if event_type == "contentBlockStart":
                     use = (event.get("start") or {}).get("toolUse")
                     index = event.get("contentBlockIndex", 0)
                     if use and json_tool and use.get("name") == json_tool:
@@ -324,7 +327,7 @@ async def stream_chunks(raw: AsyncIterator[bytes], model: str, with_usage: bool,
                     elif use:
                         slots[index] = len(slots)
                         yield out.tool_start(slots[index], use.get("toolUseId", ""), use.get("name", ""))
-                elif kind == "contentBlockDelta":
+                elif event_type == "contentBlockDelta":
                     delta, index = event.get("delta") or {}, event.get("contentBlockIndex", 0)
                     if delta.get("text"):
                         yield out.content(delta["text"])
@@ -336,10 +339,10 @@ async def stream_chunks(raw: AsyncIterator[bytes], model: str, with_usage: bool,
                             yield out.tool_arguments(slots[index], piece_)
                     elif "reasoningContent" in delta and (delta["reasoningContent"] or {}).get("text"):
                         yield out.reasoning(delta["reasoningContent"]["text"])
-                elif kind == "messageStop":
+                elif event_type == "messageStop":
                     stopped = True
                     yield out.finish(finish_reason(event.get("stopReason"), json_tool))
-                elif kind == "metadata":
+                elif event_type == "metadata":
                     found = usage_of(event.get("usage"))
                     if with_usage and found:
                         yield out.usage(found)

@@ -15,11 +15,11 @@ from typing import Any, AsyncIterator
 
 import orjson
 
-from .base import Provider, UpstreamRequest, UpstreamResponse
+from .base import ClientPool, Provider, ProviderSpec, UpstreamRequest, UpstreamResponse
 from .http import post_json, post_stream
 from .native import (
     Chunks, aclose, assistant_message, bad_request, bad_upstream, completion, embedding_inputs,
-    embeddings, include_usage, load_json, max_tokens_of, messages_of, parts_of, primed,
+    embeddings, image_url, include_usage, load_json, max_tokens_of, messages_of, parts_of, primed,
     response_format_of, single_choice, stop_of, stream_error, text_of, tool_call, tool_calls_of,
     tool_choice_of, tools_of, unsupported_endpoint, usage,
 )
@@ -43,7 +43,7 @@ class CohereProvider(Provider):
     base_url = "https://api.cohere.com"
     hosted = True
 
-    def __init__(self, spec, clients):
+    def __init__(self, spec: ProviderSpec, clients: ClientPool) -> None:
         super().__init__(spec, clients)
         base = spec.base_url.rstrip("/")
         base = base if base.endswith("/v2") else base + "/v2"
@@ -80,10 +80,10 @@ class CohereProvider(Provider):
 # -- OpenAI -> Cohere --------------------------------------------------------------------------
 
 
-def to_cohere(body: dict, stream: bool = False) -> dict:
+def to_cohere(body: dict[str, Any], stream: bool = False) -> dict[str, Any]:
     """An OpenAI chat request as a Cohere v2 chat request."""
     single_choice(body, KIND)
-    messages: list[dict] = []
+    messages: list[dict[str, Any]] = []
     for i, m in enumerate(messages_of(body)):
         role, param = m["role"], f"messages[{i}]"
         if role in ("system", "developer"):
@@ -93,25 +93,25 @@ def to_cohere(body: dict, stream: bool = False) -> dict:
             parts = parts_of(content, param + ".content")
             messages.append({"role": "user", "content": content if isinstance(content, str) else [
                 {"type": "text", "text": p["text"]} if p["type"] == "text" else
-                {"type": "image_url", "image_url": {"url": _url(p)}} for p in parts]})
+                {"type": "image_url", "image_url": {"url": image_url(p)}} for p in parts]})
         elif role == "assistant":
             text = text_of(m.get("content"), param + ".content")
             calls = tool_calls_of(m, param)
-            out: dict[str, Any] = {"role": "assistant"}
+            turn: dict[str, Any] = {"role": "assistant"}
             if calls:
                 plan = m.get("reasoning_content") or text
                 if plan:
-                    out["tool_plan"] = plan
-                out["tool_calls"] = [
+                    turn["tool_plan"] = plan
+                turn["tool_calls"] = [
                     {"id": c["id"], "type": "function",
                      "function": {"name": c["function"]["name"],
                                   "arguments": _arguments(c, f"{param}.tool_calls[{j}]")}}
                     for j, c in enumerate(calls)]
             elif text:
-                out["content"] = text
+                turn["content"] = text
             else:
                 continue  # an empty turn: Cohere refuses a message with nothing in it
-            messages.append(out)
+            messages.append(turn)
         elif role == "tool":
             if not m.get("tool_call_id"):
                 raise bad_request(f"{param} needs a tool_call_id", param + ".tool_call_id")
@@ -158,12 +158,7 @@ def to_cohere(body: dict, stream: bool = False) -> dict:
     return out
 
 
-def _url(part: dict) -> str:
-    image = part["image_url"]
-    return image["url"] if isinstance(image, dict) else image
-
-
-def _arguments(call: dict, param: str) -> str:
+def _arguments(call: dict[str, Any], param: str) -> str:
     raw = call["function"].get("arguments") or "{}"
     if isinstance(raw, dict):
         return orjson.dumps(raw).decode()
@@ -174,7 +169,7 @@ def _arguments(call: dict, param: str) -> str:
     return raw
 
 
-def _function(fn: dict) -> dict:
+def _function(fn: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"name": fn["name"]}
     if fn.get("description"):
         out["description"] = fn["description"]
@@ -182,7 +177,7 @@ def _function(fn: dict) -> dict:
     return out
 
 
-def to_embed_request(body: dict) -> dict:
+def to_embed_request(body: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "model": body.get("model"),
         "texts": embedding_inputs(body),
@@ -205,7 +200,7 @@ def finish_reason(reason: str | None) -> str:
     return FINISH.get(reason or "COMPLETE", "stop")
 
 
-def usage_of(data: dict | None) -> dict | None:
+def usage_of(data: dict[str, Any] | None) -> dict[str, Any] | None:
     if not data:
         return None
     tokens = data.get("tokens") or data.get("billed_units") or {}
@@ -214,7 +209,7 @@ def usage_of(data: dict | None) -> dict | None:
     return usage(prompt, output, cached=int(cached) if cached is not None else None)
 
 
-def from_cohere(data: dict, model: str) -> dict:
+def from_cohere(data: dict[str, Any], model: str) -> dict[str, Any]:
     """A v2 chat answer as an OpenAI chat.completion."""
     message = data.get("message")
     if not isinstance(message, dict):
@@ -238,7 +233,8 @@ def from_cohere(data: dict, model: str) -> dict:
     return completion(model, [(reply, finish)], usage_of(data.get("usage")), ident)
 
 
-def from_embed_response(data: dict, model: str, encoding_format: str | None) -> dict:
+def from_embed_response(data: dict[str, Any], model: str,
+                        encoding_format: str | None) -> dict[str, Any]:
     vectors = (data.get("embeddings") or {}).get("float") if isinstance(data, dict) else None
     if not isinstance(vectors, list):
         raise bad_upstream(KIND, "the embed answer has no embeddings.float")
@@ -277,9 +273,9 @@ async def stream_chunks(raw: AsyncIterator[bytes], model: str, with_usage: bool)
                 yield out.tool_start(slot, call.get("id", ""), fn.get("name", ""), fn.get("arguments") or "")
             elif kind == "tool-call-delta":
                 args = ((message.get("tool_calls") or {}).get("function") or {}).get("arguments")
-                slot = slots.get(data.get("index", 0))
-                if args and slot is not None:
-                    yield out.tool_arguments(slot, args)
+                known = slots.get(data.get("index", 0))
+                if args and known is not None:
+                    yield out.tool_arguments(known, args)
             elif kind == "message-end":
                 reason = finish_reason(delta.get("finish_reason"))
                 if slots and reason == "stop":

@@ -43,14 +43,14 @@ class Message:
 
     @property
     def message_type(self) -> str:
-        return self.headers.get(":message-type", "event")
+        return str(self.headers.get(":message-type", "event"))
 
     @property
     def event_type(self) -> str | None:
         return self.headers.get(":event-type")
 
 
-def _crc(data: bytes | memoryview) -> int:
+def _crc(data: bytes | bytearray | memoryview) -> int:
     return zlib.crc32(data) & 0xFFFFFFFF
 
 

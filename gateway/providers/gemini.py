@@ -16,11 +16,12 @@ import time
 from typing import Any, AsyncIterator, Mapping
 from urllib.parse import quote
 
+import aiohttp
 import orjson
 
 from ..errors import UpstreamError
-from .base import Provider, UpstreamRequest, UpstreamResponse
-from .http import post_json, post_stream
+from .base import ClientPool, Provider, ProviderSpec, Timeouts, UpstreamRequest, UpstreamResponse
+from .http import ErrorParser, post_json, post_stream
 from .native import (
     Chunks, aclose, arguments_of, assistant_message, bad_request, bad_upstream, call_id, completion,
     embedding_inputs, embeddings, image_url, include_usage, load_json, max_tokens_of, messages_of,
@@ -56,7 +57,7 @@ class GeminiProvider(Provider):
     base_url = "https://generativelanguage.googleapis.com"
     hosted = True
 
-    def __init__(self, spec, clients):
+    def __init__(self, spec: ProviderSpec, clients: ClientPool) -> None:
         super().__init__(spec, clients)
         base = spec.base_url.rstrip("/")
         self._base = base if re.search(r"/v1(beta|alpha)?$", base) else base + "/v1beta"
@@ -107,7 +108,8 @@ class GeminiProvider(Provider):
             raise
 
 
-    async def _images(self, session, body: dict, model: str, timeouts, parse) -> UpstreamResponse:
+    async def _images(self, session: aiohttp.ClientSession, body: dict[str, Any], model: str,
+                      timeouts: Timeouts, parse: ErrorParser) -> UpstreamResponse:
         """Imagen models through :predict; Gemini image models through generateContent with
         responseModalities IMAGE. Either way the client gets OpenAI's images answer (b64_json)."""
         prompt = str(body.get("prompt", ""))
@@ -138,13 +140,13 @@ class GeminiProvider(Provider):
 # -- OpenAI -> Gemini --------------------------------------------------------------------------
 
 
-def to_gemini(body: dict) -> dict:
+def to_gemini(body: dict[str, Any]) -> dict[str, Any]:
     """An OpenAI chat request as a GenerateContentRequest."""
-    system: list[dict] = []
-    contents: list[dict] = []
+    system: list[dict[str, Any]] = []
+    contents: list[dict[str, Any]] = []
     names: dict[str, str] = {}  # tool call id -> function name
 
-    def add(role: str, parts: list[dict]) -> None:
+    def add(role: str, parts: list[dict[str, Any]]) -> None:
         if not parts:
             return
         if contents and contents[-1]["role"] == role:
@@ -161,7 +163,7 @@ def to_gemini(body: dict) -> dict:
         elif role == "user":
             add("user", [_part(p, param) for p in parts_of(m.get("content"), param + ".content")])
         elif role == "assistant":
-            parts: list[dict] = []
+            parts: list[dict[str, Any]] = []
             text = text_of(m.get("content"), param + ".content")
             if text:
                 parts.append({"text": text})
@@ -176,7 +178,8 @@ def to_gemini(body: dict) -> dict:
             add("model", parts)
         elif role == "tool":
             ident = m.get("tool_call_id")
-            name = names.get(ident) or m.get("name")  # a tool message may name its function
+            known = names.get(ident) if isinstance(ident, str) else None
+            name = known or m.get("name")  # a tool message may name its function
             if not isinstance(name, str):
                 raise bad_request(f"{param}.tool_call_id {ident!r} matches no earlier tool call",
                                   param + ".tool_call_id")
@@ -203,7 +206,7 @@ def to_gemini(body: dict) -> dict:
     return out
 
 
-def _part(part: dict, param: str) -> dict:
+def _part(part: dict[str, Any], param: str) -> dict[str, Any]:
     if part["type"] == "text":
         return {"text": part["text"]}
     url = image_url(part)
@@ -214,7 +217,7 @@ def _part(part: dict, param: str) -> dict:
     return {"fileData": {"mimeType": mime, "fileUri": url}}
 
 
-def _tool_result(content: Any, param: str) -> dict:
+def _tool_result(content: Any, param: str) -> dict[str, Any]:
     """functionResponse.response must be an object: a JSON object result as it is, any other
     text under "content"."""
     text = text_of(content, param + ".content")
@@ -228,7 +231,7 @@ def _tool_result(content: Any, param: str) -> dict:
     return {"content": text}
 
 
-def _declaration(fn: dict, i: int) -> dict:
+def _declaration(fn: dict[str, Any], i: int) -> dict[str, Any]:
     out = {"name": fn["name"]}
     if fn.get("description"):
         out["description"] = fn["description"]
@@ -238,7 +241,7 @@ def _declaration(fn: dict, i: int) -> dict:
     return out
 
 
-def _generation_config(body: dict) -> dict:
+def _generation_config(body: dict[str, Any]) -> dict[str, Any]:
     config: dict[str, Any] = {}
     for ours, theirs in (("temperature", "temperature"), ("top_p", "topP"), ("seed", "seed"),
                          ("presence_penalty", "presencePenalty"),
@@ -268,7 +271,7 @@ def _generation_config(body: dict) -> dict:
     return config
 
 
-def schema(node: Any, param: str, root: dict | None = None, depth: int = 0) -> Any:
+def schema(node: Any, param: str, root: dict[str, Any] | None = None, depth: int = 0) -> Any:
     """JSON Schema -> Gemini's Schema: local $refs inlined, type lists folded into
     ``nullable``, const into enum, upper-case types, unsupported keywords dropped."""
     if not isinstance(node, dict):
@@ -312,7 +315,7 @@ def schema(node: Any, param: str, root: dict | None = None, depth: int = 0) -> A
     return out
 
 
-def to_embed_request(body: dict, model: str) -> dict:
+def to_embed_request(body: dict[str, Any], model: str) -> dict[str, Any]:
     name = model if model.startswith("models/") else f"models/{model}"
     extra: dict[str, Any] = {}
     if body.get("dimensions"):
@@ -332,7 +335,7 @@ def finish_reason(reason: str | None, has_calls: bool) -> str:
     return FINISH.get(reason or "STOP", "stop")
 
 
-def usage_of(meta: Mapping[str, Any] | None) -> dict | None:
+def usage_of(meta: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if not meta:
         return None
     thoughts = meta.get("thoughtsTokenCount")
@@ -342,12 +345,12 @@ def usage_of(meta: Mapping[str, Any] | None) -> dict | None:
                  cached=meta.get("cachedContentTokenCount"), reasoning=thoughts)
 
 
-def _call_id(fc: dict, part: dict) -> str:
+def _call_id(fc: dict[str, Any], part: dict[str, Any]) -> str:
     ident = fc.get("id") or call_id()
     return f"{ident}{SIGNATURE}{part['thoughtSignature']}" if part.get("thoughtSignature") else ident
 
 
-def from_gemini(data: dict, model: str) -> dict:
+def from_gemini(data: dict[str, Any], model: str) -> dict[str, Any]:
     """A GenerateContentResponse as an OpenAI chat.completion."""
     candidates = data.get("candidates") or []
     if not candidates:
@@ -357,7 +360,9 @@ def from_gemini(data: dict, model: str) -> dict:
         raise bad_upstream(KIND, "the answer has no candidates")
     choices = []
     for cand in sorted(candidates, key=lambda c: c.get("index", 0)):
-        texts, thoughts, calls = [], [], []
+        texts: list[str] = []
+        thoughts: list[str] = []
+        calls: list[dict[str, Any]] = []
         for part in (cand.get("content") or {}).get("parts") or []:
             if "functionCall" in part:
                 fc = part["functionCall"]
@@ -369,11 +374,12 @@ def from_gemini(data: dict, model: str) -> dict:
     return completion(model, choices, usage_of(data.get("usageMetadata")), _ident(data))
 
 
-def _ident(data: dict) -> str | None:
+def _ident(data: dict[str, Any]) -> str | None:
     return f"chatcmpl-{data['responseId']}" if data.get("responseId") else None
 
 
-def from_embed_response(data: dict, model: str, encoding_format: str | None) -> dict:
+def from_embed_response(data: dict[str, Any], model: str,
+                        encoding_format: str | None) -> dict[str, Any]:
     try:
         vectors = [e["values"] for e in data["embeddings"]]
     except (KeyError, TypeError):

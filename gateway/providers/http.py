@@ -22,6 +22,7 @@ from typing import Any, AsyncIterator, Callable, Mapping
 
 import aiohttp
 import orjson
+from aiohttp.typedefs import StrOrURL
 
 from ..errors import UpstreamError, classify_status
 from ..units import duration_text
@@ -37,7 +38,7 @@ RetryAfter = Callable[[Mapping[str, str]], float | None]
 
 
 async def post_json(
-    session: aiohttp.ClientSession, url: str, data: Any, headers: Mapping[str, str],
+    session: aiohttp.ClientSession, url: StrOrURL, data: Any, headers: Mapping[str, str],
     timeouts: Timeouts, parse_error: ErrorParser, *, openai_shaped: bool = False,
     retry_after_of: RetryAfter | None = None, expect_json: bool = True,
 ) -> tuple[bytes, str]:
@@ -61,7 +62,7 @@ async def post_json(
 
 
 async def post_stream(
-    session: aiohttp.ClientSession, url: str, data: bytes, headers: Mapping[str, str],
+    session: aiohttp.ClientSession, url: StrOrURL, data: bytes, headers: Mapping[str, str],
     timeouts: Timeouts, parse_error: ErrorParser, *, openai_shaped: bool = False,
     retry_after_of: RetryAfter | None = None, expect: str | None = None,
 ) -> tuple[AsyncIterator[bytes], str]:

@@ -19,7 +19,7 @@ import orjson
 
 from ..errors import UpstreamError
 from ..units import duration_text
-from .base import Provider, UpstreamRequest, UpstreamResponse
+from .base import ClientPool, Provider, ProviderSpec, UpstreamRequest, UpstreamResponse
 from .native import bad_request
 from .sse import DONE, chunk
 
@@ -32,7 +32,7 @@ class MockProvider(Provider):
         """Unhealthy when it is set to fail every request (error_rate: 1)."""
         return "mock: error_rate is 1" if self.error_rate >= 1 else None
 
-    def __init__(self, spec, clients):
+    def __init__(self, spec: ProviderSpec, clients: ClientPool) -> None:
         super().__init__(spec, clients)
         opts = spec.options
         self.latency: float = opts.get("latency", 0.0)
@@ -84,7 +84,7 @@ def reply_for(model: str, prompt: str) -> str:
     return f"Mock reply from {model}: {echo}"
 
 
-def _prompt_text(body: dict, endpoint: str) -> str:
+def _prompt_text(body: dict[str, Any], endpoint: str) -> str:
     if endpoint == "completions":
         prompt = body.get("prompt", "")
         if not isinstance(prompt, list):
@@ -105,7 +105,7 @@ def _words(item: Any) -> str:
     return " ".join(map(str, item)) if isinstance(item, list) else str(item)
 
 
-def _usage(prompt_tokens: int, completion_tokens: int) -> dict:
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
@@ -117,7 +117,8 @@ def _ident(prefix: str) -> str:
     return f"{prefix}-mock{time.monotonic_ns():x}"
 
 
-def _completion(endpoint: str, model: str, text: str, finish: str, usage: dict) -> dict:
+def _completion(endpoint: str, model: str, text: str, finish: str,
+                usage: dict[str, Any]) -> dict[str, Any]:
     if endpoint == "completions":
         return {
             "id": _ident("cmpl"),
@@ -145,12 +146,13 @@ def _completion(endpoint: str, model: str, text: str, finish: str, usage: dict) 
 
 
 async def _stream(
-    endpoint: str, model: str, words: list[str], finish: str, usage: dict | None, delay: float
+    endpoint: str, model: str, words: list[str], finish: str, usage: dict[str, Any] | None,
+    delay: float,
 ) -> AsyncIterator[bytes]:
     ident, created = _ident("chatcmpl"), int(time.time())
     chat = endpoint == "chat"
 
-    def event(choice: dict | None, extra: dict | None = None) -> bytes:
+    def event(choice: dict[str, Any] | None, extra: dict[str, Any] | None = None) -> bytes:
         return chunk({
             "id": ident,
             "object": "chat.completion.chunk" if chat else "text_completion",
@@ -182,7 +184,7 @@ async def _stream(
 MAX_DIMENSIONS = 4096  # real embedding models go up to 3072
 
 
-def embeddings(body: dict, model: str) -> dict:
+def embeddings(body: dict[str, Any], model: str) -> dict[str, Any]:
     inputs = body.get("input", "")
     if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)):
         inputs = [inputs]
@@ -220,7 +222,7 @@ PIXEL_PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
 
 
-def images(body: dict) -> dict:
+def images(body: dict[str, Any]) -> dict[str, Any]:
     count = body.get("n") or 1
     prompt = str(body.get("prompt", ""))
     if body.get("response_format") == "url":
@@ -231,7 +233,7 @@ def images(body: dict) -> dict:
             "data": [{**item, "revised_prompt": f"mock image of: {prompt}"} for _ in range(count)]}
 
 
-def speech(body: dict) -> bytes:
+def speech(body: dict[str, Any]) -> bytes:
     """A WAV of silence, 20 ms per word of the input (8 kHz, 8-bit mono)."""
     words = len(str(body.get("input", "")).split()) or 1
     frames = b"\x80" * (160 * words)
@@ -246,7 +248,7 @@ async def _chunks(data: bytes, size: int = 1024) -> AsyncIterator[bytes]:
         yield data[start:start + size]
 
 
-def transcription(request: UpstreamRequest) -> dict:
+def transcription(request: UpstreamRequest) -> dict[str, Any]:
     sizes = []
     for upload in request.files:
         sizes.append(f"{len(upload.rewind().read())} bytes of {upload.filename}")

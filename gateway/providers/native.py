@@ -74,7 +74,7 @@ def load_json(kind: str, raw: bytes | str) -> Any:
 # -- the OpenAI request ---------------------------------------------------------------------
 
 
-def messages_of(body: dict) -> list[dict]:
+def messages_of(body: dict[str, Any]) -> list[dict[str, Any]]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise bad_request("'messages' must be a non-empty array", "messages", "invalid_type")
@@ -102,7 +102,7 @@ def text_of(content: Any, param: str) -> str:
     raise bad_request(f"{param} must be a string or an array of parts", param, "invalid_type")
 
 
-def parts_of(content: Any, param: str) -> list[dict]:
+def parts_of(content: Any, param: str) -> list[dict[str, Any]]:
     """User content as a list of OpenAI parts ({"type": "text"|"image_url", ...})."""
     if content is None:
         return []
@@ -120,13 +120,17 @@ def parts_of(content: Any, param: str) -> list[dict]:
     return content
 
 
-def _image_url(part: dict) -> Any:
+def _image_url(part: dict[str, Any]) -> Any:
     image = part.get("image_url")
     return image.get("url") if isinstance(image, dict) else image
 
 
-def image_url(part: dict) -> str:
-    return _image_url(part)
+def image_url(part: dict[str, Any]) -> str:
+    """The URL of an image part (``parts_of`` has checked that it is a string)."""
+    url = _image_url(part)
+    if not isinstance(url, str):
+        raise bad_request("image_url.url must be a string", "messages", "invalid_type")
+    return url
 
 
 def parse_data_url(url: str, param: str) -> tuple[str, str] | None:
@@ -147,7 +151,7 @@ def parse_data_url(url: str, param: str) -> tuple[str, str] | None:
     return mime, base64.b64encode(unquote_to_bytes(data)).decode("ascii")
 
 
-def tool_calls_of(message: dict, param: str) -> list[dict]:
+def tool_calls_of(message: dict[str, Any], param: str) -> list[dict[str, Any]]:
     calls = message.get("tool_calls") or []
     if not isinstance(calls, list):
         raise bad_request(f"{param}.tool_calls must be an array", param, "invalid_type")
@@ -159,7 +163,7 @@ def tool_calls_of(message: dict, param: str) -> list[dict]:
     return calls
 
 
-def arguments_of(call: dict, param: str) -> dict:
+def arguments_of(call: dict[str, Any], param: str) -> dict[str, Any]:
     """A tool call's JSON-string arguments as an object."""
     raw = call["function"].get("arguments") or "{}"
     if isinstance(raw, dict):
@@ -173,7 +177,7 @@ def arguments_of(call: dict, param: str) -> dict:
     return value
 
 
-def tools_of(body: dict) -> list[dict]:
+def tools_of(body: dict[str, Any]) -> list[dict[str, Any]]:
     """The request's function tools: [{"name", "description"?, "parameters"?}]."""
     tools = body.get("tools") or []
     if not isinstance(tools, list):
@@ -188,7 +192,7 @@ def tools_of(body: dict) -> list[dict]:
     return out
 
 
-def tool_choice_of(body: dict) -> tuple[str, str | None]:
+def tool_choice_of(body: dict[str, Any]) -> tuple[str, str | None]:
     """("auto"|"none"|"required"|"function", name) from OpenAI's tool_choice."""
     choice = body.get("tool_choice")
     if choice is None or choice == "auto":
@@ -200,7 +204,7 @@ def tool_choice_of(body: dict) -> tuple[str, str | None]:
     raise bad_request("tool_choice must be auto, none, required or a function", "tool_choice")
 
 
-def stop_of(body: dict) -> list[str] | None:
+def stop_of(body: dict[str, Any]) -> list[str] | None:
     stop = body.get("stop")
     if stop is None:
         return None
@@ -211,14 +215,14 @@ def stop_of(body: dict) -> list[str] | None:
     raise bad_request("stop must be a string or an array of strings", "stop", "invalid_type")
 
 
-def max_tokens_of(body: dict) -> int | None:
+def max_tokens_of(body: dict[str, Any]) -> int | None:
     value = body.get("max_completion_tokens", body.get("max_tokens"))
     if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
         raise bad_request("max_tokens must be a positive integer", "max_tokens")
     return value
 
 
-def response_format_of(body: dict) -> tuple[str, dict | None, str | None]:
+def response_format_of(body: dict[str, Any]) -> tuple[str, dict[str, Any] | None, str | None]:
     """("text"|"json_object"|"json_schema", schema, name)."""
     fmt = body.get("response_format")
     if not fmt:
@@ -236,13 +240,13 @@ def response_format_of(body: dict) -> tuple[str, dict | None, str | None]:
     raise bad_request(f"unsupported response_format type {kind!r}", "response_format")
 
 
-def single_choice(body: dict, kind: str) -> None:
+def single_choice(body: dict[str, Any], kind: str) -> None:
     n = body.get("n")
     if n not in (None, 1):
         raise bad_request(f"{kind} returns one choice: n must be 1", "n")
 
 
-def include_usage(body: dict) -> bool:
+def include_usage(body: dict[str, Any]) -> bool:
     return bool((body.get("stream_options") or {}).get("include_usage"))
 
 
@@ -258,7 +262,7 @@ def call_id() -> str:
 
 
 def usage(prompt: int, completion: int, total: int | None = None, *, cached: int | None = None,
-          reasoning: int | None = None) -> dict:
+          reasoning: int | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
                            "total_tokens": total if total is not None else prompt + completion}
     if cached is not None:
@@ -268,7 +272,8 @@ def usage(prompt: int, completion: int, total: int | None = None, *, cached: int
     return out
 
 
-def assistant_message(text: str | None, tool_calls: list[dict], reasoning: str | None = None) -> dict:
+def assistant_message(text: str | None, tool_calls: list[dict[str, Any]],
+                      reasoning: str | None = None) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": text or (None if tool_calls else "")}
     if reasoning:
         message["reasoning_content"] = reasoning
@@ -277,13 +282,13 @@ def assistant_message(text: str | None, tool_calls: list[dict], reasoning: str |
     return message
 
 
-def tool_call(id_: str, name: str, arguments: Any) -> dict:
+def tool_call(id_: str, name: str, arguments: Any) -> dict[str, Any]:
     args = arguments if isinstance(arguments, str) else orjson.dumps(arguments).decode()
     return {"id": id_, "type": "function", "function": {"name": name, "arguments": args}}
 
 
-def completion(model: str, choices: list[tuple[dict, str]], usage_: dict | None,
-               id_: str | None = None) -> dict:
+def completion(model: str, choices: list[tuple[dict[str, Any], str]], usage_: dict[str, Any] | None,
+               id_: str | None = None) -> dict[str, Any]:
     """A chat.completion from (message, finish_reason) per choice."""
     return {
         "id": id_ or new_id(),
@@ -297,20 +302,21 @@ def completion(model: str, choices: list[tuple[dict, str]], usage_: dict | None,
 
 
 def embeddings(model: str, vectors: list[list[float]], prompt_tokens: int = 0,
-               encoding_format: str | None = None) -> dict:
+               encoding_format: str | None = None) -> dict[str, Any]:
     """OpenAI's embeddings answer; ``encoding_format: base64`` packs little-endian float32, as
     OpenAI does (the official Python client asks for it by default)."""
+    packed: list[list[float]] | list[str] = vectors
     if encoding_format == "base64":
-        vectors = [base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode("ascii") for v in vectors]
+        packed = [base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode("ascii") for v in vectors]
     return {
         "object": "list",
-        "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+        "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(packed)],
         "model": model,
         "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
     }
 
 
-def embedding_inputs(body: dict) -> list[str]:
+def embedding_inputs(body: dict[str, Any]) -> list[str]:
     inputs = body.get("input")
     if isinstance(inputs, str):
         return [inputs]
@@ -328,7 +334,7 @@ class Chunks:
         self.model = model
         self.created = int(time.time())
 
-    def _event(self, choices: list[dict], **extra: Any) -> bytes:
+    def _event(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
         return chunk({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
                       "model": self.model, "choices": choices, **extra})
 
@@ -355,7 +361,7 @@ class Chunks:
     def finish(self, reason: str, index: int = 0) -> bytes:
         return self.delta(index, finish=reason)
 
-    def usage(self, usage_: dict) -> bytes:
+    def usage(self, usage_: dict[str, Any]) -> bytes:
         return self._event([], usage=usage_)
 
     done = DONE
@@ -384,6 +390,6 @@ async def primed(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             async for piece in iterator:
                 yield piece
         finally:
-            await iterator.aclose()
+            await aclose(iterator)
 
     return rest()

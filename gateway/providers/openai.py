@@ -12,7 +12,9 @@ from typing import Mapping
 import aiohttp
 import orjson
 
-from .base import ENDPOINT_PATHS, Provider, UpstreamRequest, UpstreamResponse
+from .base import (
+    ENDPOINT_PATHS, ClientPool, Provider, ProviderSpec, UpstreamRequest, UpstreamResponse,
+)
 from .http import parse_openai_error, post_json, post_stream
 from .sse import until_complete
 
@@ -70,7 +72,7 @@ class OpenAIProvider(Provider):
     def needs_key(cls, type_name: str) -> bool:
         return PRESETS[type_name].needs_key
 
-    def __init__(self, spec, clients):
+    def __init__(self, spec: ProviderSpec, clients: ClientPool) -> None:
         super().__init__(spec, clients)
         base = spec.base_url.rstrip("/")
         self._urls = {name: base + path for name, path in ENDPOINT_PATHS.items()}
@@ -89,7 +91,8 @@ class OpenAIProvider(Provider):
         return await pass_through(session, url, self._headers, request,
                                   streamed=request.stream or request.endpoint == "speech")
 
-    async def _send_form(self, session, url: str, request: UpstreamRequest) -> UpstreamResponse:
+    async def _send_form(self, session: aiohttp.ClientSession, url: str,
+                         request: UpstreamRequest) -> UpstreamResponse:
         """A multipart upload: the form fields, and each file streamed from where the server
         spooled it (rewound, so a retry sends it whole again)."""
         form = aiohttp.FormData()

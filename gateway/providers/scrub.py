@@ -29,7 +29,7 @@ _TOKEN_SHAPES = re.compile(
 @dataclass(frozen=True, slots=True)
 class Scrubber:
     secrets: frozenset[str] = frozenset()
-    _pattern: re.Pattern | None = field(default=None, init=False, repr=False, compare=False)
+    _pattern: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         variants = {v for s in self.secrets for v in (s, quote(s, safe="")) if len(s) >= MIN_SECRET_LENGTH}
@@ -60,7 +60,7 @@ class Scrubber:
         return err
 
 
-def _mask_token(match: re.Match) -> str:
+def _mask_token(match: re.Match[str]) -> str:
     return (match.group("bearer") or "") + MASK
 
 

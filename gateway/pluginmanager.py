@@ -53,12 +53,16 @@ class PluginManager(pluggy.PluginManager):
 
     def add(self, plugin: object, name: str, source: str) -> None:
         """Register ``plugin`` as ``name``; PluginConflict when the name is taken."""
+        self.check_free(name, source)
+        self.register(plugin, name=name)
+        self.sources[name] = source
+
+    def check_free(self, name: str, source: str) -> None:
+        """PluginConflict naming both sources when ``name`` is taken already."""
         if name in self.sources:
             raise PluginConflict(
                 f"two plugins are named '{name}': {self.sources[name]} and {source}; "
                 "uninstall one of them (or rename its entry point)")
-        self.register(plugin, name=name)
-        self.sources[name] = source
 
     def provider_types(self) -> dict[str, type]:
         """Provider types by `type:` name, built-in ones included (register_providers).
@@ -78,8 +82,9 @@ class PluginManager(pluggy.PluginManager):
         return self._provider_types
 
     def call_one(self, plugin: str, hook: str, **kwargs: Any) -> Any:
-        """Call ``hook`` on one plugin only, through pluggy's hook caller (argument checks,
-        tracing); None when it does not implement the hook."""
+        """Call ``hook`` on one plugin only, through pluggy's hook caller (which passes an
+        implementation only the arguments it declares, and is traced like any hook call);
+        None when the plugin does not implement the hook."""
         others = [p for name, p in self.list_name_plugin() if name != plugin]
         results = self.subset_hook_caller(hook, remove_plugins=others)(**kwargs)
         return results[0] if results else None
@@ -103,8 +108,7 @@ def _load_entrypoints(pm: PluginManager) -> None:
         source = _source(ep)
         if pm.sources.get(ep.name) in (source, _PASSED.format(ep.name)):
             continue  # the same distribution seen twice, or a test passed it in already
-        if ep.name in pm.sources:  # checked before loading: a broken twin is a conflict too
-            pm.add(None, ep.name, source)  # raises PluginConflict naming both
+        pm.check_free(ep.name, source)  # before loading: a broken twin is a conflict too
         try:
             plugin = ep.load()
         except Exception as exc:  # an installed plugin that cannot load must not break others

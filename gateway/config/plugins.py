@@ -29,6 +29,7 @@ class CompiledPlugins:
     errors: list[ConfigError] = field(default_factory=list)
     authenticator: Any = None  # hookspecs.Authenticator
     authenticated_by: str = ""  # the plugin that returned it
+    authenticated_by_builtin: bool = False
     admin_routes: list[Any] = field(default_factory=list)
     readiness_checks: list[Any] = field(default_factory=list)
     collectors: list[Any] = field(default_factory=list)
@@ -72,10 +73,6 @@ def compile_plugins(pm: PluginManager, entries: list[dict], source: SourceMap,
     return out
 
 
-def builtin_names(pm: PluginManager) -> set[str]:
-    return {name.removeprefix(BUILTIN_PREFIX) for name in pm.builtins()}
-
-
 def _instantiate(pm: PluginManager, name: str, config: dict, base: PluginContext, path: tuple,
                  source: SourceMap, out: CompiledPlugins) -> None:
     public = name.removeprefix(BUILTIN_PREFIX)
@@ -94,14 +91,9 @@ def _instantiate(pm: PluginManager, name: str, config: dict, base: PluginContext
         out.errors.append(source.error(
             path, f"plugin '{public}' failed to set up: {type(exc).__name__}: {exc}"))
         return
-    if authenticator is not None:
-        # A listed plugin's authenticator replaces the built-in one; two listed ones conflict.
-        if out.authenticator is not None and out.authenticated_by not in builtin_names(pm):
-            out.errors.append(source.error(
-                path, f"plugin '{public}' authenticates callers, and so does plugin "
-                f"'{out.authenticated_by}': only one may", "remove one of them from plugins:"))
-            return
-        out.authenticator, out.authenticated_by = authenticator, public
+    if authenticator is not None and not _adopt(out, authenticator, public,
+                                                name.startswith(BUILTIN_PREFIX), path, source):
+        return
     out.admin_routes.extend(admin or ())
     if ready is not None:
         out.readiness_checks.append(ready)
@@ -115,3 +107,17 @@ def _instantiate(pm: PluginManager, name: str, config: dict, base: PluginContext
         out.checks.append(NamedCheck(public, check))
     if not name.startswith(BUILTIN_PREFIX):
         out.names.append(public)
+
+
+def _adopt(out: CompiledPlugins, authenticator: Any, plugin: str, builtin: bool, path: tuple,
+           source: SourceMap) -> bool:
+    """A listed plugin's authenticator replaces the built-in one (built-ins are set up
+    first); two listed ones are an error."""
+    if out.authenticator is not None and not out.authenticated_by_builtin:
+        out.errors.append(source.error(
+            path, f"plugin '{plugin}' authenticates callers, and so does plugin "
+            f"'{out.authenticated_by}': only one may", "remove one of them from plugins:"))
+        return False
+    out.authenticator, out.authenticated_by = authenticator, plugin
+    out.authenticated_by_builtin = builtin
+    return True

@@ -9,7 +9,7 @@ in a stream that has started, the server ends it with an SSE error event.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Iterator
 
 from ..errors import GatewayError, UpstreamError, plugin_error
 from ..logs import get_logger
@@ -53,7 +53,7 @@ class AttemptChecks:
     def __init__(self, checks: tuple[NamedCheck, ...] = ()):
         self.checks = checks
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[NamedCheck]:
         return iter(self.checks)
 
     def __len__(self) -> int:

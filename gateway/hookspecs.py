@@ -29,7 +29,7 @@ from .providers.base import UpstreamResponse
 if TYPE_CHECKING:
     from .graph.graph import KeySpec, Route
     from .providers.base import Provider
-    from .state.registry import StateRegistry
+    from .state.registry import Acquirer
 
 hookspec = pluggy.HookspecMarker("gateway")
 
@@ -48,7 +48,7 @@ class PluginContext:
     config_path: str
     data_dir: str
     gateway_config: Mapping[str, Any]  # the whole validated config (read-only by convention)
-    state: "StateRegistry"  # runtime state that survives reloads: acquire(key, factory)
+    state: "Acquirer"  # runtime state that survives reloads: acquire(key, factory)
     keys_by_hash: Mapping[str, "KeySpec"] = field(default_factory=dict)  # compiled virtual keys
     extra: dict[str, Any] = field(default_factory=dict)
     # The compiled routes (plugins are set up after them) and, per route, every target

@@ -39,6 +39,7 @@ def configure(level: str = "info", json: bool | None = None, *, final: bool = Tr
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(serializer=orjson.dumps),
         ]
+        factory: structlog.BytesLoggerFactory | structlog.PrintLoggerFactory
         factory = structlog.BytesLoggerFactory(sys.stderr.buffer)
     else:
         processors.append(structlog.dev.ConsoleRenderer(colors=False))

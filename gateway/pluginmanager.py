@@ -18,6 +18,7 @@ import pluggy
 
 from . import hookspecs
 from .logs import get_logger
+from .providers.base import Provider
 
 log = get_logger("gateway.plugins")
 
@@ -41,7 +42,7 @@ class PluginManager(pluggy.PluginManager):
         self.add_hookspecs(hookspecs)
         self.broken: dict[str, str] = {}  # entry-point name -> why it failed to load
         self.sources: dict[str, str] = {}  # plugin name -> where it came from, for messages
-        self._provider_types: dict[str, type] | None = None
+        self._provider_types: dict[str, type[Provider]] | None = None
 
     def installed(self) -> list[str]:
         """Names that `plugins:` entries may use."""
@@ -64,11 +65,11 @@ class PluginManager(pluggy.PluginManager):
                 f"two plugins are named '{name}': {self.sources[name]} and {source}; "
                 "uninstall one of them (or rename its entry point)")
 
-    def provider_types(self) -> dict[str, type]:
+    def provider_types(self) -> dict[str, type[Provider]]:
         """Provider types by `type:` name, built-in ones included (register_providers).
         PluginConflict when two plugins add the same name."""
         if self._provider_types is None:
-            types: dict[str, type] = {}
+            types: dict[str, type[Provider]] = {}
             owner: dict[str, str] = {}
             for name, _ in self.list_name_plugin():
                 for kind, cls in (self.call_one(name, "register_providers") or {}).items():

@@ -17,9 +17,12 @@ if TYPE_CHECKING:
     from .graph.context import RequestContext
     from .providers.base import ProviderSpec, UpstreamRequest, UpstreamResponse
 
-# Every kind of node a compiled graph holds. ``route`` is a reference to another route;
-# ``deadline`` wraps a strategy node that has its own ``timeout``.
-NODE_KINDS = ("target", "fallback", "loadbalance", "conditional", "canary", "route", "deadline")
+# The node kinds a config writes (the key that makes a mapping a node), in the order the
+# compiler looks for them. ``route`` is a reference to another route.
+CONFIG_NODE_KINDS = ("target", "route", "fallback", "loadbalance", "conditional", "canary")
+# Every kind of node a compiled graph holds: those, and ``deadline``, which the compiler wraps
+# around a strategy node that has its own ``timeout``.
+NODE_KINDS = CONFIG_NODE_KINDS + ("deadline",)
 
 
 class Node(Protocol):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import contextlib
 import hashlib
 import json
@@ -187,14 +188,14 @@ class Vault:
     def exists(self) -> bool:
         return os.path.exists(self.path)
 
-    def list(self) -> list[SecretInfo]:
+    def list(self) -> builtins.list[SecretInfo]:
         doc = self._load()
         if doc is None:
             return []
         return [SecretInfo(n, e.get("created_at", ""), e.get("updated_at", ""))
                 for n, e in sorted(doc["secrets"].items())]
 
-    def names(self) -> list[str]:
+    def names(self) -> builtins.list[str]:
         return [s.name for s in self.list()]
 
     def get(self, name: str) -> str:
@@ -203,7 +204,7 @@ class Vault:
             raise UnknownSecret(f"no secret '{name}' in the vault at {self.path}", name, names)
         return values[name]
 
-    def resolve(self, names: Iterable[str]) -> tuple[dict[str, str], list[str]]:
+    def resolve(self, names: Iterable[str]) -> tuple[dict[str, str], builtins.list[str]]:
         """(values of those ``names`` the vault has, every name it has) from one reading of
         the vault file. The master key is needed only when a wanted name is present."""
         wanted = set(names)
@@ -330,6 +331,7 @@ class Vault:
     def _key_for(self, doc: dict | None, *, create: bool) -> MasterKey | None:
         """The master key, checked against ``doc``. Raises WrongKeyError when it does not fit."""
         mode = self._mode()
+        key: MasterKey | None
         if mode == "env":
             key = MasterKey(parse_key(self.env[ENV_KEY], ENV_KEY), "env")
         elif mode == "passphrase":

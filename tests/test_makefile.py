@@ -67,3 +67,21 @@ def test_make_test_installs_redis_server_only_when_it_is_missing(tmp_path):
     missing = "\n".join(plan(clone, "test", path="/nonexistent"))
     assert "apt-get install -y redis-server" in missing
     assert missing.index("apt-get install") < missing.index("pytest -q")
+
+
+def test_make_lint_validates_then_runs_ruff_and_mypy(tmp_path):
+    """`make lint` installs the lint extra, validates the shipped configs, then runs ruff and
+    mypy (their settings live in pyproject.toml)."""
+    lines = plan(fresh_clone(tmp_path), "lint")
+    text = "\n".join(lines)
+    assert "-e '.[lint]'" in text
+    assert text.index("[lint]") < text.index("gateway validate") < text.index("ruff check") \
+        < text.index("mypy")
+    assert lines[-1].endswith("/mypy")
+
+
+def test_ci_runs_the_tests_then_the_linters():
+    """.ci/run ends with `make test` then `make lint`."""
+    steps = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+             if line.startswith("make ")]
+    assert steps == ["make test", "make lint"]

@@ -187,10 +187,10 @@ def check(case: Case, graph: RoutingGraph) -> None:
         case.failures.append(("first_target", expect["first_target"], _shares(firsts)))
     order = expect.get("targets", expect.get("fallback_order"))
     if order is not None:
-        got = list(e.alternatives[0].targets) if e.deterministic else None
-        if got != order:
+        tried = list(e.alternatives[0].targets) if e.deterministic else None
+        if tried != order:
             name = "targets" if "targets" in expect else "fallback_order"
-            case.failures.append((name, order, got if got is not None else _alternatives(e)))
+            case.failures.append((name, order, tried if tried is not None else _alternatives(e)))
     if "shares" in expect:
         want = {str(k): float(v) for k, v in expect["shares"].items()}
         have = {k: v * 100 for k, v in firsts.items()}

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from types import MappingProxyType
-from typing import Any, Hashable, Mapping
+from typing import Any, Callable, Hashable, Mapping, TypeVar
 
 import orjson
 
@@ -30,7 +30,6 @@ from ..graph.nodes import (
     DeadlineNode,
     FallbackNode,
     LoadBalanceNode,
-    Node,
     RouteRefNode,
     Rule,
     TargetNode,
@@ -55,6 +54,7 @@ from ..state.redis_counters import client_installed as redis_installed
 from ..state.registry import StateRegistry
 from ..state.retry_budget import RetryBudgetState
 from ..state.target import ProviderHealth, TargetState
+from ..types import CONFIG_NODE_KINDS, Node
 from ..units import seconds, size_bytes
 from . import schema
 from .plugins import compile_plugins
@@ -68,7 +68,8 @@ from .suggest import did_you_mean
 
 CACHE_TTL = (60.0, 90 * 86400.0)  # seconds: the shortest and longest cache ttl
 
-NODE_KINDS = ("target", "route", "fallback", "loadbalance", "conditional", "canary")
+T = TypeVar("T")
+
 
 # Settings the version-1 schema accepts that this build does not act on yet. Each gets a
 # warning, so nobody believes a limit or a breaker protects them when it does not.
@@ -113,13 +114,13 @@ def compile_loaded(loaded: LoadedConfig, *, version: int = 0,
 class _Compiler:
     def __init__(self, loaded: LoadedConfig, runtime: Runtime):
         self.loaded = loaded
-        self.data: dict = loaded.data
+        self.data: dict[str, Any] = loaded.data
         self.source: SourceMap = loaded.source
         self.runtime = runtime
         self.errors: list[ConfigError] = []
         self.warnings: list[ConfigError] = []  # reported, but the config is still accepted
-        self.routes_data: dict = self.data.get("routes") or {}
-        self.defaults: dict = self.data.get("defaults") or {}
+        self.routes_data: dict[str, Any] = self.data.get("routes") or {}
+        self.defaults: dict[str, Any] = self.data.get("defaults") or {}
         self.providers: dict[str, Provider] = {}
         self.provider_timeouts: dict[str, Any] = {}
         self.routes: dict[str, Route] = {}
@@ -132,7 +133,8 @@ class _Compiler:
         self.route_refs: dict[str, set[str]] = {}
         self.scrubber = Scrubber()
 
-    def error(self, path: Path, message: str, hint: str | None = None, *, at_key=False) -> None:
+    def error(self, path: Path, message: str, hint: str | None = None, *,
+              at_key: bool = False) -> None:
         self.errors.append(self.source.error(path, message, hint, at_key=at_key))
 
     # -- top level -------------------------------------------------------------------------
@@ -301,8 +303,8 @@ class _Compiler:
         self.routes[name] = route
         return route
 
-    def _node(self, spec: dict, path: Path, route: str) -> Node | None:
-        kind = next(k for k in NODE_KINDS if k in spec)
+    def _node(self, spec: dict[str, Any], path: Path, route: str) -> Node | None:
+        kind = next(k for k in CONFIG_NODE_KINDS if k in spec)
         node = self._node_of_kind(kind, spec[kind], path + (kind,), route)
         timeout = spec[kind].get("timeout") if isinstance(spec[kind], dict) and kind != "target" else None
         if node is None or timeout is None:
@@ -324,9 +326,10 @@ class _Compiler:
             return self._conditional(value, here, route)
         return self._canary(value, here, route)
 
-    def _children(self, specs: list, path: Path, route: str) -> tuple[Node, ...] | None:
+    def _children(self, specs: list[Any], path: Path, route: str) -> tuple[Node, ...] | None:
         nodes = [self._node(s, path + (i,), route) for i, s in enumerate(specs)]
-        return None if any(n is None for n in nodes) else tuple(nodes)  # type: ignore[misc]
+        built = tuple(n for n in nodes if n is not None)
+        return built if len(built) == len(nodes) else None
 
     def _route_ref(self, name: str, path: Path) -> Node | None:
         if name not in self.routes_data:
@@ -340,7 +343,7 @@ class _Compiler:
         target = self._route(name)
         return RouteRefNode(format_path(path), name, target.node) if target else None
 
-    def _target(self, spec: dict, path: Path) -> Node | None:
+    def _target(self, spec: dict[str, Any], path: Path) -> Node | None:
         provider = self.providers.get(spec["provider"])
         if provider is None:
             declared = (self.data.get("providers") or {})
@@ -386,7 +389,7 @@ class _Compiler:
             total=total,
         )
 
-    def _retry(self, target: dict | None) -> RetryPolicy:
+    def _retry(self, target: dict[str, Any] | None) -> RetryPolicy:
         spec = {**(self.defaults.get("retry") or {}), **(target or {})}
         return RetryPolicy(
             attempts=spec.get("attempts", 2),
@@ -398,7 +401,7 @@ class _Compiler:
             respect_retry_after=spec.get("respect_retry_after", True),
         )
 
-    def _retry_budget(self, route: str, own: dict | None) -> RetryBudget | None:
+    def _retry_budget(self, route: str, own: dict[str, Any] | None) -> RetryBudget | None:
         defaults = self.defaults.get("retry_budget")
         if own is None and defaults is None:
             return None
@@ -412,7 +415,7 @@ class _Compiler:
             state=self.runtime.state.acquire(key, RetryBudgetState),
         )
 
-    def _breaker(self, target: dict | None) -> BreakerPolicy:
+    def _breaker(self, target: dict[str, Any] | None) -> BreakerPolicy:
         spec = {**(self.defaults.get("circuit_breaker") or {}), **(target or {})}
         return BreakerPolicy(
             enabled=spec.get("enabled", True),
@@ -425,7 +428,7 @@ class _Compiler:
             on=StatusMatcher.of(spec.get("on_status", DEFAULT_BREAKER_ON)),
         )
 
-    def _loadbalance(self, spec: dict, path: Path, route: str) -> Node | None:
+    def _loadbalance(self, spec: dict[str, Any], path: Path, route: str) -> Node | None:
         algorithm = spec.get("algorithm", "weighted")
         items = spec["targets"]
         children = self._children(items, path + ("targets",), route)
@@ -448,7 +451,7 @@ class _Compiler:
             cursor=self.runtime.state.acquire(key, itertools.count),
         )
 
-    def _conditional(self, spec: dict, path: Path, route: str) -> Node | None:
+    def _conditional(self, spec: dict[str, Any], path: Path, route: str) -> Node | None:
         rules, ok = [], True
         for i, rule in enumerate(spec["rules"]):
             rule_path = path + ("rules", i)
@@ -471,7 +474,7 @@ class _Compiler:
             return None
         return ConditionalNode(format_path(path), route, tuple(rules), default)
 
-    def _canary(self, spec: dict, path: Path, route: str) -> Node | None:
+    def _canary(self, spec: dict[str, Any], path: Path, route: str) -> Node | None:
         stable = self._node(spec["stable"], path + ("stable",), route)
         canary = self._node(spec["canary"], path + ("canary",), route)
         if stable is None or canary is None:
@@ -564,19 +567,19 @@ class _Compiler:
 class _TrackedState:
     """The state registry as plugins see it: what they acquire is kept across the swap."""
 
-    def __init__(self, state: StateRegistry, used: set):
+    def __init__(self, state: StateRegistry, used: set[Any]):
         self._state, self._used = state, used
 
-    def acquire(self, key: Hashable, factory):
+    def acquire(self, key: Hashable, factory: Callable[[], T]) -> T:
         self._used.add(key)
         return self._state.acquire(key, factory)
 
 
-def _expand(data: Any, pattern: tuple) -> list[Path]:
+def _expand(data: Any, pattern: Path) -> list[Path]:
     """The paths in ``data`` that match ``pattern`` ("*" matches any mapping key)."""
     paths: list[Path] = [()]
     for part in pattern:
-        nxt = []
+        nxt: list[Path] = []
         for path in paths:
             node = _at(data, path)
             if not isinstance(node, dict):

@@ -18,9 +18,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .includes import NODE_KINDS
+from ..types import CONFIG_NODE_KINDS
 from .loader import LoadedConfig
 from .redact import SECRET_KEYS, SECRET_PARENTS, mask_data
+from .source import Path
 
 ENTRY_SECTIONS = ("providers", "routes", "keys", "pricing", "environments")
 SECTION_ORDER = ("version", "server", "defaults", "providers", "routes", "keys", "limits",
@@ -53,7 +54,7 @@ class Change:
     new: Any = None
     at: str | None = None  # FILE:LINE of the new value (of the old one for a removal)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -80,7 +81,7 @@ class ConfigDiff:
                 out[kind].append(c.name)
         return out
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "old": self.old,
             "new": self.new,
@@ -114,12 +115,13 @@ def diff(old: Side, new: Side) -> ConfigDiff:
     return out
 
 
-def _prepared(loaded: LoadedConfig) -> dict:
+def _prepared(loaded: LoadedConfig) -> dict[str, Any]:
     data = loaded.data if isinstance(loaded.data, dict) else {"(document)": loaded.data}
     data = dict(data)
     if loaded.overlays and loaded.environment is None:
         data["environments"] = loaded.overlays  # no overlay applied: review the overlays too
-    return mask_data(data)
+    masked: dict[str, Any] = mask_data(data)
+    return masked
 
 
 def _section_rank(name: str) -> tuple[int, str]:
@@ -134,24 +136,24 @@ def _list_or_none(*values: Any) -> bool:
     return all(v is None or isinstance(v, list) for v in values)
 
 
-def _by_name(items: list | None) -> dict:
-    out: dict = {}
+def _by_name(items: list[Any] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for i, item in enumerate(items or []):
         name = item.get("name") if isinstance(item, dict) else None
         out[str(name) if name is not None and str(name) not in out else f"[{i}]"] = item
     return out
 
 
-def _plugin_paths(items: list | None) -> dict[str, tuple]:
+def _plugin_paths(items: list[Any] | None) -> dict[str, Path]:
     names = list(_by_name(items))
     return {name: ("plugins", i) for i, name in enumerate(names)}
 
 
-def _entries(out: ConfigDiff, section: str, a: dict, b: dict, where: "_Where",
-             paths: tuple[dict, dict] | None = None) -> None:
+def _entries(out: ConfigDiff, section: str, a: dict[str, Any], b: dict[str, Any], where: "_Where",
+             paths: tuple[dict[str, Path], dict[str, Path]] | None = None) -> None:
     for name in list(a) + [n for n in b if n not in a]:
-        old_path = paths[0].get(name) if paths else (section, name)
-        new_path = paths[1].get(name) if paths else (section, name)
+        old_path: Path = paths[0].get(name, ()) if paths else (section, name)
+        new_path: Path = paths[1].get(name, ()) if paths else (section, name)
         if name not in b:
             out.changes.append(_change(section, name, (), "removed", a[name], None, where,
                                        old_path, old_path))
@@ -164,7 +166,7 @@ def _entries(out: ConfigDiff, section: str, a: dict, b: dict, where: "_Where",
                                            new_path + path, old_path + path))
 
 
-def _compare(a: Any, b: Any, path: tuple) -> list[tuple[tuple, str, Any, Any]]:
+def _compare(a: Any, b: Any, path: Path) -> list[tuple[Path, str, Any, Any]]:
     """(path, kind, old, new) for every difference, nodes and lists aligned sensibly."""
     if a == b and type(a) is type(b):
         return []
@@ -186,11 +188,11 @@ def _compare(a: Any, b: Any, path: tuple) -> list[tuple[tuple, str, Any, Any]]:
     return [(path, "changed", a, b)]
 
 
-def _compare_lists(a: list, b: list, path: tuple) -> list[tuple[tuple, str, Any, Any]]:
+def _compare_lists(a: list[Any], b: list[Any], path: Path) -> list[tuple[Path, str, Any, Any]]:
     if not all(isinstance(x, (dict, list)) for x in a + b):
         return [(path, "changed", a, b)]  # a list of plain values reads best whole
     keys_a, keys_b = [_canonical(x) for x in a], [_canonical(x) for x in b]
-    out: list = []
+    out: list[tuple[Path, str, Any, Any]] = []
     matcher = difflib.SequenceMatcher(a=keys_a, b=keys_b, autojunk=False)
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op == "equal":
@@ -211,11 +213,11 @@ def _canonical(value: Any) -> str:
 def _node_kind(value: Any) -> str | None:
     if not isinstance(value, dict):
         return None
-    return next((k for k in NODE_KINDS if k in value), None)
+    return next((k for k in CONFIG_NODE_KINDS if k in value), None)
 
 
-def _change(section: str, name: str | None, path: tuple, kind: str, old: Any, new: Any,
-            where: "_Where", new_path: tuple, old_path: tuple | None = None) -> Change:
+def _change(section: str, name: str | None, path: Path, kind: str, old: Any, new: Any,
+            where: "_Where", new_path: Path, old_path: Path | None = None) -> Change:
     what = _what(section, path, old if new is None else new)
     if what == "key":
         old, new = _hide_hash(old), _hide_hash(new)
@@ -223,7 +225,7 @@ def _change(section: str, name: str | None, path: tuple, kind: str, old: Any, ne
     return Change(section, name, dotted(path), kind, what, old, new, at)
 
 
-def _what(section: str, path: tuple, value: Any) -> str:
+def _what(section: str, path: Path, value: Any) -> str:
     keys = [p for p in path if isinstance(p, str)]
     last = keys[-1] if keys else None
     if last in HIDDEN_KEYS:
@@ -246,7 +248,7 @@ def _what(section: str, path: tuple, value: Any) -> str:
         return "description"
     if last in ("provider", "model") and "target" in keys:
         return "target"
-    if _node_kind(value) or last in NODE_KINDS:
+    if _node_kind(value) or last in CONFIG_NODE_KINDS:
         return "node"
     if any(k in POLICY_KEYS for k in keys):
         return "policy"
@@ -259,7 +261,7 @@ def _hide_hash(value: Any) -> Any:
     return None if value is None else "(hash hidden)"
 
 
-def dotted(path: tuple) -> str:
+def dotted(path: Path) -> str:
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -272,14 +274,14 @@ class _Where:
     def __init__(self, old: Side, new: Side):
         self._old, self._new = old, new
 
-    def old(self, path: tuple) -> str | None:
+    def old(self, path: Path) -> str | None:
         return self._at(self._old, path)
 
-    def new(self, path: tuple) -> str | None:
+    def new(self, path: Path) -> str | None:
         return self._at(self._new, path)
 
     @staticmethod
-    def _at(side: Side, path: tuple) -> str | None:
+    def _at(side: Side, path: Path) -> str | None:
         if not side.located:
             return None
         source = side.loaded.source
@@ -290,7 +292,7 @@ class _Where:
 # -- routing, in one line per route --------------------------------------------------------
 
 
-def _routing(out: ConfigDiff, a: dict, b: dict) -> None:
+def _routing(out: ConfigDiff, a: dict[str, Any], b: dict[str, Any]) -> None:
     changed = list(dict.fromkeys(c.name for c in out.changes if c.section == "routes" and c.name))
     for name in changed:
         out.routing[name] = {"old": describe_route(name, a) if name in a else None,
@@ -305,7 +307,7 @@ def _routing(out: ConfigDiff, a: dict, b: dict) -> None:
             out.routing[name] = {"old": describe_route(name, a), "new": describe_route(name, b)}
 
 
-def _references(name: str, routes: dict, seen: set) -> set[str]:
+def _references(name: str, routes: dict[str, Any], seen: set[str]) -> set[str]:
     """Routes that route ``name`` reaches through route references."""
     if name in seen or not isinstance(routes.get(name), dict):
         return set()
@@ -329,11 +331,11 @@ def _references(name: str, routes: dict, seen: set) -> set[str]:
     return found
 
 
-def describe_route(name: str, routes: dict) -> str:
+def describe_route(name: str, routes: dict[str, Any]) -> str:
     return describe_node(routes.get(name), routes, (name,))
 
 
-def describe_node(node: Any, routes: dict, stack: tuple = ()) -> str:
+def describe_node(node: Any, routes: dict[str, Any], stack: tuple[str, ...] = ()) -> str:
     """One line saying how a node (config data) routes: order, shares and conditions."""
     kind = _node_kind(node)
     if kind is None:
@@ -371,7 +373,7 @@ def describe_node(node: Any, routes: dict, stack: tuple = ()) -> str:
     return "; ".join(rules)
 
 
-def _describe_loadbalance(value: dict, routes: dict, stack: tuple) -> str:
+def _describe_loadbalance(value: dict[str, Any], routes: dict[str, Any], stack: tuple[str, ...]) -> str:
     items = [t for t in value.get("targets") or [] if isinstance(t, dict)]
     algorithm = value.get("algorithm", "weighted")
     parts = [_wrapped(t, routes, stack) for t in items]
@@ -384,7 +386,7 @@ def _describe_loadbalance(value: dict, routes: dict, stack: tuple) -> str:
     return " | ".join(f"{_pct(100 * w / total)} {p}" for w, p in zip(weights, parts))
 
 
-def _wrapped(node: Any, routes: dict, stack: tuple) -> str:
+def _wrapped(node: Any, routes: dict[str, Any], stack: tuple[str, ...]) -> str:
     text = describe_node(node, routes, stack)
     separators = (" -> ", " | ", "; ")
     return f"({text})" if any(s in text for s in separators) else text

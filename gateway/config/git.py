@@ -17,7 +17,7 @@ _SAFE_CONFIG = ("core.fsmonitor=false", "core.hooksPath=/dev/null", "core.pager=
                 "core.untrackedCache=false")
 
 
-def run_git(folder: str, *args: str, timeout: float = 10) -> subprocess.CompletedProcess:
+def run_git(folder: str, *args: str, timeout: float = 10) -> subprocess.CompletedProcess[bytes]:
     """``git -C folder ARGS`` with repository-controlled programs disabled; bytes out."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env.update(GIT_CONFIG_NOSYSTEM="1", GIT_OPTIONAL_LOCKS="0", GIT_TERMINAL_PROMPT="0",
@@ -27,7 +27,7 @@ def run_git(folder: str, *args: str, timeout: float = 10) -> subprocess.Complete
                           capture_output=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
 
 
-def committed_blob(folder: str, rev: str, path: str) -> subprocess.CompletedProcess:
+def committed_blob(folder: str, rev: str, path: str) -> subprocess.CompletedProcess[bytes]:
     """The bytes of ``path`` (relative to ``folder``) at ``rev``, exactly as committed: no
     filters, no textconv."""
     return run_git(folder, "cat-file", "blob", f"{rev}:./{path}", timeout=30)
@@ -57,6 +57,6 @@ def _differs(folder: str, commit: str, path: str) -> bool:
         return True  # not in HEAD: new (or outside the repository)
     try:
         with open(path, "rb") as fh:
-            return fh.read() != blob.stdout
+            return bool(fh.read() != blob.stdout)
     except OSError:
         return True

@@ -26,15 +26,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..errors import ConfigError, ConfigErrors
+from ..types import CONFIG_NODE_KINDS
 from .loader import IncludedFile, LoadedConfig, Reader, decode, parse, read_file, sha256_of
 from .source import Path, SourceMap
 from .suggest import did_you_mean
 
-# The node kinds of the compiler (compiler.NODE_KINDS; a test keeps them equal).
-NODE_KINDS = ("target", "route", "fallback", "loadbalance", "conditional", "canary")
 _NOT_IN_OVERLAY = ("include", "environments")
 
 
@@ -85,7 +84,7 @@ class _Composer:
         self.variables = variables
         self.read = read
         self.keep_refs = keep_refs
-        self.data: dict = {}
+        self.data: dict[str, Any] = {}
         self.source = SourceMap(main)
         self.errors: list[ConfigError] = []
         self.unset: list[tuple[str, Path, ConfigError]] = []  # (file, path in that file, error)
@@ -114,7 +113,7 @@ class _Composer:
         if value is None:
             return []
         if isinstance(value, str):
-            items = [(0, value, ("include",))]
+            items: list[tuple[int, Any, Path]] | None = [(0, value, ("include",))]
         elif isinstance(value, list):
             items = [(i, v, ("include", i)) for i, v in enumerate(value)]
         else:
@@ -236,7 +235,7 @@ class _Composer:
         self._overlay(self.data, body, (), base)
         return envs
 
-    def _unknown_environment(self, environment: str, envs: dict) -> None:
+    def _unknown_environment(self, environment: str, envs: dict[str, Any]) -> None:
         names = ", ".join(sorted(envs)) or "none"
         if not envs:
             self.errors.append(ConfigError(
@@ -248,9 +247,9 @@ class _Composer:
             ("environments",), f"unknown environment '{environment}' (defined: {names})",
             did_you_mean(environment, list(envs)), at_key=True))
 
-    def _overlay(self, base: dict, over: dict, path: Path, opath: Path) -> None:
-        if any(k in NODE_KINDS for k in over):
-            for kind in NODE_KINDS:
+    def _overlay(self, base: dict[str, Any], over: dict[str, Any], path: Path, opath: Path) -> None:
+        if any(k in CONFIG_NODE_KINDS for k in over):
+            for kind in CONFIG_NODE_KINDS:
                 if kind in base and kind not in over:
                     del base[kind]
                     self._forget(path + (kind,))
@@ -290,7 +289,7 @@ class _Composer:
 
     # -- unset variables ---------------------------------------------------------------------
 
-    def _drop_unset(self, gone) -> None:
+    def _drop_unset(self, gone: Callable[[Path], bool]) -> None:
         self.unset = [(f, p, e) for f, p, e in self.unset if not gone(p)]
 
     def surviving_unset(self) -> list[ConfigError]:

@@ -23,7 +23,7 @@ class FieldError:
     field: str  # "limits.requests_per_minute", "routes[0]", "rpm"
     message: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"field": self.field, "message": self.message}
 
 
@@ -52,7 +52,7 @@ class KeyRequest:
 
 
 @cache
-def request_schema() -> dict:
+def request_schema() -> dict[str, Any]:
     """``$defs/key`` without ``key_sha256`` (the store makes the key), with a name and the
     shorthands. Shares the schema's ``$defs`` (the same objects), so its messages apply."""
     defs = load_schema()["$defs"]

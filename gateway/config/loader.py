@@ -17,7 +17,7 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, cast
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
@@ -123,7 +123,7 @@ def parse(text: str, file: str, env: Mapping[str, str], *, keep_refs: bool = Fal
 
 class _Builder:
     def __init__(self, yaml: YAML, source: SourceMap, env: Mapping[str, str],
-                 keep_refs: bool = False, unset: list | None = None):
+                 keep_refs: bool = False, unset: list[tuple[Path, ConfigError]] | None = None):
         self.constructor = yaml.constructor
         self.source = source
         self.env = env
@@ -137,10 +137,10 @@ class _Builder:
             return self._mapping(node, path)
         if isinstance(node, SequenceNode):
             return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
-        return self._scalar(node, path)
+        return self._scalar(cast(ScalarNode, node), path)  # the only other kind of node
 
-    def _mapping(self, node: MappingNode, path: Path) -> dict:
-        out: dict = {}
+    def _mapping(self, node: MappingNode, path: Path) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         seen: dict[Any, tuple[int, int]] = {}
         merges: list[MappingNode] = []
         for key_node, value_node in node.value:
@@ -205,7 +205,7 @@ class _Builder:
     def _interpolate(self, node: ScalarNode, text: str, path: Path) -> Any:
         whole = _VAR.fullmatch(text)
 
-        def replace(match: re.Match) -> str:
+        def replace(match: re.Match[str]) -> str:
             if match.group(0) == "$$":
                 return "$"
             name, default = match.group(1), match.group(2)

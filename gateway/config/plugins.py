@@ -14,10 +14,10 @@ from typing import Any
 from ..errors import ConfigError, GatewayError
 from ..graph.pipeline import Middleware
 from ..graph.plugin_layer import RESPONSE_METHODS, NamedCheck, PluginLayer
-from ..hookspecs import PluginContext
+from ..hookspecs import Authenticator, MetricsCollector, PluginContext, ReadinessCheck
 from ..pluginmanager import BUILTIN_PREFIX, PluginManager
 from .schema import validate_fragment
-from .source import SourceMap
+from .source import Path, SourceMap
 from .suggest import did_you_mean
 
 
@@ -27,15 +27,15 @@ class CompiledPlugins:
     checks: list[NamedCheck] = field(default_factory=list)
     names: list[str] = field(default_factory=list)  # enabled plugins, in order
     errors: list[ConfigError] = field(default_factory=list)
-    authenticator: Any = None  # hookspecs.Authenticator
+    authenticator: Authenticator | None = None
     authenticated_by: str = ""  # the plugin that returned it
     authenticated_by_builtin: bool = False
     admin_routes: list[Any] = field(default_factory=list)
-    readiness_checks: list[Any] = field(default_factory=list)
-    collectors: list[Any] = field(default_factory=list)
+    readiness_checks: list[ReadinessCheck] = field(default_factory=list)
+    collectors: list[MetricsCollector] = field(default_factory=list)
 
 
-def compile_plugins(pm: PluginManager, entries: list[dict], source: SourceMap,
+def compile_plugins(pm: PluginManager, entries: list[dict[str, Any]], source: SourceMap,
                     context: PluginContext) -> CompiledPlugins:
     out = CompiledPlugins()
     # Built-ins first (authentication must precede everything), then the list in order.
@@ -73,8 +73,8 @@ def compile_plugins(pm: PluginManager, entries: list[dict], source: SourceMap,
     return out
 
 
-def _instantiate(pm: PluginManager, name: str, config: dict, base: PluginContext, path: tuple,
-                 source: SourceMap, out: CompiledPlugins) -> None:
+def _instantiate(pm: PluginManager, name: str, config: dict[str, Any], base: PluginContext,
+                 path: Path, source: SourceMap, out: CompiledPlugins) -> None:
     public = name.removeprefix(BUILTIN_PREFIX)
     context = replace(base, name=public)
     kwargs: dict[str, Any] = {"config": config, "context": context}

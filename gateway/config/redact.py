@@ -100,7 +100,8 @@ def redact_text(text: str) -> str:
     return out
 
 
-def _walk(node: Node | None, parent: Any, spans: dict, seen: set) -> None:
+def _walk(node: Node | None, parent: Any, spans: dict[int, tuple[int, str]],
+          seen: set[int]) -> None:
     if node is None or id(node) in seen:
         return
     seen.add(id(node))
@@ -122,7 +123,7 @@ def _walk(node: Node | None, parent: Any, spans: dict, seen: set) -> None:
         spans[node.start_mark.index] = (node.end_mark.index, json.dumps(mask_userinfo(node.value)))
 
 
-def _mask_scalar(node: ScalarNode, spans: dict) -> None:
+def _mask_scalar(node: ScalarNode, spans: dict[int, tuple[int, str]]) -> None:
     value = node.value
     masked = mask_value(value)
     if masked == value or not value:

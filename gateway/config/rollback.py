@@ -16,7 +16,8 @@ from ..errors import ConfigErrors
 from ..store.files import atomic_write
 from .compiler import Runtime, compile_loaded
 from .loader import LoadedConfig, load_bytes
-from .versions import StoreError, Version, VersionStore, git_info
+from .git import git_info
+from .versions import StoreError, Version, VersionStore
 
 
 class RollbackError(Exception):

@@ -17,7 +17,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError
 
 from ..errors import ConfigError
-from .source import SourceMap
+from .source import Path, SourceMap
 from .suggest import did_you_mean
 from .userinfo import mask_userinfo
 
@@ -54,9 +54,10 @@ _ONE_OF_HELP = {
 
 
 @cache
-def load_schema() -> dict:
+def load_schema() -> dict[str, Any]:
     text = resources.files("gateway.config").joinpath("gateway.schema.json").read_text("utf-8")
-    return json.loads(text)
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
 @cache
@@ -83,7 +84,8 @@ def validate(data: Any, source: SourceMap) -> list[ConfigError]:
     ]
 
 
-def validate_fragment(schema: dict, data: Any, source: SourceMap, prefix: tuple) -> list[ConfigError]:
+def validate_fragment(schema: dict[str, Any], data: Any, source: SourceMap,
+                      prefix: Path) -> list[ConfigError]:
     """Validate ``data`` (found at ``prefix`` in the file) against a schema a plugin supplies."""
     try:
         Draft202012Validator.check_schema(schema)
@@ -93,7 +95,7 @@ def validate_fragment(schema: dict, data: Any, source: SourceMap, prefix: tuple)
     return [e for err in validator.iter_errors(data) for e in _convert(err, source, prefix)]
 
 
-def _convert(err: ValidationError, source: SourceMap, prefix: tuple = ()) -> Iterator[ConfigError]:
+def _convert(err: ValidationError, source: SourceMap, prefix: Path = ()) -> Iterator[ConfigError]:
     path = prefix + tuple(err.absolute_path)
     kind = err.validator
     if "propertyNames" in err.schema_path:
@@ -128,7 +130,7 @@ def _convert(err: ValidationError, source: SourceMap, prefix: tuple = ()) -> Ite
         yield source.error(path, _redacted_message(path, err))
 
 
-def _unknown_keys(err: ValidationError, path: tuple, source: SourceMap) -> Iterator[ConfigError]:
+def _unknown_keys(err: ValidationError, path: Path, source: SourceMap) -> Iterator[ConfigError]:
     known = list(err.schema.get("properties", {}))
     extras = [k for k in err.instance if k not in known]
     patterns = err.schema.get("patternProperties", {})
@@ -150,12 +152,12 @@ def _unknown_keys(err: ValidationError, path: tuple, source: SourceMap) -> Itera
         )
 
 
-def _condition_field_guesses(instance: dict, key: str) -> list[str]:
+def _condition_field_guesses(instance: dict[str, Any], key: str) -> list[str]:
     head, _, rest = key.partition(".")
     return [f"{root}.{rest}" for root in ("metadata", "params")] + ["key.name", "route"]
 
 
-def _one_of(err: ValidationError, path: tuple, source: SourceMap, prefix: tuple) -> Iterator[ConfigError]:
+def _one_of(err: ValidationError, path: Path, source: SourceMap, prefix: Path) -> Iterator[ConfigError]:
     branches = err.validator_value
     if all(set(b) == {"required"} for b in branches):  # node kinds
         kinds = [b["required"][0] for b in branches]
@@ -191,7 +193,7 @@ def _one_of(err: ValidationError, path: tuple, source: SourceMap, prefix: tuple)
     yield source.error(path, f"{_show(path, err.instance)} is not valid here{suffix}")
 
 
-def _format_message(path: tuple, err: ValidationError) -> str:
+def _format_message(path: Path, err: ValidationError) -> str:
     if err.validator_value == "regex" and isinstance(err.instance, str):
         try:
             re.compile(err.instance)
@@ -207,7 +209,7 @@ def _name_message(name: Any) -> str:
     )
 
 
-def _pattern_message(path: tuple, err: ValidationError) -> str:
+def _pattern_message(path: Path, err: ValidationError) -> str:
     field = path[-1] if path else ""
     if field == "key_sha256":
         return "key_sha256 must be 64 lowercase hex characters (make one with `gateway keys hash`)"
@@ -220,17 +222,17 @@ def _pattern_message(path: tuple, err: ValidationError) -> str:
     return f"{_show(path, err.instance)} does not match the pattern {err.validator_value}"
 
 
-def _redacted_message(path: tuple, err: ValidationError) -> str:
+def _redacted_message(path: Path, err: ValidationError) -> str:
     if _is_secret(path):
         return f"invalid value for {path[-1]} ({err.validator} check failed)"
     return mask_userinfo(err.message)
 
 
-def _is_secret(path: tuple) -> bool:
+def _is_secret(path: Path) -> bool:
     return bool(path) and (path[-1] in SECRET_FIELDS or (len(path) > 1 and path[-2] == "headers"))
 
 
-def _show(path: tuple, value: Any) -> str:
+def _show(path: Path, value: Any) -> str:
     if _is_secret(path):
         return "the value"
     text = mask_userinfo(repr(value))

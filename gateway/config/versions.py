@@ -31,6 +31,7 @@ processes applying the same file agree on one number.
 
 from __future__ import annotations
 
+import builtins
 import errno
 import json
 import os
@@ -140,7 +141,7 @@ class VersionStore:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def list(self, limit: int | None = None, *, everything: bool = False) -> list[Version]:
+    def list(self, limit: int | None = None, *, everything: bool = False) -> builtins.list[Version]:
         """This config's versions and unknown ones (every version when ``everything`` or no
         config was given), newest first, without their texts."""
         where, params = ("", []) if everything else self._scope(unknown=True)
@@ -151,7 +152,7 @@ class VersionStore:
             sql += f" limit {int(limit)}"
         return [Version.from_row(r) for r in self._query(sql, params)]
 
-    def own(self) -> list[Version]:
+    def own(self) -> builtins.list[Version]:
         """Only this config's versions, newest first (what --steps counts)."""
         return [v for v in self.list() if self.config is None or v.config == self.config]
 
@@ -172,13 +173,13 @@ class VersionStore:
         rows = list(self._query("select max(number) as n from config_versions"))
         return (rows[0]["n"] or 0) if rows else 0
 
-    def _scope(self, *, unknown: bool) -> tuple[str, list]:
+    def _scope(self, *, unknown: bool) -> tuple[str, builtins.list[Any]]:
         if self.config is None:
             return "", []
         return ("where config = ? or config is null" if unknown else "where config = ?",
                 [self.config])
 
-    def _query(self, sql: str, params: list | None = None) -> Iterator[dict]:
+    def _query(self, sql: str, params: builtins.list[Any] | None = None) -> Iterator[dict[str, Any]]:
         if not self.exists():
             return iter(())
         try:
@@ -186,7 +187,7 @@ class VersionStore:
             try:
                 if "config_versions" not in db.table_names():
                     return iter(())
-                if "config" not in db["config_versions"].columns_dict:
+                if "config" not in db.table("config_versions").columns_dict:
                     db.close()
                     db = self._open()  # an older store: migrate it before asking by config
                 return iter(list(db.query(sql, params or [])))
@@ -239,7 +240,7 @@ class VersionStore:
                         return last[0], False
                     highest = db.execute("select max(number) from config_versions").fetchone()
                     number = (highest[0] or 0) + 1
-                    db["config_versions"].insert({"number": number, **row})
+                    db.table("config_versions").insert({"number": number, **row})
                     db.execute("COMMIT")
                 except BaseException:
                     db.execute("ROLLBACK")
@@ -258,7 +259,7 @@ class VersionStore:
         """Forget a version that was recorded but never reached the file (a failed write)."""
         self._write("delete from config_versions where number = ?", [number])
 
-    def _write(self, sql: str, params: list) -> None:
+    def _write(self, sql: str, params: builtins.list[Any]) -> None:
         db = self._open()
         try:
             with db.atomic():

@@ -8,44 +8,56 @@ a few dict lookups.
 
 from __future__ import annotations
 
+import operator
 import re
 from typing import Any, Callable
 
 from .context import RequestContext
 
 Predicate = Callable[[RequestContext], bool]
+CondPath = tuple[str | int, ...]  # where in the condition, for errors
 _MISSING = object()
 
 
 class ConditionError(ValueError):
     """A condition that cannot be compiled; ``path`` is relative to the condition."""
 
-    def __init__(self, path: tuple, message: str):
+    def __init__(self, path: CondPath, message: str):
         super().__init__(message)
         self.path = path
         self.message = message
 
 
-def compile_condition(spec: dict, path: tuple = ()) -> Predicate:
+def compile_condition(spec: dict[str, Any], path: CondPath = ()) -> Predicate:
     parts: list[Predicate] = []
     for key, value in spec.items():
         if key == "$and":
             subs = [compile_condition(s, path + (key, i)) for i, s in enumerate(value)]
-            parts.append(lambda ctx, subs=subs: all(s(ctx) for s in subs))
+            parts.append(_all_of(subs))
         elif key == "$or":
             subs = [compile_condition(s, path + (key, i)) for i, s in enumerate(value)]
-            parts.append(lambda ctx, subs=subs: any(s(ctx) for s in subs))
+            parts.append(_any_of(subs))
         elif key == "$not":
             sub = compile_condition(value, path + (key,))
-            parts.append(lambda ctx, sub=sub: not sub(ctx))
+            parts.append(_none_of([sub]))
         else:
             parts.append(_field_predicate(key, value, path + (key,)))
-    if len(parts) == 1:
-        return parts[0]
-    return lambda ctx: all(p(ctx) for p in parts)
+    return parts[0] if len(parts) == 1 else _all_of(parts)
 
 
-def _field_predicate(field_path: str, spec: Any, path: tuple) -> Predicate:
+def _all_of(predicates: list[Predicate]) -> Predicate:
+    return lambda ctx: all(p(ctx) for p in predicates)
+
+
+def _any_of(predicates: list[Predicate]) -> Predicate:
+    return lambda ctx: any(p(ctx) for p in predicates)
+
+
+def _none_of(predicates: list[Predicate]) -> Predicate:
+    return lambda ctx: not any(p(ctx) for p in predicates)
+
+
+def _field_predicate(field_path: str, spec: Any, path: CondPath) -> Predicate:
     getter = field_getter(field_path)
     ops = spec if isinstance(spec, dict) else {"$eq": spec}
     tests = [_operator(op, arg, path + (op,)) for op, arg in ops.items()]
@@ -86,26 +98,23 @@ def same(a: Any, b: Any) -> bool:
     """Equality that keeps booleans apart from numbers (Python says True == 1)."""
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
-    return a == b
+    return bool(a == b)
 
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _operator(op: str, arg: Any, path: tuple) -> Callable[[Any], bool]:
+def _operator(op: str, arg: Any, path: CondPath) -> Callable[[Any], bool]:
     if op == "$eq":
         return lambda v: v is not _MISSING and same(v, arg)
     if op == "$ne":
         return lambda v: v is _MISSING or not same(v, arg)
     if op in ("$gt", "$gte", "$lt", "$lte"):
-        compare = {
-            "$gt": lambda v: v > arg,
-            "$gte": lambda v: v >= arg,
-            "$lt": lambda v: v < arg,
-            "$lte": lambda v: v <= arg,
+        compare: Callable[[Any, Any], bool] = {
+            "$gt": operator.gt, "$gte": operator.ge, "$lt": operator.lt, "$lte": operator.le,
         }[op]
-        return lambda v: _number(v) and compare(v)
+        return lambda v: _number(v) and compare(v, arg)
     if op in ("$in", "$nin"):
         choices = list(arg)
 

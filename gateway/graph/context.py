@@ -6,13 +6,20 @@ import random
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Mapping, TypeVar
+
+from ..providers.base import Upload
+from ..types import Node
+
+if TYPE_CHECKING:
+    from .graph import KeySpec
+    from .policies import RetryBudget
 
 _rng = random.Random()
 T = TypeVar("T")
 
 
-class _Notes(dict):
+class _Notes(dict[str, Any]):
     """What the deprecated ``ctx.notes`` returns (kept in plugin_state under this class)."""
 
 
@@ -41,17 +48,17 @@ class RequestContext:
     request_id: str = ""
     stream: bool = False
     headers: Mapping[str, str] = field(default_factory=dict)
-    node: Any = None  # the route's compiled node, set once the route is known
-    files: tuple = ()  # providers.base.Upload: files of a multipart request
+    node: Node | None = None  # the route's compiled node, set once the route is known
+    files: tuple[Upload, ...] = ()  # files of a multipart request
     metadata: dict[str, Any] = field(default_factory=dict)
     key_name: str | None = None
-    key: Any = None  # graph.KeySpec of the caller, once authenticated
+    key: KeySpec | None = None  # the caller's key, once authenticated
     target: str = ""  # provider/model that answered, once one has
     cached: bool = False  # answered from the response cache: it costs nothing
     upstream_ms: float = 0.0  # time spent waiting on upstreams, every attempt included
     backoff_ms: float = 0.0  # time spent in deliberate retry backoff sleeps
     deadline: float | None = None  # time.monotonic() value; None means no request deadline
-    retry_budget: Any = None  # policies.RetryBudget of the route, when it has one
+    retry_budget: RetryBudget | None = None  # the route's, when it has one
     rng: random.Random = _rng
     attempts: list[Attempt] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)

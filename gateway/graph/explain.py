@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping
 
 from ..keys.store import KeyStore, StoredKey, keystore_path
 from ..units import duration_text
+from ..types import Node
 from .conditions import is_missing
 from .context import RequestContext
 from .graph import KeySpec, RoutingGraph
@@ -34,7 +35,6 @@ from .nodes import (
     DeadlineNode,
     FallbackNode,
     LoadBalanceNode,
-    Node,
     RouteRefNode,
     TargetNode,
 )
@@ -48,7 +48,7 @@ class Step:
     node: str  # target, route, fallback, loadbalance, conditional, canary, deadline, or a type
     decision: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"path": self.path, "node": self.node, "decision": self.decision}
 
 
@@ -62,7 +62,7 @@ class Alternative:
     route: str  # the last route reached through route references
     error: str | None = None  # e.g. "400 no_route_matched" when a branch ends without a target
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"probability": round(self.probability, 6), "targets": list(self.targets),
                 "route": self.route, "error": self.error}
 
@@ -74,12 +74,12 @@ class Explanation:
     status: int  # 200 when the request would be routed, else what the gateway answers
     error: str | None = None
     key: str | None = None
-    metadata: dict = field(default_factory=dict)
-    params: dict = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
     decided_by: str | None = None
     steps: list[Step] = field(default_factory=list)
     alternatives: list[Alternative] = field(default_factory=list)
-    targets: dict[str, dict] = field(default_factory=dict)  # path -> policies of that target
+    targets: dict[str, dict[str, Any]] = field(default_factory=dict)  # path -> policies of that target
     middleware: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -105,7 +105,7 @@ class Explanation:
                 out[alt.targets[0]] = out.get(alt.targets[0], 0.0) + alt.probability
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "model": self.model, "route": self.route, "status": self.status, "error": self.error,
             "key": self.key, "metadata": self.metadata, "params": self.params,
@@ -161,8 +161,8 @@ def explain(graph: RoutingGraph, model: str, *, metadata: Mapping[str, Any] | No
         first = out.alternatives[0].error or "400 no_route_matched"
         status, _, message = first.partition(" ")
         out.status, out.error = int(status), message
-    if getattr(route, "retry_budget", None) is not None:
-        budget = route.retry_budget
+    budget = route.retry_budget
+    if budget is not None:
         out.notes.append(f"retry budget: retries may add {budget.ratio:.0%} to the route's "
                          f"requests over {duration_text(budget.window)} "
                          f"(at least {budget.min_retries})")
@@ -199,7 +199,9 @@ def _stored_keys(graph: RoutingGraph) -> list[StoredKey]:
     return KeyStore(path).list()  # creates nothing when there is no key store
 
 
-_Alt = tuple[float, tuple, tuple, str, "str | None"]  # probability, labels, paths, route, error
+Via = tuple[str, ...]  # the routes a walk went through, the current one last
+_Alt = tuple[float, tuple[str, ...], tuple[str, ...], str, "str | None"]  # probability, labels,
+# paths, route, error
 
 
 class _Walker:
@@ -216,7 +218,7 @@ class _Walker:
         if not self.probabilistic:
             self.decider = path
 
-    def walk(self, node: Node, via: tuple[str, ...]) -> list[_Alt]:
+    def walk(self, node: Node, via: Via) -> list[_Alt]:
         simulate = self.by_kind.get(node.kind)
         if simulate is not None:
             return simulate(self, node, via)
@@ -225,20 +227,20 @@ class _Walker:
                               "choice is not simulated")
         return [(1.0, (f"<{kind}>",), (node.path,), via[-1], None)]
 
-    def _target(self, node: TargetNode, via: tuple) -> list[_Alt]:
+    def _target(self, node: TargetNode, via: Via) -> list[_Alt]:
         self.out.targets.setdefault(node.path, _target_policies(node))
         return [(1.0, (node.label,), (node.path,), via[-1], None)]
 
-    def _route(self, node: RouteRefNode, via: tuple) -> list[_Alt]:
+    def _route(self, node: RouteRefNode, via: Via) -> list[_Alt]:
         self.step(node, "route", f"uses route '{node.route}'")
         return self.walk(node.node, via + (node.route,))
 
-    def _deadline(self, node: DeadlineNode, via: tuple) -> list[_Alt]:
+    def _deadline(self, node: DeadlineNode, via: Via) -> list[_Alt]:
         """A strategy node's own timeout."""
         self.step(node, "deadline", f"the subtree must answer within {duration_text(node.seconds)}")
         return self.walk(node.node, via)
 
-    def _fallback(self, node: FallbackNode, via: tuple) -> list[_Alt]:
+    def _fallback(self, node: FallbackNode, via: Via) -> list[_Alt]:
         on = " ".join(str(s) for s in node.on.describe())
         self.step(node, "fallback", f"tries {len(node.nodes)} children in order; moves on "
                                     f"after: {on}")
@@ -252,7 +254,7 @@ class _Walker:
             ])
         return combos
 
-    def _loadbalance(self, node: LoadBalanceNode, via: tuple) -> list[_Alt]:
+    def _loadbalance(self, node: LoadBalanceNode, via: Via) -> list[_Alt]:
         n = len(node.nodes)
         shares = node.probabilities()
         if node.algorithm == "weighted":
@@ -274,10 +276,10 @@ class _Walker:
         for share, child in zip(shares, node.nodes):
             branch = self.walk(child, via)
             # A drained child stays in the answer, at 0%, so the dry run shows it is drained.
-            out.extend(_scaled(branch, share) if share else [(0.0, *rest) for _, *rest in branch])
+            out.extend(_scaled(branch, share) if share else [(0.0, *alt[1:]) for alt in branch])
         return out
 
-    def _conditional(self, node: ConditionalNode, via: tuple) -> list[_Alt]:
+    def _conditional(self, node: ConditionalNode, via: Via) -> list[_Alt]:
         for i, rule in enumerate(node.rules):
             if rule.when(self.ctx):
                 self.step(node, "conditional", f"rule {i + 1} matches ({rule.path})")
@@ -292,17 +294,15 @@ class _Walker:
         self.decide(node.path + ".default")
         return self.walk(node.default, via)
 
-    def _canary(self, node: CanaryNode, via: tuple) -> list[_Alt]:
-        state = getattr(node, "state", None)
-        share = float(getattr(node, "share", node.percent))
-        if state is not None and getattr(state, "rolled_back", False):
+    def _canary(self, node: CanaryNode, via: Via) -> list[_Alt]:
+        share = node.share
+        if node.state.rolled_back:
             self.step(node, "canary", "rolled back: every request goes to stable")
             self.decide(node.path)
             return self.walk(node.stable, via)
         value = node.sticky(self.ctx)
         if not is_missing(value) and value is not None:
-            chosen = node.choose(self.ctx)
-            arm_node = chosen[1] if isinstance(chosen, tuple) else chosen
+            _, arm_node = node.choose(self.ctx)
             arm = "canary" if arm_node is node.canary else "stable"
             self.step(node, "canary", f"sticky value {value!r} always lands on the {arm} arm "
                                       f"({share:g}% canary)")
@@ -316,7 +316,7 @@ class _Walker:
             _scaled(self.walk(node.canary, via), share / 100)
 
     # How the dry run simulates each kind of node (types.NODE_KINDS).
-    by_kind: dict[str, Callable[[_Walker, Any, tuple], list[_Alt]]] = {
+    by_kind: dict[str, Callable[[_Walker, Any, Via], list[_Alt]]] = {
         "target": _target, "route": _route, "deadline": _deadline, "fallback": _fallback,
         "loadbalance": _loadbalance, "conditional": _conditional, "canary": _canary,
     }
@@ -330,7 +330,7 @@ def _unwrapped(node: Node) -> Node:
 
 
 def _scaled(alternatives: list[_Alt], factor: float) -> list[_Alt]:
-    return [(p * factor, *rest) for p, *rest in alternatives if p * factor > 0]  # type: ignore
+    return [(alt[0] * factor, *alt[1:]) for alt in alternatives if alt[0] * factor > 0]
 
 
 def _trim(alternatives: list[_Alt]) -> list[_Alt]:
@@ -342,19 +342,19 @@ def _trim(alternatives: list[_Alt]) -> list[_Alt]:
 
 
 def _merge(alternatives: list[_Alt]) -> list[Alternative]:
-    merged: dict[tuple, list] = {}
+    merged: dict[tuple[tuple[str, ...], str, str | None], tuple[float, tuple[str, ...]]] = {}
     for p, labels, paths, route, error in alternatives:
         key = (paths, route, error)
         if key in merged:
-            merged[key][0] += p
+            merged[key] = (merged[key][0] + p, merged[key][1])
         else:
-            merged[key] = [p, labels]
+            merged[key] = (p, labels)
     out = [Alternative(p, labels, paths, route, error)
            for (paths, route, error), (p, labels) in merged.items()]
     return sorted(out, key=lambda a: -a.probability)
 
 
-def _target_policies(node: TargetNode) -> dict:
+def _target_policies(node: TargetNode) -> dict[str, Any]:
     retry, timeouts = node.retry, node.timeouts
     info: dict[str, Any] = {
         "target": node.label,

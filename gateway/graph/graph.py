@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Hashable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Mapping
 
+from ..errors import ConfigError
 from ..keys.store import StoredKey
 from ..providers.base import Provider
 from ..providers.scrub import Scrubber
-from .nodes import Node
-from .pipeline import Handler, Middleware
+from ..types import Handler, Middleware, Node
+from .policies import RetryBudget
+
+if TYPE_CHECKING:
+    from ..hookspecs import Authenticator, MetricsCollector, ReadinessCheck
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +23,7 @@ class Route:
     path: str
     node: Node
     description: str | None = None
-    retry_budget: Any = None  # policies.RetryBudget, when the config sets one
+    retry_budget: RetryBudget | None = None  # when the config sets one
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,17 +89,17 @@ class RoutingGraph:
     log_requests: bool = True
     # Who is calling: the authenticator a plugin returned (hookspecs.Authenticator), and its
     # identify method, looked up once here rather than per request. None: nobody authenticates.
-    authenticator: Any = None
-    identify: Any = None
+    authenticator: Authenticator | None = None
+    identify: Callable[[Mapping[str, str]], KeySpec | None] | None = None
     # What plugins contribute besides middleware (hookspecs): routes under /admin, /readyz
     # checks and /metrics collectors.
-    admin_routes: tuple = ()
-    readiness_checks: tuple = ()
-    collectors: tuple = ()
+    admin_routes: tuple[Any, ...] = ()  # Starlette routes
+    readiness_checks: tuple[ReadinessCheck, ...] = ()
+    collectors: tuple[MetricsCollector, ...] = ()
     metrics_enabled: bool = True
     request_timeout: float | None = None  # longest a request may take (defaults.request_timeout)
     state_keys: frozenset[Hashable] = field(default_factory=frozenset)
-    warnings: tuple = ()  # ConfigErrors that do not reject the config
+    warnings: tuple[ConfigError, ...] = ()  # problems that do not reject the config
     # Canonical JSON of each route's config, to say which routes a reload changed.
     route_specs: Mapping[str, bytes] = field(default_factory=dict)
     # Every configured credential: scrubbed from upstream error text (providers/scrub.py).
@@ -106,5 +110,5 @@ class RoutingGraph:
         """Whether callers need a key (keys in the config, or issued at run time)."""
         return self.authenticator is not None and self.authenticator.required()
 
-    def client_keys(self) -> set[tuple]:
+    def client_keys(self) -> set[tuple[object, ...]]:
         return {p.pool_key() for p in self.providers.values()}

@@ -14,7 +14,7 @@ import itertools
 import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, AsyncIterator, Callable, ClassVar, Mapping
+from typing import Any, AsyncIterator, Callable, ClassVar, Iterable, Mapping
 
 import orjson
 
@@ -32,6 +32,7 @@ from ..state.target import ProviderHealth, TargetState
 from ..types import Node
 from .conditions import Predicate, is_missing
 from .context import Attempt, RequestContext
+from .plugin_layer import NamedCheck
 from .policies import BreakerPolicy, RetryPolicy, StatusMatcher
 
 
@@ -59,7 +60,7 @@ class TargetNode:
     state: TargetState
     health: ProviderHealth
     override_params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    checks: tuple = ()  # plugin_layer.NamedCheck: attempt checks run on each whole answer
+    checks: Iterable[NamedCheck] = ()  # attempt checks run on each whole answer
     scrubber: Scrubber = NO_SECRETS  # every provider error is scrubbed of credentials here
 
     def children(self) -> tuple[Node, ...]:
@@ -102,7 +103,7 @@ class TargetNode:
             return None
         return delay
 
-    async def _attempt(self, ctx: RequestContext, body: dict) -> UpstreamResponse:
+    async def _attempt(self, ctx: RequestContext, body: dict[str, Any]) -> UpstreamResponse:
         label, state = self.label, self.state
         timeouts = self.timeouts
         remaining = ctx.remaining()
@@ -301,7 +302,7 @@ class LoadBalanceNode:
             return ctx.rng.choice(unmeasured)
         if len(live) > 1 and ctx.rng.random() < self.EXPLORE:
             return ctx.rng.choice(live)
-        return min(live, key=lambda i: latencies[i])
+        return min(live, key=lambda i: latencies[i] or 0.0)  # every one is measured here
 
     def probabilities(self) -> tuple[float, ...]:
         """Each child's share of traffic when every child is available: by weight for
@@ -443,12 +444,13 @@ class CanaryNode:
         self._record(arm, False, started, usage if isinstance(usage, dict) else None)
         return response
 
-    def _record(self, arm: str, failed: bool, started: float, usage: dict | None) -> None:
+    def _record(self, arm: str, failed: bool, started: float,
+                usage: dict[str, Any] | None) -> None:
         self.state.record(arm, failed, _ms(started), usage, self.rollback_error_rate,
                           self.rollback_min_requests)
 
 
-def deep_merge(base: dict, override: Mapping[str, Any]) -> dict:
+def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """A new dict: ``override`` merged over ``base``; nested mappings merge, the rest replaces."""
     merged = dict(base)
     for key, value in override.items():

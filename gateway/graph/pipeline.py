@@ -1,6 +1,7 @@
 """The middleware chain every request passes through: auth, then plugins, then the graph.
 
-A middleware is an object with a ``name`` and ``async __call__(ctx, call_next)``. It may
+A middleware (``types.Middleware``) is an object with a ``name`` and
+``async __call__(ctx, call_next)``. It may
 - read or change ``ctx`` (the body, metadata) before calling ``call_next(ctx)``;
 - answer by itself without calling ``call_next`` (a cache hit, a refusal), returning an
   UpstreamResponse or raising GatewayError;
@@ -13,22 +14,18 @@ nothing more.
 from __future__ import annotations
 
 from functools import partial
-from typing import Awaitable, Callable, Protocol, Sequence
+from typing import Sequence
 
 from ..providers.base import UpstreamResponse
+from ..types import Handler, Middleware
 from .context import RequestContext
 
-Handler = Callable[[RequestContext], Awaitable[UpstreamResponse]]
-
-
-class Middleware(Protocol):
-    name: str
-
-    async def __call__(self, ctx: RequestContext, call_next: Handler) -> UpstreamResponse: ...
+__all__ = ["Handler", "Middleware", "build_pipeline", "call_graph"]
 
 
 async def call_graph(ctx: RequestContext) -> UpstreamResponse:
     """The end of every chain: the route's compiled node."""
+    assert ctx.node is not None, "the server sets ctx.node before calling the chain"
     return await ctx.node.handle(ctx)
 
 

@@ -9,13 +9,16 @@ in a stream that has started, the server ends it with an SSE error event.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
 
 from ..errors import GatewayError, UpstreamError, plugin_error
 from ..logs import get_logger
 from ..providers.base import UpstreamResponse
+from ..types import Handler
 from .context import RequestContext
-from .pipeline import Handler
+
+if TYPE_CHECKING:
+    from ..hookspecs import AttemptCheck
 
 log = get_logger("gateway.plugins")
 
@@ -32,7 +35,7 @@ class NamedCheck:
     """A plugin's attempt check, with the plugin's name for messages."""
 
     plugin: str
-    check: Any  # hookspecs.AttemptCheck
+    check: AttemptCheck
 
     async def reason(self, ctx: RequestContext, response: UpstreamResponse) -> str | None:
         try:
@@ -111,6 +114,8 @@ class PluginLayer:
         return response
 
     async def _error(self, ctx: RequestContext, exc: BaseException) -> None:
+        if self.on_error is None:
+            return
         try:
             await self.on_error(ctx, exc)
         except Exception as failed:  # never hide the original failure

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Iterable
 
 from ..errors import UpstreamError
+from ..state.retry_budget import RetryBudgetState
 
 # 529: Anthropic's "overloaded".
 DEFAULT_RETRY_ON = (429, 500, 502, 503, 504, 529, "timeout", "connection")
@@ -21,7 +22,8 @@ class StatusMatcher:
     classes: frozenset[str]
 
     @classmethod
-    def of(cls, items) -> "StatusMatcher":
+    def of(cls, items: Iterable[int | str]) -> StatusMatcher:
+        items = tuple(items)
         return cls(
             frozenset(i for i in items if isinstance(i, int)),
             frozenset(i for i in items if isinstance(i, str)),
@@ -32,8 +34,9 @@ class StatusMatcher:
             return True
         return err.from_upstream and err.status in self.codes
 
-    def describe(self) -> list:
-        return sorted(self.codes) + sorted(self.classes)
+    def describe(self) -> list[int | str]:
+        out: list[int | str] = [*sorted(self.codes), *sorted(self.classes)]
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +87,7 @@ class RetryBudget:
     ratio: float
     window: float
     min_retries: int
-    state: Any  # state.retry_budget.RetryBudgetState
+    state: RetryBudgetState  # runtime state, a registry handle
 
     def try_retry(self, now: float) -> bool:
         return self.state.try_retry(self.ratio, self.window, self.min_retries, now)

@@ -146,6 +146,7 @@ class Limits:
 
     def _refusal(self, verdict: Verdict, budgets: list[tuple[Budget, Limit]], now: float) -> GatewayError:
         limit = verdict.blocked
+        assert limit is not None  # only a refused verdict comes here, and it names its limit
         budget = next((b for b, bl in budgets if bl is limit), None)
         if budget is not None:
             end = period_end(budget.period, now)

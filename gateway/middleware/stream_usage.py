@@ -43,7 +43,7 @@ class StreamUsage:
         if _USAGE_OBJECT.search(event):
             payload = _payload(event)
             usage = payload.get("usage") if payload is not None else None
-            if isinstance(usage, dict):
+            if payload is not None and isinstance(usage, dict):
                 self.usage = usage
                 if not payload.get("choices"):  # the usage-only chunk
                     return not self._strip

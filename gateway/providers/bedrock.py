@@ -246,7 +246,8 @@ def _block(part: dict[str, Any], param: str) -> dict[str, Any]:
 
 def _tool_spec(fn: dict[str, Any]) -> dict[str, Any]:
     spec: dict[str, Any] = {"name": fn["name"],
-                            "inputSchema": {"json": fn.get("parameters") or {"type": "object", "properties": {}}}}
+                            "inputSchema": {"json": fn.get("parameters")
+                                            or {"type": "object", "properties": {}}}}
     if fn.get("description"):
         spec["description"] = fn["description"]
     return {"toolSpec": spec}

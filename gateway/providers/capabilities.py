@@ -19,7 +19,8 @@ from .registry import provider_types
 
 COLUMNS = ("chat", "completions", "stream", "tools", "vision", "json", "reasoning",
            "embeddings", "images", "audio")
-START = "<!-- capabilities:start (generated: python -m gateway.providers.capabilities --write docs/providers.md) -->"
+START = ("<!-- capabilities:start (generated: python -m gateway.providers.capabilities "
+         "--write docs/providers.md) -->")
 END = "<!-- capabilities:end -->"
 
 

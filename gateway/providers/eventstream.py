@@ -127,7 +127,8 @@ class Decoder:
             total, headers_len, prelude_crc = struct.unpack_from(">III", self._buffer, 0)
             if _crc(self._buffer[:8]) != prelude_crc:
                 raise EventStreamError("prelude CRC mismatch")
-            if total < MIN_MESSAGE or total > self._max or headers_len > min(MAX_HEADERS, total - MIN_MESSAGE):
+            if (total < MIN_MESSAGE or total > self._max
+                    or headers_len > min(MAX_HEADERS, total - MIN_MESSAGE)):
                 raise EventStreamError(f"bad lengths: total {total}, headers {headers_len}")
             if len(self._buffer) < total:
                 break

@@ -75,7 +75,9 @@ def create_app(reloader: Reloader, *, watch_config: bool = True) -> RequestGuard
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+        # Starlette types every handler by Exception; _http_error only ever gets HTTPException.
+        exception_handlers={HTTPException: _http_error,  # type: ignore[dict-item]
+                            Exception: _internal_error},
     )
     # No trailing-slash redirects: Starlette builds their Location from the Host header.
     app.router.redirect_slashes = False
@@ -125,7 +127,9 @@ class FastPath:
                 except asyncio.CancelledError:
                     if not watch.disconnected:
                         raise
-                    asyncio.current_task().uncancel()  # the client left: nobody to answer
+                    task = asyncio.current_task()
+                    assert task is not None  # this handler runs in the request's task
+                    task.uncancel()  # the client left: nobody to answer
                     log_request(None, scope["path"], request.headers.get("x-request-id", ""),
                                 499, None, "the client closed the connection before the answer",
                                 "client_disconnected")

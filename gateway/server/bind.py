@@ -35,7 +35,7 @@ def missing_protection(graph: RoutingGraph, host: str) -> list[tuple[tuple, str]
     issued by the key store count, revoked ones included: they keep keys required)."""
     if is_loopback(host):
         return []
-    missing = []
+    missing: list[tuple[tuple[str, ...], str]] = []
     if not graph.requires_key:
         missing.append((("keys",), _KEYS))
     if not graph.settings.admin_token:

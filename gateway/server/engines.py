@@ -94,7 +94,7 @@ class Uvicorn:
         return [sock]
 
     async def serve(self, app, sockets: Any, stop: asyncio.Event) -> None:
-        class Server(self.uvicorn.Server):
+        class Server(self.uvicorn.Server):  # type: ignore[name-defined]  # uvicorn loads lazily
             @contextlib.contextmanager
             def capture_signals(self):
                 yield  # the gateway's own handlers (serve.py) stay in charge: drain, then stop

@@ -52,4 +52,4 @@ class CappedTCPServer(TCPServer):
 def install(max_connections: int, header_timeout: float) -> None:
     CappedTCPServer.cap = max_connections
     CappedTCPServer.header_timeout = header_timeout
-    hypercorn_run.TCPServer = CappedTCPServer
+    hypercorn_run.TCPServer = CappedTCPServer  # type: ignore[misc]  # hypercorn has no hook for it

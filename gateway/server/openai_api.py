@@ -130,6 +130,7 @@ class OpenAIEndpoints:
                 log_request(ctx, endpoint, request_id, err.status, None, err.message)
             return gateway_error_response(err, headers)
         except UpstreamError as err:
+            assert ctx is not None  # only the chain raises UpstreamError, and ctx is built first
             graph.scrubber.error(err)  # also what middleware raised; providers' already is
             status, content, extra = upstream_failure(err, ctx)
             headers.update(extra)
@@ -196,14 +197,17 @@ async def guard_stream(
         if open_stream.stopping:
             raise _shutting_down()
     except (UpstreamError, GatewayError, asyncio.CancelledError) as caught:
-        err = caught
+        err: UpstreamError | GatewayError
         if isinstance(caught, asyncio.CancelledError):
             if not open_stream.stopping:
                 status, error, outcome = 499, _CLIENT_LEFT, "client_disconnected"
                 raise
-            asyncio.current_task().uncancel()  # cancelled by the drain: end the stream cleanly
+            _uncancel()  # cancelled by the drain: end the stream cleanly
             err = _shutting_down()
+        else:
+            err = caught
         error, outcome = f"stream interrupted: {err.message}", "interrupted"
+        code: str | None
         if isinstance(err, UpstreamError):
             status, kind, code = 502, "upstream_error", err.error_class
         else:
@@ -224,6 +228,12 @@ async def guard_stream(
 
 
 _CLIENT_LEFT = "the client closed the connection mid-stream"
+
+
+def _uncancel() -> None:
+    task = asyncio.current_task()
+    assert task is not None  # called from within a stream's task
+    task.uncancel()
 
 
 def _shutting_down() -> GatewayError:

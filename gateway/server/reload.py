@@ -37,7 +37,7 @@ class GraphHolder:
 
     __slots__ = ("current",)
 
-    def __init__(self, graph: RoutingGraph | None = None):
+    def __init__(self, graph: RoutingGraph):
         self.current = graph
 
 

@@ -68,7 +68,7 @@ def watched_directories(paths: Iterable[str]) -> list[str]:
 def signature(paths: Iterable[str]) -> Signature:
     """What each path is now (inode, device, size, mtime, without following links): equal
     signatures a moment apart mean nothing was written or swapped in between."""
-    out = []
+    out: list[tuple[str, tuple[int, int, int, int] | None]] = []
     for path in sorted(paths):
         try:
             st = os.lstat(path)

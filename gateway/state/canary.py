@@ -7,6 +7,7 @@ keeps its counters (and a rollback); any change to it starts afresh.
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 from ..logs import get_logger
 
@@ -21,7 +22,7 @@ class ArmStats:
         self.prompt_tokens = 0
         self.completion_tokens = 0
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, Any]:
         ordered = sorted(self.latencies)
 
         def pct(p: float) -> float | None:
@@ -44,7 +45,7 @@ class CanaryState:
         self.arms = {"stable": ArmStats(), "canary": ArmStats()}
         self.rolled_back = False
 
-    def record(self, arm: str, failed: bool, ms: float, usage: dict | None,
+    def record(self, arm: str, failed: bool, ms: float, usage: dict[str, Any] | None,
                error_rate: float | None, min_requests: int) -> None:
         stats = self.arms[arm]
         stats.requests += 1

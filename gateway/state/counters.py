@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Any
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +83,7 @@ class Counters(ABC):
     def healthy(self) -> bool:
         return True
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         """For /readyz and /metrics: the backend and whether it answers."""
         return {"backend": self.backend, "healthy": self.healthy}
 

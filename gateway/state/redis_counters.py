@@ -28,6 +28,7 @@ import importlib.util
 import math
 import time
 import uuid
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, cast
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from ..errors import GatewayError
@@ -43,6 +44,9 @@ from .counters import (
     sliding_usage,
 )
 from .redis_scripts import ADJUST, RESERVE
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 _SHA = {source: hashlib.sha1(source.encode()).hexdigest() for source in (ADJUST, RESERVE)}
 
@@ -112,7 +116,7 @@ class RedisCounters(Counters):
         self.prefix = prefix
         query = parse_qs(urlsplit(url).query)
         self.timeout = float(query["socket_timeout"][0]) if "socket_timeout" in query else timeout
-        self._redis = None
+        self._redis: Redis | None = None
         self._slots: asyncio.Semaphore | None = None
         self._healthy = True
         self._down_since: float | None = None  # wall clock, for status()
@@ -123,8 +127,8 @@ class RedisCounters(Counters):
         self.outages = 0
         self.local = _Local(self.share)
         self._seen: dict[str, tuple[Limit, int, float, float]] = {}
-        self._pending: dict[str, list] = {}  # redis key -> [amount, expires_at | None, ttl, clamp]
-        self._batch: tuple[str, dict[str, list]] | None = None
+        self._pending: dict[str, list[Any]] = {}  # redis key -> [amount, expires_at | None, ttl, clamp]
+        self._batch: tuple[str, dict[str, list[Any]]] | None = None
         self._reconciling = False
 
     # -- settings, status ------------------------------------------------------------------
@@ -140,7 +144,7 @@ class RedisCounters(Counters):
     def healthy(self) -> bool:
         return self._healthy
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         """For /readyz (unauthenticated: no address, no error text — those are in the log)."""
         since = self._down_since
         return {
@@ -166,9 +170,9 @@ class RedisCounters(Counters):
     async def reserve(self, items: list[tuple[Limit, float]], now: float) -> Verdict:
         if not items:
             return Verdict(True)
-        answered, verdict = await self._call(lambda redis: self._reserve(redis, items, now), now)
+        answered, result = await self._call(lambda redis: self._reserve(redis, items, now), now)
         if answered:
-            return verdict
+            return cast(Verdict, result)  # what _reserve returned
         if self.outage == "closed" and any(limit.kind != "alert" for limit, _ in items):
             raise StateUnavailable()
         verdict = self.local.reserve_now(items, now)
@@ -218,7 +222,7 @@ class RedisCounters(Counters):
 
     # -- Redis -------------------------------------------------------------------------------
 
-    def _client(self):
+    def _client(self) -> Redis:
         if self._redis is None:
             from redis.asyncio import Redis
             from redis.asyncio.retry import Retry
@@ -235,7 +239,8 @@ class RedisCounters(Counters):
             self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         return self._slots
 
-    async def _call(self, operation, now: float) -> tuple[bool, object]:
+    async def _call(self, operation: Callable[[Redis], Awaitable[Any]],
+                    now: float) -> tuple[bool, Any]:
         """Run ``operation(redis)`` (after sending pending deltas) when it is this call's turn
         to use Redis: (True, its result), or (False, None) when Redis is down or failed."""
         turn = self._take_turn()
@@ -257,7 +262,7 @@ class RedisCounters(Counters):
         self._answered()
         return True, result
 
-    async def _script(self, redis, source: str, keys: list[str], args: list[str]):
+    async def _script(self, redis: Redis, source: str, keys: list[str], args: list[str]) -> Any:
         """EVALSHA, falling back to EVAL (which also caches the script) when Redis lacks it."""
         from redis.exceptions import NoScriptError
 
@@ -266,7 +271,7 @@ class RedisCounters(Counters):
         except NoScriptError:
             return await redis.eval(source, len(keys), *keys, *args)
 
-    async def _reserve(self, redis, items: list[tuple[Limit, float]], now: float) -> Verdict:
+    async def _reserve(self, redis: Redis, items: list[tuple[Limit, float]], now: float) -> Verdict:
         keys: list[str] = []
         args = [str(len(items))]
         for limit, amount in items:
@@ -376,7 +381,7 @@ class RedisCounters(Counters):
             for key in [k for k, e in self._pending.items() if e[1] is not None and e[1] <= now]:
                 del self._pending[key]
 
-    async def _flush(self, redis, now: float) -> None:
+    async def _flush(self, redis: Redis, now: float) -> None:
         """Add the pending local deltas to Redis, exactly once: they move into a batch with an
         id before sending; a batch whose send fails is kept and sent again with the same id,
         which Redis remembers (so a batch applied but unanswered is not applied twice)."""

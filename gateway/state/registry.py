@@ -9,9 +9,15 @@ the new graph no longer uses are dropped.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Hashable, Iterable, TypeVar
+from typing import Callable, Hashable, Iterable, Protocol, TypeVar
 
 T = TypeVar("T")
+
+
+class Acquirer(Protocol):
+    """What plugins get of the registry (hookspecs.PluginContext.state): acquire only."""
+
+    def acquire(self, key: Hashable, factory: Callable[[], T]) -> T: ...
 
 
 class StateRegistry:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..logs import get_logger
 
@@ -21,13 +21,22 @@ CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
 
 class BreakerPolicy(Protocol):
-    enabled: bool
-    failure_threshold: int
-    failure_rate: float
-    min_requests: int
-    window: float
-    cooldown: float
-    half_open_requests: int
+    """What the breaker reads of its policy (graph.policies.BreakerPolicy, frozen)."""
+
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def failure_threshold(self) -> int: ...
+    @property
+    def failure_rate(self) -> float: ...
+    @property
+    def min_requests(self) -> int: ...
+    @property
+    def window(self) -> float: ...
+    @property
+    def cooldown(self) -> float: ...
+    @property
+    def half_open_requests(self) -> int: ...
 
 
 @dataclass(slots=True)
@@ -136,7 +145,8 @@ class TargetState:
     def done(self) -> None:
         self.in_flight = max(0, self.in_flight - 1)
 
-    def snapshot(self, policy: BreakerPolicy, now: float, route: str | None = None) -> dict:
+    def snapshot(self, policy: BreakerPolicy, now: float,
+                 route: str | None = None) -> dict[str, Any]:
         """The target's state; with ``route``, its requests and errors are that route's only
         (the breaker, window, load and latency stay the target's, shared by its routes)."""
         self._prune(policy, now)

@@ -389,17 +389,17 @@ def test_missing_version():
 # -- all at once ----------------------------------------------------------------------------
 
 
-MANY = f"""\
+MANY = """\
 version: 1
 server:
   port: eighty
-routs: {{}}
+routs: {}
 defaults:
-  retry: {{attempts: 6}}
+  retry: {attempts: 6}
 keys:
-  k: {{key_sha256: nothex}}
+  k: {key_sha256: nothex}
 providers:
-  p: {{type: mock, latency: later}}
+  p: {type: mock, latency: later}
 """
 
 

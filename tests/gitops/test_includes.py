@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import compiler, includes
 from gateway.config.compiler import compile_file
 from gateway.config.loader import load_bytes, load_file
 from gateway.errors import ConfigErrors
@@ -249,6 +248,3 @@ def test_keep_refs_leaves_variables_as_written():
     assert loaded.data["providers"]["o"]["api_key"] == "${OPENAI_API_KEY}"
 
 
-def test_node_kinds_match_the_compiler():
-    """The overlay rule for node kinds uses the compiler's list of kinds."""
-    assert includes.NODE_KINDS == compiler.NODE_KINDS

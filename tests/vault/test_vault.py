@@ -41,7 +41,7 @@ def mode_of(path: Path) -> int:
 def test_round_trip_with_env_key(tmp_path: Path):
     """Values come back as stored; the file holds names and dates but no value."""
     env = {"GATEWAY_MASTER_KEY": new_key()}
-    vault = filled(tmp_path, env)
+    filled(tmp_path, env)
     again = Vault(str(tmp_path), env)
     assert again.resolve(VALUES) == (VALUES, sorted(VALUES))
     assert again.get("aws") == VALUES["aws"]

@@ -166,7 +166,7 @@ class ResponseCache:
         state = ctx.state_for(CacheState) or SKIP
         if state.result == "miss":
             answer = _complete(ctx.endpoint, response)
-            if answer is not None:
+            if answer is not None and response.body is not None:  # _complete needs a body
                 self._store(ctx, state, response.target or ctx.target, response.body, answer)
         response.headers.setdefault(HEADER, state.result)
         return response
@@ -187,7 +187,8 @@ class ResponseCache:
 
     def _store(self, ctx: RequestContext, state: CacheState, target: str, body: bytes,
                answer: dict) -> None:
-        usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+        found = answer.get("usage")
+        usage: dict[str, Any] = found if isinstance(found, dict) else {}
         prompt = int(usage.get("prompt_tokens") or 0)
         completion = int(usage.get("completion_tokens") or 0)
         price = self.prices.get(target)

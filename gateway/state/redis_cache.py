@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -31,7 +32,7 @@ PREFIX = "gateway:cache"
 DEFAULT_TIMEOUT = 0.05
 
 
-def _zero() -> list:
+def _zero() -> list[float]:
     return [0, 0, 0, 0.0]
 
 
@@ -67,15 +68,15 @@ class RedisResponseCache:
         query = parse_qs(urlsplit(url).query)
         self.timeout = (float(query["socket_timeout"][0]) if "socket_timeout" in query
                         else DEFAULT_TIMEOUT)
-        self._redis = None
+        self._redis: Any = None
         self._down = False
-        self.totals: dict[str, list] = defaultdict(_zero)  # this process, for /metrics
+        self.totals: dict[str, list[float]] = defaultdict(_zero)  # this process, for /metrics
         self.swept = (0, 0)
 
     def configure(self, max_entries: int | None, max_bytes: int | None) -> None:
         """Bounds are Redis's own (maxmemory and its eviction policy)."""
 
-    def _client(self):
+    def _client(self) -> Any:  # redis.asyncio.Redis: its replies are typed bytes | str
         if self._redis is None:
             from redis.asyncio import Redis
             from redis.asyncio.retry import Retry
@@ -109,7 +110,7 @@ class RedisResponseCache:
         entry = unpack(raw)
         return entry if entry.expires > now else None
 
-    def put(self, namespace: str, key: str, route: str, entry: Entry) -> asyncio.Task:
+    def put(self, namespace: str, key: str, route: str, entry: Entry) -> asyncio.Task[Any]:
         return spawn(self._put(namespace, key, entry), "cache:put")
 
     async def _put(self, namespace: str, key: str, entry: Entry) -> None:
@@ -155,7 +156,7 @@ class RedisResponseCache:
             await redis.aclose()
 
 
-def redis_stats(url: str, namespace: str | None) -> list[dict]:
+def redis_stats(url: str, namespace: str | None) -> list[dict[str, Any]]:
     """`gateway cache stats` on a Redis cache (a synchronous client: the CLI)."""
     redis = _sync(url)
     try:
@@ -194,7 +195,7 @@ def redis_clear(url: str, namespace: str | None) -> int:
         redis.close()
 
 
-def _sync(url: str):
+def _sync(url: str) -> Any:  # redis.Redis: its replies are typed bytes | str
     from redis import Redis
 
     return Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)

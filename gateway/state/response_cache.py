@@ -31,7 +31,7 @@ class ResponseCacheBackend(Protocol):
     """What the cache middleware needs of a backend (this module's, or redis_cache.py's)."""
 
     backend: str
-    totals: dict[str, list]  # namespace -> [hits, misses, saved tokens, saved USD], this process
+    totals: dict[str, list[float]]  # namespace -> [hits, misses, saved tokens, saved USD], this process
 
     def configure(self, max_entries: int | None, max_bytes: int | None) -> None: ...
 
@@ -43,7 +43,7 @@ class ResponseCacheBackend(Protocol):
               saved_usd: float = 0.0) -> None: ...
 
 
-def _zero() -> list:
+def _zero() -> list[float]:
     return [0, 0, 0, 0.0]
 
 
@@ -61,8 +61,8 @@ class SqliteResponseCache(PeriodicFlush):
         # Entries queued for the writer, readable at once (a repeat right after the first
         # answer is a hit); each leaves when it is written.
         self._pending: dict[tuple[str, str], Entry] = {}
-        self._counts: dict[str, list] = defaultdict(_zero)  # not yet written
-        self.totals: dict[str, list] = defaultdict(_zero)  # this process, for /metrics
+        self._counts: dict[str, list[float]] = defaultdict(_zero)  # not yet written
+        self.totals: dict[str, list[float]] = defaultdict(_zero)  # this process, for /metrics
         self.swept = (0, 0)  # expired, evicted by the last sweep
 
     def configure(self, max_entries: int | None, max_bytes: int | None) -> None:
@@ -87,7 +87,7 @@ class SqliteResponseCache(PeriodicFlush):
             self.schedule()
         return entry
 
-    def put(self, namespace: str, key: str, route: str, entry: Entry) -> Future:
+    def put(self, namespace: str, key: str, route: str, entry: Entry) -> Future[None]:
         self._pending[(namespace, key)] = entry
         future = self.writer.submit(lambda db: cache_db.put(db, namespace, key, route, entry))
         future.add_done_callback(lambda done: self._written((namespace, key), entry, done))
@@ -126,7 +126,7 @@ class SqliteResponseCache(PeriodicFlush):
                     mine[i] += value
             log.error("cache_flush_failed", path=self.path, error=str(exc))
 
-    def stats(self, namespace: str | None, now: float) -> list[dict]:
+    def stats(self, namespace: str | None, now: float) -> list[dict[str, Any]]:
         return self.writer.call(lambda db: cache_db.stats(db, namespace, now))
 
     def clear(self, namespace: str | None) -> int:
@@ -142,7 +142,7 @@ class SqliteResponseCache(PeriodicFlush):
                 self._reader = None
 
 
-    def _written(self, at: tuple[str, str], entry: Entry, done: Future) -> None:
+    def _written(self, at: tuple[str, str], entry: Entry, done: Future[None]) -> None:
         """In the writer thread: the entry is in the file now (or failed to get there)."""
         if self._pending.get(at) is entry:
             self._pending.pop(at, None)

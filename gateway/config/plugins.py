@@ -109,7 +109,7 @@ def _instantiate(pm: PluginManager, name: str, config: dict[str, Any], base: Plu
         out.names.append(public)
 
 
-def _adopt(out: CompiledPlugins, authenticator: Any, plugin: str, builtin: bool, path: tuple,
+def _adopt(out: CompiledPlugins, authenticator: Authenticator, plugin: str, builtin: bool, path: Path,
            source: SourceMap) -> bool:
     """A listed plugin's authenticator replaces the built-in one (built-ins are set up
     first); two listed ones are an error."""

@@ -29,8 +29,8 @@ from .eventstream import Decoder, EventStreamError
 from .http import openai_error_body, post_json, post_stream
 from .native import (
     Chunks, aclose, arguments_of, assistant_message, bad_request, bad_upstream, completion,
-    image_url, include_usage, load_json, max_tokens_of, messages_of, parse_data_url, parts_of,
-    primed, response_format_of, single_choice, stop_of, stream_error, text_of, tool_call,
+    image_url, include_usage, load_json, messages_of, parse_data_url, parts_of, primed,
+    response_format_of, sampling_of, single_choice, stream_error, text_of, tool_call,
     tool_calls_of, tool_choice_of, tools_of, unsupported_endpoint, usage,
 )
 from .sigv4 import Credentials, sign
@@ -180,16 +180,8 @@ def to_bedrock(body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         else:
             raise bad_request(f"{param}: role {role!r} is not supported", param + ".role")
     out: dict[str, Any] = {"messages": messages}
-    inference: dict[str, Any] = {}
-    limit = max_tokens_of(body)
-    if limit:
-        inference["maxTokens"] = limit
-    for ours, theirs in (("temperature", "temperature"), ("top_p", "topP")):
-        if body.get(ours) is not None:
-            inference[theirs] = body[ours]
-    stop = stop_of(body)
-    if stop:
-        inference["stopSequences"] = stop
+    inference = sampling_of(body, {"max_tokens": "maxTokens", "temperature": "temperature",
+                                    "top_p": "topP", "stop": "stopSequences"})
     if inference:
         out["inferenceConfig"] = inference
     tools = tools_of(body)

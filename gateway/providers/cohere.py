@@ -19,9 +19,9 @@ from .base import ClientPool, Provider, ProviderSpec, UpstreamRequest, UpstreamR
 from .http import post_json, post_stream
 from .native import (
     Chunks, aclose, assistant_message, bad_request, bad_upstream, completion, embedding_inputs,
-    embeddings, image_url, include_usage, load_json, max_tokens_of, messages_of, parts_of, primed,
-    response_format_of, single_choice, stop_of, stream_error, text_of, tool_call, tool_calls_of,
-    tool_choice_of, tools_of, unsupported_endpoint, usage,
+    embeddings, image_url, include_usage, load_json, messages_of, parts_of, primed,
+    response_format_of, sampling_of, single_choice, stream_error, text_of, tool_call,
+    tool_calls_of, tool_choice_of, tools_of, unsupported_endpoint, usage,
 )
 from .sse import events
 
@@ -134,17 +134,10 @@ def to_cohere(body: dict[str, Any], stream: bool = False) -> dict[str, Any]:
             out["tool_choice"] = "NONE"
     if body.get("top_p") is not None:  # Cohere takes p in [0.01, 0.99]; OpenAI's default is 1
         out["p"] = min(0.99, max(0.01, float(body["top_p"])))
-    for ours, theirs in (("temperature", "temperature"), ("seed", "seed"),
-                         ("frequency_penalty", "frequency_penalty"),
-                         ("presence_penalty", "presence_penalty")):
-        if body.get(ours) is not None:
-            out[theirs] = body[ours]
-    limit = max_tokens_of(body)
-    if limit:
-        out["max_tokens"] = limit
-    stop = stop_of(body)
-    if stop:
-        out["stop_sequences"] = stop
+    out.update(sampling_of(body, {
+        "temperature": "temperature", "seed": "seed", "frequency_penalty": "frequency_penalty",
+        "presence_penalty": "presence_penalty", "max_tokens": "max_tokens",
+        "stop": "stop_sequences"}))
     kind, schema, _ = response_format_of(body)
     if kind != "text":
         out["response_format"] = {"type": "json_object", **({"json_schema": schema} if schema else {})}

@@ -23,10 +23,10 @@ from ..errors import UpstreamError
 from .base import ClientPool, Provider, ProviderSpec, Timeouts, UpstreamRequest, UpstreamResponse
 from .http import ErrorParser, post_json, post_stream
 from .native import (
-    Chunks, aclose, arguments_of, assistant_message, bad_request, bad_upstream, call_id, completion,
-    embedding_inputs, embeddings, image_url, include_usage, load_json, max_tokens_of, messages_of,
-    parse_data_url, parts_of, primed, response_format_of, stop_of, stream_error, text_of, tool_call,
-    tool_calls_of, tool_choice_of, tools_of, unsupported_endpoint, usage,
+    Chunks, aclose, arguments_of, assistant_message, bad_request, bad_upstream, call_id,
+    completion, embedding_inputs, embeddings, image_url, include_usage, load_json, messages_of,
+    parse_data_url, parts_of, primed, response_format_of, sampling_of, stream_error, text_of,
+    tool_call, tool_calls_of, tool_choice_of, tools_of, unsupported_endpoint, usage,
 )
 from .sse import events
 
@@ -242,18 +242,10 @@ def _declaration(fn: dict[str, Any], i: int) -> dict[str, Any]:
 
 
 def _generation_config(body: dict[str, Any]) -> dict[str, Any]:
-    config: dict[str, Any] = {}
-    for ours, theirs in (("temperature", "temperature"), ("top_p", "topP"), ("seed", "seed"),
-                         ("presence_penalty", "presencePenalty"),
-                         ("frequency_penalty", "frequencyPenalty")):
-        if body.get(ours) is not None:
-            config[theirs] = body[ours]
-    limit = max_tokens_of(body)
-    if limit:
-        config["maxOutputTokens"] = limit
-    stop = stop_of(body)
-    if stop:
-        config["stopSequences"] = stop
+    config = sampling_of(body, {
+        "temperature": "temperature", "top_p": "topP", "seed": "seed",
+        "presence_penalty": "presencePenalty", "frequency_penalty": "frequencyPenalty",
+        "max_tokens": "maxOutputTokens", "stop": "stopSequences"})
     if body.get("n") not in (None, 1):
         config["candidateCount"] = body["n"]
     kind, json_schema, _ = response_format_of(body)

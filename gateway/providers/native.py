@@ -222,6 +222,23 @@ def max_tokens_of(body: dict[str, Any]) -> int | None:
     return value
 
 
+def sampling_of(body: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """The request's generation settings under the provider's names: ``names`` maps OpenAI's
+    (``max_tokens`` and ``stop`` read as max_tokens_of and stop_of do) to the provider's.
+    What the client left out stays out, so the provider's defaults apply."""
+    out: dict[str, Any] = {}
+    for ours, theirs in names.items():
+        if ours == "max_tokens":
+            value: Any = max_tokens_of(body)
+        elif ours == "stop":
+            value = stop_of(body) or None
+        else:
+            value = body.get(ours)
+        if value is not None:
+            out[theirs] = value
+    return out
+
+
 def response_format_of(body: dict[str, Any]) -> tuple[str, dict[str, Any] | None, str | None]:
     """("text"|"json_object"|"json_schema", schema, name)."""
     fmt = body.get("response_format")

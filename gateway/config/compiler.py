@@ -11,6 +11,7 @@ durations parsed and conditions compiled once.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import itertools
 import os
 import time
@@ -74,7 +75,7 @@ T = TypeVar("T")
 # Settings the version-1 schema accepts that this build does not act on yet. Each gets a
 # warning, so nobody believes a limit or a breaker protects them when it does not.
 # ("*" matches any key at that level.)
-INACTIVE = (("cache", "semantic"), ("observability", "alerts"), ("routes", "*", "cache", "semantic"))
+INACTIVE = (("observability", "alerts"),)
 
 
 @dataclass
@@ -557,11 +558,22 @@ class _Compiler:
             ttl = section.get("ttl") if isinstance(section, dict) else None
             if ttl is not None and not CACHE_TTL[0] <= seconds(ttl) <= CACHE_TTL[1]:
                 self.error(path + ("ttl",), f"cache ttl must be from 60s to 90d, not {ttl}")
-        semantic = ((self.data.get("cache") or {}).get("semantic") or {})
-        route = semantic.get("route")
-        if route is not None and route not in self.routes_data:
-            self.error(("cache", "semantic", "route"), f"unknown route '{route}'",
-                       did_you_mean(route, self.routes_data))
+        top = self.data.get("cache") or {}
+        for path, section in sections:
+            if not isinstance(section, dict):
+                continue
+            route = (section.get("semantic") or {}).get("route")
+            if route is not None and route not in self.routes_data:
+                self.error(path + ("semantic", "route"), f"unknown route '{route}'",
+                           did_you_mean(route, self.routes_data))
+            if section.get("mode") != "semantic":
+                continue
+            if route is None and not (top.get("semantic") or {}).get("route"):
+                self.error(path + ("mode",), "cache mode semantic needs semantic.route: the "
+                           "embeddings route that turns prompts into vectors")
+            if importlib.util.find_spec("numpy") is None:
+                self.error(path + ("mode",), "cache mode semantic needs numpy: install "
+                           "'bodhi-gateway[semantic]'")
 
 
 class _TrackedState:

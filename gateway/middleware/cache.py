@@ -35,6 +35,7 @@ from ..store import cache_db
 from ..units import seconds, size_bytes
 from .cache_key import request_key
 from .cache_replay import StreamRecorder, replay_chunks, stream_of
+from .cache_semantic import DEFAULT_THRESHOLD, SemanticSettings, embed, split_prompt
 from .limits_rules import target_prices
 
 CACHEABLE = frozenset({"chat", "completions", "embeddings"})
@@ -43,6 +44,7 @@ DEFAULT_NAMESPACE = "default"
 DEFAULT_MAX_ENTRIES = 100_000
 DEFAULT_MAX_SIZE = "256MB"
 HEADER = "x-gateway-cache"
+SIMILARITY_HEADER = "x-gateway-cache-similarity"
 NAMESPACE_HEADER = "x-gateway-cache-namespace"
 MAX_NAMESPACE = 128
 clock = time.time  # module level, so that a test can move time (TTL expiry)
@@ -52,9 +54,10 @@ clock = time.time  # module level, so that a test can move time (TTL expiry)
 class CachePolicy:
     """A route's cache settings, resolved at compile time."""
 
-    mode: str  # simple | semantic (semantic matches exact repeats only, for now)
+    mode: str  # simple | semantic
     ttl: float
     namespace: str
+    semantic: SemanticSettings | None = None  # with mode semantic
 
 
 @dataclass(slots=True)
@@ -66,6 +69,8 @@ class CacheState:
     key: str = ""
     ttl: float = 0.0
     recorder: StreamRecorder | None = None
+    group: str = ""  # semantic mode: the request's group and its prompt's vector, to store
+    vector: Any = None
 
 
 SKIP = CacheState("skip")
@@ -80,8 +85,14 @@ def policies_of(config: Mapping[str, Any]) -> dict[str, CachePolicy]:
         mode = merged.get("mode", "off")
         if mode == "off":
             continue
+        semantic = None
+        if mode == "semantic":
+            sem = {**(top.get("semantic") or {}), **(merged.get("semantic") or {})}
+            if sem.get("route"):  # else the compiler has reported it
+                semantic = SemanticSettings(sem["route"],
+                                            float(sem.get("threshold", DEFAULT_THRESHOLD)))
         out[name] = CachePolicy(mode, seconds(merged.get("ttl", DEFAULT_TTL)),
-                                str(merged.get("namespace", DEFAULT_NAMESPACE)))
+                                str(merged.get("namespace", DEFAULT_NAMESPACE)), semantic)
     return out
 
 
@@ -105,6 +116,9 @@ class ResponseCache:
     def __init__(self, context: PluginContext, policies: dict[str, CachePolicy]):
         self.policies = policies
         self.backend = cache_backend(context)
+        self.routes = context.routes  # the compiled routes: semantic mode embeds through one
+        # Semantic matching needs a backend that keeps vectors (the embedded one).
+        self.vectors = hasattr(self.backend, "nearest")
         self.prices: dict[str, Price] = target_prices(context.targets,
                                                       context.gateway_config.get("pricing"))
 
@@ -121,14 +135,47 @@ class ResponseCache:
             return None
         namespace = self._namespace(ctx, policy)
         key = request_key(ctx.endpoint, namespace, ctx.body)
-        if "no-cache" not in directives:
+        fresh = "no-cache" in directives
+        if not fresh:
             entry = await self.backend.get(namespace, key, clock())
             if entry is not None:
                 return self._hit(ctx, namespace, key, entry)
+        state = CacheState("miss", namespace, key, policy.ttl,
+                           StreamRecorder(ctx.endpoint) if ctx.stream else None)
+        if policy.semantic is not None and ctx.endpoint == "chat" and self.vectors:
+            found = await self._similar(ctx, policy.semantic, state, fresh)
+            if found is not None:
+                return found
         self.backend.count(namespace, hit=False)
-        recorder = StreamRecorder(ctx.endpoint) if ctx.stream else None
-        ctx.keep_state(CacheState("miss", namespace, key, policy.ttl, recorder))
+        ctx.keep_state(state)
         return None
+
+    async def _similar(self, ctx: RequestContext, settings: SemanticSettings, state: CacheState,
+                       fresh: bool) -> UpstreamResponse | None:
+        """A hit on a similar request of the same group (semantic mode), or None; on the way,
+        ``state`` learns the group and vector to store with the answer."""
+        split = split_prompt(ctx.body)
+        if split is None:
+            return None
+        text, rest = split
+        vector = await embed(ctx, settings, self.routes, text)
+        if vector is None:
+            return None
+        from ..state.vector_index import unit  # numpy: only semantic mode needs it
+
+        state.group = request_key(ctx.endpoint, state.namespace, rest)
+        state.vector = unit(vector)
+        if fresh:
+            return None
+        found = self.backend.nearest(state.namespace, state.group, state.vector)
+        if found is None or found[1] < settings.threshold:
+            return None
+        entry = await self.backend.get(state.namespace, found[0], clock())
+        if entry is None:  # expired or evicted since
+            return None
+        response = self._hit(ctx, state.namespace, found[0], entry)
+        response.headers[SIMILARITY_HEADER] = f"{min(found[1], 1.0):.4f}"
+        return response
 
     def _namespace(self, ctx: RequestContext, policy: CachePolicy) -> str:
         key = ctx.key
@@ -196,6 +243,8 @@ class ResponseCache:
         now = clock()
         entry = Entry(body, target, prompt, completion, cost, now, now + state.ttl)
         self.backend.put(state.namespace, state.key, ctx.route, entry)
+        if state.vector is not None:
+            self.backend.put_vector(state.namespace, state.key, state.group, state.vector)
 
 
 def _complete(endpoint: str, response: UpstreamResponse) -> dict | None:

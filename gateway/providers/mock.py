@@ -11,6 +11,7 @@ import base64
 import hashlib
 import math
 import random
+import re
 import struct
 import time
 from typing import Any, AsyncIterator
@@ -206,15 +207,31 @@ def embeddings(body: dict[str, Any], model: str) -> dict[str, Any]:
 
 
 def embed(text: str, dims: int) -> list[float]:
-    """A unit vector derived from the text's hash: same text, same vector."""
+    """A unit vector, the same for the same text, and close for similar texts: the sum of one
+    pseudo-random unit vector per word (lowercased, punctuation dropped), normalised. Two
+    sentences sharing most of their words have a high cosine similarity; unrelated ones a low
+    one (about 0 ± 1/sqrt(dims)). Text without words gets its own hash's vector."""
+    words = _WORD.findall(text.lower()) or [text]
+    total = [0.0] * dims
+    for word in words:
+        for i, value in enumerate(_word_vector(word, dims)):
+            total[i] += value
+    norm = math.sqrt(sum(v * v for v in total)) or 1.0
+    return [round(v / norm, 6) for v in total]
+
+
+_WORD = re.compile(r"\w+")
+
+
+def _word_vector(word: str, dims: int) -> list[float]:
     raw = b""
     counter = 0
     while len(raw) < dims * 4:
-        raw += hashlib.sha256(f"{counter}:{text}".encode()).digest()
+        raw += hashlib.sha256(f"{counter}:{word}".encode()).digest()
         counter += 1
     values = [v / 2**31 - 1.0 for v in struct.unpack(f"<{dims}I", raw[: dims * 4])]
     norm = math.sqrt(sum(v * v for v in values)) or 1.0
-    return [round(v / norm, 6) for v in values]
+    return [v / norm for v in values]
 
 
 # The smallest valid PNG: one transparent pixel.

@@ -64,6 +64,7 @@ class SqliteResponseCache(PeriodicFlush):
         self._counts: dict[str, list[float]] = defaultdict(_zero)  # not yet written
         self.totals: dict[str, list[float]] = defaultdict(_zero)  # this process, for /metrics
         self.swept = (0, 0)  # expired, evicted by the last sweep
+        self._index: Any = None  # vector_index.VectorIndex, made on first semantic use
 
     def configure(self, max_entries: int | None, max_bytes: int | None) -> None:
         """Bounds from the running config (a reload may change them)."""
@@ -93,6 +94,32 @@ class SqliteResponseCache(PeriodicFlush):
         future.add_done_callback(lambda done: self._written((namespace, key), entry, done))
         self.schedule()
         return future
+
+    # -- semantic mode: vectors ------------------------------------------------------------
+
+    def _vectors(self):
+        if self._index is None:
+            from .vector_index import VectorIndex
+
+            def load(namespace: str, group: str) -> list[tuple[str, bytes]]:
+                with self._reader_lock:
+                    if self._reader is None:
+                        self._reader = cache_db.reader(self.path)
+                    return cache_db.group_vectors(self._reader, namespace, group)
+
+            self._index = VectorIndex(load)
+        return self._index
+
+    def nearest(self, namespace: str, group: str, vector: Any) -> tuple[str, float] | None:
+        """The stored request of ``group`` whose vector is closest to ``vector`` (a unit
+        numpy vector), with the cosine similarity; None when the group is empty."""
+        return self._vectors().nearest(namespace, group, vector)
+
+    def put_vector(self, namespace: str, key: str, group: str, vector: Any) -> None:
+        self._vectors().add(namespace, group, key, vector)
+        blob = vector.tobytes()
+        future = self.writer.submit(lambda db: cache_db.put_vector(db, namespace, key, group, blob))
+        future.add_done_callback(_log_failure)
 
     def count(self, namespace: str, hit: bool, saved_tokens: int = 0,
               saved_usd: float = 0.0) -> None:
@@ -131,6 +158,8 @@ class SqliteResponseCache(PeriodicFlush):
 
     def clear(self, namespace: str | None) -> int:
         self._pending.clear()
+        if self._index is not None:
+            self._index.forget(namespace)
         return self.writer.call(lambda db: cache_db.clear(db, namespace))
 
     async def aclose(self) -> None:
@@ -146,6 +175,10 @@ class SqliteResponseCache(PeriodicFlush):
         """In the writer thread: the entry is in the file now (or failed to get there)."""
         if self._pending.get(at) is entry:
             self._pending.pop(at, None)
-        exc = done.exception()
-        if exc is not None:
-            log.error("cache_store_failed", error=f"{type(exc).__name__}: {exc}")
+        _log_failure(done)
+
+
+def _log_failure(done: Future) -> None:
+    exc = done.exception()
+    if exc is not None:
+        log.error("cache_store_failed", error=f"{type(exc).__name__}: {exc}")

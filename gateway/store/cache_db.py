@@ -55,6 +55,18 @@ def m001_entries(db: Database) -> None:
     )""")
 
 
+@migrations()
+def m002_vectors(db: Database) -> None:
+    """Semantic mode: the embedding of each stored request's last user message (float32,
+    unit length), by namespace and group (the hash of the rest of the request)."""
+    db.execute("""
+    CREATE TABLE IF NOT EXISTS vectors (
+        namespace TEXT NOT NULL, key TEXT NOT NULL, grp TEXT NOT NULL, vector BLOB NOT NULL,
+        PRIMARY KEY (namespace, key)
+    )""")
+    db.execute("CREATE INDEX IF NOT EXISTS vectors_group ON vectors (namespace, grp)")
+
+
 def connect(file: str) -> sqlite3.Connection:
     """An autocommit connection to a migrated ``cache.db`` (created if missing)."""
     conn = connect_migrated(file, migrations)
@@ -83,6 +95,18 @@ def put(conn: sqlite3.Connection, namespace: str, key: str, route: str, entry: E
         " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         (namespace, key, route, entry.target, entry.body, len(entry.body), entry.prompt_tokens,
          entry.completion_tokens, entry.cost_usd, entry.created, entry.expires, entry.created))
+
+
+def put_vector(conn: sqlite3.Connection, namespace: str, key: str, group: str,
+               vector: bytes) -> None:
+    conn.execute("INSERT OR REPLACE INTO vectors (namespace, key, grp, vector) VALUES (?,?,?,?)",
+                 (namespace, key, group, vector))
+
+
+def group_vectors(conn: sqlite3.Connection, namespace: str, group: str) -> list[tuple[str, bytes]]:
+    """(key, vector) of a group, oldest first."""
+    return conn.execute("SELECT key, vector FROM vectors WHERE namespace = ? AND grp = ?"
+                        " ORDER BY rowid", (namespace, group)).fetchall()
 
 
 def touch(conn: sqlite3.Connection, used: Iterable[tuple[float, str, str]]) -> None:
@@ -124,7 +148,14 @@ def sweep(conn: sqlite3.Connection, now: float, max_entries: int | None,
                     break
             conn.executemany("DELETE FROM entries WHERE rowid = ?", doomed)
             evicted += len(doomed)
+    if expired or evicted:
+        _drop_orphan_vectors(conn)
     return expired, evicted
+
+
+def _drop_orphan_vectors(conn: sqlite3.Connection) -> None:
+    conn.execute("DELETE FROM vectors WHERE NOT EXISTS (SELECT 1 FROM entries e"
+                 " WHERE e.namespace = vectors.namespace AND e.key = vectors.key)")
 
 
 def stats(conn: sqlite3.Connection, namespace: str | None, now: float) -> list[dict]:
@@ -149,5 +180,7 @@ def stats(conn: sqlite3.Connection, namespace: str | None, now: float) -> list[d
 def clear(conn: sqlite3.Connection, namespace: str | None) -> int:
     """Delete every entry (of ``namespace``); returns how many."""
     if namespace is None:
+        conn.execute("DELETE FROM vectors")
         return conn.execute("DELETE FROM entries").rowcount
+    conn.execute("DELETE FROM vectors WHERE namespace = ?", (namespace,))
     return conn.execute("DELETE FROM entries WHERE namespace = ?", (namespace,)).rowcount

@@ -703,10 +703,11 @@ def test_inactive_settings_are_warnings_with_positions():
         "    target: {provider: d, model: m}\n"
         "    cache: {mode: semantic, semantic: {route: a}}\n"
         "cache: {mode: simple}\n"
+        "observability: {alerts: [{on: [circuit_open], webhook: 'http://127.0.0.1:9/x'}]}\n"
     )
     graph = compile_bytes(text.encode(), "w.yaml")
     found = sorted((w.line, w.column, w.path, w.severity) for w in graph.warnings)
-    assert found == [(6, 29, "$.routes.a.cache.semantic", "warning")]
+    assert found == [(8, 17, "$.observability.alerts", "warning")]
     assert all("no effect" in w.message for w in graph.warnings)
 
 

@@ -131,6 +131,26 @@ def gateway_config(setup: Setup) -> str:
     return GATEWAY_CONFIG.format(port=setup.port, upstream_url=setup.upstream_url, pool=POOL, routes=routes.rstrip())
 
 
+def cache_config(setup: Setup) -> str:
+    """The plain config with the response cache on for the load model: wrk sends one body over
+    and over, so after the first request every answer is a hit (streamed ones replayed). The
+    slow-* routes of the streaming checks keep the cache off: they measure pacing."""
+    routes = "".join(
+        f"  {route}: {{target: {{provider: up, model: {_upstream_model(route)}}}"
+        + (", cache: {mode: off}" if route.startswith("slow-") else "") + "}\n"
+        for route in MODELS
+    )
+    return (GATEWAY_CONFIG.format(port=setup.port, upstream_url=setup.upstream_url, pool=POOL,
+                                  routes=routes.rstrip())
+            + "cache: {mode: simple, ttl: 1h}\n")
+
+
+def _gateway_cache_argv(setup: Setup) -> list[str]:
+    config = setup.workdir / "gateway-cache.yaml"
+    config.write_text(cache_config(setup))
+    return _serve(config, setup)
+
+
 def prod_config(setup: Setup) -> str:
     routes = "".join(PROD_ROUTE.format(route=route, model=_upstream_model(route)) for route in MODELS)
     return PROD_CONFIG.format(
@@ -243,6 +263,10 @@ SYSTEMS = {
             _gateway_prod_argv,
             headers=lambda setup: {"Authorization": f"Bearer {PROD_KEY}", "x-gateway-metadata": PROD_METADATA},
             expect={"x-gateway-target": "primary/fake-model"},
+        ),
+        System(
+            "gateway-cache", "Bodhi Gateway, the plain route with the response cache on: every "
+            "measured request is a cache hit (answered without the upstream)", _gateway_cache_argv,
         ),
         System(
             "gateway-2w", "Bodhi Gateway, `gateway serve --workers 2`, the plain route",

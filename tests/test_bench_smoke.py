@@ -136,6 +136,22 @@ def test_production_shaped_gateway_starts_and_routes(tmp_path):
         assert prod.headers["Authorization"] == f"Bearer {systems.PROD_KEY}"
 
 
+def test_cache_system_answers_from_the_cache(tmp_path):
+    """The generated gateway-cache config caches the load model (a repeat is a hit, the
+    upstream asked once) and leaves the slow streaming routes uncached."""
+    with contextlib.ExitStack() as stack:
+        up = run.start_upstream(tmp_path, stack)
+        cached = run.start_system(systems.SYSTEMS["gateway-cache"], up, tmp_path, stack, None)
+        run.check(cached, systems.MODEL)  # a plain miss, then the same request streamed: a hit
+        base = f"http://127.0.0.1:{cached.port}/v1/chat/completions"
+        hit = httpx.post(base, content=probe.chat_body(systems.MODEL, False), timeout=10,
+                         headers={"Content-Type": "application/json"})
+        slow = httpx.post(base, content=probe.chat_body(systems.GAP_MODEL, False), timeout=10,
+                          headers={"Content-Type": "application/json"})
+    assert hit.headers["x-gateway-cache"] == "hit"
+    assert slow.headers["x-gateway-cache"] == "skip"
+
+
 def test_report_judges_the_targets_against_the_peers():
     def m(system, scenario, rps, p50, cpu):
         return report.Measurement(system, scenario, 0, 100, rps, p50, p50, 0, cpu, 60.0, 60.0)

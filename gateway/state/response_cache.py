@@ -14,13 +14,16 @@ import threading
 import time
 from collections import defaultdict
 from concurrent.futures import Future
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..logs import get_logger
 from ..store import cache_db
 from ..store.cache_db import Entry
 from ..store.writer import Writer
 from .flusher import PeriodicFlush
+
+if TYPE_CHECKING:
+    from .vector_index import VectorIndex
 
 log = get_logger("gateway.cache")
 
@@ -64,7 +67,7 @@ class SqliteResponseCache(PeriodicFlush):
         self._counts: dict[str, list[float]] = defaultdict(_zero)  # not yet written
         self.totals: dict[str, list[float]] = defaultdict(_zero)  # this process, for /metrics
         self.swept = (0, 0)  # expired, evicted by the last sweep
-        self._index: Any = None  # vector_index.VectorIndex, made on first semantic use
+        self._index: VectorIndex | None = None  # made on first semantic use (numpy)
 
     def configure(self, max_entries: int | None, max_bytes: int | None) -> None:
         """Bounds from the running config (a reload may change them)."""
@@ -97,7 +100,7 @@ class SqliteResponseCache(PeriodicFlush):
 
     # -- semantic mode: vectors ------------------------------------------------------------
 
-    def _vectors(self):
+    def _vectors(self) -> VectorIndex:
         if self._index is None:
             from .vector_index import VectorIndex
 
@@ -178,7 +181,7 @@ class SqliteResponseCache(PeriodicFlush):
         _log_failure(done)
 
 
-def _log_failure(done: Future) -> None:
+def _log_failure(done: Future[Any]) -> None:
     exc = done.exception()
     if exc is not None:
         log.error("cache_store_failed", error=f"{type(exc).__name__}: {exc}")

@@ -3,15 +3,21 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 from prometheus_client.core import CounterMetricFamily
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from .. import hookimpl
 from ..hookspecs import PluginContext
-from ..middleware.cache import ResponseCache, cache_backend, policies_of
+from ..graph.context import RequestContext
+from ..middleware.cache import HEADER, CacheState, ResponseCache, cache_backend, policies_of
+from ..providers.base import UpstreamResponse
 from ..state.response_cache import ResponseCacheBackend
 from . import cache_cli
+from ._json import json_response
 
 
 class CacheMetrics:
@@ -37,6 +43,26 @@ class CacheMetrics:
         yield from (requests, tokens, usd)
 
 
+class CacheHeaders:
+    def headers(self, ctx: RequestContext, response: UpstreamResponse) -> dict[str, str]:
+        state = ctx.state_for(CacheState)
+        return {HEADER: state.result if state is not None else "skip"}
+
+
+class CacheReport:
+    """GET /admin/cache: hits, misses and savings per namespace counted by this process since
+    it started (`gateway cache stats` has every process's, from the backend)."""
+
+    def __init__(self, backend: ResponseCacheBackend):
+        self.backend = backend
+
+    async def report(self, request: Request) -> Response:
+        rows = [{"namespace": ns, "hits": hits, "misses": misses, "saved_tokens": tokens,
+                 "saved_usd": round(usd, 6)}
+                for ns, (hits, misses, tokens, usd) in sorted(self.backend.totals.items())]
+        return json_response({"backend": self.backend.backend, "namespaces": rows})
+
+
 def _enabled(context: PluginContext) -> bool:
     return bool(policies_of(context.gateway_config))
 
@@ -46,6 +72,19 @@ def request_middleware(config: dict, context: PluginContext) -> ResponseCache | 
     """Built in: present only when some route has the cache on; its response methods store."""
     policies = policies_of(context.gateway_config)
     return ResponseCache(context, policies) if policies else None
+
+
+@hookimpl
+def response_headers(config: dict, context: PluginContext) -> CacheHeaders | None:
+    """x-gateway-cache on streamed answers too (on_response sees whole answers only)."""
+    return CacheHeaders() if _enabled(context) else None
+
+
+@hookimpl
+def admin_routes(config: dict, context: PluginContext) -> list[Any] | None:
+    if not _enabled(context):
+        return None
+    return [Route("/cache", CacheReport(cache_backend(context)).report, methods=["GET"])]
 
 
 @hookimpl

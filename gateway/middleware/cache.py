@@ -215,7 +215,6 @@ class ResponseCache:
             answer = _complete(ctx.endpoint, response)
             if answer is not None and response.body is not None:  # _complete needs a body
                 self._store(ctx, state, response.target or ctx.target, response.body, answer)
-        response.headers.setdefault(HEADER, state.result)
         return response
 
     def on_chunk(self, ctx: RequestContext, chunk: bytes) -> bytes:

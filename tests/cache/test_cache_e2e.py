@@ -150,8 +150,8 @@ routes:
 
 
 def test_hits_cost_nothing_and_are_counted(gateway_app):
-    """A hit is recorded in usage at no cost (target "cache"); /metrics counts hits, misses
-    and what the hits saved."""
+    """A hit is recorded in usage at no cost (target "cache"); /admin/cache and /metrics count
+    hits, misses and what the hits saved."""
     gw = gateway_app(CONFIG)
     for _ in range(3):
         ask(gw, model="priced")
@@ -162,6 +162,11 @@ def test_hits_cost_nothing_and_are_counted(gateway_app):
     assert by_target["cache"]["prompt_tokens"] == 0
     paid = by_target["demo/priced"]
     assert paid["requests"] == 1 and paid["cost_usd"] > 0
+    report = gw.get("/admin/cache").json()
+    assert report["backend"] == "sqlite" and report["namespaces"] == [
+        {"namespace": "team-a", "hits": 2, "misses": 1, "saved_tokens": report["namespaces"][0]["saved_tokens"],
+         "saved_usd": report["namespaces"][0]["saved_usd"]}]
+    assert report["namespaces"][0]["saved_usd"] > 0
     metrics = gw.get("/metrics").text
     assert 'gateway_cache_requests_total{namespace="team-a",result="hit"} 2.0' in metrics
     assert 'gateway_cache_requests_total{namespace="team-a",result="miss"} 1.0' in metrics

@@ -60,9 +60,10 @@ def test_replayed_stream_has_the_live_chunk_shapes(gateway_app):
     gw = gateway_app(CONFIG)
     body = {"model": "chat", "messages": MESSAGES, "stream": True,
             "stream_options": {"include_usage": True}}
-    live = events(gw.post("/v1/chat/completions", json=body))
+    miss = gw.post("/v1/chat/completions", json=body)
+    live = events(miss)
     hit = gw.post("/v1/chat/completions", json=body)
-    assert hit.headers["x-gateway-cache"] == "hit"
+    assert miss.headers["x-gateway-cache"] == "miss" and hit.headers["x-gateway-cache"] == "hit"
     assert hit.headers["content-type"].startswith("text/event-stream")
     replay = events(hit)
     assert replay[-1] == live[-1] == "[DONE]"

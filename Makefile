@@ -43,7 +43,7 @@ run: $(VENV)/.installed
 # the floor in pyproject.toml; `make deps` first only when redis-server is missing.
 test: $(VENV)/.installed-test
 	@command -v redis-server >/dev/null || $(MAKE) --no-print-directory deps
-	$(BIN)/python -m pytest -q -n auto --cov=gateway --cov-report=
+	$(BIN)/python -m pytest -q -n auto --dist worksteal --cov=gateway --cov-report=
 
 # The linters (the lint extra: ruff and mypy), on top of the gateway.
 $(VENV)/.installed-lint: $(VENV)/.installed

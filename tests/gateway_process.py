@@ -24,7 +24,23 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-class GatewayProcess:
+class RequestMethods:
+    """get/post/delete through ``self.request(method, path, **kwargs)``."""
+
+    def request(self, method: str, path: str, **kwargs):
+        raise NotImplementedError
+
+    def get(self, path: str, **kwargs):
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs):
+        return self.request("POST", path, **kwargs)
+
+    def delete(self, path: str, **kwargs):
+        return self.request("DELETE", path, **kwargs)
+
+
+class GatewayProcess(RequestMethods):
     def __init__(self, config_path: Path, env: dict[str, str] | None = None,
                  args: tuple[str, ...] = ()):
         self.config_path = config_path
@@ -35,7 +51,7 @@ class GatewayProcess:
         self.proc: subprocess.Popen | None = None
         self.log_path = config_path.parent / f"gateway-{self.port}.log"
 
-    def start(self, timeout: float = 15.0) -> "GatewayProcess":
+    def start(self, timeout: float = 30.0) -> "GatewayProcess":
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", "--config", str(self.config_path),
@@ -61,15 +77,6 @@ class GatewayProcess:
         in-process gateway's, so helpers work with both."""
         kwargs.setdefault("timeout", 10)
         return httpx.request(method, self.base_url + path, **kwargs)
-
-    def get(self, path: str, **kwargs) -> httpx.Response:
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs) -> httpx.Response:
-        return self.request("POST", path, **kwargs)
-
-    def delete(self, path: str, **kwargs) -> httpx.Response:
-        return self.request("DELETE", path, **kwargs)
 
     def stream(self, method: str, path: str, **kwargs):
         kwargs.setdefault("timeout", 10)

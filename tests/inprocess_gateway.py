@@ -8,7 +8,9 @@ client uses httpx2 too). The default for server tests; tests/gateway_process.py 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,6 +28,7 @@ from gateway.server.reload import GraphHolder, Reloader
 from gateway.server.versioning import Inputs, record_startup, startup_graph
 
 from .background_app import free_port
+from .gateway_process import RequestMethods
 
 
 class LogFile:
@@ -54,7 +57,7 @@ class LogFile:
             self._saved = None
 
 
-class InProcessGateway:
+class InProcessGateway(RequestMethods):
     """One gateway on ``config_path``; the request methods are httpx.Client's (paths relative
     to http://127.0.0.1), without ``timeout`` (the app answers in this process)."""
 
@@ -124,15 +127,6 @@ class InProcessGateway:
         assert self.client is not None, "the gateway is not running"
         return self.client.request(method, path, **kwargs)
 
-    def get(self, path: str, **kwargs) -> httpx2.Response:
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs) -> httpx2.Response:
-        return self.request("POST", path, **kwargs)
-
-    def delete(self, path: str, **kwargs) -> httpx2.Response:
-        return self.request("DELETE", path, **kwargs)
-
     def stream(self, method: str, path: str, **kwargs):
         kwargs.pop("timeout", None)
         assert self.client is not None, "the gateway is not running"
@@ -189,3 +183,25 @@ def poll(read: Callable[[], Any], done: Callable[[Any], bool], timeout: float = 
         if time.monotonic() >= deadline:
             raise AssertionError(f"{what} within {timeout}s: {value!r}")
         time.sleep(every)
+
+
+def while_sending(send: Callable[[], None], threads: int, action: Callable[[], None],
+                  limit: float = 60.0) -> None:
+    """Run ``action`` while ``threads`` threads call ``send()`` over and over (traffic during
+    a reload, say); they stop when it returns, or after ``limit`` seconds. An exception in
+    ``action`` or any ``send`` is raised here."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        deadline = time.monotonic() + limit
+        while not stop.is_set() and time.monotonic() < deadline:
+            send()
+
+    with ThreadPoolExecutor(threads) as pool:
+        loops = [pool.submit(loop) for _ in range(threads)]
+        try:
+            action()
+        finally:
+            stop.set()
+        for done in loops:
+            done.result()

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
-from gateway.cli import main
+from ..cli_runner import Result, run_cli
 
 # Values that must never appear in any output: an API key, an admin token, a literal header.
 SECRETS = {
@@ -22,21 +20,6 @@ SECRETS = {
 }
 LITERAL_SECRET = "literal-SECRET-header-c0ffee"
 ALL_SECRETS = [*SECRETS.values(), LITERAL_SECRET]
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def json(self):
-        return json.loads(self.out)
-
-    @property
-    def text(self) -> str:
-        return self.out + self.err
 
 
 def assert_no_secret(*texts: str) -> None:
@@ -55,18 +38,13 @@ def secrets(monkeypatch) -> dict[str, str]:
 
 
 @pytest.fixture
-def cli(capsys, secrets) -> Callable[..., Result]:
+def cli(secrets) -> Callable[..., Result]:
     """Run `gateway ARGS` in this process; every output is checked for secrets."""
 
     def run(*args: str) -> Result:
-        capsys.readouterr()
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as exc:  # argparse errors
-            code = exc.code if isinstance(exc.code, int) else 2
-        captured = capsys.readouterr()
-        assert_no_secret(captured.out, captured.err)
-        return Result(code, captured.out, captured.err)
+        result = run_cli(*args)
+        assert_no_secret(result.out, result.err)
+        return result
 
     return run
 

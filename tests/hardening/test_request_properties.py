@@ -29,6 +29,10 @@ from gateway.server.request_shape import check_body
 
 from ..server.inprocess import app_client
 
+# Not traced for `make test`'s coverage: thousands of generated requests would take twice as
+# long under the tracer, for lines the example-based tests cover too.
+pytestmark = pytest.mark.no_cover
+
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow])

@@ -4,9 +4,7 @@ positions, order, failures, and hot reload that adds and removes plugins under t
 
 from __future__ import annotations
 
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import entry_points
 
 import httpx
@@ -19,7 +17,7 @@ from gateway.pluginmanager import build_plugin_manager
 
 from ..cli_runner import run_cli
 from ..gateway_process import write_atomically
-from ..inprocess_gateway import poll
+from ..inprocess_gateway import poll, while_sending
 
 BASE = """
 version: 1
@@ -217,18 +215,15 @@ def test_reload_adds_and_removes_plugins_under_traffic(gateway_app):
     answer carries the plugin state of the config version it reports."""
     gw = gateway_app(config())
     versions = {1: None}
-    stop = threading.Event()
     seen: list[tuple[int, str | None]] = []
     failures: list[str] = []
 
     def traffic() -> None:
-        deadline = time.monotonic() + 60
-        while not stop.is_set() and time.monotonic() < deadline:
-            r = chat(gw, content="x")
-            if r.status_code != 200:
-                failures.append(r.text)
-            else:
-                seen.append((int(r.headers["x-gateway-config-version"]), r.headers.get("x-test-stamp")))
+        r = chat(gw, content="x")
+        if r.status_code != 200:
+            failures.append(r.text)
+        else:
+            seen.append((int(r.headers["x-gateway-config-version"]), r.headers.get("x-test-stamp")))
 
     def reloads() -> None:
         poll(lambda: len(seen), lambda n: n >= 5)  # some traffic on version 1 first
@@ -240,14 +235,7 @@ def test_reload_adds_and_removes_plugins_under_traffic(gateway_app):
             gw.wait_for_version(version)
             time.sleep(0.15)
 
-    with ThreadPoolExecutor(8) as pool:
-        loops = [pool.submit(traffic) for _ in range(8)]
-        try:
-            reloads()
-        finally:
-            stop.set()
-        for done in loops:
-            done.result()
+    while_sending(traffic, 8, reloads)
     assert failures == []
     assert len(seen) >= 100
     assert {v for v, _ in seen} == set(versions)

@@ -5,14 +5,13 @@ for the real server's file watch and SIGHUP."""
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
 from ..gateway_process import write_atomically
-from ..inprocess_gateway import poll
+from ..inprocess_gateway import poll, while_sending
 
 
 def config(model: str, extra_route: str = "") -> str:
@@ -112,19 +111,16 @@ def test_reload_under_load_loses_no_request(gateway_app):
     followed the config version it reports."""
     gw = gateway_app(config("m1"))
     expected = {1: "m1"}  # config version -> model it routes to
-    stop = threading.Event()
     results: list[tuple[int, str, str]] = []
     failures: list[str] = []
 
     def client_loop() -> None:
-        deadline = time.monotonic() + 60
-        while not stop.is_set() and time.monotonic() < deadline:
-            r = ask(gw)
-            if r.status_code != 200:
-                failures.append(f"{r.status_code} {r.text}")
-                continue
-            results.append((int(r.headers["x-gateway-config-version"]), r.json()["model"],
-                            r.headers["x-gateway-target"]))
+        r = ask(gw)
+        if r.status_code != 200:
+            failures.append(f"{r.status_code} {r.text}")
+            return
+        results.append((int(r.headers["x-gateway-config-version"]), r.json()["model"],
+                        r.headers["x-gateway-target"]))
 
     def admin_config() -> dict:
         return gw.get("/admin/config").json()
@@ -144,14 +140,7 @@ def test_reload_under_load_loses_no_request(gateway_app):
                 poll(admin_config, lambda info: info["version"] == version)
             time.sleep(0.05)
 
-    with ThreadPoolExecutor(16) as pool:
-        loops = [pool.submit(client_loop) for _ in range(16)]
-        try:
-            rewrite()
-        finally:
-            stop.set()
-        for done in loops:
-            done.result()
+    while_sending(client_loop, 16, rewrite)
     assert failures == []
     assert len(results) >= 200
     assert {v for v, _, _ in results} >= {1, max(expected)}

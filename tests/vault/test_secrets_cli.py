@@ -37,8 +37,10 @@ def test_set_from_stdin_never_exposes_the_value(tmp_path: Path):
         [sys.executable, "-m", "gateway", "secrets", "set", "upstream", "--data-dir",
          str(tmp_path / "data")],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env)
-    time.sleep(0.5)  # the command is up and waiting for stdin: look at what `ps` would show
-    cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+    deadline = time.monotonic() + 30  # until the command runs: look at what `ps` would show
+    while b"secrets\0set" not in (cmdline := Path(f"/proc/{proc.pid}/cmdline").read_bytes()):
+        assert time.monotonic() < deadline and proc.poll() is None, cmdline
+        time.sleep(0.01)
     environ = Path(f"/proc/{proc.pid}/environ").read_bytes()
     out, err = proc.communicate(SECRET.encode() + b"\n", timeout=60)
     assert proc.returncode == 0, err

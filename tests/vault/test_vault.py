@@ -53,12 +53,13 @@ def test_round_trip_with_env_key(tmp_path: Path):
     assert not (tmp_path / "master.key").exists()
 
 
-def test_update_keeps_created_at_and_list_shows_no_values(tmp_path: Path):
+def test_update_keeps_created_at_and_list_shows_no_values(tmp_path: Path, monkeypatch):
     """Setting a name again replaces the value, keeps created_at and moves updated_at."""
     env = {"GATEWAY_MASTER_KEY": new_key()}
     vault = filled(tmp_path, env)
     first = {s.name: s for s in vault.list()}["openai"]
-    time.sleep(1.1)
+    later = time.time() + 61  # the update happens a minute later (timestamps are to the second)
+    monkeypatch.setattr(vault_module, "_now", lambda: vault_module.iso_utc(later))
     assert vault.set("openai", "sk-new") is False
     second = {s.name: s for s in vault.list()}["openai"]
     assert second.created_at == first.created_at and second.updated_at > first.updated_at

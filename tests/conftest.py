@@ -1,3 +1,8 @@
+"""Fixtures shared by the suite. Server tests use ``gateway_app``: the app in this process,
+built as `gateway serve` builds it. ``gateway_factory`` starts a real `gateway serve` for what
+needs the process itself: reload timing through the file watch, signals, --workers, replicas
+sharing one Redis, the command's own flags and start-up failures."""
+
 from __future__ import annotations
 
 from pathlib import Path

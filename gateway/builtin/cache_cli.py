@@ -6,7 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import time
+from types import ModuleType
+from typing import Any, Callable
 
 from ..config.loader import load_bytes, read_file
 from ..config.versions import data_dir_for
@@ -47,11 +50,18 @@ def _redis_url(data: dict | None) -> str | None:
     return state if isinstance(state, str) and state.startswith(("redis://", "rediss://")) else None
 
 
-def _call(args: argparse.Namespace, job, data: dict | None):
+def _run(args: argparse.Namespace, on_redis: Callable[[str], Any],
+         job: Callable[[sqlite3.Connection], Any], empty: Any) -> Any:
+    """``job`` on the embedded cache.db (``empty`` when there is none yet), or ``on_redis(url)``
+    when the config keeps the cache in Redis (`--data-dir` forces the file)."""
+    data = _config(args)
+    url = None if args.data_dir else _redis_url(data)
+    if url is not None:
+        return on_redis(url)
     path = cache_db.path(os.path.abspath(args.data_dir) if args.data_dir
                          else data_dir_for(args.config, data))
     if not os.path.exists(path):
-        return None
+        return empty
     writer = Writer(lambda: cache_db.connect(path), name="cache-cli")
     try:
         return writer.call(job)
@@ -59,15 +69,15 @@ def _call(args: argparse.Namespace, job, data: dict | None):
         writer.close()
 
 
-def run_stats(args: argparse.Namespace) -> int:
-    data = _config(args)
-    url = None if args.data_dir else _redis_url(data)
-    if url is not None:
-        from ..state.redis_cache import redis_stats
+def _redis() -> ModuleType:
+    from ..state import redis_cache  # redis is an extra: imported only when configured
 
-        rows = redis_stats(url, args.namespace)
-    else:
-        rows = _call(args, lambda db: cache_db.stats(db, args.namespace, time.time()), data) or []
+    return redis_cache
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    rows = _run(args, lambda url: _redis().redis_stats(url, args.namespace),
+                lambda db: cache_db.stats(db, args.namespace, time.time()), [])
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -84,14 +94,8 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def run_clear(args: argparse.Namespace) -> int:
-    data = _config(args)
-    url = None if args.data_dir else _redis_url(data)
-    if url is not None:
-        from ..state.redis_cache import redis_clear
-
-        deleted = redis_clear(url, args.namespace)
-    else:
-        deleted = _call(args, lambda db: cache_db.clear(db, args.namespace), data) or 0
+    deleted = _run(args, lambda url: _redis().redis_clear(url, args.namespace),
+                   lambda db: cache_db.clear(db, args.namespace), 0)
     where = f" from namespace '{args.namespace}'" if args.namespace else ""
     print(f"deleted {deleted} cached answer{'s' if deleted != 1 else ''}{where}")
     return 0

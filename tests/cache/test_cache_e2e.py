@@ -198,3 +198,29 @@ def test_cache_stats_and_clear_commands(gateway_app):
     assert cleared.code == 0 and "deleted 1 cached answer from namespace 'team-a'" in cleared.out
     after = run_cli("cache", "stats", "--json", "--config", config).json
     assert {r["namespace"]: r["entries"] for r in after} == {"team-a": 0, "team-b": 1}
+
+
+def test_no_secret_or_key_in_the_cache_file(gateway_app, upstream, tmp_path):
+    """cache.db holds answers: neither the caller's virtual key (raw or hashed) nor the
+    provider's API key."""
+    secret = "sk-provider-secret-0987654321"
+    gw = gateway_app(f"""
+version: 1
+server: {{data_dir: {tmp_path / 'data'}}}
+providers:
+  up: {{type: openai-compatible, base_url: "{upstream.base_url}", api_key: {secret}}}
+cache: {{mode: simple}}
+routes:
+  chat: {{target: {{provider: up, model: u}}}}
+keys:
+  a: {{key_sha256: {digest(KEY_A)}}}
+""")
+    assert ask(gw).headers["x-gateway-cache"] == "miss"
+    assert upstream.requests[0].headers["Authorization"] == f"Bearer {secret}"
+    db = tmp_path / "data" / "cache.db"
+    assert ask(gw).headers["x-gateway-cache"] == "hit"
+    gw.stop()  # everything written and the file closed
+    raw = b"".join(p.read_bytes() for p in db.parent.glob("cache.db*"))
+    assert b"fake answer from u" in raw
+    for needle in (secret, KEY_A, digest(KEY_A)):
+        assert needle.encode() not in raw

@@ -117,8 +117,6 @@ class ResponseCache:
         self.policies = policies
         self.backend = cache_backend(context)
         self.routes = context.routes  # the compiled routes: semantic mode embeds through one
-        # Semantic matching needs a backend that keeps vectors (the embedded one).
-        self.vectors = self.backend if isinstance(self.backend, SqliteResponseCache) else None
         self.prices: dict[str, Price] = target_prices(context.targets,
                                                       context.gateway_config.get("pricing"))
 
@@ -142,8 +140,8 @@ class ResponseCache:
                 return self._hit(ctx, namespace, key, entry)
         state = CacheState("miss", namespace, key, policy.ttl,
                            StreamRecorder(ctx.endpoint) if ctx.stream else None)
-        if policy.semantic is not None and ctx.endpoint == "chat" and self.vectors is not None:
-            found = await self._similar(ctx, policy.semantic, state, fresh, self.vectors)
+        if policy.semantic is not None and ctx.endpoint == "chat":
+            found = await self._similar(ctx, policy.semantic, state, fresh)
             if found is not None:
                 return found
         self.backend.count(namespace, hit=False)
@@ -151,7 +149,7 @@ class ResponseCache:
         return None
 
     async def _similar(self, ctx: RequestContext, settings: SemanticSettings, state: CacheState,
-                       fresh: bool, vectors: SqliteResponseCache) -> UpstreamResponse | None:
+                       fresh: bool) -> UpstreamResponse | None:
         """A hit on a similar request of the same group (semantic mode), or None; on the way,
         ``state`` learns the group and vector to store with the answer."""
         split = split_prompt(ctx.body)
@@ -167,7 +165,7 @@ class ResponseCache:
         state.vector = unit(vector)
         if fresh:
             return None
-        found = vectors.nearest(state.namespace, state.group, state.vector)
+        found = await self.backend.nearest(state.namespace, state.group, state.vector)
         if found is None or found[1] < settings.threshold:
             return None
         entry = await self.backend.get(state.namespace, found[0], clock())
@@ -242,8 +240,9 @@ class ResponseCache:
         now = clock()
         entry = Entry(body, target, prompt, completion, cost, now, now + state.ttl)
         self.backend.put(state.namespace, state.key, ctx.route, entry)
-        if state.vector is not None and self.vectors is not None:
-            self.vectors.put_vector(state.namespace, state.key, state.group, state.vector)
+        if state.vector is not None:
+            self.backend.put_vector(state.namespace, state.key, state.group, state.vector,
+                                    state.ttl)
 
 
 def _complete(endpoint: str, response: UpstreamResponse) -> dict | None:

@@ -46,6 +46,10 @@ def entry_key(namespace: str, key: str) -> str:
     return f"{PREFIX}:e:{namespace}:{key}"
 
 
+def _group_key(namespace: str, group: str) -> str:
+    return f"{PREFIX}:v:{namespace}:{group}"
+
+
 def pack(entry: Entry) -> bytes:
     return orjson.dumps({"body": entry.body.decode(), "target": entry.target,
                          "prompt_tokens": entry.prompt_tokens,
@@ -147,6 +151,42 @@ class RedisResponseCache:
         except _errors() as exc:
             self._failed("count", exc)
 
+    # -- semantic mode: vectors ------------------------------------------------------------
+
+    async def nearest(self, namespace: str, group: str, vector: Any) -> tuple[str, float] | None:
+        """The closest stored prompt of ``group`` (every replica's), read from Redis at each
+        lookup so that the search sees every entry; None when there is none or Redis fails."""
+        try:
+            rows = await self._client().hgetall(_group_key(namespace, group))
+        except _errors() as exc:
+            self._failed("nearest", exc)
+            return None
+        self._ok()
+        if not rows:
+            return None
+        from .vector_index import Group
+
+        return Group([(k.decode(), v) for k, v in rows.items()], 0.0).nearest(vector)
+
+    def put_vector(self, namespace: str, key: str, group: str, vector: Any, ttl: float) -> None:
+        spawn(self._put_vector(namespace, key, group, vector.tobytes(), ttl), "cache:vector")
+
+    async def _put_vector(self, namespace: str, key: str, group: str, blob: bytes,
+                          ttl: float) -> None:
+        """The group's hash lives as long as its newest entry; a vector whose entry expired
+        is found, then its entry is not (a miss), and it goes with the hash."""
+        at = _group_key(namespace, group)
+        try:
+            async with self._client().pipeline(transaction=False) as pipe:
+                pipe.hset(at, key, blob)
+                pipe.expire(at, max(1, int(ttl)), gt=True)
+                pipe.expire(at, max(1, int(ttl)), nx=True)
+                await pipe.execute()
+        except _errors() as exc:
+            self._failed("put_vector", exc)
+            return
+        self._ok()
+
     async def flush(self, now: float | None = None) -> None:
         """Nothing to flush: Redis expires and evicts entries itself."""
 
@@ -186,8 +226,9 @@ def redis_clear(url: str, namespace: str | None) -> int:
                  else [namespace])
         deleted = 0
         for ns in names:
-            doomed = [k for k in redis.scan_iter(match=f"{PREFIX}:e:{_glob(ns)}:*", count=1000)
-                      if _of(k, ns)]
+            doomed = [k for kind in ("e", "v")
+                      for k in redis.scan_iter(match=f"{PREFIX}:{kind}:{_glob(ns)}:*", count=1000)
+                      if _of(k, ns, kind)]
             if doomed:
                 deleted += redis.delete(*doomed)
         return deleted
@@ -201,9 +242,10 @@ def _sync(url: str) -> Any:  # redis.Redis: its replies are typed bytes | str
     return Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
 
 
-def _of(redis_key: bytes, namespace: str) -> bool:
-    """Whether an entry's Redis key is in ``namespace`` (request keys are hex: no colon)."""
-    return redis_key.decode().rsplit(":", 1)[0] == f"{PREFIX}:e:{namespace}"
+def _of(redis_key: bytes, namespace: str, kind: str = "e") -> bool:
+    """Whether an entry's (or a vector group's) Redis key is in ``namespace`` (request and
+    group keys are hex: no colon)."""
+    return redis_key.decode().rsplit(":", 1)[0] == f"{PREFIX}:{kind}:{namespace}"
 
 
 def _glob(text: str) -> str:

@@ -45,6 +45,12 @@ class ResponseCacheBackend(Protocol):
     def count(self, namespace: str, hit: bool, saved_tokens: int = 0,
               saved_usd: float = 0.0) -> None: ...
 
+    async def nearest(self, namespace: str, group: str, vector: Any) -> tuple[str, float] | None:
+        """Semantic mode: the stored prompt of ``group`` closest to ``vector`` (a unit numpy
+        vector) and its cosine similarity; None when the group is empty."""
+
+    def put_vector(self, namespace: str, key: str, group: str, vector: Any, ttl: float) -> None: ...
+
 
 def _zero() -> list[float]:
     return [0, 0, 0, 0.0]
@@ -113,12 +119,12 @@ class SqliteResponseCache(PeriodicFlush):
             self._index = VectorIndex(load)
         return self._index
 
-    def nearest(self, namespace: str, group: str, vector: Any) -> tuple[str, float] | None:
+    async def nearest(self, namespace: str, group: str, vector: Any) -> tuple[str, float] | None:
         """The stored request of ``group`` whose vector is closest to ``vector`` (a unit
         numpy vector), with the cosine similarity; None when the group is empty."""
         return self._vectors().nearest(namespace, group, vector)
 
-    def put_vector(self, namespace: str, key: str, group: str, vector: Any) -> None:
+    def put_vector(self, namespace: str, key: str, group: str, vector: Any, ttl: float) -> None:
         self._vectors().add(namespace, group, key, vector)
         blob = vector.tobytes()
         future = self.writer.submit(lambda db: cache_db.put_vector(db, namespace, key, group, blob))

@@ -4,8 +4,10 @@ redis-server share it; a cache that cannot be reached is a miss, never an error.
 from __future__ import annotations
 
 import httpx
+import redis
 
 from ..cli_runner import run_cli
+from ..inprocess_gateway import poll
 from ..redis_fixture import RedisServer, redis_server  # noqa: F401
 
 
@@ -53,3 +55,32 @@ def test_unreachable_redis_is_a_miss(gateway_app, redis_server: RedisServer, tmp
     assert [r.status_code for r in answers] == [200, 200]
     assert [r.headers["x-gateway-cache"] for r in answers] == ["miss", "miss"]
     assert "cache_unavailable" in gw.log()
+
+
+SEMANTIC = """
+cache:
+  mode: semantic
+  ttl: 5m
+  semantic: {route: embed, threshold: 0.8}
+routes:
+  chat: {target: {provider: demo, model: m}}
+  embed: {target: {provider: demo, model: e}}
+"""
+
+
+def test_semantic_search_spans_gateways(gateway_factory, redis_server: RedisServer, tmp_path):  # noqa: F811
+    """The vectors live in Redis too: a reworded question on one gateway finds the answer
+    stored through the other, with its similarity; an unrelated one does not."""
+    text = config(redis_server.url, tmp_path / "data-{n}").split("cache:")[0] + SEMANTIC
+    a, b = [gateway_factory(text.replace("{n}", n), name=f"{n}.yaml") for n in ("a", "b")]
+    first = ask(a, "How do I reset my password?")
+    stored = redis.Redis(host="127.0.0.1", port=redis_server.port)
+    poll(lambda: stored.keys("gateway:cache:v:*") and stored.keys("gateway:cache:e:*"), bool,
+         what="the entry and its vector not in Redis")
+    stored.close()
+    similar = ask(b, "How can I reset my password?")
+    unrelated = ask(b, "What is the capital of France?")
+    assert first.headers["x-gateway-cache"] == "miss"
+    assert similar.headers["x-gateway-cache"] == "hit" and similar.json() == first.json()
+    assert 0.8 <= float(similar.headers["x-gateway-cache-similarity"]) < 1.0
+    assert unrelated.headers["x-gateway-cache"] == "miss"

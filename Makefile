@@ -39,11 +39,13 @@ deps:
 run: $(VENV)/.installed
 	$(BIN)/gateway serve --config $(CONFIG)
 
-# The whole suite on every core (pytest-xdist), with line coverage of gateway/ checked against
-# the floor in pyproject.toml; `make deps` first only when redis-server is missing.
+# The whole suite on every core (pytest-xdist: one worker more than cores, since many tests
+# wait on timeouts, reloads and servers), with line coverage of gateway/ checked against the
+# floor in pyproject.toml; `make deps` first only when redis-server is missing.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 1 )))
 test: $(VENV)/.installed-test
 	@command -v redis-server >/dev/null || $(MAKE) --no-print-directory deps
-	$(BIN)/python -m pytest -q -n auto --dist worksteal --cov=gateway --cov-report=
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --cov=gateway --cov-report=
 
 # The linters (the lint extra: ruff and mypy), on top of the gateway.
 $(VENV)/.installed-lint: $(VENV)/.installed

@@ -47,10 +47,11 @@ test: $(VENV)/.installed-test
 	@command -v redis-server >/dev/null || $(MAKE) --no-print-directory deps
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --cov=gateway --cov-report=
 
-# The linters (the lint extra: ruff and mypy), on top of the gateway.
+# The linters (the lint extra: ruff and mypy), on top of the gateway, with the optional
+# extras (redis, semantic, uvicorn) so that mypy sees the types of the modules using them.
 $(VENV)/.installed-lint: $(VENV)/.installed
 	@echo "installing the linters (first run only)"
-	$(BIN)/pip install --quiet -e '.[lint]'
+	$(BIN)/pip install --quiet -e '.[lint,redis,semantic,uvicorn]'
 	touch $@
 
 # The shipped configs validate; ruff finds nothing; mypy passes (strict where pyproject.toml says).

@@ -63,7 +63,7 @@ class Provider(Protocol):
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         """Call the upstream; raise UpstreamError on any failure."""
 
-    def pool_key(self) -> tuple[object, ...]:
+    def pool_key(self) -> tuple[str, str, int]:
         """Providers with the same key share one HTTP session across reloads."""
 
 

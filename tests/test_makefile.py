@@ -70,12 +70,12 @@ def test_make_test_installs_redis_server_only_when_it_is_missing(tmp_path):
 
 
 def test_make_lint_validates_then_runs_ruff_and_mypy(tmp_path):
-    """`make lint` installs the lint extra, validates the shipped configs, then runs ruff and
-    mypy (their settings live in pyproject.toml)."""
+    """`make lint` installs the lint extra and the optional ones mypy reads the types of,
+    validates the shipped configs, then runs ruff and mypy (settings in pyproject.toml)."""
     lines = plan(fresh_clone(tmp_path), "lint")
     text = "\n".join(lines)
-    assert "-e '.[lint]'" in text
-    assert text.index("[lint]") < text.index("gateway validate") < text.index("ruff check") \
+    assert "-e '.[lint,redis,semantic,uvicorn]'" in text
+    assert text.index("[lint,") < text.index("gateway validate") < text.index("ruff check") \
         < text.index("mypy")
     assert lines[-1].endswith("/mypy")
 

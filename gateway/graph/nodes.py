@@ -19,17 +19,11 @@ from typing import Any, AsyncIterator, Callable, ClassVar, Iterable, Mapping
 import orjson
 
 from ..errors import GatewayError, UpstreamError
-from ..providers.base import (
-    ENDPOINT_CAPABILITY,
-    Provider,
-    Timeouts,
-    UpstreamRequest,
-    UpstreamResponse,
-)
+from ..providers.base import ENDPOINT_CAPABILITY, Timeouts, UpstreamRequest, UpstreamResponse
 from ..providers.scrub import NO_SECRETS, Scrubber
 from ..state.canary import CanaryState
 from ..state.target import ProviderHealth, TargetState
-from ..types import Node
+from ..types import Node, Provider
 from .conditions import Predicate, is_missing
 from .context import Attempt, RequestContext
 from .plugin_layer import NamedCheck

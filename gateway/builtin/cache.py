@@ -11,8 +11,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import hookimpl
-from ..hookspecs import PluginContext
 from ..graph.context import RequestContext
+from ..hookspecs import PluginContext
 from ..middleware.cache import HEADER, CacheState, ResponseCache, cache_backend, policies_of
 from ..providers.base import UpstreamResponse
 from ..state.response_cache import ResponseCacheBackend

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from typing import Any
+from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -102,13 +102,18 @@ class RedisResponseCache:
             self._down = False
             log.info("cache_recovered", url=redact(self.url))
 
-    async def get(self, namespace: str, key: str, now: float) -> Entry | None:
+    async def _read(self, action: str, operation: Callable[[Any], Awaitable[Any]]) -> Any:
+        """``operation(redis)``'s result; None when Redis fails (logged once per outage)."""
         try:
-            raw = await self._client().get(entry_key(namespace, key))
+            result = await operation(self._client())
         except _errors() as exc:
-            self._failed("get", exc)
+            self._failed(action, exc)
             return None
         self._ok()
+        return result
+
+    async def get(self, namespace: str, key: str, now: float) -> Entry | None:
+        raw = await self._read("get", lambda redis: redis.get(entry_key(namespace, key)))
         if raw is None:
             return None
         entry = unpack(raw)
@@ -119,13 +124,19 @@ class RedisResponseCache:
 
     async def _put(self, namespace: str, key: str, entry: Entry) -> None:
         ttl_ms = max(1, int((entry.expires - entry.created) * 1000))
+        await self._send("put", lambda pipe: (
+            pipe.set(entry_key(namespace, key), pack(entry), px=ttl_ms),
+            pipe.sadd(f"{PREFIX}:ns", namespace)))
+
+    async def _send(self, action: str, commands: Callable[[Any], object]) -> None:
+        """Queue ``commands(pipeline)`` and send them in one round trip; a failure is logged
+        (once per outage) and dropped: the cache never fails a request."""
         try:
             async with self._client().pipeline(transaction=False) as pipe:
-                pipe.set(entry_key(namespace, key), pack(entry), px=ttl_ms)
-                pipe.sadd(f"{PREFIX}:ns", namespace)
+                commands(pipe)
                 await pipe.execute()
         except _errors() as exc:
-            self._failed("put", exc)
+            self._failed(action, exc)
             return
         self._ok()
 
@@ -139,29 +150,23 @@ class RedisResponseCache:
 
     async def _count(self, namespace: str, hit: bool, saved_tokens: int, saved_usd: float) -> None:
         counts = f"{PREFIX}:c:{namespace}"
-        try:
-            async with self._client().pipeline(transaction=False) as pipe:
-                pipe.hincrby(counts, "hits" if hit else "misses", 1)
-                if saved_tokens:
-                    pipe.hincrby(counts, "saved_tokens", saved_tokens)
-                if saved_usd:
-                    pipe.hincrbyfloat(counts, "saved_usd", saved_usd)
-                pipe.sadd(f"{PREFIX}:ns", namespace)
-                await pipe.execute()
-        except _errors() as exc:
-            self._failed("count", exc)
+
+        def commands(pipe: Any) -> None:
+            pipe.hincrby(counts, "hits" if hit else "misses", 1)
+            if saved_tokens:
+                pipe.hincrby(counts, "saved_tokens", saved_tokens)
+            if saved_usd:
+                pipe.hincrbyfloat(counts, "saved_usd", saved_usd)
+            pipe.sadd(f"{PREFIX}:ns", namespace)
+
+        await self._send("count", commands)
 
     # -- semantic mode: vectors ------------------------------------------------------------
 
     async def nearest(self, namespace: str, group: str, vector: Any) -> tuple[str, float] | None:
         """The closest stored prompt of ``group`` (every replica's), read from Redis at each
         lookup so that the search sees every entry; None when there is none or Redis fails."""
-        try:
-            rows = await self._client().hgetall(_group_key(namespace, group))
-        except _errors() as exc:
-            self._failed("nearest", exc)
-            return None
-        self._ok()
+        rows = await self._read("nearest", lambda redis: redis.hgetall(_group_key(namespace, group)))
         if not rows:
             return None
         from .vector_index import Group
@@ -175,17 +180,10 @@ class RedisResponseCache:
                           ttl: float) -> None:
         """The group's hash lives as long as its newest entry; a vector whose entry expired
         is found, then its entry is not (a miss), and it goes with the hash."""
-        at = _group_key(namespace, group)
-        try:
-            async with self._client().pipeline(transaction=False) as pipe:
-                pipe.hset(at, key, blob)
-                pipe.expire(at, max(1, int(ttl)), gt=True)
-                pipe.expire(at, max(1, int(ttl)), nx=True)
-                await pipe.execute()
-        except _errors() as exc:
-            self._failed("put_vector", exc)
-            return
-        self._ok()
+        at, seconds = _group_key(namespace, group), max(1, int(ttl))
+        await self._send("put_vector", lambda pipe: (
+            pipe.hset(at, key, blob), pipe.expire(at, seconds, gt=True),
+            pipe.expire(at, seconds, nx=True)))
 
     async def flush(self, now: float | None = None) -> None:
         """Nothing to flush: Redis expires and evicts entries itself."""

@@ -557,7 +557,8 @@ class _Compiler:
         for path, section in sections:
             ttl = section.get("ttl") if isinstance(section, dict) else None
             if ttl is not None and not CACHE_TTL[0] <= seconds(ttl) <= CACHE_TTL[1]:
-                self.error(path + ("ttl",), f"cache ttl must be from 60s to 90d, not {ttl}")
+                self.error(path + ("ttl",), f"cache ttl must be from 60s to 90d, not {ttl}",
+                           "write a duration in that range, such as 1h or 7d")
         top = self.data.get("cache") or {}
         for path, section in sections:
             if not isinstance(section, dict):

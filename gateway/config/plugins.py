@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..errors import ConfigError, GatewayError
+from ..errors import ConfigError
 from ..graph.pipeline import Middleware
 from ..graph.plugin_layer import RESPONSE_METHODS, NamedCheck, PluginLayer
 from ..hookspecs import Authenticator, MetricsCollector, PluginContext, ReadinessCheck
@@ -87,7 +87,7 @@ def _instantiate(pm: PluginManager, name: str, config: dict[str, Any], base: Plu
         admin = pm.call_one(name, "admin_routes", **kwargs)
         ready = pm.call_one(name, "readiness_check", **kwargs)
         collector = pm.call_one(name, "metrics_collector", **kwargs)
-    except (GatewayError, Exception) as exc:  # a plugin's set-up failing rejects the config
+    except Exception as exc:  # a plugin's set-up failing (GatewayError too) rejects the config
         out.errors.append(source.error(
             path, f"plugin '{public}' failed to set up: {type(exc).__name__}: {exc}"))
         return

@@ -5,6 +5,7 @@ several workers starting together apply each migration once)."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from typing import Any, Callable
 
 from sqlite_utils import Database, Migrations
@@ -20,12 +21,25 @@ def connect(path: str, *, timeout: float = BUSY_TIMEOUT, **options: Any) -> sqli
     db = datadir.connect(path, timeout=timeout, **options)
     try:
         db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            db.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(db, timeout)
     except BaseException:
         db.close()
         raise
     return db
+
+
+def _switch_to_wal(db: sqlite3.Connection, timeout: float) -> None:
+    """Put a new file in WAL mode. Changing the journal mode can fail with "database is
+    locked" *without* SQLite calling its busy handler (several processes creating the file
+    at once), so the wait for the other connection is ours: retried until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)
 
 
 def migrate(db: Database, migrations: Migrations) -> bool:

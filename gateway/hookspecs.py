@@ -185,6 +185,15 @@ def admin_routes(config: dict, context: PluginContext) -> Sequence[Any] | None:
 
 
 @hookspec
+def api_routes(config: dict, context: PluginContext) -> Sequence[Any] | None:
+    """Starlette routes served at the root, for paths the server does not answer itself
+    (/v1/files, /dashboard, ...). Under /v1/ the server first identifies the caller as for any
+    API request (a 401 in OpenAI's shape without a valid key when keys are required) and puts
+    the caller's KeySpec (None when no key is needed) in ``request.scope["gateway.key"]``;
+    routes elsewhere are served as they are (the plugin guards them itself)."""
+
+
+@hookspec
 def readiness_check(config: dict, context: PluginContext) -> ReadinessCheck | None:
     """A condition GET /readyz reports; a check that is not ready makes /readyz answer 503."""
 

@@ -184,6 +184,7 @@ class _Compiler:
             authenticator=plugins.authenticator,
             identify=plugins.authenticator.identify if plugins.authenticator else None,
             admin_routes=tuple(plugins.admin_routes),
+            api_routes=tuple(plugins.api_routes),
             readiness_checks=tuple(plugins.readiness_checks),
             collectors=tuple(plugins.collectors),
             metrics_enabled=observability.get("metrics", True),

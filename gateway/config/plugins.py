@@ -31,6 +31,7 @@ class CompiledPlugins:
     authenticated_by: str = ""  # the plugin that returned it
     authenticated_by_builtin: bool = False
     admin_routes: list[Any] = field(default_factory=list)
+    api_routes: list[Any] = field(default_factory=list)
     readiness_checks: list[ReadinessCheck] = field(default_factory=list)
     collectors: list[MetricsCollector] = field(default_factory=list)
 
@@ -85,6 +86,7 @@ def _instantiate(pm: PluginManager, name: str, config: dict[str, Any], base: Plu
         headers = pm.call_one(name, "response_headers", **kwargs)
         authenticator = pm.call_one(name, "authenticator", **kwargs)
         admin = pm.call_one(name, "admin_routes", **kwargs)
+        api = pm.call_one(name, "api_routes", **kwargs)
         ready = pm.call_one(name, "readiness_check", **kwargs)
         collector = pm.call_one(name, "metrics_collector", **kwargs)
     except Exception as exc:  # a plugin's set-up failing (GatewayError too) rejects the config
@@ -95,6 +97,7 @@ def _instantiate(pm: PluginManager, name: str, config: dict[str, Any], base: Plu
                                                 name.startswith(BUILTIN_PREFIX), path, source):
         return
     out.admin_routes.extend(admin or ())
+    out.api_routes.extend(api or ())
     if ready is not None:
         out.readiness_checks.append(ready)
     if collector is not None:

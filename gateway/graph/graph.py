@@ -91,9 +91,10 @@ class RoutingGraph:
     # identify method, looked up once here rather than per request. None: nobody authenticates.
     authenticator: Authenticator | None = None
     identify: Callable[[Mapping[str, str]], KeySpec | None] | None = None
-    # What plugins contribute besides middleware (hookspecs): routes under /admin, /readyz
-    # checks and /metrics collectors.
+    # What plugins contribute besides middleware (hookspecs): routes under /admin and at the
+    # root, /readyz checks and /metrics collectors.
     admin_routes: tuple[Any, ...] = ()  # Starlette routes
+    api_routes: tuple[Any, ...] = ()  # Starlette routes at the root (/v1/files, /dashboard)
     readiness_checks: tuple[ReadinessCheck, ...] = ()
     collectors: tuple[MetricsCollector, ...] = ()
     metrics_enabled: bool = True

@@ -21,7 +21,7 @@ from .guard import RequestGuard
 from .health_checks import HealthMonitor
 from .metrics import metrics_endpoint
 from .openai_api import OpenAIEndpoints
-from .plugin_admin import PluginAdminRoutes
+from .plugin_routes import PluginAdminRoutes, PluginApiRoutes
 from .reload import Reloader, watch
 from .versions_api import VersionEndpoints
 
@@ -81,6 +81,8 @@ def create_app(reloader: Reloader, *, watch_config: bool = True) -> RequestGuard
     )
     # No trailing-slash redirects: Starlette builds their Location from the Host header.
     app.router.redirect_slashes = False
+    # What no route above matches: plugins' API routes (/v1/files, /dashboard, ...), else 404.
+    app.router.default = PluginApiRoutes(holder, app.router.default)
     return RequestGuard(FastPath(app, {
         "/v1/chat/completions": api.chat_completions,
         "/v1/completions": api.completions,

@@ -169,6 +169,27 @@ async def test_hook_admin_routes(tmp_path: Path):
     assert gone.status_code == 404
 
 
+async def test_hook_api_routes(tmp_path: Path):
+    """API routes from a plugin are served at the root: under /v1/ only to an identified
+    caller (the key handed on in the scope), elsewhere as they are; they leave with the plugin
+    and the server's own routes still win."""
+    config = with_plugins("  - name: test-ops\n    config: {auth: true}\n")
+    async with app_client(config, tmp_path) as client:
+        anonymous = await client.get("/v1/test-ops/whoami")
+        named = await client.get("/v1/test-ops/whoami", headers={"x-test-user": "ann"})
+        page = await client.get("/test-ops/page")
+        models = await client.get("/v1/models", headers={"x-test-user": "ann"})
+        (tmp_path / "gateway.yaml").write_text(BASE)
+        assert (await client.reloader.reload()).outcome == "applied"
+        gone = await client.get("/v1/test-ops/whoami", headers={"x-test-user": "ann"})
+        unknown = await client.get("/nowhere")
+    assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "test_no_user"
+    assert named.status_code == 200 and named.json() == {"plugin": "test-ops", "key": "ann"}
+    assert page.status_code == 200 and page.json() == {"page": "open"}
+    assert models.status_code == 200 and models.json()["object"] == "list"
+    assert gone.status_code == 404 and unknown.status_code == 404
+
+
 async def test_hook_readiness_check(tmp_path: Path):
     """A plugin's check appears in /readyz under its name; not ready makes it a 503."""
     (tmp_path / "up").mkdir()

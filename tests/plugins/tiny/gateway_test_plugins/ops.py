@@ -1,5 +1,5 @@
-"""The hooks that reach the server: an authenticator, admin routes, a readiness check, a
-metrics collector and response headers, each steered by the plugin's config."""
+"""The hooks that reach the server: an authenticator, admin and API routes, a readiness check,
+a metrics collector and response headers, each steered by the plugin's config."""
 
 from gateway import hookimpl
 from gateway.errors import GatewayError
@@ -88,6 +88,19 @@ def admin_routes(config, context):
             route: [t.label for t in reachable] for route, reachable in context.targets.items()}})
 
     return [Route("/test-ops/targets", targets, methods=["GET"])]
+
+
+@hookimpl
+def api_routes(config, context):
+    async def whoami(request):
+        key = request.scope["gateway.key"]
+        return JSONResponse({"plugin": context.name, "key": key.name if key else None})
+
+    async def page(request):
+        return JSONResponse({"page": "open"})
+
+    return [Route("/v1/test-ops/whoami", whoami, methods=["GET"]),
+            Route("/test-ops/page", page, methods=["GET"])]
 
 
 @hookimpl

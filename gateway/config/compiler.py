@@ -58,6 +58,7 @@ from ..state.target import ProviderHealth, TargetState
 from ..types import CONFIG_NODE_KINDS, Node
 from ..units import seconds, size_bytes
 from . import schema
+from .alerts import compile_alerts
 from .plugins import compile_plugins
 from .redact import secret_values
 from .self_address import points_at_listener
@@ -75,7 +76,7 @@ T = TypeVar("T")
 # Settings the version-1 schema accepts that this build does not act on yet. Each gets a
 # warning, so nobody believes a limit or a breaker protects them when it does not.
 # ("*" matches any key at that level.)
-INACTIVE = (("observability", "alerts"),)
+INACTIVE: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass
@@ -188,6 +189,7 @@ class _Compiler:
             readiness_checks=tuple(plugins.readiness_checks),
             collectors=tuple(plugins.collectors),
             metrics_enabled=observability.get("metrics", True),
+            alerts=compile_alerts(observability),
             request_timeout=(seconds(self.defaults["request_timeout"])
                              if "request_timeout" in self.defaults else None),
             handler=build_pipeline(chain),

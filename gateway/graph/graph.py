@@ -7,6 +7,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Hashable, Mapping
 
 from ..errors import ConfigError
+from ..events import AlertWebhook
 from ..keys.store import StoredKey
 from ..providers.base import Provider
 from ..providers.scrub import Scrubber
@@ -98,6 +99,7 @@ class RoutingGraph:
     readiness_checks: tuple[ReadinessCheck, ...] = ()
     collectors: tuple[MetricsCollector, ...] = ()
     metrics_enabled: bool = True
+    alerts: tuple[AlertWebhook, ...] = ()  # observability.alerts (server/alerts.py sends them)
     request_timeout: float | None = None  # longest a request may take (defaults.request_timeout)
     state_keys: frozenset[Hashable] = field(default_factory=frozenset)
     warnings: tuple[ConfigError, ...] = ()  # problems that do not reject the config

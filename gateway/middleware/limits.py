@@ -22,9 +22,9 @@ from typing import Any
 import orjson
 
 from ..errors import GatewayError
+from ..events import BUDGET_THRESHOLD, emit
 from ..graph.context import RequestContext
 from ..hookspecs import PluginContext
-from ..logs import get_logger
 from ..pricing import Price
 from ..providers.base import UpstreamResponse
 from ..state.counters import Limit, Verdict
@@ -44,7 +44,6 @@ from .state_backend import counters_for
 from .stream_usage import StreamUsage
 from .usage import UsageRecorder, usage_recorder
 
-log = get_logger("gateway.limits")
 NOTHING_RESERVED = Verdict(True)
 STREAMS_WITH_USAGE = frozenset({"chat", "completions"})  # endpoints whose streams report usage
 
@@ -248,9 +247,8 @@ class Limits:
             if spent >= share * budget.usd:
                 marker = Limit(f"alert:{limit.key}:{share:g}", 1.0, 0.0, "alert")
                 if (await self.counters.reserve([(marker, 1.0)], now)).allowed:  # once only
-                    log.warning("alert", kind="budget_threshold", scope=budget.scope,
-                                period=budget.period, threshold=share, spent_usd=round(spent, 6),
-                                budget_usd=budget.usd)
+                    emit(BUDGET_THRESHOLD, budget.scope, period=budget.period, threshold=share,
+                         spent_usd=round(spent, 6), budget_usd=budget.usd)
 
 
 class RateHeaders:

@@ -19,6 +19,7 @@ from watchfiles import awatch
 
 from ..config.compiler import Runtime
 from ..errors import ConfigError, ConfigErrors
+from ..events import CONFIG_REJECTED, emit
 from ..graph.graph import RoutingGraph
 from ..logs import get_logger
 from ..store.tasks import spawn
@@ -30,6 +31,7 @@ from .watch_paths import signature, watched_directories, watched_paths
 log = get_logger("gateway.reload")
 
 Outcome = Literal["applied", "unchanged", "rejected"]
+MAX_ALERT_ERRORS = 10  # a config_rejected alert lists at most this many errors
 
 
 class GraphHolder:
@@ -172,6 +174,10 @@ class Reloader:
         running = self.holder.current.version if self.holder.current else None
         log.error("config_rejected", path=self.path, source=source, errors=len(errors),
                   still_serving_version=running)
+        scrub = self.holder.current.scrubber.text if self.holder.current else str
+        emit(CONFIG_REJECTED, self.path, source=source, still_serving_version=running,
+             errors=[scrub(str(err)) for err in errors[:MAX_ALERT_ERRORS]],
+             error_count=len(errors))
         return ReloadResult("rejected", running, errors)
 
 

@@ -36,6 +36,7 @@ from ..graph.nodes import (
     TargetNode,
 )
 from ..graph.pipeline import build_pipeline
+from ..graph.stream_recovery import RecoveryPolicy, StreamRecoveryNode, targets_of
 from ..graph.policies import (
     DEFAULT_BREAKER_ON,
     DEFAULT_FALLBACK_ON,
@@ -302,10 +303,21 @@ class _Compiler:
         if node is None:
             self.failed.add(name)
             return None
+        if (spec.get("stream_recovery") or {}).get("mode") == "continue":
+            node = self._stream_recovery(node, spec["stream_recovery"], path + ("stream_recovery",))
         route = Route(name, format_path(path), node, spec.get("description"),
                       self._retry_budget(name, spec.get("retry_budget")))
         self.routes[name] = route
         return route
+
+    def _stream_recovery(self, node: Node, spec: dict[str, Any], path: Path) -> Node:
+        """The route's node wrapped so that a broken chat stream is continued by one of the
+        targets it reaches (graph/stream_recovery.py)."""
+        stall = spec.get("stall_timeout")
+        policy = RecoveryPolicy(max_restarts=spec.get("max_restarts", 1),
+                                stall_timeout=None if stall is None else seconds(stall),
+                                continue_with=spec.get("continue_with", "auto"))
+        return StreamRecoveryNode(format_path(path), node, policy, targets_of(node))
 
     def _node(self, spec: dict[str, Any], path: Path, route: str) -> Node | None:
         kind = next(k for k in CONFIG_NODE_KINDS if k in spec)

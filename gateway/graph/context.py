@@ -57,6 +57,7 @@ class RequestContext:
     cached: bool = False  # answered from the response cache: it costs nothing
     upstream_ms: float = 0.0  # time spent waiting on upstreams, every attempt included
     backoff_ms: float = 0.0  # time spent in deliberate retry backoff sleeps
+    stream_recoveries: int = 0  # continuations that rescued a broken stream (stream_recovery)
     deadline: float | None = None  # time.monotonic() value; None means no request deadline
     retry_budget: RetryBudget | None = None  # the route's, when it has one
     rng: random.Random = _rng

@@ -29,6 +29,7 @@ class AnthropicProvider(Provider):
     capabilities = frozenset({"chat", "stream", "tools", "vision", "json", "reasoning"})
     base_url = DEFAULT_BASE_URL
     hosted = True
+    prefill = True  # a final assistant turn is continued (its trailing whitespace stripped)
 
     @classmethod
     def validate_options(cls, type_name: str, options: Mapping[str, Any]) -> list[str]:

@@ -147,6 +147,7 @@ class Provider(ABC):
     # presets) override the classmethods below instead.
     base_url: str | None = None  # used when the config gives none; None makes base_url required
     hosted: bool = False  # refuses requests without a key (a warning when the config has none)
+    prefill: bool = False  # continues a final assistant message (accepts_prefill)
 
     @classmethod
     def default_base_url(cls, type_name: str) -> str | None:
@@ -157,6 +158,12 @@ class Provider(ABC):
     def needs_key(cls, type_name: str) -> bool:
         """True for hosted APIs that refuse requests without a key (a warning when absent)."""
         return cls.hosted
+
+    @classmethod
+    def accepts_prefill(cls, type_name: str) -> bool:
+        """Whether the provider continues a final assistant message (a prefill) rather than
+        answering after it: how stream_recovery asks it to continue a broken answer."""
+        return cls.prefill
 
     @classmethod
     def validate_options(cls, type_name: str, options: Mapping[str, Any]) -> list[str]:

@@ -33,6 +33,9 @@ routes:
   alone:
     stream_recovery: {{mode: continue, stall_timeout: 300ms}}
     target: {{provider: up, model: only}}
+  idle:
+    stream_recovery: {{mode: continue}}
+    target: {{provider: up, model: slow, timeout: {{idle: 300ms}}}}
   to-claude:
     stream_recovery: {{mode: continue, stall_timeout: 300ms}}
     fallback:
@@ -181,6 +184,14 @@ def test_stall_after_20_words_is_continued_by_the_same_target(gw, fake):
     assert [r["model"] for r in fake.requests] == ["only", "only"]
     assert fake.requests[1]["messages"][-2]["content"] == " ".join(ANSWER.split()[:20])
     assert time.monotonic() - started < 5  # not the fake's 10s stall
+
+
+def test_a_stall_past_the_targets_idle_timeout_is_a_break_too(gw, fake):
+    """Without a stall_timeout of its own, the target's timeout.idle decides."""
+    fake.script("slow", Turn(stall_after=20))
+    events = stream(gw, "idle")
+    assert text_of(events) == ANSWER
+    assert [r["model"] for r in fake.requests] == ["slow", "slow"]
 
 
 def test_prefill_refused_is_asked_again_in_the_prompt_form(gw, fake, claude):

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Iterable, Mapping, Protocol, Sequence
+from typing import (
+    TYPE_CHECKING, Any, AsyncIterator, Awaitable, Iterable, Mapping, Protocol, Sequence,
+)
 
 import pluggy
 
 from .errors import GatewayError, UpstreamError
 from .graph.context import RequestContext
-from .providers.base import UpstreamResponse
+from .providers.base import NativeBody, UpstreamResponse
 
 if TYPE_CHECKING:
     from .graph.graph import KeySpec, Route
@@ -33,8 +35,13 @@ if TYPE_CHECKING:
 
 hookspec = pluggy.HookspecMarker("gateway")
 
+# What the server puts in the scope of an API route under /v1/ (hookspecs.api_routes).
+KEY_SCOPE = "gateway.key"  # the caller's KeySpec (None: no key needed)
+DISPATCH_SCOPE = "gateway.dispatch"  # the Dispatcher: await it with (request, front door)
+
 __all__ = [
-    "AttemptCheck", "Authenticator", "GatewayError", "MetricsCollector", "PluginContext",
+    "AttemptCheck", "Authenticator", "FrontDoor", "GatewayError", "MetricsCollector",
+    "NativeBody", "PluginContext",
     "Readiness", "ReadinessCheck", "RequestContext", "RequestMiddleware", "ResponseHeaders",
     "ResponseMiddleware", "UpstreamError", "UpstreamResponse", "hookspec",
 ]
@@ -113,6 +120,34 @@ class Authenticator(Protocol):
 
     def required(self) -> bool:
         """Whether callers need a key (a gateway listening beyond loopback must require one)."""
+
+
+class FrontDoor(Protocol):
+    """An API in another shape than OpenAI's (Anthropic's Messages, OpenAI's Responses, ...),
+    served through the same graph: its requests become internal (OpenAI-shaped) bodies for
+    ``endpoint`` and its answers are turned back. Served by a plugin route that hands the
+    request to the server's dispatcher (``request.scope["gateway.dispatch"]``, see
+    docs/plugins.md)."""
+
+    name: str  # the endpoint in logs ("messages")
+    endpoint: str  # the graph endpoint its requests take ("chat")
+
+    def inbound(self, body: dict[str, Any], headers: Mapping[str, str]
+                ) -> tuple[dict[str, Any], NativeBody | None]:
+        """The internal body, and the client's own body for providers that speak its API
+        (None when none does); GatewayError (400) for a body the door cannot read."""
+
+    def answer(self, ctx: RequestContext, response: UpstreamResponse) -> bytes:
+        """A whole answer (``response.api`` says its shape) in the door's shape."""
+
+    def stream(self, ctx: RequestContext, response: UpstreamResponse) -> AsyncIterator[bytes]:
+        """A streamed answer's bytes in the door's shape."""
+
+    def error(self, status: int, message: str) -> bytes:
+        """An error body in the door's shape."""
+
+    def stream_error(self, status: int, message: str) -> bytes:
+        """The event that ends a stream which failed after its first byte."""
 
 
 @dataclass(frozen=True, slots=True)

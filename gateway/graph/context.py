@@ -8,7 +8,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, TypeVar
 
-from ..providers.base import Upload
+from ..providers.base import NativeBody, Upload
 from ..types import Node
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ class RequestContext:
     headers: Mapping[str, str] = field(default_factory=dict)
     node: Node | None = None  # the route's compiled node, set once the route is known
     files: tuple[Upload, ...] = ()  # files of a multipart request
+    native: NativeBody | None = None  # the client's request in a provider's API (front doors)
     metadata: dict[str, Any] = field(default_factory=dict)
     key_name: str | None = None
     key: KeySpec | None = None  # the caller's key, once authenticated

@@ -27,6 +27,7 @@ from ..graph.context import RequestContext
 from ..hookspecs import PluginContext
 from ..pricing import Price
 from ..providers.base import UpstreamResponse
+from ..providers.anthropic_response import usage as anthropic_usage
 from ..state.counters import Limit, Verdict
 from ..store.tasks import spawn
 from .limits_rules import (
@@ -219,6 +220,8 @@ class Limits:
         reservation.settled = True
         now = time.time()
         usage = usage if isinstance(usage, dict) else {}
+        if "input_tokens" in usage and "prompt_tokens" not in usage:
+            usage = anthropic_usage(usage)  # a native answer of the /v1/messages front door
         if ctx.cached:  # answered by the response cache: free (the cache counts what it saved)
             usage, target, estimated = {}, "cache", False
         tokens = float((usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0))

@@ -104,6 +104,20 @@ class Timeouts:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class NativeBody:
+    """The client's own request, as a front door received it in a provider's wire format
+    (``api``: "anthropic.messages"). A provider that speaks that API sends it instead of
+    translating ``UpstreamRequest.body`` (the same request in OpenAI's shape), and answers in
+    that API too (``UpstreamResponse.api``): nothing is lost on the way."""
+
+    api: str
+    body: dict[str, Any]
+    # Headers of that API the client sent and the provider forwards (anthropic-beta);
+    # never credentials.
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
 @dataclass(slots=True)
 class UpstreamRequest:
     endpoint: str
@@ -111,6 +125,7 @@ class UpstreamRequest:
     stream: bool
     timeouts: Timeouts
     files: tuple[Upload, ...] = ()
+    native: NativeBody | None = None  # model and override_params applied, like ``body``
 
 
 @dataclass(slots=True)
@@ -123,6 +138,7 @@ class UpstreamResponse:
     media_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
     target: str = ""
+    api: str = "openai"  # the wire format of the answer: a NativeBody's api when sent natively
 
 
 @dataclass(frozen=True, slots=True)

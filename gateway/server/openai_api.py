@@ -11,7 +11,7 @@ import contextlib
 import itertools
 import os
 import time
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 import orjson
 from starlette.requests import Request
@@ -171,14 +171,15 @@ def _account(headers: dict, started: float, ctx: RequestContext | None, status: 
 
 async def guard_stream(
     chunks: AsyncIterator[bytes], ctx: RequestContext, target: str, log_it: bool,
-    sse: bool = True,
+    sse: bool = True, error_event: Callable[[int, str], bytes] | None = None,
 ) -> AsyncIterator[bytes]:
     """Forward chunks as they come. A failure after the first byte cannot fall back any more:
     end an SSE stream with an error event in OpenAI's shape, never a silent truncation (a
     binary stream, such as audio, just ends; the log says why). If the relayed bytes stopped
     inside an event, that event is ended first, so the error event is one of its own and not
     the tail of a broken line. The request is logged when the stream ends, with how it ended:
-    status 200 when complete, else the failure's status, `outcome` and reason."""
+    status 200 when complete, else the failure's status, `outcome` and reason. A front door
+    gives its own ``error_event(status, message)`` (Anthropic's ``event: error``)."""
     status, error, outcome = 200, None, None
     tail = b"\n\n"  # the last bytes relayed: whether they end an event
     open_stream = DRAIN.open_stream()  # so a shutdown can end it cleanly
@@ -215,7 +216,8 @@ async def guard_stream(
             outcome = "shutdown" if err.code == "shutting_down" else outcome
         if sse:
             end = b"" if ends_event(tail) else b"\n\n"
-            yield end + data_event(error_body(error, kind, code))
+            yield end + (error_event(status, error) if error_event is not None
+                         else data_event(error_body(error, kind, code)))
     except BaseException:  # the client went away (the server closed the stream)
         status, error, outcome = 499, _CLIENT_LEFT, "client_disconnected"
         raise

@@ -52,7 +52,8 @@ def test_entry_points_are_discovered():
     assert {"test-stamp", "test-stamp-2", "test-crash", "test-reject", "test-extras"} <= names
     pm = build_plugin_manager()
     assert {"test-stamp", "test-crash"} <= set(pm.installed())
-    assert pm.builtins() == ["builtin:auth", "builtin:limits", "builtin:providers", "builtin:cache"]
+    assert pm.builtins() == ["builtin:auth", "builtin:limits", "builtin:providers", "builtin:cache",
+                            "builtin:frontdoors"]
 
 
 def test_unknown_plugin_is_an_error_with_position():

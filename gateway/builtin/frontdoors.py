@@ -1,0 +1,16 @@
+"""Built-in plugin: the front doors (gateway/frontdoors/): Anthropic's Messages API at
+/v1/messages and /v1/messages/count_tokens, served through the same graph as the OpenAI
+endpoints. docs/frontdoors.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import hookimpl
+from ..frontdoors import messages
+from ..hookspecs import PluginContext
+
+
+@hookimpl
+def api_routes(config: dict, context: PluginContext) -> list[Any]:
+    return messages.routes()

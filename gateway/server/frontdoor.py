@@ -1,0 +1,133 @@
+"""The dispatcher that plugins' front doors (hookspecs.FrontDoor: Anthropic's Messages API,
+rerank, ...) hand their requests to: the same path as the OpenAI endpoints (the caller's key,
+the graph snapshot, the route, the middleware chain with its limits, budgets and usage, the
+nodes with their retries and fallbacks, the x-gateway-* headers, the request log), with the
+door translating the body on the way in and the answer and errors on the way out.
+
+A plugin route finds it in ``request.scope["gateway.dispatch"]`` (plugin_routes.py).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from ..errors import GatewayError, UpstreamError
+from ..graph.context import RequestContext
+from ..graph.graph import KeySpec, Route, RoutingGraph
+from ..hookspecs import KEY_SCOPE, FrontDoor
+from ..providers.base import NativeBody
+from .access_log import log_request
+from .errors import upstream_failure
+from .loops import check_hops
+from .openai_api import (
+    _account, _deadline, _metadata, _model, _request_id, _routes_for, _stream_flag,
+    _unknown_model, guard_stream, read_json,
+)
+from .reload import GraphHolder
+from .request_shape import check_body
+
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A front door's request, read and checked, before the graph runs it."""
+
+    graph: RoutingGraph
+    key: KeySpec | None
+    body: dict[str, Any]  # internal (OpenAI-shaped)
+    native: NativeBody | None
+    route_name: str
+    route: Route
+
+
+class Dispatcher:
+    def __init__(self, holder: GraphHolder):
+        self.holder = holder
+
+    async def prepare(self, request: Request, door: FrontDoor) -> Prepared:
+        """Read the body, translate it, find its route and check the key may use it (403);
+        GatewayError for anything wrong."""
+        graph = self.holder.current
+        key = request.scope[KEY_SCOPE] if KEY_SCOPE in request.scope else (
+            graph.identify(request.headers) if graph.identify is not None else None)
+        check_hops(request.headers)
+        body, native = door.inbound(await read_json(request, graph.settings.max_body),
+                                    request.headers)
+        model = _model(body)
+        route = graph.routes.get(model)
+        if route is None:
+            raise _unknown_model(model, _routes_for(graph, key))
+        return Prepared(graph, key, body, native, model, route)
+
+    async def __call__(self, request: Request, door: FrontDoor) -> Response:
+        started = time.monotonic()
+        graph = self.holder.current
+        request_id = _request_id(request)
+        headers = {"x-request-id": request_id, "x-gateway-config-version": str(graph.version)}
+        ctx: RequestContext | None = None
+        try:
+            prepared = await self.prepare(request, door)
+            graph = prepared.graph
+            headers["x-gateway-route"] = prepared.route_name
+            check_body(prepared.body, door.endpoint)
+            ctx = RequestContext(
+                endpoint=door.endpoint, body=prepared.body, route=prepared.route_name,
+                request_id=request_id, stream=_stream_flag(prepared.body, door.endpoint),
+                headers=request.headers, metadata=_metadata(request),
+                deadline=_deadline(request, graph.request_timeout), node=prepared.route.node,
+                retry_budget=prepared.route.retry_budget, key=prepared.key,
+                native=prepared.native)
+            if prepared.route.retry_budget is not None:
+                prepared.route.retry_budget.state.request(ctx.started)
+            upstream = await graph.handler(ctx)
+        except GatewayError as err:
+            _account(headers, started, ctx, err.status)
+            if graph.log_requests:
+                log_request(ctx, door.name, request_id, err.status, None, err.message)
+            return Response(door.error(err.status, err.message), status_code=err.status,
+                            headers={**headers, **err.headers}, media_type="application/json")
+        except UpstreamError as err:
+            assert ctx is not None  # only the chain raises UpstreamError, and ctx is built first
+            graph.scrubber.error(err)
+            status, content, extra = upstream_failure(err, ctx)
+            extra.pop("Content-Type", None)
+            headers.update(extra)
+            headers["x-gateway-attempts"] = str(len(ctx.attempts))
+            headers["x-gateway-target"] = err.target
+            _account(headers, started, ctx, status)
+            if graph.log_requests:
+                log_request(ctx, door.name, request_id, status, err.target, err.message)
+            return Response(door.error(status, _message_of(content, err.message)),
+                            status_code=status, headers=headers, media_type="application/json")
+        if upstream.headers:  # added by middleware; the gateway's own headers win
+            headers = {**upstream.headers, **headers}
+        headers["x-gateway-target"] = upstream.target
+        headers["x-gateway-attempts"] = str(len(ctx.attempts))
+        _account(headers, started, ctx, upstream.status)
+        if upstream.stream is not None:
+            headers["Cache-Control"] = "no-cache"
+            return StreamingResponse(
+                guard_stream(door.stream(ctx, upstream), ctx, upstream.target,
+                             graph.log_requests, error_event=door.stream_error),
+                status_code=upstream.status, headers=headers, media_type="text/event-stream")
+        if graph.log_requests:
+            log_request(ctx, door.name, request_id, upstream.status, upstream.target)
+        return Response(door.answer(ctx, upstream), status_code=upstream.status,
+                        headers=headers, media_type="application/json")
+
+
+def _message_of(content: bytes, fallback: str) -> str:
+    """The message of an OpenAI-shaped error body (the gateway's, or an upstream's)."""
+    try:
+        error = orjson.loads(content).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        return fallback
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return error["message"]
+    return fallback

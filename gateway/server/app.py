@@ -73,7 +73,7 @@ def create_app(reloader: Reloader, *, watch_config: bool = True) -> RequestGuard
         Route("/admin/config/versions/{number:int}", versions.show, methods=["GET"]),
         Route("/admin/rollback", versions.rollback, methods=["POST"]),
         Route("/admin/health", admin.health, methods=["GET"]),
-        Route("/metrics", _admin_only(admin.deny, metrics_endpoint(reloader)), methods=["GET"]),
+        Route("/metrics", _admin_only(admin.deny, metrics_endpoint(reloader, alerts)), methods=["GET"]),
         Mount("/admin", app=PluginAdminRoutes(holder, admin.deny)),  # /admin/keys, /admin/usage, ...
     ]
     app = Starlette(

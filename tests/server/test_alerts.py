@@ -83,6 +83,10 @@ def test_circuit_open_reaches_the_webhook_signed_and_without_secrets(gateway_app
     assert delivery.headers["content-type"] == "application/json"
     assert abs(int(delivery.headers["x-gateway-timestamp"]) - time.time()) < 60
     assert SECRET.encode() not in delivery.raw and UPSTREAM_KEY.encode() not in delivery.raw
+    metrics = poll(lambda: gw.get("/metrics").text,
+                   lambda text: 'gateway_alerts_total{outcome="delivered"} 1.0' in text, 5,
+                   "the delivery counted in /metrics")
+    assert 'gateway_alerts_total{outcome="queued"} 1.0' in metrics
     alerts = [json.loads(line) for line in gw.log().splitlines() if '"event":"alert"' in line]
     assert [(a["kind"], a["subject"]) for a in alerts] == [("circuit_open", "up/m")]
 

@@ -27,6 +27,7 @@ import pluggy
 from .errors import GatewayError, UpstreamError
 from .graph.context import RequestContext
 from .providers.base import NativeBody, UpstreamResponse
+from .request_record import AttemptRecord, RequestRecord
 
 if TYPE_CHECKING:
     from .graph.graph import KeySpec, Route
@@ -40,9 +41,9 @@ KEY_SCOPE = "gateway.key"  # the caller's KeySpec (None: no key needed)
 DISPATCH_SCOPE = "gateway.dispatch"  # the Dispatcher: await it with (request, front door)
 
 __all__ = [
-    "AttemptCheck", "Authenticator", "FrontDoor", "GatewayError", "MetricsCollector",
-    "NativeBody", "PluginContext",
-    "Readiness", "ReadinessCheck", "RequestContext", "RequestMiddleware", "ResponseHeaders",
+    "AttemptCheck", "AttemptRecord", "Authenticator", "FrontDoor", "GatewayError",
+    "MetricsCollector", "NativeBody", "PluginContext", "Readiness", "ReadinessCheck",
+    "RequestContext", "RequestFinished", "RequestMiddleware", "RequestRecord", "ResponseHeaders",
     "ResponseMiddleware", "UpstreamError", "UpstreamResponse", "hookspec",
 ]
 
@@ -174,6 +175,17 @@ class MetricsCollector(Protocol):
     def collect(self) -> Iterable[Any]: ...
 
 
+class RequestFinished(Protocol):
+    """Called with every request's RequestRecord once the request is over (a stream: after
+    its last byte), on the event loop, after the answer was handed over: it must be cheap and
+    never wait (put the record on a queue and do the work elsewhere). What it raises is logged
+    (``plugin_failed``) and does not reach the client. A function, or an object with
+    ``__call__``; give it ``wants_bodies = True`` to get ``request_body`` and
+    ``response_body`` filled in (they are None otherwise)."""
+
+    def __call__(self, record: RequestRecord) -> None: ...
+
+
 @hookspec
 def plugin_config_schema() -> dict | None:
     """The JSON Schema (2020-12) of this plugin's `config:` mapping; None accepts any mapping."""
@@ -236,3 +248,8 @@ def readiness_check(config: dict, context: PluginContext) -> ReadinessCheck | No
 @hookspec
 def metrics_collector(config: dict, context: PluginContext) -> MetricsCollector | None:
     """Metric families added to GET /metrics, collected when it is read."""
+
+
+@hookspec
+def request_finished(config: dict, context: PluginContext) -> RequestFinished | None:
+    """A function called with each request's RequestRecord when the request is over, or None."""

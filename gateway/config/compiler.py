@@ -189,6 +189,8 @@ class _Compiler:
             api_routes=tuple(plugins.api_routes),
             readiness_checks=tuple(plugins.readiness_checks),
             collectors=tuple(plugins.collectors),
+            request_finished=tuple(plugins.finished),
+            record_bodies=any(getattr(fn, "wants_bodies", False) for _, fn in plugins.finished),
             metrics_enabled=observability.get("metrics", True),
             alerts=compile_alerts(observability),
             request_timeout=(seconds(self.defaults["request_timeout"])

@@ -33,6 +33,16 @@ class Attempt:
     latency_ms: float
 
 
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What a request used, as usage accounting settled it (for the RequestRecord)."""
+
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+    estimated: bool = False  # the provider reported nothing: the tokens are estimated
+
+
 @dataclass(slots=True)
 class RequestContext:
     """Everything a request carries through the gateway.
@@ -56,6 +66,8 @@ class RequestContext:
     key: KeySpec | None = None  # the caller's key, once authenticated
     target: str = ""  # provider/model that answered, once one has
     cached: bool = False  # answered from the response cache: it costs nothing
+    usage: Usage | None = None  # set by usage accounting when the answer is complete
+    trace_id: str = ""  # W3C trace id (32 hex digits), set by the server
     upstream_ms: float = 0.0  # time spent waiting on upstreams, every attempt included
     backoff_ms: float = 0.0  # time spent in deliberate retry backoff sleeps
     stream_recoveries: int = 0  # continuations that rescued a broken stream (stream_recovery)

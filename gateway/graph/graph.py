@@ -15,7 +15,7 @@ from ..types import Handler, Middleware, Node
 from .policies import RetryBudget
 
 if TYPE_CHECKING:
-    from ..hookspecs import Authenticator, MetricsCollector, ReadinessCheck
+    from ..hookspecs import Authenticator, MetricsCollector, ReadinessCheck, RequestFinished
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +98,10 @@ class RoutingGraph:
     api_routes: tuple[Any, ...] = ()  # Starlette routes at the root (/v1/files, /dashboard)
     readiness_checks: tuple[ReadinessCheck, ...] = ()
     collectors: tuple[MetricsCollector, ...] = ()
+    # (plugin name, function) called with each request's RequestRecord when it is over, and
+    # whether any of them asked for the bodies (hookspecs.RequestFinished).
+    request_finished: tuple[tuple[str, RequestFinished], ...] = ()
+    record_bodies: bool = False
     metrics_enabled: bool = True
     alerts: tuple[AlertWebhook, ...] = ()  # observability.alerts (server/alerts.py sends them)
     request_timeout: float | None = None  # longest a request may take (defaults.request_timeout)

@@ -22,7 +22,6 @@ from ..graph.context import RequestContext
 from ..graph.graph import KeySpec, Route, RoutingGraph
 from ..hookspecs import KEY_SCOPE, FrontDoor
 from ..providers.base import NativeBody
-from .access_log import log_request
 from .errors import upstream_failure
 from .loops import check_hops
 from .openai_api import (
@@ -30,6 +29,7 @@ from .openai_api import (
     _unknown_model, guard_stream, read_json,
 )
 from .reload import GraphHolder
+from .request_end import Ending, finish, trace_id
 from .request_shape import check_body
 
 
@@ -82,14 +82,15 @@ class Dispatcher:
                 headers=request.headers, metadata=_metadata(request),
                 deadline=_deadline(request, graph.request_timeout), node=prepared.route.node,
                 retry_budget=prepared.route.retry_budget, key=prepared.key,
-                native=prepared.native)
+                native=prepared.native, trace_id=trace_id(request.headers))
             if prepared.route.retry_budget is not None:
                 prepared.route.retry_budget.state.request(ctx.started)
             upstream = await graph.handler(ctx)
         except GatewayError as err:
-            _account(headers, started, ctx, err.status)
-            if graph.log_requests:
-                log_request(ctx, door.name, request_id, err.status, None, err.message)
+            overhead = _account(headers, started, ctx, err.status)
+            finish(graph, ctx, Ending(door.name, request_id, err.status, started,
+                                      headers.get("x-gateway-route", ""), error=err.message,
+                                      overhead_ms=overhead))
             return Response(door.error(err.status, err.message), status_code=err.status,
                             headers={**headers, **err.headers}, media_type="application/json")
         except UpstreamError as err:
@@ -100,26 +101,29 @@ class Dispatcher:
             headers.update(extra)
             headers["x-gateway-attempts"] = str(len(ctx.attempts))
             headers["x-gateway-target"] = err.target
-            _account(headers, started, ctx, status)
-            if graph.log_requests:
-                log_request(ctx, door.name, request_id, status, err.target, err.message)
+            overhead = _account(headers, started, ctx, status)
+            finish(graph, ctx, Ending(door.name, request_id, status, started, target=err.target,
+                                      error=err.message, overhead_ms=overhead))
             return Response(door.error(status, _message_of(content, err.message)),
                             status_code=status, headers=headers, media_type="application/json")
         if upstream.headers:  # added by middleware; the gateway's own headers win
             headers = {**upstream.headers, **headers}
         headers["x-gateway-target"] = upstream.target
         headers["x-gateway-attempts"] = str(len(ctx.attempts))
-        _account(headers, started, ctx, upstream.status)
+        overhead = _account(headers, started, ctx, upstream.status)
+        ending = Ending(door.name, request_id, upstream.status, started, target=upstream.target,
+                        cache=headers.get("x-gateway-cache"), overhead_ms=overhead)
         if upstream.stream is not None:
             headers["Cache-Control"] = "no-cache"
             return StreamingResponse(
-                guard_stream(door.stream(ctx, upstream), ctx, upstream.target,
-                             graph.log_requests, error_event=door.stream_error),
+                guard_stream(door.stream(ctx, upstream), ctx, ending, graph,
+                             error_event=door.stream_error),
                 status_code=upstream.status, headers=headers, media_type="text/event-stream")
-        if graph.log_requests:
-            log_request(ctx, door.name, request_id, upstream.status, upstream.target)
-        return Response(door.answer(ctx, upstream), status_code=upstream.status,
-                        headers=headers, media_type="application/json")
+        answer = door.answer(ctx, upstream)
+        ending.first_byte, ending.response_body = time.monotonic(), answer
+        finish(graph, ctx, ending)
+        return Response(answer, status_code=upstream.status, headers=headers,
+                        media_type="application/json")
 
 
 def _message_of(content: bytes, fallback: str) -> str:

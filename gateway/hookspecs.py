@@ -42,7 +42,7 @@ DISPATCH_SCOPE = "gateway.dispatch"  # the Dispatcher: await it with (request, f
 
 __all__ = [
     "AttemptCheck", "AttemptRecord", "Authenticator", "FrontDoor", "GatewayError",
-    "MetricsCollector", "NativeBody", "PluginContext", "Readiness", "ReadinessCheck",
+    "MetricsCollector", "NativeBody", "PluginContext", "Routed", "Readiness", "ReadinessCheck",
     "RequestContext", "RequestFinished", "RequestMiddleware", "RequestRecord", "ResponseHeaders",
     "ResponseMiddleware", "UpstreamError", "UpstreamResponse", "hookspec",
 ]
@@ -121,6 +121,20 @@ class Authenticator(Protocol):
 
     def required(self) -> bool:
         """Whether callers need a key (a gateway listening beyond loopback must require one)."""
+
+
+@dataclass(slots=True)
+class Routed:
+    """Where a front door's request goes: its internal body, its route name (what keys and
+    limits see), the node that answers it, and the client's own body for providers that speak
+    its API. The dispatcher builds it from the body and the route table, or a door's own
+    ``route`` function does (passthrough)."""
+
+    body: dict[str, Any]
+    route: str
+    node: Any  # types.Node: a route's compiled node, or one made for this request
+    native: NativeBody | None = None
+    retry_budget: Any = None  # graph.policies.RetryBudget of the route, if it has one
 
 
 class FrontDoor(Protocol):

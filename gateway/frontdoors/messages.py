@@ -78,14 +78,15 @@ async def count_tokens(request: Request) -> Response:
     estimate (4 characters a token): {"input_tokens": N}."""
     try:
         prepared = await request.scope[DISPATCH_SCOPE].prepare(request, COUNT_TOKENS)
-        if prepared.key is not None and not prepared.key.allows(prepared.route_name):
-            raise GatewayError(403, f"key '{prepared.key.name}' may not use route "
-                               f"'{prepared.route_name}'", type="permission_error")
-        target = next((n for n in walk(prepared.route.node) if isinstance(n, TargetNode)), None)
-        headers = {"x-gateway-route": prepared.route_name}
+        key, routed = prepared.key, prepared.routed
+        if key is not None and not key.allows(routed.route):
+            raise GatewayError(403, f"key '{key.name}' may not use route '{routed.route}'",
+                               type="permission_error")
+        target = next((n for n in walk(routed.node) if isinstance(n, TargetNode)), None)
+        headers = {"x-gateway-route": routed.route}
         if target is not None and isinstance(target.provider, AnthropicProvider):
-            native = NativeBody(wire.API, {**prepared.native.body, "model": target.model},
-                                prepared.native.headers)
+            native = NativeBody(wire.API, {**routed.native.body, "model": target.model},
+                                routed.native.headers)
             try:
                 raw = await target.provider.count_tokens(native, target.timeouts)
             except UpstreamError as err:
@@ -93,7 +94,7 @@ async def count_tokens(request: Request) -> Response:
             return Response(raw, headers={**headers, "x-gateway-target": target.label,
                                           "x-gateway-token-count": "exact"},
                             media_type="application/json")
-        estimate = estimate_prompt_tokens(prepared.body) + _tool_tokens(prepared.body)
+        estimate = estimate_prompt_tokens(routed.body) + _tool_tokens(routed.body)
         return Response(orjson.dumps({"input_tokens": estimate}),
                         headers={**headers, "x-gateway-token-count": "estimate"},
                         media_type="application/json")

@@ -225,6 +225,13 @@ class Provider(ABC):
         except aiohttp.ClientError as exc:
             return f"{type(exc).__name__}: {exc}"
 
+    def passthrough_headers(self) -> dict[str, str] | None:
+        """The headers that carry this provider's credentials (and its fixed headers, such
+        as anthropic-version) on a call to one of its own endpoints through
+        /v1/passthrough; None when its requests cannot be passed through (signed per call)."""
+        headers: Mapping[str, str] = getattr(self, "_headers", self.spec.headers)
+        return {k: v for k, v in headers.items() if k.lower() != "content-type"}
+
     def pool_key(self) -> PoolKey:
         """Providers with the same key share one aiohttp session across reloads."""
         return (self.spec.name, self.spec.base_url, self.spec.max_connections)

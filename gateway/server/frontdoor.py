@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Callable
 
 import orjson
 from starlette.requests import Request
@@ -19,14 +19,13 @@ from starlette.responses import Response, StreamingResponse
 
 from ..errors import GatewayError, UpstreamError
 from ..graph.context import RequestContext
-from ..graph.graph import KeySpec, Route, RoutingGraph
-from ..hookspecs import KEY_SCOPE, FrontDoor
-from ..providers.base import NativeBody
+from ..graph.graph import KeySpec, RoutingGraph
+from ..hookspecs import KEY_SCOPE, FrontDoor, Routed
 from .errors import upstream_failure
 from .loops import check_hops
 from .openai_api import (
     _account, _deadline, _metadata, _model, _request_id, _routes_for, _stream_flag,
-    _unknown_model, guard_stream, read_json,
+    _unknown_model, guard_stream, parse_json, read_bytes,
 )
 from .reload import GraphHolder
 from .request_end import Ending, finish, trace_id
@@ -36,55 +35,62 @@ from .request_shape import check_body
 
 @dataclass(slots=True)
 class Prepared:
-    """A front door's request, read and checked, before the graph runs it."""
+    """A front door's request, read, checked and routed, before the graph runs it."""
 
     graph: RoutingGraph
     key: KeySpec | None
-    body: dict[str, Any]  # internal (OpenAI-shaped)
-    native: NativeBody | None
-    route_name: str
-    route: Route
+    routed: Routed
+
+
+# A door's own routing (passthrough): the request, the graph, the key and the raw body in,
+# where it goes out (GatewayError when it goes nowhere).
+RouteFunction = Callable[[Request, RoutingGraph, "KeySpec | None", bytes], Routed]
 
 
 class Dispatcher:
     def __init__(self, holder: GraphHolder):
         self.holder = holder
 
-    async def prepare(self, request: Request, door: FrontDoor) -> Prepared:
-        """Read the body, translate it, find its route and check the key may use it (403);
-        GatewayError for anything wrong."""
+    async def prepare(self, request: Request, door: FrontDoor,
+                      route: RouteFunction | None = None) -> Prepared:
+        """Identify the caller (unless the server did), read the body, and route it: by its
+        model through the door's translation, or by ``route``; GatewayError for anything
+        wrong."""
         graph = self.holder.current
         key = request.scope[KEY_SCOPE] if KEY_SCOPE in request.scope else (
             graph.identify(request.headers) if graph.identify is not None else None)
         check_hops(request.headers)
-        body, native = door.inbound(await read_json(request, graph.settings.max_body),
-                                    request.headers)
+        raw = await read_bytes(request, graph.settings.max_body)
+        if route is not None:
+            return Prepared(graph, key, route(request, graph, key, raw))
+        body, native = door.inbound(parse_json(raw), request.headers)
         model = _model(body)
-        route = graph.routes.get(model)
-        if route is None:
+        found = graph.routes.get(model)
+        if found is None:
             raise _unknown_model(model, _routes_for(graph, key))
-        return Prepared(graph, key, body, native, model, route)
+        return Prepared(graph, key, Routed(body, model, found.node, native, found.retry_budget))
 
-    async def __call__(self, request: Request, door: FrontDoor) -> Response:
+    async def __call__(self, request: Request, door: FrontDoor,
+                       route: RouteFunction | None = None) -> Response:
         started = time.monotonic()
         graph = self.holder.current
         request_id = _request_id(request)
         headers = {"x-request-id": request_id, "x-gateway-config-version": str(graph.version)}
         ctx: RequestContext | None = None
         try:
-            prepared = await self.prepare(request, door)
-            graph = prepared.graph
-            headers["x-gateway-route"] = prepared.route_name
-            check_body(prepared.body, door.endpoint)
+            prepared = await self.prepare(request, door, route)
+            graph, routed = prepared.graph, prepared.routed
+            headers["x-gateway-route"] = routed.route
+            check_body(routed.body, door.endpoint)
             ctx = RequestContext(
-                endpoint=door.endpoint, body=prepared.body, route=prepared.route_name,
-                request_id=request_id, stream=_stream_flag(prepared.body, door.endpoint),
+                endpoint=door.endpoint, body=routed.body, route=routed.route,
+                request_id=request_id, stream=_stream_flag(routed.body, door.endpoint),
                 headers=request.headers, metadata=_metadata(request),
-                deadline=_deadline(request, graph.request_timeout), node=prepared.route.node,
-                retry_budget=prepared.route.retry_budget, key=prepared.key,
-                native=prepared.native, trace_id=trace_id(request.headers))
-            if prepared.route.retry_budget is not None:
-                prepared.route.retry_budget.state.request(ctx.started)
+                deadline=_deadline(request, graph.request_timeout), node=routed.node,
+                retry_budget=routed.retry_budget, key=prepared.key, native=routed.native,
+                trace_id=trace_id(request.headers))
+            if routed.retry_budget is not None:
+                routed.retry_budget.state.request(ctx.started)
             upstream = await graph.handler(ctx)
         except GatewayError as err:
             overhead = _account(headers, started, ctx, err.status)
@@ -115,15 +121,16 @@ class Dispatcher:
                         cache=headers.get("x-gateway-cache"), overhead_ms=overhead)
         if upstream.stream is not None:
             headers["Cache-Control"] = "no-cache"
+            sse = upstream.media_type.startswith("text/event-stream")
             return StreamingResponse(
-                guard_stream(door.stream(ctx, upstream), ctx, ending, graph,
+                guard_stream(door.stream(ctx, upstream), ctx, ending, graph, sse=sse,
                              error_event=door.stream_error),
-                status_code=upstream.status, headers=headers, media_type="text/event-stream")
+                status_code=upstream.status, headers=headers, media_type=upstream.media_type)
         answer = door.answer(ctx, upstream)
         ending.first_byte, ending.response_body = time.monotonic(), answer
         finish(graph, ctx, ending)
         return Response(answer, status_code=upstream.status, headers=headers,
-                        media_type="application/json")
+                        media_type=upstream.media_type)
 
 
 def _message_of(content: bytes, fallback: str) -> str:

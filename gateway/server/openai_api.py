@@ -273,6 +273,11 @@ async def _close(iterator) -> None:
 
 
 async def read_json(request: Request, limit: int) -> dict:
+    return parse_json(await read_bytes(request, limit))
+
+
+async def read_bytes(request: Request, limit: int) -> bytes:
+    """The whole body, at most ``limit`` bytes (413 past it)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
@@ -282,7 +287,11 @@ async def read_json(request: Request, limit: int) -> dict:
         if size > limit:
             raise _too_large(limit)
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+def parse_json(raw: bytes) -> dict:
+    """A JSON object (400 for anything else)."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

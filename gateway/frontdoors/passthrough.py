@@ -9,7 +9,7 @@ and its node is a PassthroughNode, built per request, which makes the one call.
 from __future__ import annotations
 
 import time
-from typing import Any, AsyncIterator, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -18,12 +18,11 @@ from ..errors import GatewayError, UpstreamError
 from ..graph.context import Attempt, RequestContext
 from ..graph.graph import KeySpec, RoutingGraph
 from ..hookspecs import DISPATCH_SCOPE, Routed
-from ..providers.base import NativeBody, Provider, Timeouts, UpstreamResponse
+from ..providers.base import Provider, Timeouts, UpstreamResponse
 from ..providers.passthrough import PassthroughRefused, forwarded_headers, send, upstream_url
 from ..providers.scrub import Scrubber
-from ..providers.http import error_type, openai_error_body
-from ..providers.sse import data_event
 from ..types import Node
+from .openai_shaped import OpenAIShapedDoor
 from .routes import FrontDoorRoute
 
 ROUTE_PREFIX = "passthrough/"  # + provider name: the route a key must be allowed to use
@@ -73,30 +72,11 @@ class PassthroughNode:
         return response
 
 
-class PassthroughDoor:
-    """Answers as the provider gave them; the gateway's own errors in OpenAI's shape."""
+class PassthroughDoor(OpenAIShapedDoor):
+    """Answers as the provider gave them; the gateway's own errors in OpenAI's shape.
+    Requests are routed by ``route`` below, not by a model."""
 
-    name = "passthrough"
-    endpoint = "passthrough"
-
-    def inbound(self, body: dict[str, Any], headers: Mapping[str, str]
-                ) -> tuple[dict[str, Any], NativeBody | None]:
-        return body, None  # not used: requests are routed by route() below
-
-    def answer(self, ctx: RequestContext, response: UpstreamResponse) -> bytes:
-        return response.body or b""
-
-    async def stream(self, ctx: RequestContext, response: UpstreamResponse
-                     ) -> AsyncIterator[bytes]:
-        assert response.stream is not None
-        async for chunk in response.stream:
-            yield chunk
-
-    def error(self, status: int, message: str) -> bytes:
-        return openai_error_body(message, error_type(status))
-
-    def stream_error(self, status: int, message: str) -> bytes:
-        return data_event(self.error(status, message))
+    name = endpoint = "passthrough"
 
 
 DOOR = PassthroughDoor()

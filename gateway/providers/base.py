@@ -36,6 +36,8 @@ ENDPOINT_PATHS = {
     "images": "/images/generations",
     "speech": "/audio/speech",
     "transcriptions": "/audio/transcriptions",
+    "moderations": "/moderations",
+    "rerank": "/rerank",  # Cohere-shaped, as vLLM, llama.cpp and Together serve it
 }
 # The capability a provider must declare to serve an endpoint.
 ENDPOINT_CAPABILITY = {
@@ -45,6 +47,8 @@ ENDPOINT_CAPABILITY = {
     "images": "images",
     "speech": "audio",
     "transcriptions": "audio",
+    "moderations": "moderations",
+    "rerank": "rerank",
 }
 
 
@@ -169,6 +173,11 @@ class Provider(ABC):
     def default_base_url(cls, type_name: str) -> str | None:
         """The endpoint used when the config gives no base_url; None makes base_url required."""
         return cls.base_url
+
+    @classmethod
+    def capabilities_of(cls, type_name: str) -> frozenset[str]:
+        """What a provider of this type serves (``capabilities``, unless types differ)."""
+        return frozenset(cls.capabilities)
 
     @classmethod
     def needs_key(cls, type_name: str) -> bool:

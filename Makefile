@@ -24,11 +24,11 @@ $(VENV)/.installed: pyproject.toml $(PLUGINS) | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[redis]' $(foreach p,$(PLUGINS),-e $(dir $(p)))
 	touch $@
 
-# On top, for the tests (and the benchmarks): the test extra, the opt-in uvicorn engine (its
+# On top, for the tests (and the benchmarks): the test extra, the opt-in granian engine (its
 # tests run too) and the tiny plugins.
 $(VENV)/.installed-test: $(VENV)/.installed $(TEST_PLUGINS)
 	@echo "installing the test dependencies (first run only)"
-	$(BIN)/pip install --quiet -e '.[test,uvicorn]' -e tests/plugins/tiny
+	$(BIN)/pip install --quiet -e '.[test,granian]' -e tests/plugins/tiny
 	touch $@
 
 # What the tests need besides Python packages: redis-server (Debian's package; the Redis tests
@@ -48,10 +48,10 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --cov=gateway --cov-report=
 
 # The linters (the lint extra: ruff and mypy), on top of the gateway, with the optional
-# extras (redis, semantic, uvicorn) so that mypy sees the types of the modules using them.
+# extras (redis, semantic, granian) so that mypy sees the types of the modules using them.
 $(VENV)/.installed-lint: $(VENV)/.installed
 	@echo "installing the linters (first run only)"
-	$(BIN)/pip install --quiet -e '.[lint,redis,semantic,uvicorn]'
+	$(BIN)/pip install --quiet -e '.[lint,redis,semantic,granian]'
 	touch $@
 
 # The shipped configs validate; ruff finds nothing; mypy passes (strict where pyproject.toml says).

@@ -1,4 +1,5 @@
-"""Bare Starlette + hypercorn (uvloop) + aiohttp pass-through: the floor for the gateway's own stack.
+"""Bare Starlette + uvicorn with httptools (uvloop) + aiohttp pass-through: the floor for the
+gateway's own stack on its default engine.
 
 The same framework, server and client as `gateway serve` and nothing else (no routing, no
 features), so the gap between this row and the gateway's is what the gateway's own logic costs.
@@ -9,14 +10,10 @@ Usage: ``python bench/bare_starlette.py --port P --upstream http://127.0.0.1:U/v
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import signal
 
 import aiohttp
-import uvloop
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
+import uvicorn
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -52,13 +49,12 @@ def make_app(upstream: str) -> Starlette:
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-async def _main(args: argparse.Namespace) -> None:
-    config = Config()
-    config.bind = [f"{args.host}:{args.port}"]
-    config.accesslog, config.loglevel, config.keep_alive_timeout = None, "WARNING", 75
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await serve(make_app(args.upstream.rstrip("/")), config, shutdown_trigger=stop.wait)
+def _main(args: argparse.Namespace) -> None:
+    """uvicorn as the gateway runs it (gateway/server/engines/uvicorn_engine.py), less the
+    header timer; uvicorn's own SIGTERM handling stops it."""
+    uvicorn.run(make_app(args.upstream.rstrip("/")), host=args.host, port=args.port, loop="uvloop",
+                http="httptools", log_level="warning", access_log=False, server_header=False,
+                proxy_headers=False, timeout_keep_alive=75)
 
 
 if __name__ == "__main__":
@@ -66,4 +62,4 @@ if __name__ == "__main__":
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="base URL ending in /v1")
-    uvloop.run(_main(parser.parse_args()))
+    _main(parser.parse_args())

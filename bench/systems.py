@@ -252,10 +252,10 @@ SYSTEMS = {
         System("direct", "the fake upstream itself, no proxy", None, ready_path="/v1/models", kind="reference"),
         System("bare-aiohttp", "bare aiohttp server + client pass-through", _bare_aiohttp_argv, kind="reference"),
         System(
-            "bare-starlette", "bare Starlette + hypercorn (uvloop) + aiohttp pass-through, the floor for our stack",
+            "bare-starlette", "bare Starlette + uvicorn/httptools (uvloop) + aiohttp pass-through, the floor for our stack",
             _bare_starlette_argv, kind="reference",
         ),
-        System("gateway", "Bodhi Gateway, `gateway serve`, a plain route (1 worker)", _gateway_argv),
+        System("gateway", "Bodhi Gateway, `gateway serve` on the default engine (uvicorn), a plain route (1 worker)", _gateway_argv),
         System(
             "gateway-prod",
             "Bodhi Gateway, production-shaped config: conditional over fallback, key with limits and budget, "
@@ -273,14 +273,12 @@ SYSTEMS = {
             lambda setup: _gateway_argv(setup, "--workers", "2"),
         ),
         System(
-            "gateway-uvicorn", "Bodhi Gateway on the opt-in uvicorn engine (httptools), the plain route",
-            lambda setup: _gateway_argv(setup, "--engine", "uvicorn"),
+            "gateway-hypercorn", "Bodhi Gateway on the hypercorn engine (h11, the default before uvicorn), the plain route",
+            lambda setup: _gateway_argv(setup, "--engine", "hypercorn"),
         ),
         System(
-            "gateway-prod-uvicorn", "the production-shaped config on the uvicorn engine",
-            lambda setup: _serve(_write_prod(setup), setup, "--engine", "uvicorn"),
-            headers=lambda setup: {"Authorization": f"Bearer {PROD_KEY}", "x-gateway-metadata": PROD_METADATA},
-            expect={"x-gateway-target": "primary/fake-model"},
+            "gateway-granian", "Bodhi Gateway on the opt-in granian engine (Rust, embedded), the plain route",
+            lambda setup: _gateway_argv(setup, "--engine", "granian"),
         ),
         System(
             "litellm", "LiteLLM proxy (1 worker, uvicorn)", _litellm_argv, ready_path="/health/liveliness", kind="peer",

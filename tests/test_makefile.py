@@ -34,21 +34,22 @@ def fresh_clone(tmp_path: Path) -> Path:
 
 def test_make_run_says_what_it_installs_and_leaves_out_test_packages(tmp_path):
     """The first `make run` announces the venv and the install, and installs the gateway (with
-    the redis extra, which shipped examples use) and its plugins only: no test extra, no uvicorn."""
+    the redis extra, which shipped examples use) and its plugins only: no test extra, and no
+    opt-in engine (the default one, uvicorn, is a core dependency)."""
     lines = plan(fresh_clone(tmp_path), "run")
     text = "\n".join(lines)
     assert 'echo "creating .venv (first run only)"' in text
     assert 'echo "installing bodhi-gateway (first run only, ~1 min)"' in text
     installs = [line for line in lines if " install " in line and "-e '.[redis]'" in line]
-    assert installs and all("test" not in line and "uvicorn" not in line for line in installs)
+    assert installs and all("test" not in line and "granian" not in line for line in installs)
     assert lines[-1].endswith("gateway serve --config gateway.yaml")
 
 
 def test_make_test_installs_the_test_extra(tmp_path):
     """`make test` on a fresh clone installs what the suite needs, then runs it."""
     text = "\n".join(plan(fresh_clone(tmp_path), "test"))
-    assert "-e '.[test,uvicorn]' -e tests/plugins/tiny" in text
-    assert text.index("installing bodhi-gateway") < text.index("[test,uvicorn]") < text.index(
+    assert "-e '.[test,granian]' -e tests/plugins/tiny" in text
+    assert text.index("installing bodhi-gateway") < text.index("[test,granian]") < text.index(
         "pytest -q")
 
 
@@ -74,7 +75,7 @@ def test_make_lint_validates_then_runs_ruff_and_mypy(tmp_path):
     validates the shipped configs, then runs ruff and mypy (settings in pyproject.toml)."""
     lines = plan(fresh_clone(tmp_path), "lint")
     text = "\n".join(lines)
-    assert "-e '.[lint,redis,semantic,uvicorn]'" in text
+    assert "-e '.[lint,redis,semantic,granian]'" in text
     assert text.index("[lint,") < text.index("gateway validate") < text.index("ruff check") \
         < text.index("mypy")
     assert lines[-1].endswith("/mypy")

@@ -6,10 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import audit, diff, history, init, keys, rollback, route, secrets, serve, test, usage, validate
+from . import diff, history, init, keys, rollback, route, secrets, serve, test, usage, validate
 
-COMMANDS = (serve, validate, diff, history, rollback, route, test, init, keys, secrets, usage,
-            audit)
+COMMANDS = (serve, validate, diff, history, rollback, route, test, init, keys, secrets, usage)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,8 +14,8 @@ def register(sub) -> None:
     p.add_argument("--port", "-p", type=int, help="listen port (default: server.port, 8080)")
     p.add_argument("--workers", "-w", type=int, help="worker processes (default 1)")
     p.add_argument("--no-watch", action="store_true", help="do not reload when the file changes")
-    p.add_argument("--engine", choices=("hypercorn", "uvicorn"),
-                   help="HTTP server (default: server.engine, hypercorn)")
+    p.add_argument("--engine", choices=("uvicorn", "hypercorn", "granian"),
+                   help="HTTP server (default: server.engine, uvicorn)")
     p.add_argument("--log-level", choices=LEVELS,
                    help="least severe log events written (default: server.log_level, info)")
     p.add_argument("--env", "-e", dest="environment", metavar="NAME",

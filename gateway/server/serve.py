@@ -1,4 +1,4 @@
-"""`gateway serve`: compile the config, refuse unsafe binds, run hypercorn, reload on SIGHUP."""
+"""`gateway serve`: compile the config, refuse unsafe binds, run the engine, reload on SIGHUP."""
 
 from __future__ import annotations
 

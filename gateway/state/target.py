@@ -13,7 +13,6 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..events import CIRCUIT_OPEN, emit
 from ..logs import get_logger
 
 log = get_logger("gateway.breaker")
@@ -131,8 +130,6 @@ class TargetState:
         self.transitions[state] += 1
         event = log.warning if state == OPEN else log.info
         event(f"circuit_{state}", target=self.label, reason=why)
-        if state == OPEN:
-            emit(CIRCUIT_OPEN, self.label, reason=why)
 
     # -- load ------------------------------------------------------------------------------
 

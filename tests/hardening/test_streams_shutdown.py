@@ -18,6 +18,8 @@ import time
 import httpx
 import pytest
 
+from gateway.server.engines import ENGINES
+
 from ..fake_upstream import Behaviour
 from .raw_upstream import SSE_CHUNKED, SSE_CLOSE_DELIMITED, RawUpstream, event, http_chunk
 
@@ -113,7 +115,7 @@ def test_interrupted_streams_are_logged_as_failed_in_the_gateways_words(gateway_
     assert idle["status"] == 502 and "no data from upstream for 1s" in idle["error"]
 
 
-@pytest.mark.parametrize("engine", ["hypercorn", "uvicorn"])
+@pytest.mark.parametrize("engine", ENGINES)
 def test_a_port_in_use_is_one_line_and_exit_1(tmp_path, engine):
     config = tmp_path / "gateway.yaml"
     config.write_text("version: 1\nproviders: {demo: {type: mock}}\n"
@@ -132,7 +134,7 @@ def test_a_port_in_use_is_one_line_and_exit_1(tmp_path, engine):
         "there; choose another --port)"]
 
 
-@pytest.mark.parametrize("engine", ["hypercorn", "uvicorn"])
+@pytest.mark.parametrize("engine", ENGINES)
 def test_a_client_that_leaves_a_non_streaming_request_cancels_the_upstream_call(
         gateway_app, engine):
     slow = [10.0, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"]
@@ -187,7 +189,7 @@ class StreamInThread(threading.Thread):
         return [e.removeprefix(b"data: ").decode() for e in self.body.split(b"\n\n") if e]
 
 
-@pytest.mark.parametrize("engine", ["hypercorn", "uvicorn"])
+@pytest.mark.parametrize("engine", ENGINES)
 def test_sigterm_drains_streams_and_ends_the_rest_with_an_error_event(
         gateway_factory, upstream, engine):
     upstream.script("short", Behaviour(chunk_delay=0.3))  # done within the drain time
@@ -242,7 +244,7 @@ def seconds_until_closed(sock: socket.socket, dribble: bytes, every: float, limi
     return float("inf")
 
 
-@pytest.mark.parametrize("engine", ["hypercorn", "uvicorn"])
+@pytest.mark.parametrize("engine", ENGINES)
 def test_slow_header_connections_are_closed_after_the_header_timeout(gateway_app, engine):
     gw = gateway_app(LIMITS_CONFIG)
     url = gw.listen(engine)
@@ -250,16 +252,29 @@ def test_slow_header_connections_are_closed_after_the_header_timeout(gateway_app
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         held = seconds_until_closed(sock, b"x-slow: 1\r\n", every=0.2, limit=8)
     assert 0.8 <= held < 4, f"held for {held:.1f}s with server.header_timeout 1s"
-    with socket.create_connection(("127.0.0.1", gw.port)) as silent:  # sends nothing at all
-        held = seconds_until_closed(silent, b"", every=0.2, limit=8)
-    assert held < 4
     assert httpx.get(url + "/healthz").status_code == 200  # honest clients still served
 
 
-@pytest.mark.parametrize("engine", ["hypercorn", "uvicorn"])
-def test_connections_beyond_the_cap_get_503(gateway_app, engine):
+@pytest.mark.parametrize("engine", ["uvicorn", "hypercorn"])  # granian: from the first byte
+def test_connections_that_send_nothing_are_closed_after_the_header_timeout(gateway_app, engine):
+    gw = gateway_app(LIMITS_CONFIG)
+    gw.listen(engine)
+    with socket.create_connection(("127.0.0.1", gw.port)) as silent:  # sends nothing at all
+        held = seconds_until_closed(silent, b"", every=0.2, limit=8)
+    assert held < 4
+
+
+def wait_until_served(url: str) -> None:
+    deadline = time.monotonic() + 5
+    while (status := httpx.get(url + "/healthz", timeout=5).status_code) != 200:
+        assert time.monotonic() < deadline, f"still {status} after the connections closed"
+        time.sleep(0.05)
+
+
+def test_connections_beyond_the_cap_get_503_on_uvicorn(gateway_app):
+    """uvicorn counts open connections, idle ones included (its limit_concurrency)."""
     gw = gateway_app(LIMITS_CONFIG.replace("1s", "5s"))
-    url = gw.listen(engine)
+    url = gw.listen("uvicorn")
     held = [socket.create_connection(("127.0.0.1", gw.port)) for _ in range(3)]
     try:
         time.sleep(0.2)  # the server has accepted them
@@ -268,7 +283,54 @@ def test_connections_beyond_the_cap_get_503(gateway_app, engine):
     finally:
         for sock in held:
             sock.close()
+    wait_until_served(url)
+
+
+CAP_CONFIG = """
+version: 1
+server: {{header_timeout: 5s, max_connections: 3}}
+defaults: {{retry: {{attempts: 1}}}}
+providers: {{up: {{type: openai-compatible, base_url: "{base_url}"}}}}
+routes: {{slow: {{target: {{provider: up, model: slow}}}}}}
+"""
+
+
+def test_requests_beyond_the_cap_get_503_on_hypercorn(gateway_app, upstream):
+    """hypercorn has no limit of its own: the gateway's counts connections with a request in
+    progress (idle ones are closed by the header timeout) and answers the next with a 503 in
+    OpenAI's shape."""
+    upstream.script("slow", *[Behaviour(delay=1.5)] * 3)
+    gw = gateway_app(CAP_CONFIG.format(base_url=upstream.base_url))
+    url = gw.listen("hypercorn")
+    body = {"model": "slow", "messages": [{"role": "user", "content": "hi"}]}
+    slow = [threading.Thread(target=httpx.post, args=(url + "/v1/chat/completions",),
+                             kwargs={"json": body, "timeout": 10}) for _ in range(3)]
+    for thread in slow:
+        thread.start()
     deadline = time.monotonic() + 5
-    while (status := httpx.get(url + "/healthz", timeout=5).status_code) != 200:
-        assert time.monotonic() < deadline, f"still {status} after the connections closed"
-        time.sleep(0.05)
+    while sum(r.path.endswith("/chat/completions") for r in upstream.requests) < 3:
+        assert time.monotonic() < deadline, "the slow requests did not reach the upstream"
+        time.sleep(0.02)
+    over = httpx.get(url + "/healthz", timeout=5)
+    assert over.status_code == 503
+    assert over.json()["error"]["code"] == "too_many_connections"
+    assert over.headers["retry-after"] == "1"
+    for thread in slow:
+        thread.join(10)
+    assert httpx.get(url + "/healthz", timeout=5).status_code == 200
+
+
+def test_connections_beyond_the_cap_wait_on_granian(gateway_app):
+    """granian's backpressure holds a connection beyond the cap in the listen backlog until
+    one of the open ones closes: no 503, and no more than the cap served at once."""
+    gw = gateway_app(LIMITS_CONFIG.replace("1s", "5s"))
+    url = gw.listen("granian")
+    held = [socket.create_connection(("127.0.0.1", gw.port)) for _ in range(3)]
+    try:
+        time.sleep(0.2)  # the server has accepted them
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.get(url + "/healthz", timeout=httpx.Timeout(5, read=0.5))
+    finally:
+        for sock in held:
+            sock.close()
+    wait_until_served(url)

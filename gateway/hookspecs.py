@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Iterable, Mapping, Protocol, Sequence
+from typing import (
+    TYPE_CHECKING, Any, AsyncIterator, Awaitable, Iterable, Mapping, Protocol, Sequence,
+)
 
 import pluggy
 
 from .errors import GatewayError, UpstreamError
 from .graph.context import RequestContext
-from .providers.base import UpstreamResponse
+from .providers.base import NativeBody, UpstreamResponse
+from .request_record import AttemptRecord, RequestRecord
 
 if TYPE_CHECKING:
     from .graph.graph import KeySpec, Route
@@ -33,9 +36,14 @@ if TYPE_CHECKING:
 
 hookspec = pluggy.HookspecMarker("gateway")
 
+# What the server puts in the scope of an API route under /v1/ (hookspecs.api_routes).
+KEY_SCOPE = "gateway.key"  # the caller's KeySpec (None: no key needed)
+DISPATCH_SCOPE = "gateway.dispatch"  # the Dispatcher: await it with (request, front door)
+
 __all__ = [
-    "AttemptCheck", "Authenticator", "GatewayError", "MetricsCollector", "PluginContext",
-    "Readiness", "ReadinessCheck", "RequestContext", "RequestMiddleware", "ResponseHeaders",
+    "AttemptCheck", "AttemptRecord", "Authenticator", "FrontDoor", "GatewayError",
+    "MetricsCollector", "NativeBody", "PluginContext", "Routed", "Readiness", "ReadinessCheck",
+    "RequestContext", "RequestFinished", "RequestMiddleware", "RequestRecord", "ResponseHeaders",
     "ResponseMiddleware", "UpstreamError", "UpstreamResponse", "hookspec",
 ]
 
@@ -115,6 +123,48 @@ class Authenticator(Protocol):
         """Whether callers need a key (a gateway listening beyond loopback must require one)."""
 
 
+@dataclass(slots=True)
+class Routed:
+    """Where a front door's request goes: its internal body, its route name (what keys and
+    limits see), the node that answers it, and the client's own body for providers that speak
+    its API. The dispatcher builds it from the body and the route table, or a door's own
+    ``route`` function does (passthrough)."""
+
+    body: dict[str, Any]
+    route: str
+    node: Any  # types.Node: a route's compiled node, or one made for this request
+    native: NativeBody | None = None
+    retry_budget: Any = None  # graph.policies.RetryBudget of the route, if it has one
+
+
+class FrontDoor(Protocol):
+    """An API in another shape than OpenAI's (Anthropic's Messages, OpenAI's Responses, ...),
+    served through the same graph: its requests become internal (OpenAI-shaped) bodies for
+    ``endpoint`` and its answers are turned back. Served by a plugin route that hands the
+    request to the server's dispatcher (``request.scope["gateway.dispatch"]``, see
+    docs/plugins.md)."""
+
+    name: str  # the endpoint in logs ("messages")
+    endpoint: str  # the graph endpoint its requests take ("chat")
+
+    def inbound(self, body: dict[str, Any], headers: Mapping[str, str]
+                ) -> tuple[dict[str, Any], NativeBody | None]:
+        """The internal body, and the client's own body for providers that speak its API
+        (None when none does); GatewayError (400) for a body the door cannot read."""
+
+    def answer(self, ctx: RequestContext, response: UpstreamResponse) -> bytes:
+        """A whole answer (``response.api`` says its shape) in the door's shape."""
+
+    def stream(self, ctx: RequestContext, response: UpstreamResponse) -> AsyncIterator[bytes]:
+        """A streamed answer's bytes in the door's shape."""
+
+    def error(self, status: int, message: str) -> bytes:
+        """An error body in the door's shape."""
+
+    def stream_error(self, status: int, message: str) -> bytes:
+        """The event that ends a stream which failed after its first byte."""
+
+
 @dataclass(frozen=True, slots=True)
 class Readiness:
     """One check's answer for GET /readyz: ``detail`` is shown under the check's name."""
@@ -137,6 +187,17 @@ class MetricsCollector(Protocol):
     """A prometheus_client custom collector: yields metric families when /metrics is read."""
 
     def collect(self) -> Iterable[Any]: ...
+
+
+class RequestFinished(Protocol):
+    """Called with every request's RequestRecord once the request is over (a stream: after
+    its last byte), on the event loop, after the answer was handed over: it must be cheap and
+    never wait (put the record on a queue and do the work elsewhere). What it raises is logged
+    (``plugin_failed``) and does not reach the client. A function, or an object with
+    ``__call__``; give it ``wants_bodies = True`` to get ``request_body`` and
+    ``response_body`` filled in (they are None otherwise)."""
+
+    def __call__(self, record: RequestRecord) -> None: ...
 
 
 @hookspec
@@ -201,3 +262,8 @@ def readiness_check(config: dict, context: PluginContext) -> ReadinessCheck | No
 @hookspec
 def metrics_collector(config: dict, context: PluginContext) -> MetricsCollector | None:
     """Metric families added to GET /metrics, collected when it is read."""
+
+
+@hookspec
+def request_finished(config: dict, context: PluginContext) -> RequestFinished | None:
+    """A function called with each request's RequestRecord when the request is over, or None."""

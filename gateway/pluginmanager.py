@@ -27,9 +27,10 @@ BUILTIN_PREFIX = "builtin:"
 # Built-in features, registered through the same hooks as third-party plugins (gateway/builtin/).
 # Auth and limits are always part of the chain; each returns None from its hooks when the
 # config does not use it. `providers` adds the built-in provider types; `cache` is the
-# response cache (in the chain only when some route has the cache on).
+# response cache (in the chain only when some route has the cache on); `frontdoors` serves
+# /v1/messages and the other non-OpenAI APIs.
 DEFAULT_PLUGINS = ("gateway.builtin.auth", "gateway.builtin.limits", "gateway.builtin.providers",
-                   "gateway.builtin.cache")
+                   "gateway.builtin.cache", "gateway.builtin.frontdoors")
 
 
 class PluginConflict(Exception):

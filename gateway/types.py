@@ -20,9 +20,10 @@ if TYPE_CHECKING:
 # The node kinds a config writes (the key that makes a mapping a node), in the order the
 # compiler looks for them. ``route`` is a reference to another route.
 CONFIG_NODE_KINDS = ("target", "route", "fallback", "loadbalance", "conditional", "canary")
-# Every kind of node a compiled graph holds: those, and ``deadline``, which the compiler wraps
-# around a strategy node that has its own ``timeout``.
-NODE_KINDS = CONFIG_NODE_KINDS + ("deadline",)
+# Every kind of node a compiled graph holds: those, ``deadline``, which the compiler wraps
+# around a strategy node that has its own ``timeout``, and ``stream_recovery``, which it wraps
+# around the node of a route with `stream_recovery` (graph/stream_recovery.py).
+NODE_KINDS = CONFIG_NODE_KINDS + ("deadline", "stream_recovery")
 
 
 class Node(Protocol):

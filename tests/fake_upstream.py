@@ -71,6 +71,8 @@ class FakeOpenAI(BackgroundApp):
         app.router.add_post("/v1/images/generations", self._images)
         app.router.add_post("/v1/audio/speech", self._speech)
         app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
+        app.router.add_post("/v1/moderations", self._moderations)
+        app.router.add_post("/v1/rerank", self._rerank)
 
     # -- handlers --------------------------------------------------------------------------
 
@@ -182,6 +184,29 @@ class FakeOpenAI(BackgroundApp):
         if b.status != 200:
             return _error(b)
         return web.json_response({"text": f"heard {len(data)} bytes from {upload.filename}"})
+
+    async def _moderations(self, request: web.Request) -> web.Response:
+        body, b = await self._record(request)
+        if b.status != 200:
+            return _error(b)
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        results = [{"flagged": "kill" in str(text), "categories": {"violence": "kill" in str(text)},
+                    "category_scores": {"violence": 0.9 if "kill" in str(text) else 0.01}}
+                   for text in inputs]
+        return web.json_response({"id": "modr-fake", "model": body["model"], "results": results})
+
+    async def _rerank(self, request: web.Request) -> web.Response:
+        """vLLM's Cohere-shaped rerank: documents scored by the words they share with the query."""
+        body, b = await self._record(request)
+        if b.status != 200:
+            return _error(b)
+        words = set(body["query"].lower().split())
+        scored = [{"index": i, "relevance_score": len(words & set(str(d).lower().split())) / 10}
+                  for i, d in enumerate(body["documents"])]
+        scored.sort(key=lambda r: -r["relevance_score"])
+        return web.json_response({"id": "rerank-fake", "model": body["model"],
+                                  "usage": {"total_tokens": 9},
+                                  "results": scored[: body.get("top_n") or len(scored)]})
 
     async def _models(self, request: web.Request) -> web.Response:
         self.model_checks += 1

@@ -11,9 +11,9 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "gateway"
 
 # A layer may import itself and anything to its right, never to its left.
-LAYERS = ["cli", "server", "builtin", "config", "pluginmanager", "middleware", "hookspecs", "graph",
+LAYERS = ["cli", "server", "builtin", "frontdoors", "config", "pluginmanager", "middleware", "hookspecs", "graph",
           "providers", "state", "keys", "vault", "store", "base", "types"]
-BASE = {"errors", "logs", "units", "pricing", "datadir", "__init__"}
+BASE = {"errors", "logs", "events", "units", "pricing", "datadir", "request_record", "__init__"}
 
 
 def layer_of(module: str) -> str:

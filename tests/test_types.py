@@ -7,7 +7,7 @@ import inspect
 import time
 
 from gateway.config.compiler import compile_bytes
-from gateway.graph import nodes
+from gateway.graph import nodes, stream_recovery
 from gateway.types import NODE_KINDS, SystemClock, walk
 
 CONFIG = """\
@@ -62,8 +62,9 @@ def test_walk_stop_at_visits_but_does_not_enter():
 
 def test_node_kinds_names_every_node_class():
     """NODE_KINDS is exactly the set of kinds the node classes declare, one class per kind."""
-    classes = [c for _, c in inspect.getmembers(nodes, inspect.isclass)
-               if c.__module__ == nodes.__name__ and dataclasses.is_dataclass(c)
+    classes = [c for module in (nodes, stream_recovery)
+               for _, c in inspect.getmembers(module, inspect.isclass)
+               if c.__module__ == module.__name__ and dataclasses.is_dataclass(c)
                and hasattr(c, "children")]
     kinds = [c.kind for c in classes]
     assert sorted(kinds) == sorted(NODE_KINDS)

@@ -31,4 +31,4 @@ def request_middleware(config: dict, context: PluginContext) -> KeyAuth:
 
 @hookimpl
 def admin_routes(config: dict, context: PluginContext) -> list[Any]:
-    return KeysEndpoints(key_store(context), context.routes).routes()
+    return KeysEndpoints(key_store(context), context.routes, context.data_dir).routes()

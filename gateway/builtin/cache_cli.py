@@ -15,6 +15,7 @@ from ..config.loader import load_bytes, read_file
 from ..config.versions import data_dir_for
 from ..errors import ConfigErrors
 from ..store import cache_db
+from ..store.audit_db import cli_actor, record
 from ..store.writer import Writer
 
 
@@ -97,5 +98,8 @@ def run_clear(args: argparse.Namespace) -> int:
     deleted = _run(args, lambda url: _redis().redis_clear(url, args.namespace),
                    lambda db: cache_db.clear(db, args.namespace), 0)
     where = f" from namespace '{args.namespace}'" if args.namespace else ""
+    data_dir = os.path.abspath(args.data_dir) if args.data_dir else data_dir_for(args.config,
+                                                                                 _config(args))
+    record(data_dir, cli_actor(), "cache.clear", args.namespace or "*", {"deleted": deleted})
     print(f"deleted {deleted} cached answer{'s' if deleted != 1 else ''}{where}")
     return 0

@@ -3,6 +3,7 @@ creation; listings never show a key or its hash."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Mapping
 
 import orjson
@@ -13,6 +14,7 @@ from starlette.routing import Route
 from ..config.key_request import FieldError, KeyRequestError, check_key_request
 from ..keys.store import KeyError_, KeyStore
 from ..logs import get_logger
+from ..store.audit_db import admin_actor, record
 from ._json import json_response
 
 log = get_logger("gateway.keys")
@@ -21,9 +23,10 @@ log = get_logger("gateway.keys")
 class KeysEndpoints:
     """The server mounts these under /admin, behind the admin token."""
 
-    def __init__(self, store: KeyStore, routes: Mapping[str, object]):
+    def __init__(self, store: KeyStore, routes: Mapping[str, object], data_dir: str):
         self.store = store
         self.config_routes = routes  # the routes a new key may be given
+        self.data_dir = data_dir  # where the audit trail is
 
     def routes(self) -> list[Route]:
         return [Route("/keys", self.list, methods=["GET"]),
@@ -53,6 +56,7 @@ class KeysEndpoints:
         if first:
             log.warning("keys_now_required", key=key.name,
                         hint="the first key was created: every request now needs a key")
+        await self._audit(request, "key.create", key.public())
         return json_response({"key": raw, **key.public()}, 201)
 
     async def revoke(self, request: Request) -> Response:
@@ -61,7 +65,13 @@ class KeysEndpoints:
         except KeyError_ as exc:
             return json_response({"error": {"message": str(exc), "type": "invalid_request_error",
                                     "code": "key_not_found", "param": "name"}}, 404)
+        await self._audit(request, "key.revoke", key.public())
         return json_response(key.public())
+
+    async def _audit(self, request: Request, action: str, key: dict) -> None:
+        actor = admin_actor(request.headers.get("authorization", ""),
+                            request.client.host if request.client else None)
+        await asyncio.to_thread(record, self.data_dir, actor, action, key["name"], key)
 
 
 def _invalid(exc: KeyRequestError) -> Response:

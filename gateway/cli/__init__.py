@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import diff, history, init, keys, rollback, route, secrets, serve, test, usage, validate
+from . import audit, diff, history, init, keys, rollback, route, secrets, serve, test, usage, validate
 
-COMMANDS = (serve, validate, diff, history, rollback, route, test, init, keys, secrets, usage)
+COMMANDS = (serve, validate, diff, history, rollback, route, test, init, keys, secrets, usage,
+            audit)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ import sys
 from ..config.key_request import FieldError, KeyRequestError, check_key_request
 from ..keys.options import PERIODS
 from ..keys.store import KeyError_, KeyStore, hash_key, keystore_path
+from ..store.audit_db import cli_actor, record
 from ._common import add_format_option, add_location_args, data_dir_of, quiet_load, require_config
 
 
@@ -49,6 +50,10 @@ def _store(args) -> KeyStore:
     return KeyStore(keystore_path(data_dir_of(args.config, args.data_dir)))
 
 
+def _audit(args, action: str, key: dict) -> None:
+    record(data_dir_of(args.config, args.data_dir), cli_actor(), action, key["name"], key)
+
+
 # The flag each field of a key request comes from, for error messages.
 _FLAGS = {"name": "NAME", "routes": "--routes", "rpm": "--rpm", "tpm": "--tpm",
           "budget": "--budget", "period": "--period", "expires": "--expires",
@@ -73,6 +78,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     except KeyError_ as exc:
         print(f"gateway keys create: {exc}", file=sys.stderr)
         return 1
+    _audit(args, "key.create", key.public())
     print(raw)
     print(f"key '{key.name}' created; this is the only time it is shown. Store it safely.",
           file=sys.stderr)
@@ -141,10 +147,11 @@ def _budget(budget) -> str:
 
 def cmd_revoke(args: argparse.Namespace) -> int:
     try:
-        _store(args).revoke(args.name)
+        key = _store(args).revoke(args.name)
     except KeyError_ as exc:
         print(f"gateway keys revoke: {exc}", file=sys.stderr)
         return 1
+    _audit(args, "key.revoke", key.public())
     print(f"key '{args.name}' revoked")
     return 0
 

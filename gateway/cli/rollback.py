@@ -19,6 +19,7 @@ from ..config.diff import diff
 from ..config.rollback import RollbackError, RollbackRefused, check, pick_version, rollback
 from ..config.versions import StoreError
 from ..errors import ConfigErrors
+from ..store.audit_db import cli_actor, record
 from ._common import add_config_options, add_format_option, fail, print_json, store_for
 from .diff import SideError, file_side, render, version_side
 
@@ -65,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
         refused = RollbackRefused(target.number, exc)
         print(f"gateway: {args.config}: would not roll back: {refused}", file=sys.stderr)
         return 1
+    record(store.data_dir, cli_actor(), "config.rollback", args.config,
+           {"restored_from": result.restored_from, "version": result.number,
+            "sha256": result.sha256, "changed": result.changed, "written": list(result.written)})
     body = {
         "result": "rolled back" if result.changed else "unchanged",
         "version": result.number,

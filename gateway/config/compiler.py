@@ -36,6 +36,7 @@ from ..graph.nodes import (
     TargetNode,
 )
 from ..graph.pipeline import build_pipeline
+from ..graph.stream_recovery import RecoveryPolicy, StreamRecoveryNode, targets_of
 from ..graph.policies import (
     DEFAULT_BREAKER_ON,
     DEFAULT_FALLBACK_ON,
@@ -58,6 +59,7 @@ from ..state.target import ProviderHealth, TargetState
 from ..types import CONFIG_NODE_KINDS, Node
 from ..units import seconds, size_bytes
 from . import schema
+from .alerts import compile_alerts
 from .plugins import compile_plugins
 from .redact import secret_values
 from .self_address import points_at_listener
@@ -75,7 +77,7 @@ T = TypeVar("T")
 # Settings the version-1 schema accepts that this build does not act on yet. Each gets a
 # warning, so nobody believes a limit or a breaker protects them when it does not.
 # ("*" matches any key at that level.)
-INACTIVE = (("observability", "alerts"),)
+INACTIVE: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass
@@ -187,7 +189,10 @@ class _Compiler:
             api_routes=tuple(plugins.api_routes),
             readiness_checks=tuple(plugins.readiness_checks),
             collectors=tuple(plugins.collectors),
+            request_finished=tuple(plugins.finished),
+            record_bodies=any(getattr(fn, "wants_bodies", False) for _, fn in plugins.finished),
             metrics_enabled=observability.get("metrics", True),
+            alerts=compile_alerts(observability),
             request_timeout=(seconds(self.defaults["request_timeout"])
                              if "request_timeout" in self.defaults else None),
             handler=build_pipeline(chain),
@@ -300,10 +305,21 @@ class _Compiler:
         if node is None:
             self.failed.add(name)
             return None
+        if (spec.get("stream_recovery") or {}).get("mode") == "continue":
+            node = self._stream_recovery(node, spec["stream_recovery"], path + ("stream_recovery",))
         route = Route(name, format_path(path), node, spec.get("description"),
                       self._retry_budget(name, spec.get("retry_budget")))
         self.routes[name] = route
         return route
+
+    def _stream_recovery(self, node: Node, spec: dict[str, Any], path: Path) -> Node:
+        """The route's node wrapped so that a broken chat stream is continued by one of the
+        targets it reaches (graph/stream_recovery.py)."""
+        stall = spec.get("stall_timeout")
+        policy = RecoveryPolicy(max_restarts=spec.get("max_restarts", 1),
+                                stall_timeout=None if stall is None else seconds(stall),
+                                continue_with=spec.get("continue_with", "auto"))
+        return StreamRecoveryNode(format_path(path), node, policy, targets_of(node))
 
     def _node(self, spec: dict[str, Any], path: Path, route: str) -> Node | None:
         kind = next(k for k in CONFIG_NODE_KINDS if k in spec)

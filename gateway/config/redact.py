@@ -1,6 +1,6 @@
 """Keep secrets out of what the gateway shows: config texts (admin API) and values (diffs).
 
-A secret field (``api_key``, ``admin_token``, the AWS keys, an alert ``webhook``, any value under
+A secret field (``api_key``, ``admin_token``, the AWS keys, an alert ``webhook`` and its ``secret``, any value under
 a provider's ``headers``) may be shown only as a reference: ``${VAR}``, ``secret:NAME``, or
 text around ``${VAR}`` such as ``Bearer ${TOKEN}``. A value written literally is replaced by
 ``***``, and so is the default of ``${VAR:-default}``. In any other value, the userinfo of a
@@ -20,7 +20,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from .schema import SECRET_FIELDS
 from .userinfo import mask_userinfo, userinfo_secrets
 
-SECRET_KEYS = SECRET_FIELDS | {"webhook"}
+SECRET_KEYS = SECRET_FIELDS | {"webhook", "secret"}
 SECRET_PARENTS = frozenset({"headers"})  # every value under these mappings
 MASK = "***"
 

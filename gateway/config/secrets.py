@@ -1,7 +1,9 @@
-"""``secret:NAME`` references in provider settings, resolved from the vault at compile time.
+"""``secret:NAME`` references in provider and alert settings, resolved from the vault at compile
+time.
 
 Any string value under ``providers.<name>`` (``api_key``, ``azure_ad_token``, the ``aws_*``
-keys, a header value, ...) that is exactly ``secret:NAME`` is replaced by the value stored in
+keys, a header value, ...) or ``observability`` (an alert webhook's ``secret``, the OTLP
+exporter's headers) that is exactly ``secret:NAME`` is replaced by the value stored in
 the vault of the config's ``data_dir``. The config text itself keeps the reference: only the
 compiled graph holds the value. A config without any reference never opens the vault, so
 ``gateway validate`` needs no vault (nor master key) for it.
@@ -21,12 +23,13 @@ from .suggest import did_you_mean
 
 PREFIX = "secret:"
 _REF = re.compile(re.escape(PREFIX) + "(" + NAME_PATTERN + ")")
+# Where references are resolved: provider settings, and alert webhooks (their HMAC secret).
+REFERENCE_SECTIONS = ("providers", "observability")
 
 
 def find_references(data: Any) -> list[tuple[Path, str | None]]:
-    """(path, name) of every ``secret:`` value under ``providers``; name is None when what
-    follows ``secret:`` is not a valid name."""
-    providers = data.get("providers") if isinstance(data, dict) else None
+    """(path, name) of every ``secret:`` value under ``providers`` and ``observability``;
+    name is None when what follows ``secret:`` is not a valid name."""
     found: list[tuple[Path, str | None]] = []
 
     def walk(value: Any, path: Path) -> None:
@@ -40,8 +43,11 @@ def find_references(data: Any) -> list[tuple[Path, str | None]]:
             match = _REF.fullmatch(value)
             found.append((path, match.group(1) if match else None))
 
-    if isinstance(providers, dict):
-        walk(providers, ("providers",))
+    if isinstance(data, dict):
+        for section in REFERENCE_SECTIONS:
+            value = data.get(section)
+            if isinstance(value, dict):
+                walk(value, (section,))
     return found
 
 
@@ -71,7 +77,8 @@ def resolve_secrets(data: Any, source: SourceMap, data_dir: str,
         errors.append(source.error(path, f"cannot resolve secret:{name}: {exc}"))
         return data, errors
     resolved = dict(data)
-    resolved["providers"] = copy.deepcopy(data["providers"])
+    for section in {path[0] for path, _ in wanted}:
+        resolved[section] = copy.deepcopy(data[section])
     for path, name in wanted:
         if name not in values:
             errors.append(_unknown(source, path, name, names, vault.path))

@@ -8,7 +8,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, TypeVar
 
-from ..providers.base import Upload
+from ..providers.base import NativeBody, Upload
 from ..types import Node
 
 if TYPE_CHECKING:
@@ -33,6 +33,16 @@ class Attempt:
     latency_ms: float
 
 
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What a request used, as usage accounting settled it (for the RequestRecord)."""
+
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+    estimated: bool = False  # the provider reported nothing: the tokens are estimated
+
+
 @dataclass(slots=True)
 class RequestContext:
     """Everything a request carries through the gateway.
@@ -50,13 +60,17 @@ class RequestContext:
     headers: Mapping[str, str] = field(default_factory=dict)
     node: Node | None = None  # the route's compiled node, set once the route is known
     files: tuple[Upload, ...] = ()  # files of a multipart request
+    native: NativeBody | None = None  # the client's request in a provider's API (front doors)
     metadata: dict[str, Any] = field(default_factory=dict)
     key_name: str | None = None
     key: KeySpec | None = None  # the caller's key, once authenticated
     target: str = ""  # provider/model that answered, once one has
     cached: bool = False  # answered from the response cache: it costs nothing
+    usage: Usage | None = None  # set by usage accounting when the answer is complete
+    trace_id: str = ""  # W3C trace id (32 hex digits), set by the server
     upstream_ms: float = 0.0  # time spent waiting on upstreams, every attempt included
     backoff_ms: float = 0.0  # time spent in deliberate retry backoff sleeps
+    stream_recoveries: int = 0  # continuations that rescued a broken stream (stream_recovery)
     deadline: float | None = None  # time.monotonic() value; None means no request deadline
     retry_budget: RetryBudget | None = None  # the route's, when it has one
     rng: random.Random = _rng

@@ -38,6 +38,7 @@ from .nodes import (
     RouteRefNode,
     TargetNode,
 )
+from .stream_recovery import StreamRecoveryNode
 
 MAX_ALTERNATIVES = 256  # beyond this, the least likely alternatives are summed up as "other"
 
@@ -45,7 +46,7 @@ MAX_ALTERNATIVES = 256  # beyond this, the least likely alternatives are summed 
 @dataclass(frozen=True)
 class Step:
     path: str
-    node: str  # target, route, fallback, loadbalance, conditional, canary, deadline, or a type
+    node: str  # a kind of types.NODE_KINDS, or a plugin node's type
     decision: str
 
     def as_dict(self) -> dict[str, Any]:
@@ -240,6 +241,14 @@ class _Walker:
         self.step(node, "deadline", f"the subtree must answer within {duration_text(node.seconds)}")
         return self.walk(node.node, via)
 
+    def _stream_recovery(self, node: StreamRecoveryNode, via: Via) -> list[_Alt]:
+        """A route whose broken chat streams are continued."""
+        policy = node.policy
+        self.step(node, "stream_recovery", "a chat stream that breaks after its first byte is "
+                  f"continued by the next target, up to {policy.max_restarts} time(s) "
+                  f"(continue_with: {policy.continue_with})")
+        return self.walk(node.node, via)
+
     def _fallback(self, node: FallbackNode, via: Via) -> list[_Alt]:
         on = " ".join(str(s) for s in node.on.describe())
         self.step(node, "fallback", f"tries {len(node.nodes)} children in order; moves on "
@@ -319,12 +328,13 @@ class _Walker:
     by_kind: dict[str, Callable[[_Walker, Any, Via], list[_Alt]]] = {
         "target": _target, "route": _route, "deadline": _deadline, "fallback": _fallback,
         "loadbalance": _loadbalance, "conditional": _conditional, "canary": _canary,
+        "stream_recovery": _stream_recovery,
     }
 
 
 def _unwrapped(node: Node) -> Node:
-    """The node inside deadline wrappers (a strategy node's own timeout)."""
-    while node.kind == "deadline":
+    """The node inside wrappers (a strategy node's own timeout, a route's stream recovery)."""
+    while node.kind in ("deadline", "stream_recovery"):
         (node,) = node.children()
     return node
 

@@ -7,6 +7,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Hashable, Mapping
 
 from ..errors import ConfigError
+from ..events import AlertWebhook
 from ..keys.store import StoredKey
 from ..providers.base import Provider
 from ..providers.scrub import Scrubber
@@ -14,7 +15,7 @@ from ..types import Handler, Middleware, Node
 from .policies import RetryBudget
 
 if TYPE_CHECKING:
-    from ..hookspecs import Authenticator, MetricsCollector, ReadinessCheck
+    from ..hookspecs import Authenticator, MetricsCollector, ReadinessCheck, RequestFinished
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +98,12 @@ class RoutingGraph:
     api_routes: tuple[Any, ...] = ()  # Starlette routes at the root (/v1/files, /dashboard)
     readiness_checks: tuple[ReadinessCheck, ...] = ()
     collectors: tuple[MetricsCollector, ...] = ()
+    # (plugin name, function) called with each request's RequestRecord when it is over, and
+    # whether any of them asked for the bodies (hookspecs.RequestFinished).
+    request_finished: tuple[tuple[str, RequestFinished], ...] = ()
+    record_bodies: bool = False
     metrics_enabled: bool = True
+    alerts: tuple[AlertWebhook, ...] = ()  # observability.alerts (server/alerts.py sends them)
     request_timeout: float | None = None  # longest a request may take (defaults.request_timeout)
     state_keys: frozenset[Hashable] = field(default_factory=frozenset)
     warnings: tuple[ConfigError, ...] = ()  # problems that do not reject the config

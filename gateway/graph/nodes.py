@@ -19,7 +19,9 @@ from typing import Any, AsyncIterator, Callable, ClassVar, Iterable, Mapping
 import orjson
 
 from ..errors import GatewayError, UpstreamError
-from ..providers.base import ENDPOINT_CAPABILITY, Timeouts, UpstreamRequest, UpstreamResponse
+from ..providers.base import (
+    ENDPOINT_CAPABILITY, NativeBody, Timeouts, UpstreamRequest, UpstreamResponse,
+)
 from ..providers.scrub import NO_SECRETS, Scrubber
 from ..state.canary import CanaryState
 from ..state.target import ProviderHealth, TargetState
@@ -71,11 +73,12 @@ class TargetNode:
         body = {**ctx.body, "model": self.model}
         if self.override_params:
             body = deep_merge(body, self.override_params)
+        native = _native_for(ctx.native, self.model, self.override_params)
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await self._attempt(ctx, body)
+                return await self._attempt(ctx, body, native)
             except UpstreamError as err:
                 delay = self._retry_delay(ctx, err, attempt)
                 if delay is None:
@@ -97,7 +100,8 @@ class TargetNode:
             return None
         return delay
 
-    async def _attempt(self, ctx: RequestContext, body: dict[str, Any]) -> UpstreamResponse:
+    async def _attempt(self, ctx: RequestContext, body: dict[str, Any],
+                       native: NativeBody | None = None) -> UpstreamResponse:
         label, state = self.label, self.state
         timeouts = self.timeouts
         remaining = ctx.remaining()
@@ -119,7 +123,7 @@ class TargetNode:
         started = state.started()
         try:
             response = await self.provider.send(
-                UpstreamRequest(ctx.endpoint, body, ctx.stream, timeouts, ctx.files))
+                UpstreamRequest(ctx.endpoint, body, ctx.stream, timeouts, ctx.files, native))
         except UpstreamError as err:
             ended = time.monotonic()
             state.done()
@@ -156,6 +160,16 @@ class TargetNode:
         ctx.attempts.append(Attempt(label, response.status, None, ms))
         response.target = ctx.target = label
         return response
+
+
+def _native_for(native: NativeBody | None, model: str,
+                override: Mapping[str, Any]) -> NativeBody | None:
+    """A front door's native body as this target sends it: its model, its override_params."""
+    if native is None:
+        return None
+    body = {**native.body, "model": model}
+    return NativeBody(native.api, deep_merge(body, override) if override else body,
+                      native.headers)
 
 
 async def _count_until_end(stream: AsyncIterator[bytes], state: TargetState,

@@ -124,7 +124,9 @@ class ResponseCache:
 
     async def on_request(self, ctx: RequestContext) -> UpstreamResponse | None:
         policy = self.policies.get(ctx.route)
-        if policy is None or ctx.endpoint not in CACHEABLE or ctx.files:
+        # A front door's native request (ctx.native) may be answered in its provider's own
+        # shape, which the stored OpenAI form cannot hold: not cached.
+        if policy is None or ctx.endpoint not in CACHEABLE or ctx.files or ctx.native:
             ctx.keep_state(SKIP)
             return None
         directives = _directives(ctx.headers.get("cache-control", ""))

@@ -22,11 +22,12 @@ from typing import Any
 import orjson
 
 from ..errors import GatewayError
-from ..graph.context import RequestContext
+from ..events import BUDGET_THRESHOLD, emit
+from ..graph.context import RequestContext, Usage
 from ..hookspecs import PluginContext
-from ..logs import get_logger
 from ..pricing import Price
 from ..providers.base import UpstreamResponse
+from ..providers.anthropic_response import usage as anthropic_usage
 from ..state.counters import Limit, Verdict
 from ..store.tasks import spawn
 from .limits_rules import (
@@ -44,7 +45,6 @@ from .state_backend import counters_for
 from .stream_usage import StreamUsage
 from .usage import UsageRecorder, usage_recorder
 
-log = get_logger("gateway.limits")
 NOTHING_RESERVED = Verdict(True)
 STREAMS_WITH_USAGE = frozenset({"chat", "completions"})  # endpoints whose streams report usage
 
@@ -201,7 +201,8 @@ class Limits:
                 usage = {"prompt_tokens": estimate_prompt_tokens(ctx.body),
                          "completion_tokens": stream.events}
                 estimated = True
-        spawn(self._settle(ctx, reservation, ctx.target, usage, estimated), "limits:settle")
+        measured = self._measure(ctx, reservation, ctx.target, usage, estimated)
+        spawn(self._apply(ctx, reservation, measured), "limits:settle")
         return tail
 
     async def on_error(self, ctx: RequestContext, error: BaseException) -> None:
@@ -215,16 +216,31 @@ class Limits:
 
     async def _settle(self, ctx: RequestContext, reservation: Reservation, target: str,
                       usage: dict | None, estimated: bool = False) -> None:
-        if reservation.settled:
-            return
+        if not reservation.settled:
+            await self._apply(ctx, reservation, self._measure(ctx, reservation, target, usage,
+                                                              estimated))
+
+    def _measure(self, ctx: RequestContext, reservation: Reservation, target: str,
+                 usage: dict | None, estimated: bool) -> tuple[str, dict, Usage]:
+        """What the request used and cost, kept in ``ctx.usage`` at once (a stream's record is
+        built as it ends, before the counters are adjusted)."""
         reservation.settled = True
-        now = time.time()
         usage = usage if isinstance(usage, dict) else {}
+        if "input_tokens" in usage and "prompt_tokens" not in usage:
+            usage = anthropic_usage(usage)  # a native answer of the /v1/messages front door
         if ctx.cached:  # answered by the response cache: free (the cache counts what it saved)
             usage, target, estimated = {}, "cache", False
-        tokens = float((usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0))
         price = self.prices.get(target)
-        usd = price.cost(usage) if price else 0.0
+        ctx.usage = Usage(int(usage.get("prompt_tokens") or 0),
+                          int(usage.get("completion_tokens") or 0),
+                          price.cost(usage) if price else 0.0, estimated)
+        return target, usage, ctx.usage
+
+    async def _apply(self, ctx: RequestContext, reservation: Reservation,
+                     measured: tuple[str, dict, Usage]) -> None:
+        target, usage, used = measured
+        now = time.time()
+        tokens, usd = float(used.tokens_in + used.tokens_out), used.cost_usd
         adjust = []
         for limit, amount in reservation.items:
             if limit.kind == "tokens":
@@ -238,7 +254,7 @@ class Limits:
             await self.counters.adjust(adjust, now)
         for budget, limit in reservation.budgets:
             await self._alerts(budget, limit, now)
-        self.recorder.record(now, ctx.key_name, ctx.route, target, usage, usd, estimated)
+        self.recorder.record(now, ctx.key_name, ctx.route, target, usage, usd, used.estimated)
 
     async def _alerts(self, budget: Budget, limit: Limit, now: float) -> None:
         if not budget.alert_at:
@@ -248,9 +264,8 @@ class Limits:
             if spent >= share * budget.usd:
                 marker = Limit(f"alert:{limit.key}:{share:g}", 1.0, 0.0, "alert")
                 if (await self.counters.reserve([(marker, 1.0)], now)).allowed:  # once only
-                    log.warning("alert", kind="budget_threshold", scope=budget.scope,
-                                period=budget.period, threshold=share, spent_usd=round(spent, 6),
-                                budget_usd=budget.usd)
+                    emit(BUDGET_THRESHOLD, budget.scope, period=budget.period, threshold=share,
+                         spent_usd=round(spent, 6), budget_usd=budget.usd)
 
 
 class RateHeaders:

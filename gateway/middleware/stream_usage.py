@@ -42,6 +42,9 @@ class StreamUsage:
     def _keep(self, event: bytes) -> bool:
         if _USAGE_OBJECT.search(event):
             payload = _payload(event)
+            if payload is not None and payload.get("type") in _ANTHROPIC_USAGE_EVENTS:
+                self._anthropic(payload)
+                return True
             usage = payload.get("usage") if payload is not None else None
             if payload is not None and isinstance(usage, dict):
                 self.usage = usage
@@ -50,6 +53,20 @@ class StreamUsage:
         if event.startswith(b"data:") and not event.startswith(b"data: [DONE]"):
             self.events += 1
         return True
+
+
+    def _anthropic(self, payload: dict) -> None:
+        """A native Anthropic stream (the /v1/messages front door): input tokens come in
+        message_start, the running totals in message_delta; merged in Anthropic's own terms
+        (the limits middleware reads both shapes)."""
+        message = payload.get("message")
+        usage = message.get("usage") if isinstance(message, dict) else payload.get("usage")
+        if isinstance(usage, dict):
+            self.usage = {**(self.usage or {}),
+                          **{k: v for k, v in usage.items() if v is not None}}
+
+
+_ANTHROPIC_USAGE_EVENTS = frozenset({"message_start", "message_delta"})
 
 
 def _payload(event: bytes) -> dict | None:

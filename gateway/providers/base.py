@@ -36,6 +36,8 @@ ENDPOINT_PATHS = {
     "images": "/images/generations",
     "speech": "/audio/speech",
     "transcriptions": "/audio/transcriptions",
+    "moderations": "/moderations",
+    "rerank": "/rerank",  # Cohere-shaped, as vLLM, llama.cpp and Together serve it
 }
 # The capability a provider must declare to serve an endpoint.
 ENDPOINT_CAPABILITY = {
@@ -45,6 +47,8 @@ ENDPOINT_CAPABILITY = {
     "images": "images",
     "speech": "audio",
     "transcriptions": "audio",
+    "moderations": "moderations",
+    "rerank": "rerank",
 }
 
 
@@ -104,6 +108,20 @@ class Timeouts:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class NativeBody:
+    """The client's own request, as a front door received it in a provider's wire format
+    (``api``: "anthropic.messages"). A provider that speaks that API sends it instead of
+    translating ``UpstreamRequest.body`` (the same request in OpenAI's shape), and answers in
+    that API too (``UpstreamResponse.api``): nothing is lost on the way."""
+
+    api: str
+    body: dict[str, Any]
+    # Headers of that API the client sent and the provider forwards (anthropic-beta);
+    # never credentials.
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
 @dataclass(slots=True)
 class UpstreamRequest:
     endpoint: str
@@ -111,6 +129,7 @@ class UpstreamRequest:
     stream: bool
     timeouts: Timeouts
     files: tuple[Upload, ...] = ()
+    native: NativeBody | None = None  # model and override_params applied, like ``body``
 
 
 @dataclass(slots=True)
@@ -123,6 +142,7 @@ class UpstreamResponse:
     media_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
     target: str = ""
+    api: str = "openai"  # the wire format of the answer: a NativeBody's api when sent natively
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +167,7 @@ class Provider(ABC):
     # presets) override the classmethods below instead.
     base_url: str | None = None  # used when the config gives none; None makes base_url required
     hosted: bool = False  # refuses requests without a key (a warning when the config has none)
+    prefill: bool = False  # continues a final assistant message (accepts_prefill)
 
     @classmethod
     def default_base_url(cls, type_name: str) -> str | None:
@@ -154,9 +175,20 @@ class Provider(ABC):
         return cls.base_url
 
     @classmethod
+    def capabilities_of(cls, type_name: str) -> frozenset[str]:
+        """What a provider of this type serves (``capabilities``, unless types differ)."""
+        return frozenset(cls.capabilities)
+
+    @classmethod
     def needs_key(cls, type_name: str) -> bool:
         """True for hosted APIs that refuse requests without a key (a warning when absent)."""
         return cls.hosted
+
+    @classmethod
+    def accepts_prefill(cls, type_name: str) -> bool:
+        """Whether the provider continues a final assistant message (a prefill) rather than
+        answering after it: how stream_recovery asks it to continue a broken answer."""
+        return cls.prefill
 
     @classmethod
     def validate_options(cls, type_name: str, options: Mapping[str, Any]) -> list[str]:
@@ -201,6 +233,13 @@ class Provider(ABC):
             return f"no answer within {duration_text(timeout)}"
         except aiohttp.ClientError as exc:
             return f"{type(exc).__name__}: {exc}"
+
+    def passthrough_headers(self) -> dict[str, str] | None:
+        """The headers that carry this provider's credentials (and its fixed headers, such
+        as anthropic-version) on a call to one of its own endpoints through
+        /v1/passthrough; None when its requests cannot be passed through (signed per call)."""
+        headers: Mapping[str, str] = getattr(self, "_headers", self.spec.headers)
+        return {k: v for k, v in headers.items() if k.lower() != "content-type"}
 
     def pool_key(self) -> PoolKey:
         """Providers with the same key share one aiohttp session across reloads."""

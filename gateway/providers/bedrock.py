@@ -94,6 +94,9 @@ class BedrockProvider(Provider):
         """Path as botocore sends it: the model id percent-encoded (``:`` -> ``%3A``)."""
         return yarl.URL(f"{self._base}/model/{quote(model, safe='')}/{action}", encoded=True)
 
+    def passthrough_headers(self) -> dict[str, str] | None:
+        return None  # every request is signed (SigV4) for its own body and path
+
     def signed_headers(self, url: yarl.URL, data: bytes) -> dict[str, str]:
         creds = self._creds or Credentials.resolve({})
         if creds is None:

@@ -1,5 +1,5 @@
 """The capability table in docs/providers.md, generated from the adapters' own declarations
-(each Provider class's ``capabilities``, ``default_base_url`` and ``needs_key``), so the
+(each Provider class's ``capabilities_of``, ``default_base_url`` and ``needs_key``), so the
 documentation cannot drift from the code:
 
     python -m gateway.providers.capabilities                           # print the table
@@ -18,7 +18,7 @@ from pathlib import Path
 from .registry import provider_types
 
 COLUMNS = ("chat", "completions", "stream", "tools", "vision", "json", "reasoning",
-           "embeddings", "images", "audio")
+           "embeddings", "images", "audio", "moderations", "rerank")
 START = ("<!-- capabilities:start (generated: python -m gateway.providers.capabilities "
          "--write docs/providers.md) -->")
 END = "<!-- capabilities:end -->"
@@ -27,7 +27,7 @@ END = "<!-- capabilities:end -->"
 def table() -> str:
     """The Markdown table, one row per provider type, sorted by type name."""
     types = provider_types()
-    declared = set().union(*(frozenset(cls.capabilities) for cls in types.values()))
+    declared = set().union(*(cls.capabilities_of(name) for name, cls in types.items()))
     columns = COLUMNS + tuple(sorted(declared - set(COLUMNS)))
     lines = [
         "| type | adapter | default base_url | key | " + " | ".join(columns) + " |",
@@ -41,7 +41,7 @@ def table() -> str:
             f"`{cls.__module__.rsplit('.', 1)[-1]}.py`",
             f"`{base_url}`" if base_url else "required",
             "required" if cls.needs_key(name) else "optional",
-            *("yes" if c in cls.capabilities else "–" for c in columns),
+            *("yes" if c in cls.capabilities_of(name) else "–" for c in columns),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

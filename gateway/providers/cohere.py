@@ -39,7 +39,8 @@ _CONTEXT = re.compile(r"too many tokens|context length|prompt is too long|exceed
 
 
 class CohereProvider(Provider):
-    capabilities = frozenset({"chat", "stream", "tools", "vision", "json", "reasoning", "embeddings"})
+    capabilities = frozenset({"chat", "stream", "tools", "vision", "json", "reasoning", "embeddings",
+                              "rerank"})
     base_url = "https://api.cohere.com"
     hosted = True
 
@@ -48,6 +49,7 @@ class CohereProvider(Provider):
         base = spec.base_url.rstrip("/")
         base = base if base.endswith("/v2") else base + "/v2"
         self._chat_url, self._embed_url = base + "/chat", base + "/embed"
+        self._rerank_url = base + "/rerank"
         headers = {"Content-Type": "application/json", "Accept": "application/json", **spec.headers}
         if spec.api_key:
             headers["Authorization"] = f"Bearer {spec.api_key}"
@@ -63,6 +65,10 @@ class CohereProvider(Provider):
                                      self._headers, request.timeouts, parse_error)
             result = from_embed_response(load_json(KIND, raw), model, body.get("encoding_format"))
             return UpstreamResponse(200, body=orjson.dumps(result))
+        if request.endpoint == "rerank":
+            raw, _ = await post_json(session, self._rerank_url, orjson.dumps(to_rerank(body)),
+                                     self._headers, request.timeouts, parse_error)
+            return UpstreamResponse(200, body=raw)
         if request.endpoint != "chat":
             raise unsupported_endpoint(self.name, KIND, request.endpoint)
         payload = to_cohere(body, stream=request.stream)
@@ -75,6 +81,17 @@ class CohereProvider(Provider):
         raw, _ = await post_json(session, self._chat_url, orjson.dumps(payload), self._headers,
                                  request.timeouts, parse_error)
         return UpstreamResponse(200, body=orjson.dumps(from_cohere(load_json(KIND, raw), model)))
+
+
+# What Cohere's v2 rerank takes: documents as strings (the gateway also accepts {"text": ...}).
+RERANK_FIELDS = ("model", "query", "documents", "top_n", "max_tokens_per_doc")
+
+
+def to_rerank(body: dict[str, Any]) -> dict[str, Any]:
+    out = {k: body[k] for k in RERANK_FIELDS if body.get(k) is not None}
+    out["documents"] = [d.get("text", "") if isinstance(d, dict) else d
+                        for d in body.get("documents") or ()]
+    return out
 
 
 # -- OpenAI -> Cohere --------------------------------------------------------------------------

@@ -42,6 +42,11 @@ PRESETS: dict[str, Preset] = {
     "lmstudio": Preset("http://127.0.0.1:1234/v1", False),
 }
 
+# Types whose servers answer POST {base_url}/rerank in Cohere's shape (vLLM, llama.cpp with
+# --reranking, Together; openai-compatible for any other such server).
+RERANK_TYPES = frozenset({"openai-compatible", "vllm", "llamacpp", "together"})
+
+
 async def pass_through(session: aiohttp.ClientSession, url: str, headers: Mapping[str, str],
                        request: UpstreamRequest, *, streamed: bool) -> UpstreamResponse:
     """POST the OpenAI-shaped body as it is and hand back the answer: whole, or (``streamed``)
@@ -62,7 +67,7 @@ async def pass_through(session: aiohttp.ClientSession, url: str, headers: Mappin
 class OpenAIProvider(Provider):
     # Passed through as they are: what a given model supports is up to the upstream.
     capabilities = frozenset({"chat", "completions", "stream", "tools", "vision", "json",
-                              "reasoning", "embeddings", "images", "audio"})
+                              "reasoning", "embeddings", "images", "audio", "moderations"})
 
     @classmethod
     def default_base_url(cls, type_name: str) -> str | None:
@@ -72,8 +77,13 @@ class OpenAIProvider(Provider):
     def needs_key(cls, type_name: str) -> bool:
         return PRESETS[type_name].needs_key
 
+    @classmethod
+    def capabilities_of(cls, type_name: str) -> frozenset[str]:
+        return cls.capabilities | {"rerank"} if type_name in RERANK_TYPES else cls.capabilities
+
     def __init__(self, spec: ProviderSpec, clients: ClientPool) -> None:
         super().__init__(spec, clients)
+        self.capabilities = self.capabilities_of(spec.type)
         base = spec.base_url.rstrip("/")
         self._urls = {name: base + path for name, path in ENDPOINT_PATHS.items()}
         headers = {"Content-Type": "application/json", **spec.headers}

@@ -32,4 +32,5 @@ def log_request(ctx: RequestContext | None, endpoint: str, request_id: str, stat
         latency_ms=round((time.monotonic() - ctx.started) * 1000, 2),
         error=error,
         **({"outcome": outcome} if outcome else {}),
+        **({"stream_recovered": ctx.stream_recoveries + 1} if ctx.stream_recoveries else {}),
     )

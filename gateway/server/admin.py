@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import GatewayError
+from ..store.audit_db import admin_actor
 from ..units import iso_utc
 from .errors import gateway_error_response, json_response
 from .drain import DRAIN
@@ -69,7 +70,8 @@ class AdminEndpoints:
     async def reload(self, request: Request) -> Response:
         if (denied := self.deny(request)) is not None:
             return denied
-        result = await self.reloader.reload("admin", force=request.query_params.get("force") == "1")
+        result = await self.reloader.reload("admin", force=request.query_params.get("force") == "1",
+                                            actor=actor_of(request))
         body = {
             "result": result.outcome,
             "version": result.version,
@@ -88,3 +90,9 @@ class AdminEndpoints:
         err = GatewayError(401, "admin endpoints need `Authorization: Bearer <server.admin_token>`",
                            type="authentication_error", code="invalid_admin_token")
         return gateway_error_response(err, {})
+
+
+def actor_of(request: Request) -> str:
+    """The audit trail's name for an admin API caller (a hash prefix of its token)."""
+    return admin_actor(request.headers.get("authorization", ""),
+                       request.client.host if request.client else None)

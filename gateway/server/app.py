@@ -14,6 +14,7 @@ from starlette.routing import Mount, Route
 from ..logs import get_logger
 from .access_log import log_request
 from .admin import AdminEndpoints
+from .alerts import AlertDispatcher
 from .disconnect import DisconnectWatch
 from .drain import DRAIN
 from .errors import error_body
@@ -33,6 +34,7 @@ def create_app(reloader: Reloader, *, watch_config: bool = True) -> RequestGuard
     api = OpenAIEndpoints(holder)
     admin = AdminEndpoints(holder, reloader)
     versions = VersionEndpoints(reloader, admin.deny)
+    alerts = AlertDispatcher(holder)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -41,10 +43,12 @@ def create_app(reloader: Reloader, *, watch_config: bool = True) -> RequestGuard
         monitor = HealthMonitor(reloader.runtime.state)
         monitor.reconcile(holder.current)
         reloader.listeners.append(monitor.reconcile)
+        alerts.start()  # events -> observability.alerts webhooks
         try:
             yield
         finally:
             stop.set()
+            await alerts.stop()
             await monitor.stop()
             if watcher is not None:
                 with contextlib.suppress(asyncio.CancelledError):
@@ -69,7 +73,7 @@ def create_app(reloader: Reloader, *, watch_config: bool = True) -> RequestGuard
         Route("/admin/config/versions/{number:int}", versions.show, methods=["GET"]),
         Route("/admin/rollback", versions.rollback, methods=["POST"]),
         Route("/admin/health", admin.health, methods=["GET"]),
-        Route("/metrics", _admin_only(admin.deny, metrics_endpoint(reloader)), methods=["GET"]),
+        Route("/metrics", _admin_only(admin.deny, metrics_endpoint(reloader, alerts)), methods=["GET"]),
         Mount("/admin", app=PluginAdminRoutes(holder, admin.deny)),  # /admin/keys, /admin/usage, ...
     ]
     app = Starlette(

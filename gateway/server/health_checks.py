@@ -10,6 +10,7 @@ import time
 
 from ..units import seconds
 from ..graph.graph import RoutingGraph
+from ..events import PROVIDER_DOWN, emit
 from ..logs import get_logger
 from ..providers.base import Provider
 from ..providers.scrub import Scrubber
@@ -69,6 +70,8 @@ class HealthMonitor:
                     health.healthy = False
                     log.warning("provider_unhealthy", provider=provider.name, error=error,
                                 failures=health.consecutive_failures)
+                    emit(PROVIDER_DOWN, provider.name, error=error,
+                         failures=health.consecutive_failures)
             await asyncio.sleep(interval)
 
 

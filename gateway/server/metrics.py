@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from ..graph.nodes import CanaryNode, TargetNode
 from ..types import walk
+from .alerts import AlertDispatcher
 from .reload import Reloader
 from .request_stats import STATS
 
@@ -25,8 +26,9 @@ BREAKER_STATES = ("closed", "half_open", "open")
 
 
 class GatewayCollector:
-    def __init__(self, reloader: Reloader):
+    def __init__(self, reloader: Reloader, alerts: AlertDispatcher | None = None):
         self.reloader = reloader
+        self.alerts = alerts
 
     def collect(self):
         graph = self.reloader.holder.current
@@ -39,6 +41,13 @@ class GatewayCollector:
         for outcome, count in self.reloader.counts.items():
             reloads.add_metric([outcome], count)
         yield reloads
+        if self.alerts is not None:
+            alerts = CounterMetricFamily("gateway_alerts", "Alert webhook deliveries by outcome "
+                                         "(queued, delivered, failed, dropped: queue full, "
+                                         "suppressed: within the cool-down)", labels=["outcome"])
+            for outcome, count in self.alerts.counts.items():
+                alerts.add_metric([outcome], count)
+            yield alerts
         for collector in graph.collectors:  # contributed by plugins (hookspecs)
             yield from collector.collect()
 
@@ -99,10 +108,10 @@ class WorkerLabel:
             yield family
 
 
-def metrics_endpoint(reloader: Reloader):
+def metrics_endpoint(reloader: Reloader, alerts: AlertDispatcher | None = None):
     registry = CollectorRegistry(auto_describe=False)
     registry.register(STATS)
-    registry.register(WorkerLabel(GatewayCollector(reloader),
+    registry.register(WorkerLabel(GatewayCollector(reloader, alerts),
                                   os.environ.get("GATEWAY_WORKER_INDEX")))
 
     async def metrics(request: Request) -> Response:

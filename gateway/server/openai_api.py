@@ -11,7 +11,7 @@ import contextlib
 import itertools
 import os
 import time
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 import orjson
 from starlette.requests import Request
@@ -22,13 +22,14 @@ from ..config.suggest import did_you_mean
 from ..units import seconds
 from ..errors import GatewayError, UpstreamError
 from ..graph.context import RequestContext
+from ..graph.graph import RoutingGraph
 from ..providers.base import Upload
 from ..providers.sse import data_event, ends_event
-from .access_log import log_request
 from .drain import DRAIN
 from .errors import error_body, gateway_error_response, upstream_failure
 from .loops import check_hops
 from .reload import GraphHolder
+from .request_end import Ending, finish, trace_id
 from .request_shape import check_body
 from .request_stats import STATS
 
@@ -93,6 +94,7 @@ class OpenAIEndpoints:
         request_id = _request_id(request)
         headers = {"x-request-id": request_id, "x-gateway-config-version": str(graph.version)}
         ctx: RequestContext | None = None
+        key = None
         try:
             # Auth before anything else: an unauthenticated caller learns nothing about routes.
             key = graph.identify(request.headers) if graph.identify is not None else None
@@ -120,14 +122,17 @@ class OpenAIEndpoints:
                 retry_budget=route.retry_budget,
                 files=files,
                 key=key,
+                trace_id=trace_id(request.headers),
             )
             if route.retry_budget is not None:
                 route.retry_budget.state.request(ctx.started)
             upstream = await graph.handler(ctx)
         except GatewayError as err:
-            _account(headers, started, ctx, err.status)
-            if graph.log_requests:
-                log_request(ctx, endpoint, request_id, err.status, None, err.message)
+            overhead = _account(headers, started, ctx, err.status)
+            finish(graph, ctx, Ending(endpoint, request_id, err.status, started,
+                                      headers.get("x-gateway-route", ""),
+                                      key.name if key is not None else None, error=err.message,
+                                      overhead_ms=overhead))
             return gateway_error_response(err, headers)
         except UpstreamError as err:
             assert ctx is not None  # only the chain raises UpstreamError, and ctx is built first
@@ -136,30 +141,33 @@ class OpenAIEndpoints:
             headers.update(extra)
             headers["x-gateway-attempts"] = str(len(ctx.attempts))
             headers["x-gateway-target"] = err.target
-            _account(headers, started, ctx, status)
-            if graph.log_requests:
-                log_request(ctx, endpoint, request_id, status, err.target, err.message)
+            overhead = _account(headers, started, ctx, status)
+            finish(graph, ctx, Ending(endpoint, request_id, status, started, target=err.target,
+                                      error=err.message, overhead_ms=overhead))
             return Response(content, status_code=status, headers=headers,
                             media_type=extra.get("Content-Type", "application/json"))
         if upstream.headers:  # added by middleware; the gateway's own headers win
             headers = {**upstream.headers, **headers}
         headers["x-gateway-target"] = upstream.target
         headers["x-gateway-attempts"] = str(len(ctx.attempts))
-        _account(headers, started, ctx, upstream.status)
+        overhead = _account(headers, started, ctx, upstream.status)
+        ending = Ending(endpoint, request_id, upstream.status, started, target=upstream.target,
+                        cache=headers.get("x-gateway-cache"), overhead_ms=overhead)
         if upstream.stream is not None:
             headers["Cache-Control"] = "no-cache"
             return StreamingResponse(
-                guard_stream(upstream.stream, ctx, upstream.target, graph.log_requests,
+                guard_stream(upstream.stream, ctx, ending, graph,
                              sse=upstream.media_type.startswith("text/event-stream")),
                 status_code=upstream.status, headers=headers, media_type=upstream.media_type,
             )
-        if graph.log_requests:
-            log_request(ctx, endpoint, request_id, upstream.status, upstream.target)
+        ending.first_byte = time.monotonic()
+        ending.response_body = upstream.body
+        finish(graph, ctx, ending)
         return Response(upstream.body, status_code=upstream.status, headers=headers,
                         media_type=upstream.media_type)
 
 
-def _account(headers: dict, started: float, ctx: RequestContext | None, status: int) -> None:
+def _account(headers: dict, started: float, ctx: RequestContext | None, status: int) -> float:
     """x-gateway-overhead-ms: time spent in the gateway itself, also counted for /metrics:
     the total (for a stream, up to its first byte) minus the time waiting on upstreams (every
     attempt, failed ones included) and minus retry backoff sleeps."""
@@ -167,22 +175,28 @@ def _account(headers: dict, started: float, ctx: RequestContext | None, status: 
     overhead = time.monotonic() - started - waited
     headers["x-gateway-overhead-ms"] = f"{overhead * 1000:.3f}"
     STATS.observe(ctx.route if ctx is not None else "", status, overhead)
+    return overhead * 1000
 
 
 async def guard_stream(
-    chunks: AsyncIterator[bytes], ctx: RequestContext, target: str, log_it: bool,
-    sse: bool = True,
+    chunks: AsyncIterator[bytes], ctx: RequestContext, ending: Ending, graph: RoutingGraph,
+    sse: bool = True, error_event: Callable[[int, str], bytes] | None = None,
 ) -> AsyncIterator[bytes]:
     """Forward chunks as they come. A failure after the first byte cannot fall back any more:
     end an SSE stream with an error event in OpenAI's shape, never a silent truncation (a
     binary stream, such as audio, just ends; the log says why). If the relayed bytes stopped
     inside an event, that event is ended first, so the error event is one of its own and not
     the tail of a broken line. The request is logged when the stream ends, with how it ended:
-    status 200 when complete, else the failure's status, `outcome` and reason."""
+    status 200 when complete, else the failure's status, `outcome` and reason; its record
+    keeps the time of the first byte and, when a plugin wants bodies, the first
+    BODY_CAPTURE bytes of the stream. A front door gives its own
+    ``error_event(status, message)`` (Anthropic's ``event: error``)."""
     status, error, outcome = 200, None, None
     tail = b"\n\n"  # the last bytes relayed: whether they end an event
     open_stream = DRAIN.open_stream()  # so a shutdown can end it cleanly
     iterator = chunks.__aiter__()
+    captured: list[bytes] | None = [] if graph.record_bodies else None
+    room = BODY_CAPTURE
     try:
         while not open_stream.stopping:
             open_stream.waiting = True
@@ -192,6 +206,11 @@ async def guard_stream(
                 break
             finally:
                 open_stream.waiting = False
+            if ending.first_byte is None:
+                ending.first_byte = time.monotonic()
+            if captured is not None and room > 0:
+                captured.append(chunk[:room])
+                room -= len(chunk)
             yield chunk
             tail = chunk[-4:] if len(chunk) >= 4 else (tail + chunk)[-4:]
         if open_stream.stopping:
@@ -215,7 +234,8 @@ async def guard_stream(
             outcome = "shutdown" if err.code == "shutting_down" else outcome
         if sse:
             end = b"" if ends_event(tail) else b"\n\n"
-            yield end + data_event(error_body(error, kind, code))
+            yield end + (error_event(status, error) if error_event is not None
+                         else data_event(error_body(error, kind, code)))
     except BaseException:  # the client went away (the server closed the stream)
         status, error, outcome = 499, _CLIENT_LEFT, "client_disconnected"
         raise
@@ -223,11 +243,14 @@ async def guard_stream(
         DRAIN.close_stream(open_stream)
         if open_stream.stopping:
             await _close(iterator)  # the upstream connection goes now, not at garbage collection
-        if log_it:
-            log_request(ctx, ctx.endpoint, ctx.request_id, status, target, error, outcome)
+        ending.status, ending.error, ending.outcome = status, error, outcome
+        if captured is not None:
+            ending.response_body = b"".join(captured)
+        finish(graph, ctx, ending)
 
 
 _CLIENT_LEFT = "the client closed the connection mid-stream"
+BODY_CAPTURE = 64 * 1024  # bytes of a streamed answer a RequestRecord keeps, at most
 
 
 def _uncancel() -> None:
@@ -250,6 +273,11 @@ async def _close(iterator) -> None:
 
 
 async def read_json(request: Request, limit: int) -> dict:
+    return parse_json(await read_bytes(request, limit))
+
+
+async def read_bytes(request: Request, limit: int) -> bytes:
+    """The whole body, at most ``limit`` bytes (413 past it)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
@@ -259,7 +287,11 @@ async def read_json(request: Request, limit: int) -> dict:
         if size > limit:
             raise _too_large(limit)
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+def parse_json(raw: bytes) -> dict:
+    """A JSON object (400 for anything else)."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -13,15 +13,17 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from starlette.requests import Request
-from starlette.routing import Match, Router
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Match, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import GatewayError
 from ..graph.graph import RoutingGraph
+from ..hookspecs import DISPATCH_SCOPE, KEY_SCOPE
 from .errors import gateway_error_response
+from .frontdoor import Dispatcher
 from .reload import GraphHolder
 
-KEY_SCOPE = "gateway.key"  # where an API route finds the caller's KeySpec (None: no key needed)
 
 
 class _PluginRouter:
@@ -67,17 +69,31 @@ class PluginApiRoutes(_PluginRouter):
     def __init__(self, holder: GraphHolder, not_found: ASGIApp):
         super().__init__(holder, "api_routes")
         self.not_found = not_found
+        self.dispatcher = Dispatcher(holder)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         router = self.router(default=self.not_found)
-        if scope["type"] == "http" and scope["path"].startswith("/v1/") \
-                and self.matches(router, scope):
+        matched = self.matched(router, scope) if scope["type"] == "http" \
+            and scope["path"].startswith("/v1/") else None
+        if matched is not None:
             graph = self.holder.current
             try:
                 scope[KEY_SCOPE] = graph.identify(Request(scope).headers) \
                     if graph.identify is not None else None
             except GatewayError as err:
-                await gateway_error_response(err, {"x-gateway-config-version": str(graph.version)}
-                                             )(scope, receive, send)
+                headers = {"x-gateway-config-version": str(graph.version)}
+                door = getattr(matched, "door", None)  # a front door answers in its own shape
+                if door is not None:
+                    await Response(door.error(err.status, err.message), err.status,
+                                   headers=headers, media_type="application/json"
+                                   )(scope, receive, send)
+                else:
+                    await gateway_error_response(err, headers)(scope, receive, send)
                 return
+            scope[DISPATCH_SCOPE] = self.dispatcher
         await router(scope, receive, send)
+
+    @staticmethod
+    def matched(router: Router, scope: Scope) -> BaseRoute | None:
+        return next((route for route in router.routes
+                     if route.matches(scope)[0] is not Match.NONE), None)

@@ -19,10 +19,12 @@ from watchfiles import awatch
 
 from ..config.compiler import Runtime
 from ..errors import ConfigError, ConfigErrors
+from ..events import CONFIG_REJECTED, emit
 from ..graph.graph import RoutingGraph
 from ..logs import get_logger
 from ..store.tasks import spawn
 from ..units import iso_utc as _iso
+from . import audit
 from .bind import bind_errors
 from .versioning import Inputs, build_graph
 from .watch_paths import signature, watched_directories, watched_paths
@@ -30,6 +32,7 @@ from .watch_paths import signature, watched_directories, watched_paths
 log = get_logger("gateway.reload")
 
 Outcome = Literal["applied", "unchanged", "rejected"]
+MAX_ALERT_ERRORS = 10  # a config_rejected alert lists at most this many errors
 
 
 class GraphHolder:
@@ -85,18 +88,21 @@ class Reloader:
         self.holder.current = graph
         self._version = graph.version
 
-    async def reload(self, source: str = "file", *, force: bool = False) -> ReloadResult:
+    async def reload(self, source: str = "file", *, force: bool = False,
+                     actor: str | None = None) -> ReloadResult:
+        """``actor``: who asked (the audit trail's ``admin:<token id>``); None for the watcher."""
         async with self._lock:
             try:
                 raw = await asyncio.to_thread(_read, self.path)
             except OSError as exc:
                 err = ConfigError(self.path, 1, 1, "$", f"cannot read config: {exc.strerror}")
-                return self._reject(source, None, (err,))
+                return self._reject(source, None, (err,), actor)
             sha = hashlib.sha256(raw).hexdigest()
             current = self.holder.current
             if current is not None and not force and await self._unchanged(raw, sha, current):
                 self.counts["unchanged"] += 1
                 self._accepted(current.version)  # a rejected edit was undone
+                audit.config_unchanged(current, source, actor)
                 return ReloadResult("unchanged", current.version)
             try:
                 graph, loaded = await asyncio.to_thread(
@@ -104,12 +110,13 @@ class Reloader:
                     self._version + 1, source, self._check_bind,
                 )
             except ConfigErrors as exc:
-                return self._reject(source, sha, exc.errors)
+                return self._reject(source, sha, exc.errors, actor)
             except Exception as exc:  # a gateway bug: reject, and keep serving the last good one
                 log.exception("config_load_failed", path=self.path, source=source)
-                return self._reject(source, sha, (_internal_error(self.path, exc),))
+                return self._reject(source, sha, (_internal_error(self.path, exc),), actor)
             self.inputs = Inputs.of(loaded)
             self._swap(graph, current, source)
+            audit.config_applied(current, graph, source, actor, self.environment)
             return ReloadResult("applied", graph.version)
 
     def _check_bind(self, graph: RoutingGraph, loaded) -> None:
@@ -164,7 +171,8 @@ class Reloader:
 
         await self.runtime.clients.prune(live)
 
-    def _reject(self, source: str, sha: str | None, errors: tuple[ConfigError, ...]) -> ReloadResult:
+    def _reject(self, source: str, sha: str | None, errors: tuple[ConfigError, ...],
+                actor: str | None = None) -> ReloadResult:
         self.counts["rejected"] += 1
         self.last_rejection = Rejection(time.time(), source, sha, errors)
         for err in errors:
@@ -172,6 +180,11 @@ class Reloader:
         running = self.holder.current.version if self.holder.current else None
         log.error("config_rejected", path=self.path, source=source, errors=len(errors),
                   still_serving_version=running)
+        scrub = self.holder.current.scrubber.text if self.holder.current else str
+        listed = [scrub(str(err)) for err in errors[:MAX_ALERT_ERRORS]]
+        emit(CONFIG_REJECTED, self.path, source=source, still_serving_version=running,
+             errors=listed, error_count=len(errors))
+        audit.config_rejected(self.holder.current, self.path, source, actor, sha, listed)
         return ReloadResult("rejected", running, errors)
 
 

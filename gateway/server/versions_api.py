@@ -33,6 +33,7 @@ from ..config.rollback import (
 )
 from ..config.versions import StoreError, Version, VersionStore, config_identity
 from ..errors import GatewayError
+from .admin import actor_of
 from .errors import gateway_error_response, json_response
 from .reload import Reloader
 
@@ -131,7 +132,7 @@ class VersionEndpoints:
                 return _error(500, str(exc), "rollback_failed")
             except StoreError as exc:
                 return _error(500, str(exc), "version_store_unavailable")
-            reload = await self.reloader.reload("rollback")
+            reload = await self.reloader.reload("rollback", actor=actor_of(request))
         body = {
             "result": reload.outcome,
             "version": reload.version,

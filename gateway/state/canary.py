@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from ..logs import get_logger
+from ..events import CANARY_ROLLED_BACK, emit
 
-log = get_logger("gateway.canary")
 
 
 class ArmStats:
@@ -57,6 +56,5 @@ class CanaryState:
         if (arm == "canary" and error_rate is not None and not self.rolled_back
                 and stats.requests >= min_requests and stats.errors / stats.requests >= error_rate):
             self.rolled_back = True
-            log.error("alert", kind="canary_rollback", canary=self.label,
-                      error_rate=round(stats.errors / stats.requests, 4), requests=stats.requests,
-                      threshold=error_rate)
+            emit(CANARY_ROLLED_BACK, self.label, error_rate=round(stats.errors / stats.requests, 4),
+                 requests=stats.requests, threshold=error_rate)

@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..events import CIRCUIT_OPEN, emit
 from ..logs import get_logger
 
 log = get_logger("gateway.breaker")
@@ -130,6 +131,8 @@ class TargetState:
         self.transitions[state] += 1
         event = log.warning if state == OPEN else log.info
         event(f"circuit_{state}", target=self.label, reason=why)
+        if state == OPEN:
+            emit(CIRCUIT_OPEN, self.label, reason=why)
 
     # -- load ------------------------------------------------------------------------------
 

@@ -691,10 +691,13 @@ def test_upstream_error_classes_in_on_status_are_matched():
     assert node.on.matches(UpstreamError(429, "rate_limit", "slow down"))
 
 
-def test_inactive_settings_are_warnings_with_positions():
-    """Settings the schema accepts but this build ignores are reported, never silently dropped."""
+def test_inactive_settings_are_warnings_with_positions(monkeypatch):
+    """Settings the schema accepts but this build ignores are reported, never silently dropped
+    (none is today: the test names one)."""
+    from gateway.config import compiler
     from gateway.config.compiler import compile_bytes
 
+    monkeypatch.setattr(compiler, "INACTIVE", (("observability", "alerts"),))
     text = (
         "version: 1\n"
         "providers: {d: {type: mock}}\n"
@@ -709,6 +712,29 @@ def test_inactive_settings_are_warnings_with_positions():
     found = sorted((w.line, w.column, w.path, w.severity) for w in graph.warnings)
     assert found == [(8, 17, "$.observability.alerts", "warning")]
     assert all("no effect" in w.message for w in graph.warnings)
+
+
+def test_alert_webhooks_compile_with_canonical_event_names():
+    """observability.alerts is active: no warning; the old name canary_rollback means
+    canary_rolled_back; durations parsed, defaults filled in."""
+    from gateway.config.compiler import compile_bytes
+
+    text = (
+        "version: 1\n"
+        "providers: {d: {type: mock}}\n"
+        "routes: {a: {target: {provider: d, model: m}}}\n"
+        "observability:\n"
+        "  alerts:\n"
+        "    - {on: [circuit_open, canary_rollback], webhook: 'http://127.0.0.1:9/x', secret: s3,\n"
+        "       cooldown: 1m}\n"
+        "    - {on: [provider_down], webhook: 'http://127.0.0.1:9/y'}\n"
+    )
+    graph = compile_bytes(text.encode(), "w.yaml")
+    assert graph.warnings == ()
+    first, second = graph.alerts
+    assert first.kinds == {"circuit_open", "canary_rolled_back"}
+    assert (first.url, first.secret, first.cooldown) == ("http://127.0.0.1:9/x", "s3", 60.0)
+    assert (second.secret, second.cooldown, second.timeout, second.attempts) == ("", 300.0, 5.0, 4)
 
 
 def test_unknown_provider_type_suggests_the_closest():

@@ -9,6 +9,7 @@ import inspect
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from gateway import hookspecs
 from gateway.cli import main
@@ -210,6 +211,65 @@ async def test_hook_metrics_collector(tmp_path: Path):
         r = await client.get("/metrics", headers=ADMIN)
     assert r.status_code == 200
     assert "\ntest_ops_routes 2.0\n" in r.text
+
+
+async def test_hook_request_finished(tmp_path: Path):
+    """Each request's record reaches the plugin once it is over, whole or streamed, with
+    every attempt (a fallback's failed one included), tokens, cost and the config version."""
+    from gateway_test_plugins.ops import FINISHED
+
+    config = with_plugins("  - name: test-ops\n").replace(
+        "p: {type: mock}", "p: {type: mock, error_rate: 1, error_status: 503}")
+    config += ("pricing:\n  q/m2: {input: 1000000, output: 2000000}\n"
+               "defaults: {retry: {attempts: 2, base: 1ms, jitter: false}}\n")
+    FINISHED.clear()
+    async with app_client(config, tmp_path) as client:
+        parent = f"00-{'ab' * 16}-{'cd' * 8}-01"
+        whole = await client.post("/v1/chat/completions",
+                                  **chat(content="one two three", traceparent=parent))
+        body = chat(model="b")
+        body["json"]["stream"] = True
+        streamed = await client.post("/v1/chat/completions", **body)
+        missing = await client.post("/v1/chat/completions", **chat(model="nope"))
+    assert (whole.status_code, streamed.status_code, missing.status_code) == (200, 200, 404)
+    first, second, third = FINISHED
+    assert first.request_id == whole.headers["x-request-id"] and first.trace_id == "ab" * 16
+    assert (first.route, first.target, first.status, first.stream) == ("a", "q/m2", 200, False)
+    assert [(a.target, a.status, a.error_class) for a in first.attempts] == [
+        ("p/m1", 503, "server"), ("p/m1", 503, "server"), ("q/m2", 200, None)]
+    assert (first.retries, first.fallbacks, first.config_version) == (1, 1, 1)
+    assert first.tokens_in == whole.json()["usage"]["prompt_tokens"]
+    assert first.cost_usd == first.tokens_in + 2 * first.tokens_out
+    assert first.latency_ms >= first.ttfb_ms > 0 and first.request_body is None
+    assert second.stream and second.status == 200 and second.tokens_out > 0
+    assert second.ttfb_ms is not None and second.latency_ms >= second.ttfb_ms
+    assert len(second.trace_id) == 32 and second.trace_id != first.trace_id
+    assert (third.status, third.route, third.attempts, third.tokens_in) == (404, "", (), None)
+    assert "does not exist" in third.error
+
+
+async def test_request_finished_bodies_only_when_asked_and_failures_stay_inside(tmp_path: Path):
+    """A function with wants_bodies gets the request's JSON and the answer's bytes, streamed
+    ones too; a function that raises is logged and the client still gets its answer."""
+    from gateway_test_plugins.ops import FINISHED
+
+    FINISHED.clear()
+    config = with_plugins("  - name: test-ops\n    config: {bodies: true}\n"
+                          "  - name: test-ops-2\n    config: {finish: raise}\n")
+    with capture_logs() as logs:
+        async with app_client(config, tmp_path) as client:
+            whole = await client.post("/v1/chat/completions", **chat(model="b", content="abc"))
+            body = chat(model="b", content="xyz")
+            body["json"]["stream"] = True
+            streamed = await client.post("/v1/chat/completions", **body)
+    assert whole.status_code == streamed.status_code == 200
+    first, second = FINISHED
+    assert first.request_body["messages"][0]["content"] == "abc"
+    assert first.response_body == whole.content
+    assert second.request_body["messages"][0]["content"] == "xyz"
+    assert second.response_body == streamed.content
+    failed = [e for e in logs if e["event"] == "plugin_failed"]
+    assert [e["plugin"] for e in failed] == ["test-ops-2", "test-ops-2"]
 
 
 def test_every_hook_has_a_test():

@@ -52,7 +52,8 @@ def test_entry_points_are_discovered():
     assert {"test-stamp", "test-stamp-2", "test-crash", "test-reject", "test-extras"} <= names
     pm = build_plugin_manager()
     assert {"test-stamp", "test-crash"} <= set(pm.installed())
-    assert pm.builtins() == ["builtin:auth", "builtin:limits", "builtin:providers", "builtin:cache"]
+    assert pm.builtins() == ["builtin:auth", "builtin:limits", "builtin:providers", "builtin:cache",
+                            "builtin:frontdoors"]
 
 
 def test_unknown_plugin_is_an_error_with_position():
@@ -245,7 +246,8 @@ def test_reload_adds_and_removes_plugins_under_traffic(gateway_app):
 
 HOOKS = ["plugin_config_schema", "request_middleware", "response_middleware", "attempt_check",
          "register_commands", "register_providers", "authenticator", "admin_routes", "api_routes",
-         "readiness_check", "metrics_collector", "response_headers"]
+         "readiness_check", "metrics_collector", "response_headers",
+         "request_finished"]
 
 
 def test_every_hook_is_documented_with_its_signature():

@@ -73,6 +73,7 @@ class FakeAnthropic(BackgroundApp):
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.requests: list[Recorded] = []
         self.rejections: list[str] = []
+        self.count = 10  # what POST /v1/messages/count_tokens answers
         self._scripts: dict[str, deque[Reply]] = defaultdict(deque)
 
     def script(self, model: str, *replies: Reply) -> None:
@@ -81,6 +82,7 @@ class FakeAnthropic(BackgroundApp):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
         app.router.add_get("/v1/models", self._models)
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
@@ -123,6 +125,18 @@ class FakeAnthropic(BackgroundApp):
             await resp.write(sse(name, data))
         await resp.write_eof()
         return resp
+
+    async def _count_tokens(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append(Recorded(request.path, dict(request.headers), body))
+        if request.headers.get("x-api-key") != self.api_key:
+            return self._refuse(401, "authentication_error", "invalid x-api-key")
+        extra = set(body) - {"model", "messages", "system", "tools", "tool_choice", "thinking",
+                             "mcp_servers"}
+        if extra or "messages" not in body:
+            return self._refuse(400, "invalid_request_error",
+                                f"{sorted(extra)[0] if extra else 'messages'}: invalid")
+        return web.json_response({"input_tokens": self.count})
 
     async def _models(self, request: web.Request) -> web.Response:
         if request.headers.get("x-api-key") != self.api_key:

@@ -47,6 +47,7 @@ class FakeCohere(FakeServer):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v2/chat", self._chat)
         app.router.add_post("/v2/embed", self._embed)
+        app.router.add_post("/v2/rerank", self._rerank)
 
     def _auth(self, request: web.Request) -> web.Response | None:
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
@@ -192,6 +193,30 @@ class FakeCohere(FakeServer):
         return web.json_response({"id": "fake-embed-1", "texts": texts, "embeddings": {"float": vectors},
                                   "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": tokens}},
                                   "response_type": "embeddings_by_type"})
+
+
+    async def _rerank(self, request: web.Request) -> web.Response:
+        """Cohere's v2 rerank: documents must be strings; no document in the results."""
+        _, body = await self.record(request)
+        denied = self._auth(request)
+        if denied:
+            return denied
+        allowed = {"model", "query", "documents", "top_n", "max_tokens_per_doc"}
+        extra = set(body) - allowed
+        documents = body.get("documents")
+        if extra:
+            return self.reject(400, err(f"invalid request: unknown field: parameter "
+                                        f"'{sorted(extra)[0]}' is not a valid field"))
+        if not isinstance(documents, list) or not all(isinstance(d, str) for d in documents):
+            return self.reject(400, err("invalid request: documents must be strings"))
+        words = set(body["query"].lower().split())
+        scored = [{"index": i, "relevance_score": round(len(words & set(d.lower().split())) / 5, 3)}
+                  for i, d in enumerate(documents)]
+        scored.sort(key=lambda r: -r["relevance_score"])
+        return web.json_response({"id": "fake-rerank", "results": scored[: body.get("top_n") or
+                                                                          len(scored)],
+                                  "meta": {"api_version": {"version": "2"},
+                                           "billed_units": {"search_units": 1}}})
 
 
 # -- request validation ----------------------------------------------------------------------------

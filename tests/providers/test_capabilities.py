@@ -31,10 +31,10 @@ def test_every_type_is_a_row_with_its_capabilities(monkeypatch):
     real = provider_types()
     monkeypatch.setattr(capabilities, "provider_types", lambda: {**real, "fancy": Fancy})
     lines = capabilities.table().splitlines()
-    assert lines[0].endswith("| audio | telepathy |")
+    assert lines[0].endswith("| rerank | telepathy |")
     row = next(line for line in lines if line.startswith("| `fancy` |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[4:] == ["yes"] + ["–"] * 9 + ["yes"]
+    assert cells[4:] == ["yes"] + ["–"] * 11 + ["yes"]
     assert len(lines) == len(real) + 3
 
 

@@ -146,7 +146,7 @@ def test_canary_rolls_back_and_reports_it(gateway_app, upstream):
     assert canary["rolled_back"] is True and canary["share"] == 0.0
     assert canary["arms"]["canary"]["requests"] == 4 and canary["arms"]["canary"]["errors"] == 4
     assert statuses.count(503) == 4 and statuses[-10:] == [200] * 10
-    assert '"kind":"canary_rollback"' in gw.log()
+    assert '"kind":"canary_rolled_back"' in gw.log()
 
 
 def test_metrics_expose_breakers_and_targets(gateway_app, upstream):

@@ -184,3 +184,18 @@ def test_validate_and_diff_show_references_only(tmp_path: Path, key: str):
     assert not any(v in out for v in VALUES.values())
     no_vault = cli("diff", str(new), "--against", str(old), env=clean_env())
     assert no_vault.returncode == 1  # diff never needs the vault
+
+
+def test_an_alert_webhook_secret_resolves_from_the_vault(tmp_path: Path, key: str):
+    """observability.alerts[].secret may be secret:NAME like a provider's key: the compiled
+    webhook signs with the vault's value, the config text keeps the reference, the value is
+    scrubbed from upstream error text, and the loaded config is not changed."""
+    store(tmp_path, key, {"alerts-hmac": "whsec-from-the-vault-77"})
+    text = ("version: 1\nproviders: {d: {type: mock}}\nroutes: {a: {target: {provider: d, model: m}}}\n"
+            "observability:\n  alerts: [{on: [circuit_open], webhook: 'http://127.0.0.1:9/h', "
+            "secret: 'secret:alerts-hmac'}]\n")
+    loaded = load_bytes(text.encode(), str(tmp_path / "gateway.yaml"), {})
+    graph = compile_loaded(loaded)
+    assert graph.alerts[0].secret == "whsec-from-the-vault-77"
+    assert loaded.data["observability"]["alerts"][0]["secret"] == "secret:alerts-hmac"
+    assert "whsec-from-the-vault-77" not in graph.scrubber.text("upstream said whsec-from-the-vault-77")

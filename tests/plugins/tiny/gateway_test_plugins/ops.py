@@ -16,7 +16,8 @@ def plugin_config_schema():
         "type": "object",
         "additionalProperties": False,
         "properties": {"auth": {"type": "boolean"}, "ready": {"type": "boolean"},
-                       "anonymous": {"type": "boolean"},
+                       "anonymous": {"type": "boolean"}, "bodies": {"type": "boolean"},
+                       "finish": {"enum": ["keep", "raise"]},
                        "allow": {"type": "array", "items": {"type": "string"}}},
     }
 
@@ -111,3 +112,24 @@ def readiness_check(config, context):
 @hookimpl
 def metrics_collector(config, context):
     return Routes(len(context.routes))
+
+
+FINISHED: list = []  # the RequestRecords handed to this plugin, for the tests to read
+
+
+class Keep:
+    """Keeps each record (with the bodies when `bodies`); `finish: raise` fails instead."""
+
+    def __init__(self, bodies: bool, fail: bool):
+        self.wants_bodies = bodies
+        self.fail = fail
+
+    def __call__(self, record):
+        if self.fail:
+            raise RuntimeError("test-ops cannot finish")
+        FINISHED.append(record)
+
+
+@hookimpl
+def request_finished(config, context):
+    return Keep(config.get("bodies", False), config.get("finish") == "raise")

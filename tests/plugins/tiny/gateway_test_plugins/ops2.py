@@ -2,5 +2,5 @@
 
 from .ops import (  # noqa: F401
     admin_routes, authenticator, metrics_collector, plugin_config_schema, readiness_check,
-    response_headers,
+    request_finished, response_headers,
 )

@@ -1,0 +1,109 @@
+"""The end of a request: the structured `request` log event and the RequestRecord handed to
+the plugins' `request_finished` functions (hookspecs.RequestFinished), built once per request,
+only when someone reads it."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ..graph.context import RequestContext
+from ..graph.graph import RoutingGraph
+from ..logs import get_logger
+from ..request_record import AttemptRecord, RequestRecord
+from .access_log import log_request
+
+log = get_logger("gateway.plugins")
+
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+_NO_TRACE = "0" * 32
+
+
+def trace_id(headers: Mapping[str, str]) -> str:
+    """The trace id of the client's W3C `traceparent` header, else a new random one."""
+    given = headers.get("traceparent")
+    if given:
+        match = _TRACEPARENT.match(given.strip().lower())
+        if match and match.group(1) != _NO_TRACE:
+            return match.group(1)
+    return os.urandom(16).hex()
+
+
+@dataclass(slots=True)
+class Ending:
+    """How a request ended, as the server saw it; ``finish`` turns it into the log event and
+    the record."""
+
+    endpoint: str
+    request_id: str
+    status: int
+    started: float  # time.monotonic() at arrival
+    route: str = ""
+    key: str | None = None  # when no RequestContext was built (ctx is None)
+    target: str | None = None
+    error: str | None = None
+    outcome: str | None = None
+    cache: str | None = None
+    overhead_ms: float = 0.0
+    first_byte: float | None = None  # time.monotonic() of the answer's first body byte
+    response_body: bytes | None = None
+
+
+def finish(graph: RoutingGraph, ctx: RequestContext | None, end: Ending) -> None:
+    """Log the request (observability.request_log) and hand its record to the plugins."""
+    if graph.log_requests:
+        log_request(ctx, end.endpoint, end.request_id, end.status, end.target, end.error,
+                    end.outcome)
+    if not graph.request_finished:
+        return
+    record = build_record(graph, ctx, end)
+    for plugin, function in graph.request_finished:
+        try:
+            function(record)
+        except Exception as exc:  # a plugin's failure must never reach the client
+            log.error("plugin_failed", plugin=plugin, hook="request_finished", exc_info=exc)
+
+
+def build_record(graph: RoutingGraph, ctx: RequestContext | None, end: Ending) -> RequestRecord:
+    now = time.monotonic()
+    latency_ms = (now - end.started) * 1000
+    usage = ctx.usage if ctx is not None else None
+    bodies = graph.record_bodies
+    request_body: Any = ctx.body if bodies and ctx is not None else None
+    return RequestRecord(
+        request_id=end.request_id,
+        trace_id=ctx.trace_id if ctx is not None else "",
+        time=time.time() - latency_ms / 1000,
+        endpoint=end.endpoint,
+        route=ctx.route if ctx is not None else end.route,
+        key=_key_name(ctx) if ctx is not None else end.key,
+        target=end.target,
+        attempts=tuple(AttemptRecord(a.target, a.status, round(a.latency_ms, 3), a.error_class)
+                       for a in ctx.attempts) if ctx is not None else (),
+        cache=end.cache,
+        stream=ctx.stream if ctx is not None else False,
+        status=end.status,
+        error=end.error,
+        outcome=end.outcome,
+        tokens_in=usage.tokens_in if usage is not None else None,
+        tokens_out=usage.tokens_out if usage is not None else None,
+        cost_usd=usage.cost_usd if usage is not None else None,
+        usage_estimated=usage.estimated if usage is not None else False,
+        latency_ms=round(latency_ms, 3),
+        ttfb_ms=(round((end.first_byte - end.started) * 1000, 3)
+                 if end.first_byte is not None else None),
+        overhead_ms=round(end.overhead_ms, 3),
+        config_version=graph.version,
+        request_body=request_body,
+        response_body=end.response_body if bodies else None,
+    )
+
+
+def _key_name(ctx: RequestContext) -> str | None:
+    """The caller's key: named by authentication, or known before a refusal (403)."""
+    if ctx.key_name is not None:
+        return ctx.key_name
+    return ctx.key.name if ctx.key is not None else None

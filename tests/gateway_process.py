@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import openai
 
+from . import loopback
 from .background_app import free_port
 
 
@@ -64,7 +65,7 @@ class GatewayProcess(RequestMethods):
                 self._log.close()
                 raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if httpx.get(self.base_url + "/readyz", timeout=0.5).status_code == 200:
+                if loopback.get(self.base_url + "/readyz", timeout=0.5).status_code == 200:
                     return self
             except httpx.TransportError:
                 pass
@@ -76,11 +77,11 @@ class GatewayProcess(RequestMethods):
         """An HTTP request to the server (``path`` from the root); the same methods as the
         in-process gateway's, so helpers work with both."""
         kwargs.setdefault("timeout", 10)
-        return httpx.request(method, self.base_url + path, **kwargs)
+        return loopback.request(method, self.base_url + path, **kwargs)
 
     def stream(self, method: str, path: str, **kwargs):
         kwargs.setdefault("timeout", 10)
-        return httpx.stream(method, self.base_url + path, **kwargs)
+        return loopback.stream(method, self.base_url + path, **kwargs)
 
     def openai(self, api_key: str = "unused") -> openai.OpenAI:
         """The official client, over a real socket to the server."""

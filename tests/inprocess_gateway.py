@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
+import httpx
 import httpx2
 import openai
 import structlog
@@ -27,6 +28,7 @@ from gateway.server.request_stats import STATS
 from gateway.server.reload import GraphHolder, Reloader
 from gateway.server.versioning import Inputs, record_startup, startup_graph
 
+from . import loopback
 from .background_app import free_port
 from .gateway_process import RequestMethods
 
@@ -167,8 +169,8 @@ def _without_lifespan(app):
 
 def _answers(url: str) -> bool:
     try:
-        return httpx2.get(url + "/healthz", timeout=1).status_code == 200
-    except httpx2.TransportError:
+        return loopback.get(url + "/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
         return False
 
 

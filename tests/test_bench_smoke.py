@@ -24,6 +24,8 @@ if str(ROOT) not in sys.path:
 
 from bench import probe, report, run, streams, systems, wrk  # noqa: E402
 
+from . import loopback  # noqa: E402
+
 # Captured from `wrk -t1 -c32 -d2s -s bench/post.lua URL -- BODY` (wrk 4.1.0).
 WRK_OUTPUT = """\
 Running 2s test @ http://127.0.0.1:18101/v1/chat/completions
@@ -144,9 +146,9 @@ def test_cache_system_answers_from_the_cache(tmp_path):
         cached = run.start_system(systems.SYSTEMS["gateway-cache"], up, tmp_path, stack, None)
         run.check(cached, systems.MODEL)  # a plain miss, then the same request streamed: a hit
         base = f"http://127.0.0.1:{cached.port}/v1/chat/completions"
-        hit = httpx.post(base, content=probe.chat_body(systems.MODEL, False), timeout=10,
+        hit = loopback.post(base, content=probe.chat_body(systems.MODEL, False), timeout=10,
                          headers={"Content-Type": "application/json"})
-        slow = httpx.post(base, content=probe.chat_body(systems.GAP_MODEL, False), timeout=10,
+        slow = loopback.post(base, content=probe.chat_body(systems.GAP_MODEL, False), timeout=10,
                           headers={"Content-Type": "application/json"})
     assert hit.headers["x-gateway-cache"] == "hit"
     assert slow.headers["x-gateway-cache"] == "skip"

@@ -12,11 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
+from .. import loopback
 from ..background_app import free_port
 from .upstreams import Scripted, chat, gateway
 
@@ -532,7 +532,7 @@ routes:
     b.config_path.write_text(loop.format(port=a.port))
     try:
         a.start(), b.start()
-        r = httpx.post(a.base_url + "/v1/chat/completions", json=chat("m"), timeout=20)
+        r = loopback.post(a.base_url + "/v1/chat/completions", json=chat("m"), timeout=20)
     finally:
         a.stop(), b.stop()
     assert r.status_code == 508, r.text

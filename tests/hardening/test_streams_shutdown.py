@@ -20,7 +20,9 @@ import pytest
 
 from gateway.server.engines import ENGINES
 
+from .. import loopback
 from ..fake_upstream import Behaviour
+from ..inprocess_gateway import poll
 from .raw_upstream import SSE_CHUNKED, SSE_CLOSE_DELIMITED, RawUpstream, event, http_chunk
 
 RAW_CONFIG = """
@@ -143,7 +145,7 @@ def test_a_client_that_leaves_a_non_streaming_request_cancels_the_upstream_call(
         url = gw.listen(engine)
         left = time.monotonic()
         with pytest.raises(httpx.ReadTimeout):
-            httpx.post(url + "/v1/chat/completions", timeout=httpx.Timeout(5, read=0.3),
+            loopback.post(url + "/v1/chat/completions", timeout=httpx.Timeout(5, read=0.3),
                        json={"model": "slow", "messages": [{"role": "user", "content": "hi"}]})
         deadline = time.monotonic() + 3
         while not upstream.closed_early and time.monotonic() < deadline:
@@ -177,7 +179,7 @@ class StreamInThread(threading.Thread):
         self.body = b""
 
     def run(self) -> None:
-        with httpx.stream("POST", self.gw.base_url + "/v1/chat/completions", timeout=20,
+        with loopback.stream("POST", self.gw.base_url + "/v1/chat/completions", timeout=20,
                           json={"model": self.model, "stream": True,
                                 "messages": [{"role": "user", "content": "hi"}]}) as r:
             for piece in r.iter_raw():
@@ -202,7 +204,9 @@ def test_sigterm_drains_streams_and_ends_the_rest_with_an_error_event(
     assert all(s.started.wait(10) for s in streams)
     signalled = time.monotonic()
     gw.proc.send_signal(signal.SIGTERM)
-    ready = httpx.get(gw.base_url + "/readyz", timeout=2)
+    # the signal arrives while the server runs: a request sent at once may come before it
+    ready = poll(lambda: loopback.get(gw.base_url + "/readyz", timeout=2),
+                 lambda r: r.status_code != 200, 1.0, "/readyz still 200 after SIGTERM")
     assert ready.status_code == 503 and ready.json()["reason"] == "shutting down"
     for s in streams:
         s.join(15)
@@ -252,7 +256,7 @@ def test_slow_header_connections_are_closed_after_the_header_timeout(gateway_app
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         held = seconds_until_closed(sock, b"x-slow: 1\r\n", every=0.2, limit=8)
     assert 0.8 <= held < 4, f"held for {held:.1f}s with server.header_timeout 1s"
-    assert httpx.get(url + "/healthz").status_code == 200  # honest clients still served
+    assert loopback.get(url + "/healthz").status_code == 200  # honest clients still served
 
 
 @pytest.mark.parametrize("engine", ["uvicorn", "hypercorn"])  # granian: from the first byte
@@ -266,7 +270,7 @@ def test_connections_that_send_nothing_are_closed_after_the_header_timeout(gatew
 
 def wait_until_served(url: str) -> None:
     deadline = time.monotonic() + 5
-    while (status := httpx.get(url + "/healthz", timeout=5).status_code) != 200:
+    while (status := loopback.get(url + "/healthz", timeout=5).status_code) != 200:
         assert time.monotonic() < deadline, f"still {status} after the connections closed"
         time.sleep(0.05)
 
@@ -278,7 +282,7 @@ def test_connections_beyond_the_cap_get_503_on_uvicorn(gateway_app):
     held = [socket.create_connection(("127.0.0.1", gw.port)) for _ in range(3)]
     try:
         time.sleep(0.2)  # the server has accepted them
-        over = httpx.get(url + "/healthz", timeout=5)
+        over = loopback.get(url + "/healthz", timeout=5)
         assert over.status_code == 503
     finally:
         for sock in held:
@@ -303,7 +307,7 @@ def test_requests_beyond_the_cap_get_503_on_hypercorn(gateway_app, upstream):
     gw = gateway_app(CAP_CONFIG.format(base_url=upstream.base_url))
     url = gw.listen("hypercorn")
     body = {"model": "slow", "messages": [{"role": "user", "content": "hi"}]}
-    slow = [threading.Thread(target=httpx.post, args=(url + "/v1/chat/completions",),
+    slow = [threading.Thread(target=loopback.post, args=(url + "/v1/chat/completions",),
                              kwargs={"json": body, "timeout": 10}) for _ in range(3)]
     for thread in slow:
         thread.start()
@@ -311,13 +315,13 @@ def test_requests_beyond_the_cap_get_503_on_hypercorn(gateway_app, upstream):
     while sum(r.path.endswith("/chat/completions") for r in upstream.requests) < 3:
         assert time.monotonic() < deadline, "the slow requests did not reach the upstream"
         time.sleep(0.02)
-    over = httpx.get(url + "/healthz", timeout=5)
+    over = loopback.get(url + "/healthz", timeout=5)
     assert over.status_code == 503
     assert over.json()["error"]["code"] == "too_many_connections"
     assert over.headers["retry-after"] == "1"
     for thread in slow:
         thread.join(10)
-    assert httpx.get(url + "/healthz", timeout=5).status_code == 200
+    assert loopback.get(url + "/healthz", timeout=5).status_code == 200
 
 
 def test_connections_beyond_the_cap_wait_on_granian(gateway_app):
@@ -329,7 +333,7 @@ def test_connections_beyond_the_cap_wait_on_granian(gateway_app):
     try:
         time.sleep(0.2)  # the server has accepted them
         with pytest.raises(httpx.ReadTimeout):
-            httpx.get(url + "/healthz", timeout=httpx.Timeout(5, read=0.5))
+            loopback.get(url + "/healthz", timeout=httpx.Timeout(5, read=0.5))
     finally:
         for sock in held:
             sock.close()

@@ -13,6 +13,7 @@ import pytest
 
 from gateway.server.engines import DEFAULT_ENGINE, ENGINES, EngineError, engine
 
+from .. import loopback
 from ..gateway_process import write_atomically
 
 CONFIG = """
@@ -47,7 +48,7 @@ def test_each_engine_end_to_end(gateway_factory, name):
 def test_each_engine_with_two_workers(gateway_factory, name):
     """--workers 2: two worker processes serve one port."""
     gw = gateway_factory(CONFIG.format(model="w"), args=("--engine", name, "--workers", "2"))
-    statuses = [httpx.post(gw.base_url + "/v1/chat/completions", timeout=10, json={
+    statuses = [loopback.post(gw.base_url + "/v1/chat/completions", timeout=10, json={
         "model": "live", "messages": [{"role": "user", "content": "x"}]}).status_code
         for _ in range(20)]
     assert statuses == [200] * 20
@@ -61,7 +62,7 @@ def test_the_default_engine_is_uvicorn(gateway_factory):
     """A config that names no engine runs on uvicorn (httptools), a core dependency."""
     assert DEFAULT_ENGINE == "uvicorn"
     gw = gateway_factory(CONFIG.format(model="d"))
-    assert httpx.get(gw.base_url + "/healthz", timeout=5).status_code == 200
+    assert loopback.get(gw.base_url + "/healthz", timeout=5).status_code == 200
     assert '"engine":"uvicorn"' in gw.log()
 
 

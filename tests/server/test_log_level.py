@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-import httpx
+from .. import loopback
 
 CONFIG = """
 version: 1
@@ -17,7 +17,7 @@ routes:
 
 
 def request_events(gw) -> int:
-    assert httpx.post(gw.base_url + "/v1/chat/completions", timeout=10, json={
+    assert loopback.post(gw.base_url + "/v1/chat/completions", timeout=10, json={
         "model": "live", "messages": [{"role": "user", "content": "x"}]}).status_code == 200
     time.sleep(0.1)  # let the log line reach the file
     return gw.log().count('"event":"request"')

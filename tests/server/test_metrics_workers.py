@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 
-import httpx
+from .. import loopback
 
 CONFIG = """
 version: 1
@@ -19,7 +19,7 @@ REQUESTS = 30
 
 def scrape(gw) -> tuple[float, str]:
     """(gateway_requests_total for route live, the worker that answered) over a new connection."""
-    text = httpx.get(gw.base_url + "/metrics", timeout=5).text
+    text = loopback.get(gw.base_url + "/metrics", timeout=5).text
     total = sum(float(v) for v in re.findall(
         r'^gateway_requests_total\{route="live",status="200"\} (\S+)$', text, re.M))
     worker = re.search(r'^gateway_config_version\{worker="(\d+)"\}', text, re.M)
@@ -33,7 +33,7 @@ def test_one_scrape_counts_every_workers_requests(gateway_factory):
     gw = gateway_factory(CONFIG, args=("--workers", "2"))
     totals, workers = [], set()
     for _ in range(REQUESTS):
-        reply = httpx.post(gw.base_url + "/v1/chat/completions", timeout=10, json={
+        reply = loopback.post(gw.base_url + "/v1/chat/completions", timeout=10, json={
             "model": "live", "messages": [{"role": "user", "content": "x"}]})
         assert reply.status_code == 200
         total, worker = scrape(gw)

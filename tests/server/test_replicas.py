@@ -10,6 +10,7 @@ import time
 
 import httpx
 
+from .. import loopback
 from ..redis_fixture import RedisServer, redis_server  # noqa: F401
 
 RAW = "replica-test-key-0123456789"
@@ -51,7 +52,7 @@ def pair(gateway_factory, redis: RedisServer, tmp_path, **kwargs):
 
 
 def post(gw, model: str, **extra) -> httpx.Response:
-    return httpx.post(gw.base_url + "/v1/chat/completions", timeout=10, headers=AUTH,
+    return loopback.post(gw.base_url + "/v1/chat/completions", timeout=10, headers=AUTH,
                       json={"model": model, "messages": [{"role": "user", "content": "hi"}],
                             **extra})
 
@@ -70,7 +71,7 @@ def redis_sum(redis: RedisServer, pattern: str) -> float:
 
 
 def readyz(gw) -> httpx.Response:
-    return httpx.get(gw.base_url + "/readyz", timeout=5)
+    return loopback.get(gw.base_url + "/readyz", timeout=5)
 
 
 def test_two_replicas_enforce_one_rate_limit(gateway_factory, redis_server, tmp_path):  # noqa: F811
@@ -93,7 +94,7 @@ def test_two_replicas_enforce_one_rate_limit(gateway_factory, redis_server, tmp_
     for gw in (a, b):
         state = readyz(gw).json()["state"]
         assert state["backend"] == "redis" and state["healthy"] and state["mode"] == "local"
-        metrics = httpx.get(gw.base_url + "/metrics", timeout=5).text
+        metrics = loopback.get(gw.base_url + "/metrics", timeout=5).text
         assert 'gateway_state_backend_up{backend="redis"} 1.0' in metrics
 
 
@@ -155,7 +156,7 @@ def test_redis_killed_both_keep_serving_then_resynchronise(  # noqa: F811
         assert ready.json()["state"] | {"down_since": None} == {
             "backend": "redis", "healthy": False, "mode": "local", "share": 2,
             "down_since": None, "pending_deltas": ready.json()["state"]["pending_deltas"] or -1, "outages": 1}
-        metrics = httpx.get(gw.base_url + "/metrics", timeout=5).text
+        metrics = loopback.get(gw.base_url + "/metrics", timeout=5).text
         assert 'gateway_state_backend_up{backend="redis"} 0.0' in metrics
     spent_during = during[a].count(200) + during[b].count(200)
     assert 4 + spent_during <= 20  # the fleet stayed within the limit

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, AsyncIterator, Callable, ClassVar, Iterable, Mapping
 
-import orjson
 
 from ..errors import GatewayError, UpstreamError
 from ..providers.base import (
@@ -443,13 +442,7 @@ class CanaryNode:
         except UpstreamError:
             self._record(arm, True, started, None)
             raise
-        usage = None
-        if response.body is not None:
-            try:
-                usage = orjson.loads(response.body).get("usage")
-            except (orjson.JSONDecodeError, AttributeError):
-                usage = None
-        self._record(arm, False, started, usage if isinstance(usage, dict) else None)
+        self._record(arm, False, started, response.usage)
         return response
 
     def _record(self, arm: str, failed: bool, started: float,

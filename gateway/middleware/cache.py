@@ -251,10 +251,7 @@ def _complete(endpoint: str, response: UpstreamResponse) -> dict | None:
     """The answer's JSON when it is a complete, successful one worth storing; else None."""
     if response.status != 200 or response.body is None:
         return None
-    try:
-        answer = orjson.loads(response.body)
-    except orjson.JSONDecodeError:
-        return None
+    answer = response.json()
     if not isinstance(answer, dict) or "error" in answer:
         return None
     if endpoint == "embeddings":

@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 
 from ..errors import GatewayError, UpstreamError
 from ..graph.context import RequestContext
@@ -78,9 +77,8 @@ async def embed(ctx: RequestContext, settings: SemanticSettings, routes: Any,
         log.warning("cache_embedding_failed", route=settings.route, error=exc.message)
         return None
     try:
-        data = orjson.loads(response.body or b"")
-        vector = data["data"][0]["embedding"]
-    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+        vector = response.json()["data"][0]["embedding"]
+    except (KeyError, IndexError, TypeError):
         log.warning("cache_embedding_failed", route=settings.route,
                     error="the answer has no data[0].embedding")
         return None

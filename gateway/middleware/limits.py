@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 
 from ..errors import GatewayError
 from ..events import BUDGET_THRESHOLD, emit
@@ -171,14 +170,10 @@ class Limits:
         reservation = ctx.state_for(Reservation)
         if reservation is None:
             return response
-        usage, estimated = None, False
-        if response.body is not None:
-            try:
-                data = orjson.loads(response.body)
-            except orjson.JSONDecodeError:
-                data = None
-            usage = data.get("usage") if isinstance(data, dict) else None
-            if not isinstance(usage, dict) and isinstance(data, dict):
+        usage, estimated = response.usage, False
+        if usage is None:
+            data = response.json()
+            if isinstance(data, dict):
                 usage = estimate_answer_usage(ctx.body, data, ctx.endpoint)
                 estimated = usage is not None
         await self._settle(ctx, reservation, response.target, usage, estimated)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, AsyncIterator, BinaryIO, Callable, Mapping
 
 import aiohttp
+import orjson
 
 from ..units import duration_text
 from .redirects import redirect_message
@@ -132,17 +133,74 @@ class UpstreamRequest:
     native: NativeBody | None = None  # model and override_params applied, like ``body``
 
 
-@dataclass(slots=True)
-class UpstreamResponse:
-    """A successful upstream answer. Exactly one of ``body`` and ``stream`` is set."""
+_UNPARSED: Any = object()  # UpstreamResponse._json before the body was parsed
 
-    status: int
-    body: bytes | None = None
-    stream: AsyncIterator[bytes] | None = None
-    media_type: str = "application/json"
-    headers: dict[str, str] = field(default_factory=dict)
-    target: str = ""
-    api: str = "openai"  # the wire format of the answer: a NativeBody's api when sent natively
+
+class UpstreamResponse:
+    """A successful upstream answer. Exactly one of ``body`` and ``stream`` is set.
+
+    A whole body is parsed once, by whoever asks first (rate limits and budgets, the response
+    cache, a canary's counts, plugins such as output-guard and pii-redact): ``json()`` and
+    ``usage`` share that one value, and assigning ``body`` drops it. The value is shared, so
+    read it; to change the answer, change the value and hand it back with ``set_json`` (or
+    assign new bytes to ``body``), never leave it changed under the old body.
+    """
+
+    __slots__ = ("status", "stream", "media_type", "headers", "target", "api", "_body", "_json")
+
+    def __init__(self, status: int, body: bytes | None = None,
+                 stream: AsyncIterator[bytes] | None = None,
+                 media_type: str = "application/json", headers: dict[str, str] | None = None,
+                 target: str = "", api: str = "openai"):
+        self.status = status
+        self._body = body
+        self._json: Any = _UNPARSED
+        self.stream = stream
+        self.media_type = media_type
+        self.headers: dict[str, str] = {} if headers is None else headers
+        self.target = target
+        self.api = api  # the wire format of the answer: a NativeBody's api when sent natively
+
+    @property
+    def body(self) -> bytes | None:
+        return self._body
+
+    @body.setter
+    def body(self, value: bytes | None) -> None:
+        self._body = value
+        self._json = _UNPARSED
+
+    def json(self) -> Any:
+        """The body's JSON value, parsed on the first call and kept; None when there is no
+        whole body or it is not JSON."""
+        value = self._json
+        if value is _UNPARSED:
+            value = None
+            if self._body is not None:
+                try:
+                    value = orjson.loads(self._body)
+                except orjson.JSONDecodeError:
+                    value = None
+            self._json = value
+        return value
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        """The answer's ``usage`` object as the provider reported it, or None."""
+        data = self.json()
+        usage = data.get("usage") if isinstance(data, dict) else None
+        return usage if isinstance(usage, dict) else None
+
+    def set_json(self, value: Any) -> None:
+        """Make ``value`` the answer: the body becomes its JSON, and ``json()`` returns it
+        without parsing again."""
+        self._body = orjson.dumps(value)
+        self._json = value
+
+    def __repr__(self) -> str:
+        kind = "stream" if self.stream is not None else f"body={len(self._body or b'')} bytes"
+        return (f"UpstreamResponse(status={self.status}, {kind}, media_type={self.media_type!r}, "
+                f"target={self.target!r})")
 
 
 @dataclass(frozen=True, slots=True)

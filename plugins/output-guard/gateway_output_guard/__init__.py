@@ -9,7 +9,6 @@ are already sent, with an SSE comment line instead). See README.md.
 
 from __future__ import annotations
 
-import orjson
 import structlog
 
 from gateway import hookimpl
@@ -93,9 +92,8 @@ class AttemptGuard:
         self.plugin = plugin
 
     async def check(self, ctx, response) -> str | None:
-        try:
-            body = orjson.loads(response.body)
-        except orjson.JSONDecodeError:
+        body = response.json()
+        if body is None:
             return None
         reason = self.rules.check_response(body)
         if reason:
@@ -161,11 +159,8 @@ class Flag(StreamChecks):
     event = "output_guard_flagged"
 
     async def on_response(self, ctx, response):
-        if response.body is None:
-            return response
-        try:
-            body = orjson.loads(response.body)
-        except orjson.JSONDecodeError:
+        body = response.json()
+        if body is None:
             return response
         reason = self.rules.check_response(body)
         if reason:

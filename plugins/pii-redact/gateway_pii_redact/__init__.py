@@ -8,7 +8,6 @@ shows no value; what the plugin logs and the counts it keeps never contain a val
 
 from __future__ import annotations
 
-import orjson
 import structlog
 
 from gateway import hookimpl
@@ -119,12 +118,9 @@ class Restorer:
     async def on_response(self, ctx, response):
         state = ctx.state_for(PiiState)
         vault = state.vault if state is not None else None
-        if vault is None or response.body is None:
+        if vault is None:
             return response
-        try:
-            body = orjson.loads(response.body)
-        except orjson.JSONDecodeError:
-            return response
+        body = response.json()  # shared with other middleware: changed only with set_json below
         choices = body.get("choices") if isinstance(body, dict) else None
         if not isinstance(choices, list):
             return response
@@ -142,7 +138,7 @@ class Restorer:
                 changed |= restored != choice["text"]
                 choice["text"] = restored
         if changed:
-            response.body = orjson.dumps(body)
+            response.set_json(body)
         return response
 
     def on_chunk(self, ctx, chunk: bytes) -> bytes:

@@ -1,10 +1,10 @@
 """Keep secrets out of what the gateway shows: config texts (admin API) and values (diffs).
 
-A secret field (``api_key``, ``admin_token``, the AWS keys, an alert ``webhook`` and its ``secret``, any value under
-a provider's ``headers``) may be shown only as a reference: ``${VAR}``, ``secret:NAME``, or
-text around ``${VAR}`` such as ``Bearer ${TOKEN}``. A value written literally is replaced by
-``***``, and so is the default of ``${VAR:-default}``. In any other value, the userinfo of a
-URL (``http://user:pass@host``) is replaced by ``***``.
+A secret field (``api_key``, ``admin_token``, the AWS keys, an alert ``webhook`` and its
+``secret``, any value under a provider's ``headers``) may be shown only as a reference:
+``${VAR}``, ``secret:NAME``, or text around ``${VAR}`` such as ``Bearer ${TOKEN}``. A value
+written literally is replaced by ``***``, and so is the default of ``${VAR:-default}``. In
+any other value, the userinfo of a URL (``http://user:pass@host``) is replaced by ``***``.
 """
 
 from __future__ import annotations

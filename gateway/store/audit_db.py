@@ -142,7 +142,8 @@ class AuditTrail:
             return []
         conn = self._connect()
         try:
-            query, args = "select * from audit", ()
+            query = "select * from audit"
+            args: tuple[str, ...] = ()
             if since is not None:
                 query, args = query + " where at >= ?", (since,)
             return [dict(r) for r in conn.execute(query + " order by id", args)]

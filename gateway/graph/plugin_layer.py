@@ -63,6 +63,14 @@ class AttemptChecks:
         return len(self.checks)
 
 
+def _drop_native(ctx: RequestContext, plugin: str) -> None:
+    """A plugin rewrote the request (it assigned ctx.body): the front door's native body still
+    holds what the client sent (the very text pii-redact masked, say), so it must not go
+    upstream. Every target gets the translation of the rewritten body instead."""
+    ctx.native = None
+    log.info("native_body_dropped", plugin=plugin, route=ctx.route, request_id=ctx.request_id)
+
+
 class PluginLayer:
     def __init__(self, name: str, before: Any | None, after: Any | None,
                  headers: Any | None = None):
@@ -77,12 +85,15 @@ class PluginLayer:
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> UpstreamResponse:
         response = None
         if self.before is not None:
+            body = ctx.body
             try:
                 response = await self.before.on_request(ctx)
             except (GatewayError, UpstreamError):
                 raise
             except Exception as exc:
                 raise failure(self.name, exc) from exc
+            if ctx.native is not None and ctx.body is not body:
+                _drop_native(ctx, self.name)
         if response is None:
             if self.on_error is None:
                 response = await call_next(ctx)

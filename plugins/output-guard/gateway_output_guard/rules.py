@@ -105,8 +105,16 @@ def _relevance(err) -> tuple:
 
 
 def answer_texts(body: Any) -> Iterator[tuple[int, str]]:
-    """(choice index, text) of each choice of a chat or legacy completion answer."""
-    choices = body.get("choices") if isinstance(body, dict) else None
+    """(choice index, text) of each choice of a chat or legacy completion answer; an
+    Anthropic message (an answer sent back as it came, behind /v1/messages) is one choice, the
+    text of its text blocks."""
+    if not isinstance(body, dict):
+        return
+    if body.get("type") == "message" and isinstance(body.get("content"), list):
+        yield 0, "".join(block["text"] for block in body["content"]
+                         if isinstance(block, dict) and isinstance(block.get("text"), str))
+        return
+    choices = body.get("choices")
     if not isinstance(choices, list):
         return
     for position, choice in enumerate(choices):

@@ -26,6 +26,8 @@ from gateway.providers.sse import SSEFramer
 # Deny patterns are searched in the new text plus this much of the text before it, so a match
 # split across events is found at once; a final search over the whole text finds longer ones.
 WINDOW = 4096
+# The events of Anthropic's stream that carry or end the answer's text.
+ANTHROPIC_EVENTS = frozenset({"content_block_delta", "message_stop"})
 
 
 def event_data(raw: bytes) -> str | None:
@@ -105,7 +107,11 @@ class StreamGuard:
             payload = orjson.loads(data)
         except orjson.JSONDecodeError:
             return raw
-        choices = payload.get("choices") if isinstance(payload, dict) else None
+        if not isinstance(payload, dict):
+            return raw
+        if payload.get("type") in ANTHROPIC_EVENTS:
+            return self._anthropic(payload) + raw
+        choices = payload.get("choices")
         if not isinstance(choices, list):
             return raw
         for position, choice in enumerate(choices):
@@ -116,22 +122,39 @@ class StreamGuard:
         return raw
 
     def _choice(self, choice: dict, position: int) -> str | None:
-        index = choice.get("index", position)
-        state = self.choices.get(index)
-        if state is None:
-            state = self.choices[index] = ChoiceText()
+        state = self._state(choice.get("index", position))
         delta = choice.get("delta")
         piece = delta.get("content") if isinstance(delta, dict) else choice.get("text")
-        reason = None
-        if isinstance(piece, str) and piece:
-            window = state.tail + piece
-            state.pieces.append(piece)
-            state.length += len(piece)
-            state.tail = window[-WINDOW:]
-            reason = self.rules.check_deny(window) or self.rules.check_length_of(state.length)
+        reason = self._piece(state, piece)
         if reason is None and choice.get("finish_reason") is not None:
             reason = self._finish(state)
         return reason
+
+    def _anthropic(self, payload: dict) -> bytes:
+        """An Anthropic event (a native stream behind /v1/messages): the text deltas of every
+        content block make one answer; message_stop finishes it."""
+        state = self._state(0)
+        if payload["type"] == "message_stop":
+            reason = self._finish(state)
+        else:
+            delta = payload.get("delta")
+            reason = self._piece(state, delta.get("text") if isinstance(delta, dict) else None)
+        return self._fail(reason, False, None, 0) if reason else b""
+
+    def _state(self, index: int) -> ChoiceText:
+        state = self.choices.get(index)
+        if state is None:
+            state = self.choices[index] = ChoiceText()
+        return state
+
+    def _piece(self, state: ChoiceText, piece: object) -> str | None:
+        if not isinstance(piece, str) or not piece:
+            return None
+        window = state.tail + piece
+        state.pieces.append(piece)
+        state.length += len(piece)
+        state.tail = window[-WINDOW:]
+        return self.rules.check_deny(window) or self.rules.check_length_of(state.length)
 
     def _finish(self, state: ChoiceText) -> str | None:
         if state.finished:

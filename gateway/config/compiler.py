@@ -287,8 +287,12 @@ class _Compiler:
                 max_connections=spec.get("max_connections", 1024),
                 options=MappingProxyType(options),
             )
-            self.providers[name] = types[kind](pspec, self.runtime.clients)
+            provider = self.providers[name] = types[kind](pspec, self.runtime.clients)
             self.provider_timeouts[name] = spec.get("timeout")
+            if spec.get("passthrough") and provider.passthrough_headers() is None:
+                self.error(path + ("passthrough",), f"provider '{name}' ({kind}) cannot be "
+                           "passed through: its requests are signed per call",
+                           "remove passthrough: true")
 
     # -- routes and nodes ------------------------------------------------------------------
 

@@ -90,11 +90,15 @@ def route(request: Request, graph: RoutingGraph, key: KeySpec | None, raw: bytes
     if provider is None:
         raise GatewayError(404, f"no provider named '{name}' on this gateway",
                            code="provider_not_found", param="provider")
+    if not provider.spec.options.get("passthrough"):
+        raise GatewayError(403, f"provider '{name}' is not open to passthrough (its whole API, "
+                           "with its credentials): the gateway's operator opens it with "
+                           f"providers.{name}.passthrough: true",
+                           type="permission_error", code="passthrough_disabled")
     credentials = provider.passthrough_headers()
-    if credentials is None:
+    if credentials is None:  # refused by the compiler already; kept for configs built in code
         raise GatewayError(400, f"provider '{name}' (type {provider.spec.type}) cannot be "
-                           "passed through: its requests are signed per call",
-                           code="passthrough_unsupported")
+                           "passed through", code="passthrough_unsupported")
     try:
         url = upstream_url(provider.spec.base_url, _raw_path(request),
                            request.scope.get("query_string", b"").decode("latin-1"))

@@ -29,6 +29,9 @@ class MockProvider(Provider):
     capabilities = frozenset({"chat", "completions", "embeddings", "stream", "images", "audio"})
     base_url = "mock://"
 
+    def passthrough_headers(self) -> dict[str, str] | None:
+        return None  # answered in process: there is no HTTP API to pass through to
+
     async def check_health(self, timeout: float) -> str | None:
         """Unhealthy when it is set to fail every request (error_rate: 1)."""
         return "mock: error_rate is 1" if self.error_rate >= 1 else None

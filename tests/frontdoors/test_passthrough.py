@@ -14,6 +14,7 @@ import pytest
 
 from gateway.providers.passthrough import PassthroughRefused, forwarded_headers, upstream_url
 
+from ..cli_runner import run_cli
 from ..fake_upstream import Behaviour
 from ..inprocess_gateway import poll
 from ..providers.fake_anthropic import API_KEY, FakeAnthropic
@@ -22,8 +23,9 @@ RAW = "sk-gw-pass"
 CONFIG = """
 version: 1
 providers:
-  up: {{type: openai-compatible, base_url: "{openai}", api_key: upstream-secret}}
-  claude: {{type: anthropic, base_url: "{anthropic}", api_key: {key}}}
+  up: {{type: openai-compatible, base_url: "{openai}", api_key: upstream-secret, passthrough: true}}
+  claude: {{type: anthropic, base_url: "{anthropic}", api_key: {key}, passthrough: true}}
+  closed: {{type: openai-compatible, base_url: "{openai}", api_key: upstream-secret}}
   demo: {{type: mock}}
 routes:
   gpt: {{target: {{provider: up, model: gpt-test}}}}
@@ -122,8 +124,22 @@ def test_keys_and_limits_apply(gw):
 def test_unknown_and_unpassable_providers(gw):
     missing = gw.get("/v1/passthrough/nope/models", headers=AUTH)
     assert missing.status_code == 404 and "no provider named 'nope'" in missing.text
-    mock = gw.get("/v1/passthrough/demo/models", headers=AUTH)
-    assert mock.status_code == 400 and "base_url" in mock.json()["error"]["message"]
+    for name in ("closed", "demo"):
+        closed = gw.get(f"/v1/passthrough/{name}/models", headers=AUTH)
+        assert closed.status_code == 403
+        assert closed.json()["error"]["type"] == "permission_error"
+        assert f"providers.{name}.passthrough: true" in closed.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("kind", ["mock", "bedrock"])
+def test_passthrough_on_a_provider_that_cannot_have_it_is_a_config_error(kind, tmp_path):
+    path = tmp_path / "gateway.yaml"
+    path.write_text("version: 1\nproviders:\n"
+                    f"  p: {{type: {kind}, region: us-east-1, passthrough: true}}\n"
+                    "routes:\n  r: {target: {provider: p, model: m}}\n")
+    result = run_cli("validate", str(path))
+    assert result.code == 1
+    assert "gateway.yaml:3:" in result.err and "provider 'p' (" + kind + ") cannot be passed through" in result.err
 
 
 @pytest.mark.parametrize("path", [

@@ -30,7 +30,7 @@ BUILTIN_PREFIX = "builtin:"
 # response cache (in the chain only when some route has the cache on); `frontdoors` serves
 # /v1/messages and the other non-OpenAI APIs.
 DEFAULT_PLUGINS = ("gateway.builtin.auth", "gateway.builtin.limits", "gateway.builtin.providers",
-                   "gateway.builtin.cache", "gateway.builtin.frontdoors")
+                   "gateway.builtin.cache", "gateway.builtin.frontdoors", "gateway.builtin.files")
 
 
 class PluginConflict(Exception):

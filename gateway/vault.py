@@ -259,6 +259,27 @@ class Vault:
             self._write(doc)
         return entry is None
 
+    def setdefault(self, name: str, make: Callable[[], str]) -> str:
+        """The value of ``name``; when the vault has none, ``make()`` is stored under it (under
+        the writer lock, so of several processes asking at once exactly one makes it)."""
+        values, _ = self.resolve([name])
+        if name in values:
+            return values[name]
+        with self._locked():
+            values, _ = self.resolve([name])
+            if name in values:
+                return values[name]
+            doc = self._load() or _new_doc()
+            key = self._key_for(doc, create=True)
+            assert key is not None
+            box = nacl.secret.SecretBox(key.key)
+            value, now = make(), _now()
+            doc["secrets"][name] = {"ciphertext": self._encrypt(box, name, value),
+                                    "created_at": now, "updated_at": now}
+            _stamp(doc, key, box)
+            self._write(doc)
+        return value
+
     def delete(self, name: str) -> None:
         with self._locked():
             doc = self._load()

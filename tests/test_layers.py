@@ -11,7 +11,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "gateway"
 
 # A layer may import itself and anything to its right, never to its left.
-LAYERS = ["cli", "server", "builtin", "frontdoors", "config", "pluginmanager", "middleware", "hookspecs", "graph",
+LAYERS = ["cli", "server", "builtin", "files", "frontdoors", "config", "pluginmanager", "middleware", "hookspecs", "graph",
           "providers", "state", "keys", "vault", "store", "base", "types"]
 BASE = {"errors", "logs", "events", "units", "pricing", "datadir", "request_record", "__init__"}
 

@@ -22,7 +22,7 @@ log = get_logger("gateway.guard")
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 PROBES = frozenset({"/healthz", "/readyz"})
-MULTIPART = frozenset({"/v1/audio/transcriptions"})  # every other POST body is JSON
+MULTIPART = frozenset({"/v1/audio/transcriptions", "/v1/files"})  # every other POST body is JSON
 
 
 def split_host(value: str) -> tuple[str, str | None]:

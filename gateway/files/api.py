@@ -1,0 +1,233 @@
+"""/v1/files in OpenAI's shape: upload (multipart, streamed to disk encrypted: never the whole
+file in memory), list, retrieve, content, delete. Each file belongs to the key that uploaded it;
+any other key gets 404."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Awaitable, Callable
+
+import orjson
+from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from ..errors import GatewayError
+from ..hookspecs import KEY_SCOPE
+from .store import OUTPUT_PURPOSES, PURPOSES, FileStore, Owner, Upload, public
+
+MAX_FIELD = 4096  # bytes of a form field other than the file
+MAX_LIST = 10000
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def error_response(err: GatewayError) -> Response:
+    body = {"error": {"message": err.message, "type": err.type, "code": err.code,
+                      "param": err.param}}
+    return Response(orjson.dumps(body), status_code=err.status, headers=err.headers,
+                    media_type="application/json")
+
+
+def answers_errors(endpoint: Endpoint) -> Endpoint:
+    """GatewayError raised by ``endpoint`` becomes its answer, in OpenAI's shape."""
+    async def serve(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except GatewayError as err:
+            return error_response(err)
+    return serve
+
+
+def owner_of(request: Request) -> Owner:
+    return Owner.of(request.scope.get(KEY_SCOPE))
+
+
+def page(request: Request, default: int = MAX_LIST) -> tuple[int, str | None]:
+    """``limit`` and ``after`` of a list request."""
+    raw = request.query_params.get("limit")
+    try:
+        limit = default if raw is None else int(raw)
+    except ValueError:
+        limit = -1
+    if not 1 <= limit <= MAX_LIST:
+        raise GatewayError(400, f"'limit' must be an integer from 1 to {MAX_LIST}",
+                           code="invalid_value", param="limit")
+    return limit, request.query_params.get("after")
+
+
+def listing(items: list[dict[str, Any]], limit: int) -> dict[str, Any]:
+    shown = items[:limit]
+    return {"object": "list", "data": shown, "first_id": shown[0]["id"] if shown else None,
+            "last_id": shown[-1]["id"] if shown else None, "has_more": len(items) > limit}
+
+
+class FilesEndpoints:
+    def __init__(self, store: FileStore, max_size: int):
+        self.store = store
+        self.max_size = max_size
+
+    def routes(self) -> list[Route]:
+        return [Route("/v1/files", answers_errors(self.upload), methods=["POST"]),
+                Route("/v1/files", answers_errors(self.list), methods=["GET"]),
+                Route("/v1/files/{file_id}", answers_errors(self.retrieve), methods=["GET"]),
+                Route("/v1/files/{file_id}", answers_errors(self.delete), methods=["DELETE"]),
+                Route("/v1/files/{file_id}/content", answers_errors(self.content),
+                      methods=["GET"])]
+
+    async def upload(self, request: Request) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_size + 64 * 1024:
+            raise self._too_large()
+        form = StreamedForm(self.store, owner_of(request), self.max_size)
+        try:
+            await form.parse(request)
+            if form.upload is None:
+                raise GatewayError(400, "no 'file' field in the form: send the file as "
+                                   "multipart/form-data field 'file'", code="missing_file",
+                                   param="file")
+            purpose = form.fields.get("purpose")
+            if purpose not in PURPOSES or purpose in OUTPUT_PURPOSES:
+                raise GatewayError(400, f"'purpose' must be one of {', '.join(PURPOSES)}, not "
+                                   f"{purpose!r}", code="invalid_value", param="purpose")
+            record = await form.upload.commit(purpose)
+        except BaseException:
+            if form.upload is not None:
+                form.upload.abort()
+            raise
+        return json_response(public(record))
+
+    async def list(self, request: Request) -> Response:
+        limit, after = page(request)
+        purpose = request.query_params.get("purpose")
+        order = request.query_params.get("order", "desc")
+        if order not in ("asc", "desc"):
+            raise GatewayError(400, "'order' must be asc or desc", code="invalid_value",
+                               param="order")
+        rows = await self.store.list(owner_of(request), purpose, after, limit + 1,
+                                     descending=order == "desc")
+        return json_response(listing([public(r) for r in rows], limit))
+
+    async def retrieve(self, request: Request) -> Response:
+        record = await self.store.require(request.path_params["file_id"], owner_of(request))
+        return json_response(public(record))
+
+    async def delete(self, request: Request) -> Response:
+        file_id = request.path_params["file_id"]
+        await self.store.require(file_id, owner_of(request))
+        await self.store.delete(file_id, owner_of(request))
+        return json_response({"id": file_id, "object": "file", "deleted": True})
+
+    async def content(self, request: Request) -> Response:
+        record = await self.store.require(request.path_params["file_id"], owner_of(request))
+        chunks = self.store.read(record)
+        first = await anext(chunks, b"")  # a missing or damaged file fails before the 200
+        return StreamingResponse(_prepend(first, chunks), media_type="application/octet-stream",
+                                 headers={"content-length": str(record["bytes"])})
+
+    def _too_large(self) -> GatewayError:
+        return GatewayError(413, f"the file is larger than {self.max_size} bytes "
+                            "(files.max_size)", code="file_too_large", param="file")
+
+
+async def _prepend(first: bytes, rest: Any) -> Any:
+    if first:
+        yield first
+    async for chunk in rest:
+        yield chunk
+
+
+class StreamedForm:
+    """A multipart/form-data body parsed as it arrives: the ``file`` part goes straight into
+    an encrypted Upload, the other fields (``purpose``) are kept if small."""
+
+    def __init__(self, store: FileStore, owner: Owner, max_size: int):
+        self.store, self.owner, self.max_size = store, owner, max_size
+        self.fields: dict[str, str] = {}
+        self.upload: Upload | None = None
+        self._headers: dict[bytes, bytes] = {}
+        self._field, self._value = b"", b""
+        self._name: str | None = None
+        self._filename: str | None = None
+        self._text = bytearray()
+        self._failure: GatewayError | None = None
+
+    async def parse(self, request: Request) -> None:
+        kind, options = parse_options_header(request.headers.get("content-type", ""))
+        boundary = options.get(b"boundary")
+        if kind != b"multipart/form-data" or not boundary:
+            raise GatewayError(400, "upload the file as multipart/form-data (with a boundary)",
+                               code="invalid_content_type")
+        parser = MultipartParser(boundary, {
+            "on_part_begin": self._part_begin, "on_header_field": self._header_field,
+            "on_header_value": self._header_value, "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished, "on_part_data": self._part_data,
+            "on_part_end": self._part_end})
+        try:
+            async for chunk in request.stream():
+                parser.write(chunk)
+                if self._failure is not None:
+                    raise self._failure
+            parser.finalize()
+        except MultipartParseError as exc:
+            raise GatewayError(400, f"the multipart body cannot be read: {exc}",
+                               code="invalid_multipart") from None
+        if self._failure is not None:
+            raise self._failure
+
+    def _fail(self, err: GatewayError) -> None:
+        if self._failure is None:
+            self._failure = err
+
+    def _part_begin(self) -> None:
+        self._headers, self._name, self._filename = {}, None, None
+        self._text.clear()
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._field += data[start:end]
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def _header_end(self) -> None:
+        self._headers[self._field.lower()] = self._value
+        self._field, self._value = b"", b""
+
+    def _headers_finished(self) -> None:
+        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
+        name = options.get(b"name")
+        self._name = name.decode("utf-8", "replace") if name is not None else None
+        filename = options.get(b"filename")
+        if self._name == "file":
+            if self.upload is not None:
+                return self._fail(GatewayError(400, "only one 'file' per upload",
+                                               code="invalid_multipart", param="file"))
+            shown = os.path.basename((filename or b"file").decode("utf-8", "replace"))
+            # The purpose may come after the file (curl -F in that order): then the lines are
+            # checked once the file is in (Upload.commit).
+            self.upload = self.store.begin(self.owner, shown[:255] or "file",
+                                           self.fields.get("purpose"))
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._failure is not None:
+            return
+        if self._name == "file" and self.upload is not None:
+            if self.upload.size + (end - start) > self.max_size:
+                return self._fail(GatewayError(
+                    413, f"the file is larger than {self.max_size} bytes (files.max_size)",
+                    code="file_too_large", param="file"))
+            self.upload.write(data[start:end])
+        elif self._name is not None:
+            self._text += data[start:end]
+            if len(self._text) > MAX_FIELD:
+                self._fail(GatewayError(400, f"the form field {self._name!r} is longer than "
+                                        f"{MAX_FIELD} bytes", code="invalid_multipart"))
+
+    def _part_end(self) -> None:
+        if self._name is not None and self._name != "file":
+            self.fields[self._name] = self._text.decode("utf-8", "replace")

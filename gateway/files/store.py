@@ -1,0 +1,253 @@
+"""The files of /v1/files: contents encrypted in ``<data_dir>/files/<id>`` (crypt.py), their
+metadata in ``files.db`` (store/files_db.py), each owned by the key that uploaded it.
+
+The Python API other features use (batches, fine-tuning, provider batches):
+
+    store = file_store(context)       # gateway.builtin.files: one per data directory and process
+    owner = Owner.of(request.scope["gateway.key"])
+    record = await store.get(file_id, owner)      # metadata dict, or None (not found / not yours)
+    async for chunk in store.read(record):        # the plaintext, streamed (64 KiB frames)
+        ...
+    async for number, line in store.lines(record):  # JSONL lines, 1-based, as bytes
+        ...
+    upload = store.begin(owner, "out.jsonl", "batch_output")   # write a new file
+    upload.write(b"...")                          # as often as needed
+    record = await upload.commit()                # or upload.abort()
+
+The files key: a random key kept in the vault as the secret ``gateway-files-key`` (made on
+first use, so it is encrypted under the master key and survives `gateway secrets
+rotate-master`). Each file's key is derived from it and the file's id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
+
+import nacl.exceptions
+import nacl.secret
+
+from .. import datadir
+from ..errors import GatewayError
+from ..store import files_db
+from ..store.writer import Writer
+from ..vault import Vault, VaultError
+from . import crypt
+from .jsonl import CHECKED_PURPOSES, LineCheck
+
+if TYPE_CHECKING:
+    from ..graph.graph import KeySpec
+
+FILES_KEY_SECRET = "gateway-files-key"
+PURPOSES = ("batch", "fine-tune", "user_data", "assistants", "vision", "evals")
+# Purposes of files the gateway writes itself (batch results).
+OUTPUT_PURPOSES = ("batch_output",)
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Who owns a file: a key, by its SHA-256 ('' when the gateway needs no key)."""
+
+    sha256: str
+    name: str | None = None
+
+    @classmethod
+    def of(cls, key: "KeySpec | None") -> "Owner":
+        return cls("", None) if key is None else cls(key.sha256 or f"name:{key.name}", key.name)
+
+
+def not_found(kind: str, ident: str, param: str = "file_id") -> GatewayError:
+    return GatewayError(404, f"No such {kind} object: {ident}", code=f"{kind.lower()}_not_found",
+                        param=param)
+
+
+class FileStore:
+    def __init__(self, data_dir: str, env: Mapping[str, str] | None = None):
+        self.data_dir = os.path.abspath(data_dir)
+        self.db_path = files_db.path(self.data_dir)
+        self.blobs = files_db.blob_dir(self.data_dir)
+        self.vault = Vault(self.data_dir, env)
+        self.writer = Writer(lambda: files_db.connect(self.db_path),
+                             name=f"files-writer:{self.db_path}")
+        self._key: bytes | None = None
+        self._key_lock = threading.Lock()
+
+    # -- keys ------------------------------------------------------------------------------
+
+    def files_key(self) -> bytes:
+        """The files key (from the vault; made there on first use). GatewayError 500 with
+        what to do when the vault cannot be opened."""
+        with self._key_lock:
+            if self._key is None:
+                try:
+                    text = self.vault.setdefault(FILES_KEY_SECRET, crypt.new_files_key)
+                    self._key = bytes.fromhex(text)
+                except (VaultError, ValueError) as exc:
+                    raise GatewayError(500, f"the files key cannot be read from the vault: {exc}",
+                                       type="server_error", code="files_key_unavailable") from None
+            return self._key
+
+    def box(self, label: str) -> nacl.secret.SecretBox:
+        """A SecretBox for small records (batch results) under a key bound to ``label``."""
+        return nacl.secret.SecretBox(crypt.file_key(self.files_key(), label))
+
+    def seal(self, label: str, data: bytes) -> bytes:
+        return bytes(self.box(label).encrypt(data))
+
+    def unseal(self, label: str, data: bytes) -> bytes:
+        try:
+            return self.box(label).decrypt(data)
+        except nacl.exceptions.CryptoError:
+            raise GatewayError(500, f"a stored record of {label} does not decrypt",
+                               type="server_error", code="damaged_record") from None
+
+    # -- metadata --------------------------------------------------------------------------
+
+    async def get(self, file_id: str, owner: Owner) -> dict[str, Any] | None:
+        return await self.writer.run(lambda c: files_db.get_file(c, file_id, owner.sha256))
+
+    async def require(self, file_id: str, owner: Owner, param: str = "file_id") -> dict[str, Any]:
+        record = await self.get(file_id, owner)
+        if record is None:
+            raise not_found("File", file_id, param)
+        return record
+
+    async def list(self, owner: Owner, purpose: str | None = None, after: str | None = None,
+                   limit: int = 10000, descending: bool = True) -> list[dict[str, Any]]:
+        return await self.writer.run(
+            lambda c: files_db.list_files(c, owner.sha256, purpose, after, limit, descending))
+
+    async def delete(self, file_id: str, owner: Owner) -> bool:
+        deleted = await self.writer.run(lambda c: files_db.delete_file(c, file_id, owner.sha256))
+        if deleted:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._blob(file_id))
+        return deleted
+
+    # -- contents --------------------------------------------------------------------------
+
+    def begin(self, owner: Owner, filename: str, purpose: str | None) -> "Upload":
+        return Upload(self, owner, filename, purpose)
+
+    async def read(self, record: Mapping[str, Any]) -> AsyncIterator[bytes]:
+        """The plaintext of a stored file, frame by frame. GatewayError 500 when it is
+        damaged or gone."""
+        key = crypt.file_key(self.files_key(), record["id"])
+        try:
+            handle = open(self._blob(record["id"]), "rb")
+        except FileNotFoundError:
+            raise GatewayError(500, f"the contents of {record['id']} are missing from "
+                               f"{self.blobs}", type="server_error", code="file_missing") from None
+        with handle:
+            frames = crypt.read_frames(handle, key)
+            while True:
+                try:
+                    chunk = next(frames)
+                except StopIteration:
+                    return
+                except crypt.DamagedFile as exc:
+                    raise GatewayError(500, f"the stored file {record['id']} is damaged: {exc}",
+                                       type="server_error", code="file_damaged") from None
+                yield chunk
+                await asyncio.sleep(0)  # a long file does not hold the event loop
+
+    async def lines(self, record: Mapping[str, Any]) -> AsyncIterator[tuple[int, bytes]]:
+        """(line number, line) of a stored text file, blank lines skipped."""
+        number, partial = 0, b""
+        async for chunk in self.read(record):
+            data = partial + chunk
+            *complete, partial = data.split(b"\n")
+            for line in complete:
+                number += 1
+                if line.strip():
+                    yield number, line
+        if partial.strip():
+            yield number + 1, partial
+
+    def _blob(self, file_id: str) -> str:
+        return os.path.join(self.blobs, file_id)
+
+    async def aclose(self) -> None:
+        await self.writer.aclose()
+
+
+class Upload:
+    """A file being written: ``write`` as often as needed, then ``commit`` (checks the JSONL
+    of batch and fine-tune files, records it) or ``abort``."""
+
+    def __init__(self, store: FileStore, owner: Owner, filename: str, purpose: str | None):
+        self.store, self.owner, self.filename, self.purpose = store, owner, filename, purpose
+        self.id = "file-" + secrets.token_hex(12)
+        self.created_at = int(time.time())
+        datadir.private_dir(store.blobs)
+        self.path = store._blob(self.id)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, datadir.FILE_MODE)
+        self._handle = os.fdopen(fd, "wb")
+        self._frames = crypt.FrameWriter(self._handle, crypt.file_key(store.files_key(), self.id))
+        self.check = LineCheck(purpose) if purpose in CHECKED_PURPOSES else None
+
+    @property
+    def size(self) -> int:
+        return self._frames.size
+
+    def write(self, data: bytes) -> None:
+        self._frames.write(data)
+        if self.check is not None and not self.check.full:
+            self.check.feed(data)
+
+    async def commit(self, purpose: str | None = None) -> dict[str, Any]:
+        """Record the file (``purpose``: when it was not known at ``begin``); GatewayError 400
+        (and nothing kept) when the lines of a batch or fine-tune file are wrong."""
+        purpose = purpose or self.purpose or "user_data"
+        try:
+            self._frames.close()
+            await asyncio.to_thread(_flush, self._handle)
+            record = {"id": self.id, "owner": self.owner.sha256, "owner_name": self.owner.name,
+                      "filename": self.filename, "purpose": purpose, "bytes": self.size,
+                      "created_at": self.created_at, "status": "processed", "lines": None}
+            check = self.check if self.check is not None and self.check.purpose == purpose \
+                else None
+            if check is None and purpose in CHECKED_PURPOSES:  # the purpose came late
+                check = LineCheck(purpose)
+                async for chunk in self.store.read(record):
+                    check.feed(chunk)
+                    if check.full:
+                        break
+            if check is not None:
+                check.finish()
+                if check.errors:
+                    raise GatewayError(
+                        400, f"invalid {purpose} file: " + "; ".join(check.errors),
+                        code="invalid_file", param="file")
+                record["lines"] = check.lines
+            await self.store.writer.run(lambda c: files_db.insert_file(c, record))
+        except BaseException:
+            self.abort()
+            raise
+        return record
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            self._handle.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+def _flush(handle: Any) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+    handle.close()
+
+
+def public(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A file in OpenAI's shape."""
+    return {"object": "file", "id": record["id"], "bytes": record["bytes"],
+            "created_at": record["created_at"], "filename": record["filename"],
+            "purpose": record["purpose"], "status": record["status"], "expires_at": None,
+            "status_details": record.get("status_details")}

@@ -10,18 +10,11 @@ import threading
 import time
 
 from .. import loopback
+from .test_files_api import CONFIG as FILES_CONFIG
 
 MB = 1024 * 1024
 SIZE = int(os.environ.get("FILES_RSS_MB", "200")) * MB
-CONFIG = """
-version: 1
-server: {{data_dir: "{data}"}}
-providers:
-  demo: {{type: mock}}
-routes:
-  chat: {{target: {{provider: demo, model: m}}}}
-files: {{max_size: 2GB}}
-"""
+CONFIG = FILES_CONFIG.replace("max_size: 300KB", "max_size: 2GB")
 BOUNDARY = "gatewayRssTestBoundary"
 
 

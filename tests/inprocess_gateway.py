@@ -24,7 +24,7 @@ from gateway.config.compiler import Runtime
 from gateway.logs import configure
 from gateway.server.app import create_app
 from gateway.server.engines import engine
-from gateway.server.request_stats import STATS
+from gateway.request_stats import STATS
 from gateway.server.reload import GraphHolder, Reloader
 from gateway.server.versioning import Inputs, record_startup, startup_graph
 

@@ -27,6 +27,7 @@ from ..hookspecs import PluginContext
 from ..pricing import Price
 from ..providers.base import UpstreamResponse
 from ..providers.anthropic_response import usage as anthropic_usage
+from ..request_stats import STATS
 from ..state.counters import Limit, Verdict
 from ..store.tasks import spawn
 from .limits_rules import (
@@ -105,7 +106,7 @@ class Limits:
         items += [(limit, usd) for b, limit in budget_limits if b.block]
         verdict = await self.counters.reserve(items, now)
         if not verdict.allowed:
-            raise self._refusal(verdict, budget_limits, now)
+            raise self._refusal(verdict, budget_limits, now, ctx.route)
         ctx.keep_state(Reservation(items, prompt + completion, usd, budget_limits, verdict,
                                    stream))
 
@@ -143,7 +144,8 @@ class Limits:
             self._key_rules[cache_key] = rules
         return rules
 
-    def _refusal(self, verdict: Verdict, budgets: list[tuple[Budget, Limit]], now: float) -> GatewayError:
+    def _refusal(self, verdict: Verdict, budgets: list[tuple[Budget, Limit]], now: float,
+                 route: str) -> GatewayError:
         limit = verdict.blocked
         assert limit is not None  # only a refused verdict comes here, and it names its limit
         budget = next((b for b, bl in budgets if bl is limit), None)
@@ -153,12 +155,13 @@ class Limits:
             when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(end)) if end else "never"
             message = (f"budget exceeded: {budget.scope} has spent its {budget.period} budget of "
                        f"${budget.usd:g} (resets {when})")
-            code = "budget_exceeded"
+            code, reason = "budget_exceeded", "budget"
         else:
             wait = max(1, math.ceil(verdict.retry_after)) if math.isfinite(verdict.retry_after) else None
             message = (f"rate limit exceeded: {limit.scope} allows {describe(limit)}"
                        + (f"; retry in {wait}s" if wait else ""))
-            code = "rate_limit_exceeded"
+            code, reason = "rate_limit_exceeded", "rate_limit"
+        STATS.child(STATS.limited, route, reason).inc()
         headers = rate_headers(verdict)
         if wait:
             headers["Retry-After"] = str(wait)
@@ -245,6 +248,9 @@ class Limits:
             elif limit.kind == "parallel":
                 adjust.append((limit, -amount))
         adjust += [(limit, usd) for budget, limit in reservation.budgets if not budget.block]
+        if usd:
+            for budget, _ in reservation.budgets:
+                STATS.child(STATS.budget_spend, budget.scope_id).inc(usd)
         if adjust:
             await self.counters.adjust(adjust, now)
         for budget, limit in reservation.budgets:

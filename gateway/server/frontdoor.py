@@ -93,7 +93,7 @@ class Dispatcher:
                 routed.retry_budget.state.request(ctx.started)
             upstream = await graph.handler(ctx)
         except GatewayError as err:
-            overhead = _account(headers, started, ctx, err.status)
+            overhead = _account(headers, started, ctx)
             finish(graph, ctx, Ending(door.name, request_id, err.status, started,
                                       headers.get("x-gateway-route", ""), error=err.message,
                                       overhead_ms=overhead))
@@ -107,7 +107,7 @@ class Dispatcher:
             headers.update(extra)
             headers["x-gateway-attempts"] = str(len(ctx.attempts))
             headers["x-gateway-target"] = err.target
-            overhead = _account(headers, started, ctx, status)
+            overhead = _account(headers, started, ctx)
             finish(graph, ctx, Ending(door.name, request_id, status, started, target=err.target,
                                       error=err.message, overhead_ms=overhead))
             return Response(door.error(status, _message_of(content, err.message)),
@@ -116,7 +116,7 @@ class Dispatcher:
             headers = {**upstream.headers, **headers}
         headers["x-gateway-target"] = upstream.target
         headers["x-gateway-attempts"] = str(len(ctx.attempts))
-        overhead = _account(headers, started, ctx, upstream.status)
+        overhead = _account(headers, started, ctx)
         ending = Ending(door.name, request_id, upstream.status, started, target=upstream.target,
                         cache=headers.get("x-gateway-cache"), overhead_ms=overhead)
         if upstream.stream is not None:

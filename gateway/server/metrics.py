@@ -20,7 +20,7 @@ from ..graph.nodes import CanaryNode, TargetNode
 from ..types import walk
 from .alerts import AlertDispatcher
 from .reload import Reloader
-from .request_stats import STATS
+from ..request_stats import STATS
 
 BREAKER_STATES = ("closed", "half_open", "open")
 

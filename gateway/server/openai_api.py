@@ -31,7 +31,7 @@ from .loops import check_hops
 from .reload import GraphHolder
 from .request_end import Ending, finish, trace_id
 from .request_shape import check_body
-from .request_stats import STATS
+from ..request_stats import STATS
 
 
 class OpenAIEndpoints:
@@ -128,7 +128,7 @@ class OpenAIEndpoints:
                 route.retry_budget.state.request(ctx.started)
             upstream = await graph.handler(ctx)
         except GatewayError as err:
-            overhead = _account(headers, started, ctx, err.status)
+            overhead = _account(headers, started, ctx)
             finish(graph, ctx, Ending(endpoint, request_id, err.status, started,
                                       headers.get("x-gateway-route", ""),
                                       key.name if key is not None else None, error=err.message,
@@ -141,7 +141,7 @@ class OpenAIEndpoints:
             headers.update(extra)
             headers["x-gateway-attempts"] = str(len(ctx.attempts))
             headers["x-gateway-target"] = err.target
-            overhead = _account(headers, started, ctx, status)
+            overhead = _account(headers, started, ctx)
             finish(graph, ctx, Ending(endpoint, request_id, status, started, target=err.target,
                                       error=err.message, overhead_ms=overhead))
             return Response(content, status_code=status, headers=headers,
@@ -150,7 +150,7 @@ class OpenAIEndpoints:
             headers = {**upstream.headers, **headers}
         headers["x-gateway-target"] = upstream.target
         headers["x-gateway-attempts"] = str(len(ctx.attempts))
-        overhead = _account(headers, started, ctx, upstream.status)
+        overhead = _account(headers, started, ctx)
         ending = Ending(endpoint, request_id, upstream.status, started, target=upstream.target,
                         cache=headers.get("x-gateway-cache"), overhead_ms=overhead)
         if upstream.stream is not None:
@@ -167,14 +167,14 @@ class OpenAIEndpoints:
                         media_type=upstream.media_type)
 
 
-def _account(headers: dict, started: float, ctx: RequestContext | None, status: int) -> float:
+def _account(headers: dict, started: float, ctx: RequestContext | None) -> float:
     """x-gateway-overhead-ms: time spent in the gateway itself, also counted for /metrics:
     the total (for a stream, up to its first byte) minus the time waiting on upstreams (every
     attempt, failed ones included) and minus retry backoff sleeps."""
     waited = (ctx.upstream_ms + ctx.backoff_ms) / 1000 if ctx is not None else 0.0
     overhead = time.monotonic() - started - waited
     headers["x-gateway-overhead-ms"] = f"{overhead * 1000:.3f}"
-    STATS.observe(ctx.route if ctx is not None else "", status, overhead)
+    STATS.overhead.observe(overhead)
     return overhead * 1000
 
 

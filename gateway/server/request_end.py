@@ -80,7 +80,7 @@ def build_record(graph: RoutingGraph, ctx: RequestContext | None, end: Ending) -
         endpoint=end.endpoint,
         route=ctx.route if ctx is not None else end.route,
         key=_key_name(ctx) if ctx is not None else end.key,
-        target=end.target,
+        target="cache" if end.cache == "hit" else end.target,  # as documented: no upstream answered
         attempts=tuple(AttemptRecord(a.target, a.status, round(a.latency_ms, 3), a.error_class)
                        for a in ctx.attempts) if ctx is not None else (),
         cache=end.cache,

@@ -19,7 +19,7 @@ from .bind import StartupError, check_bind
 from .drain import DRAIN
 from .engines import EngineError, engine
 from .reload import GraphHolder, Reloader, log_warnings
-from .request_stats import STATS
+from ..request_stats import STATS
 from .versioning import Inputs, record_startup, startup_graph
 
 log = get_logger("gateway.serve")

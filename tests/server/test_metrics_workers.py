@@ -21,7 +21,7 @@ def scrape(gw) -> tuple[float, str]:
     """(gateway_requests_total for route live, the worker that answered) over a new connection."""
     text = loopback.get(gw.base_url + "/metrics", timeout=5).text
     total = sum(float(v) for v in re.findall(
-        r'^gateway_requests_total\{route="live",status="200"\} (\S+)$', text, re.M))
+        r'^gateway_requests_total\{key="",route="live",status="200",target="demo/m"\} (\S+)$', text, re.M))
     worker = re.search(r'^gateway_config_version\{worker="(\d+)"\}', text, re.M)
     assert worker, text
     return total, worker.group(1)
@@ -47,3 +47,7 @@ def test_one_scrape_counts_every_workers_requests(gateway_factory):
     assert workers == {"0", "1"}, "the scrapes never reached both workers"
     assert totals[:REQUESTS] == list(range(1, REQUESTS + 1))
     assert set(totals[REQUESTS:]) <= {REQUESTS}
+    text = loopback.get(gw.base_url + "/metrics", timeout=5).text
+    for line in ('gateway_request_duration_seconds_count{route="live",target="demo/m"}',
+                 'gateway_time_to_first_byte_seconds_count{route="live",target="demo/m"}'):
+        assert f"{line} {float(REQUESTS)}" in text, text

@@ -247,6 +247,6 @@ def test_overhead_header_and_metrics(gw):
     missing = gw.post("/v1/chat/completions", json={"model": "nope", "messages": []})
     assert float(missing.headers["x-gateway-overhead-ms"]) >= 0
     text = gw.get("/metrics").text
-    assert 'gateway_requests_total{route="gpt",status="200"} 1.0' in text
-    assert 'gateway_requests_total{route="",status="404"} 1.0' in text
+    assert 'gateway_requests_total{key="",route="gpt",status="200",target="up/real-model"} 1.0' in text
+    assert 'gateway_requests_total{key="",route="",status="404",target=""} 1.0' in text
     assert 'gateway_overhead_seconds_count 2.0' in text

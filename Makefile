@@ -66,6 +66,7 @@ lint: $(VENV)/.installed-lint
 bench: $(VENV)/.installed-test
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/embed_batch.py
 
 # `make bench` plus LiteLLM's proxy and Portkey's gateway, installed once under bench/.peers/.
 bench-peers: $(VENV)/.installed-test

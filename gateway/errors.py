@@ -87,6 +87,9 @@ class UpstreamError(Exception):
         self.retry_after = retry_after
         self.body = body
         self.headers = headers or {}
+        # The failure of an upstream call that another request already reported (a merged
+        # call of micro-batched embeddings fails each member): breakers count it once.
+        self.shared = False
 
 
 def classify_status(status: int, code: str | None = None) -> str:

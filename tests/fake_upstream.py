@@ -51,6 +51,9 @@ class FakeOpenAI(BackgroundApp):
         # Whether streams honour stream_options.include_usage (older servers ignore it).
         self.stream_usage = True
         self.model_checks = 0
+        # Embeddings: a vector of each input's own (its length, its first and last character
+        # codes, or its token ids) and usage counting its words, instead of fixed ones.
+        self.vectors_of_input = False
         self._scripts: dict[str, deque[Behaviour]] = defaultdict(deque)
 
     # -- control ---------------------------------------------------------------------------
@@ -146,10 +149,19 @@ class FakeOpenAI(BackgroundApp):
         if b.status != 200:
             return _error(b)
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
-                for i, _ in enumerate(inputs)]
+        if not self.vectors_of_input:
+            data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
+                    for i, _ in enumerate(inputs)]
+            return web.json_response({"object": "list", "data": data, "model": body["model"],
+                                      "usage": {"prompt_tokens": 2, "total_tokens": 2}})
+        if inputs and isinstance(inputs[0], int):
+            inputs = [inputs]
+        data = [{"object": "embedding", "index": i, "embedding": input_vector(item)}
+                for i, item in enumerate(inputs)]
+        data.reverse()  # the index, not the position, says which input a vector is for
+        tokens = sum(len(item) if isinstance(item, list) else len(item.split()) for item in inputs)
         return web.json_response({"object": "list", "data": data, "model": body["model"],
-                                  "usage": {"prompt_tokens": 2, "total_tokens": 2}})
+                                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
     async def _images(self, request: web.Request) -> web.Response:
         body, b = await self._record(request)
@@ -211,6 +223,13 @@ class FakeOpenAI(BackgroundApp):
     async def _models(self, request: web.Request) -> web.Response:
         self.model_checks += 1
         return web.json_response({"object": "list", "data": []}, status=self.models_status)
+
+
+def input_vector(item: str | list[int]) -> list[float]:
+    """What FakeOpenAI (vectors_of_input) embeds an input as."""
+    if isinstance(item, list):
+        return [float(t) for t in item]
+    return [float(len(item)), float(ord(item[0]) if item else 0), float(ord(item[-1]) if item else 0)]
 
 
 def _error(b: Behaviour) -> web.Response:

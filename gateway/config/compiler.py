@@ -50,6 +50,7 @@ from ..graph.plugin_layer import AttemptChecks
 from ..hookspecs import PluginContext, TargetRef
 from ..pluginmanager import PluginManager, default_manager
 from ..providers.base import ClientPool, Provider, ProviderSpec, Timeouts
+from ..providers.microbatch import EmbeddingBatcher
 from ..providers.scrub import Scrubber
 from ..state.canary import CanaryState
 from ..state.redis_counters import client_installed as redis_installed
@@ -70,6 +71,7 @@ from .source import Path, SourceMap, format_path
 from .suggest import did_you_mean
 
 CACHE_TTL = (60.0, 90 * 86400.0)  # seconds: the shortest and longest cache ttl
+MAX_BATCH_WAIT = 1.0  # seconds: the longest a route's batch.max_wait may hold a request
 
 T = TypeVar("T")
 
@@ -309,6 +311,10 @@ class _Compiler:
         if node is None:
             self.failed.add(name)
             return None
+        wait = (spec.get("batch") or {}).get("max_wait")
+        if wait is not None and seconds(wait) > MAX_BATCH_WAIT:
+            self.error(path + ("batch", "max_wait"), f"batch max_wait must be at most 1s, not {wait}",
+                       "a few milliseconds fill a batch under load: try 10ms")
         if (spec.get("stream_recovery") or {}).get("mode") == "continue":
             node = self._stream_recovery(node, spec["stream_recovery"], path + ("stream_recovery",))
         route = Route(name, format_path(path), node, spec.get("description"),
@@ -391,7 +397,20 @@ class _Compiler:
             override_params=_freeze(spec.get("override_params") or {}),
             checks=self.checks,
             scrubber=self.scrubber,
+            batcher=self._batcher(provider, spec["model"]),
         )
+
+    def _batcher(self, provider: Provider, model: str) -> EmbeddingBatcher | None:
+        """The micro-batcher of a target that the route being compiled names itself, when
+        that route has ``batch:``. Shared by the targets and routes that name the same
+        provider and model with the same policy, and kept across reloads that keep them."""
+        spec = (self.routes_data.get(self.compiling[-1]) or {}).get("batch")
+        if spec is None:
+            return None
+        max_size, max_wait = spec.get("max_size", 64), seconds(spec.get("max_wait", "10ms"))
+        key = ("embed_batch", provider.name, provider.spec.base_url, model, max_size, max_wait)
+        self.state_keys.add(key)
+        return self.runtime.state.acquire(key, lambda: EmbeddingBatcher(max_size, max_wait))
 
     def _timeouts(self, target: Any, provider: Any) -> Timeouts:
         merged: dict[str, float] = {}

@@ -21,6 +21,7 @@ from ..errors import GatewayError, UpstreamError
 from ..providers.base import (
     ENDPOINT_CAPABILITY, NativeBody, Timeouts, UpstreamRequest, UpstreamResponse,
 )
+from ..providers.microbatch import EmbeddingBatcher
 from ..providers.scrub import NO_SECRETS, Scrubber
 from ..state.canary import CanaryState
 from ..state.target import ProviderHealth, TargetState
@@ -57,6 +58,7 @@ class TargetNode:
     override_params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     checks: Iterable[NamedCheck] = ()  # attempt checks run on each whole answer
     scrubber: Scrubber = NO_SECRETS  # every provider error is scrubbed of credentials here
+    batcher: EmbeddingBatcher | None = None  # the route's micro-batching of embeddings, if any
 
     def children(self) -> tuple[Node, ...]:
         return ()
@@ -120,13 +122,17 @@ class TargetNode:
             raise UpstreamError(503, "circuit_open", f"{label} is skipped: {why}",
                                 target=label, from_upstream=False)
         started = state.started()
+        request = UpstreamRequest(ctx.endpoint, body, ctx.stream, timeouts, ctx.files, native)
         try:
-            response = await self.provider.send(
-                UpstreamRequest(ctx.endpoint, body, ctx.stream, timeouts, ctx.files, native))
+            if self.batcher is not None and ctx.endpoint == "embeddings":
+                response = await self.batcher.send(self.provider, request)
+            else:
+                response = await self.provider.send(request)
         except UpstreamError as err:
             ended = time.monotonic()
             state.done()
-            state.record(self.breaker, self.breaker.on.matches(err), ended, ctx.route)
+            state.record(self.breaker, self.breaker.on.matches(err), ended, ctx.route,
+                         breaker=not err.shared)
             err.target = label
             self.scrubber.error(err)
             ms = (ended - started) * 1000

@@ -86,7 +86,10 @@ class TargetState:
         self.probes += 1
         return True
 
-    def record(self, policy: BreakerPolicy, failed: bool, now: float, route: str = "") -> None:
+    def record(self, policy: BreakerPolicy, failed: bool, now: float, route: str = "",
+               breaker: bool = True) -> None:
+        """Count one request's outcome; with ``breaker`` False only in the counts, not in the
+        breaker's window (an upstream failure another request already recorded)."""
         self.requests += 1
         self.errors += failed
         counts = self.by_route.get(route)
@@ -94,7 +97,7 @@ class TargetState:
             counts = self.by_route[route] = [0, 0]
         counts[0] += 1
         counts[1] += failed
-        if not policy.enabled:
+        if not policy.enabled or not breaker:
             return
         if self.state == HALF_OPEN:
             self.probes = max(0, self.probes - 1)

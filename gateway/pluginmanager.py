@@ -31,7 +31,7 @@ BUILTIN_PREFIX = "builtin:"
 # /v1/messages and the other non-OpenAI APIs; `metrics` counts every request for /metrics.
 DEFAULT_PLUGINS = ("gateway.builtin.auth", "gateway.builtin.limits", "gateway.builtin.providers",
                    "gateway.builtin.cache", "gateway.builtin.frontdoors", "gateway.builtin.files",
-                   "gateway.builtin.metrics")
+                   "gateway.builtin.fine_tuning", "gateway.builtin.metrics")
 
 
 class PluginConflict(Exception):

@@ -53,7 +53,8 @@ def test_entry_points_are_discovered():
     pm = build_plugin_manager()
     assert {"test-stamp", "test-crash"} <= set(pm.installed())
     assert pm.builtins() == ["builtin:auth", "builtin:limits", "builtin:providers", "builtin:cache",
-                            "builtin:frontdoors", "builtin:files", "builtin:metrics"]
+                            "builtin:frontdoors", "builtin:files", "builtin:fine_tuning",
+                            "builtin:metrics"]
 
 
 def test_unknown_plugin_is_an_error_with_position():

@@ -1,0 +1,301 @@
+"""/v1/fine_tuning/jobs passed through to a provider that fine-tunes (OpenAI's API): create,
+list, retrieve, cancel and events, in OpenAI's shapes (docs/files.md#fine-tuning).
+
+How a job is routed: its ``model`` names a route (one the caller's key may use); the job goes
+to the first target of that route, in config order, whose provider is of a type that offers
+OpenAI's fine-tuning API, and the provider is asked to tune that target's model. The
+``training_file`` (and ``validation_file``) is a gateway file of the caller (/v1/files): it is
+uploaded to the provider first, streamed from its encrypted store, and the job is created with
+the provider's file ids. The job is recorded in ``fine_tuning.db`` against the caller's key
+(other keys get 404) under an id of the gateway's; answers carry the gateway's job and file
+ids, never the provider's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from typing import Any, AsyncIterator, Mapping
+
+import aiohttp
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..errors import GatewayError
+from ..graph.graph import KeySpec
+from ..graph.graph import Route as GraphRoute
+from ..graph.nodes import TargetNode
+from ..hookspecs import KEY_SCOPE
+from ..store import fine_tuning_db
+from ..store.writer import Writer
+from ..providers.base import Provider
+from ..types import walk
+from .api import answers_errors, json_response, listing
+from .store import FileStore, Owner
+
+# Provider types whose API has OpenAI's /files and /fine_tuning/jobs.
+FINE_TUNING_TYPES = frozenset({"openai", "openai-compatible"})
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+MAX_ERROR = 64 * 1024
+TIMEOUT = aiohttp.ClientTimeout(total=300, sock_connect=10)
+DEFAULT_LIMIT, MAX_LIMIT = 20, 100
+
+
+class JobStore:
+    """``fine_tuning.db`` of a data directory, written by one thread (kept across reloads)."""
+
+    def __init__(self, data_dir: str):
+        file = fine_tuning_db.path(data_dir)
+        self.writer = Writer(lambda: fine_tuning_db.connect(file), name=f"fine-tuning:{file}")
+
+    async def aclose(self) -> None:
+        await self.writer.aclose()
+
+
+class FineTuningEndpoints:
+    def __init__(self, files: FileStore, jobs: JobStore, routes: Mapping[str, GraphRoute]):
+        self.files = files
+        self.db = jobs.writer
+        self.routes = routes
+
+    def routes_(self) -> list[Route]:
+        base = "/v1/fine_tuning/jobs"
+        return [Route(base, answers_errors(self.create), methods=["POST"]),
+                Route(base, answers_errors(self.list), methods=["GET"]),
+                Route(base + "/{job_id}", answers_errors(self.retrieve), methods=["GET"]),
+                Route(base + "/{job_id}/cancel", answers_errors(self.cancel), methods=["POST"]),
+                Route(base + "/{job_id}/events", answers_errors(self.events), methods=["GET"])]
+
+    # -- endpoints -------------------------------------------------------------------------
+
+    async def create(self, request: Request) -> Response:
+        body = await _json_body(request)
+        key: KeySpec | None = request.scope.get(KEY_SCOPE)
+        owner = Owner.of(key)
+        route = body.get("model")
+        if not isinstance(route, str) or not route:
+            raise GatewayError(400, "'model' must name a route", code="invalid_value",
+                               param="model")
+        provider, model = self._target(route, key)
+        files = {}
+        for field in ("training_file", "validation_file"):
+            file_id = body.get(field)
+            if file_id is None and field == "validation_file":
+                continue
+            if not isinstance(file_id, str):
+                raise GatewayError(400, f"'{field}' must be the id of a file you uploaded "
+                                   "(/v1/files)", code="invalid_value", param=field)
+            record = await self.files.require(file_id, owner, param=field)
+            if record["purpose"] != "fine-tune":
+                raise GatewayError(400, f"{file_id} has purpose {record['purpose']!r}; "
+                                   "upload the file with purpose 'fine-tune'",
+                                   code="invalid_file", param=field)
+            files[field] = (file_id, await self._upload(provider, record))
+        sent = {**body, "model": model, **{f: pid for f, (_, pid) in files.items()}}
+        job = await _call(provider, "POST", "/fine_tuning/jobs", json=sent)
+        provider_job = job.get("id")
+        if not isinstance(provider_job, str):
+            raise GatewayError(502, f"provider '{provider.name}' answered a job without an id",
+                               type="server_error", code="bad_upstream")
+        record = {
+            "id": "ftjob-" + secrets.token_hex(12), "owner": owner.sha256,
+            "owner_name": owner.name, "route": route, "provider": provider.name,
+            "provider_job_id": provider_job,
+            "training_file": files["training_file"][0],
+            "validation_file": files.get("validation_file", (None, None))[0],
+            "provider_training_file": files["training_file"][1],
+            "provider_validation_file": files.get("validation_file", (None, None))[1],
+            "created_at": int(time.time()), "status": "", "job": "",
+        }
+        shown = _mapped(job, record)
+        record["status"], record["job"] = str(shown.get("status", "")), orjson.dumps(shown).decode()
+        await self.db.run(lambda c: fine_tuning_db.insert(c, record))
+        return json_response(shown)
+
+    async def list(self, request: Request) -> Response:
+        owner = Owner.of(request.scope.get(KEY_SCOPE))
+        raw = request.query_params.get("limit", str(DEFAULT_LIMIT))
+        limit = int(raw) if raw.isdigit() else 0
+        if not 1 <= limit <= MAX_LIMIT:
+            raise GatewayError(400, f"'limit' must be an integer from 1 to {MAX_LIMIT}",
+                               code="invalid_value", param="limit")
+        after = request.query_params.get("after")
+        rows = await self.db.run(lambda c: fine_tuning_db.page(c, owner.sha256, after, limit + 1))
+        # Jobs still running are asked for their state; a provider that cannot answer (or a
+        # provider gone from the config) leaves the job as last seen.
+        jobs = await asyncio.gather(*(self._refresh(row, quiet=True) for row in rows[:limit]))
+        return json_response(listing(list(jobs) + rows[limit:], limit))
+
+    async def retrieve(self, request: Request) -> Response:
+        return json_response(await self._refresh(await self._job(request)))
+
+    async def cancel(self, request: Request) -> Response:
+        row = await self._job(request)
+        provider = self._provider(row)
+        if provider is None:
+            raise _provider_gone(row)
+        job = await _call(provider, "POST", f"/fine_tuning/jobs/{row['provider_job_id']}/cancel")
+        return json_response(await self._save(row, job))
+
+    async def events(self, request: Request) -> Response:
+        row = await self._job(request)
+        provider = self._provider(row)
+        if provider is None:
+            raise _provider_gone(row)
+        params = {k: v for k, v in request.query_params.items() if k in ("limit", "after")}
+        answer = await _call(provider, "GET",
+                             f"/fine_tuning/jobs/{row['provider_job_id']}/events", params=params)
+        return json_response(answer)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _target(self, route: str, key: KeySpec | None) -> tuple[Provider, str]:
+        """The provider and model that fine-tune for ``route``."""
+        found = self.routes.get(route)
+        if found is None or (key is not None and not key.allows(route)):
+            if found is not None and key is not None:
+                raise GatewayError(403, f"key '{key.name}' may not use route '{route}'",
+                                   type="permission_error", code="route_not_allowed",
+                                   param="model")
+            raise GatewayError(404, f"The model '{route}' does not exist", code="model_not_found",
+                               param="model")
+        for node in walk(found.node):
+            if isinstance(node, TargetNode) and isinstance(node.provider, Provider) \
+                    and node.provider.spec.type in FINE_TUNING_TYPES:
+                return node.provider, node.model
+        raise GatewayError(400, f"no target of route '{route}' can fine-tune: that needs a "
+                           f"provider of type {' or '.join(sorted(FINE_TUNING_TYPES))}",
+                           code="fine_tuning_unsupported", param="model")
+
+    def _provider(self, row: Mapping[str, Any]) -> Provider | None:
+        """The job's provider in the config now serving (None when it is gone)."""
+        for route in self.routes.values():
+            for node in walk(route.node):
+                if isinstance(node, TargetNode) and isinstance(node.provider, Provider) \
+                        and node.provider.name == row["provider"]:
+                    return node.provider
+        return None
+
+    async def _job(self, request: Request) -> dict[str, Any]:
+        job_id = request.path_params["job_id"]
+        owner = Owner.of(request.scope.get(KEY_SCOPE))
+        row = await self.db.run(lambda c: fine_tuning_db.get(c, job_id, owner.sha256))
+        if row is None:
+            raise GatewayError(404, f"No such fine-tuning job: {job_id}",
+                               code="fine_tuning_job_not_found", param="fine_tuning_job_id")
+        return row
+
+    async def _refresh(self, row: dict[str, Any], quiet: bool = False) -> dict[str, Any]:
+        shown: dict[str, Any] = orjson.loads(row["job"])
+        if row["status"] in TERMINAL:
+            return shown
+        provider = self._provider(row)
+        if provider is None:
+            return shown
+        try:
+            job = await _call(provider, "GET", f"/fine_tuning/jobs/{row['provider_job_id']}")
+        except GatewayError:
+            if quiet:
+                return shown
+            raise
+        return await self._save(row, job)
+
+    async def _save(self, row: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
+        shown = _mapped(job, row)
+        status, text = str(shown.get("status", "")), orjson.dumps(shown).decode()
+        await self.db.run(lambda c: fine_tuning_db.update(c, row["id"], status, text))
+        return shown
+
+    async def _upload(self, provider: Provider, record: Mapping[str, Any]) -> str:
+        """Upload a gateway file to the provider (streamed from the store); its id there."""
+        form = aiohttp.FormData()
+        form.add_field("purpose", "fine-tune")
+        form.add_field("file", _stream(self.files, record), filename=record["filename"],
+                       content_type="application/jsonl")
+        answer = await _call(provider, "POST", "/files", data=form)
+        file_id = answer.get("id")
+        if not isinstance(file_id, str):
+            raise GatewayError(502, f"provider '{provider.name}' answered an upload without an id",
+                               type="server_error", code="bad_upstream")
+        return file_id
+
+
+async def _stream(files: FileStore, record: Mapping[str, Any]) -> AsyncIterator[bytes]:
+    async for chunk in files.read(record):
+        yield chunk
+
+
+def _mapped(job: dict[str, Any], row: Mapping[str, Any]) -> dict[str, Any]:
+    """The provider's job with the gateway's ids: its own, and its files'."""
+    shown = {**job, "id": row["id"], "training_file": row["training_file"]}
+    if "validation_file" in job or row["validation_file"]:
+        shown["validation_file"] = row["validation_file"]
+    return shown
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        raise GatewayError(400, "the body is not valid JSON", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise GatewayError(400, "the body must be a JSON object", code="invalid_json")
+    return body
+
+
+def _provider_gone(row: Mapping[str, Any]) -> GatewayError:
+    return GatewayError(409, f"provider '{row['provider']}' of this job is no longer in the "
+                        "config", code="provider_gone")
+
+
+async def _call(provider: Provider, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    """One call to the provider's own API with its credentials; its JSON answer, or
+    GatewayError (the provider's status and message, with its credentials scrubbed)."""
+    headers = dict(provider.passthrough_headers() or {})
+    url = provider.spec.base_url.rstrip("/") + path
+    session = provider.clients.session(provider.pool_key())
+    name = provider.name
+    try:
+        async with session.request(method, url, headers=headers, timeout=TIMEOUT,
+                                    allow_redirects=False, **kwargs) as resp:
+            raw = await resp.content.read(MAX_ERROR) if resp.status >= 300 else await resp.read()
+            status = resp.status
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise GatewayError(502, f"provider '{name}' could not be reached: "
+                           f"{type(exc).__name__}", type="server_error",
+                           code="upstream_unreachable") from None
+    if status >= 300:
+        message = _scrub(provider, _error_message(raw) or f"status {status}")
+        raise GatewayError(status if status >= 400 else 502,
+                           f"provider '{name}' answered {status}: {message}",
+                           type="invalid_request_error" if 400 <= status < 500 else "server_error",
+                           code="upstream_error")
+    try:
+        answer = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise GatewayError(502, f"provider '{name}' answered {method} {path} with no JSON object",
+                           type="server_error", code="bad_upstream")
+    return answer
+
+
+def _error_message(raw: bytes) -> str:
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode(errors="replace")[:500]
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    return raw.decode(errors="replace")[:500]
+
+
+def _scrub(provider: Provider, text: str) -> str:
+    for secret in (provider.spec.api_key, *provider.spec.headers.values()):
+        if secret and len(secret) >= 8:
+            text = text.replace(secret, "[redacted]")
+    return text

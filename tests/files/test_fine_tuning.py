@@ -1,0 +1,130 @@
+"""/v1/fine_tuning/jobs through the real app with the official openai client, passed through to
+a fake OpenAI fine-tuning API on loopback: the training file taken from /v1/files and uploaded
+to the provider, the job recorded against the key, the gateway's ids in every answer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import openai
+import pytest
+
+from ..fake_finetune import KEY, FakeFineTuning
+
+CONFIG = """
+version: 1
+server: {{data_dir: "{data}"}}
+providers:
+  tuner: {{type: openai, base_url: "{base_url}", api_key: {key}}}
+  demo: {{type: mock}}
+routes:
+  my-base:
+    fallback:
+      targets:
+        - target: {{provider: demo, model: m}}
+        - target: {{provider: tuner, model: gpt-4o-mini-2024-07-18}}
+  offline: {{target: {{provider: demo, model: m}}}}
+keys:
+  alice: {{key_sha256: {alice}}}
+  bob: {{key_sha256: {bob}}}
+"""
+TRAINING = b"".join(json.dumps({"messages": [
+    {"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}).encode()
+    + b"\n" for i in range(20))
+
+
+@pytest.fixture
+def upstream():
+    with FakeFineTuning() as fake:
+        yield fake
+
+
+@pytest.fixture
+def gw(gateway_app, tmp_path, upstream):
+    digest = {n: hashlib.sha256(f"sk-{n}".encode()).hexdigest() for n in ("alice", "bob")}
+    return gateway_app(CONFIG.format(data=tmp_path / "data", base_url=upstream.base_url,
+                                     key=KEY, **digest))
+
+
+def test_job_lifecycle(gw, upstream):
+    """A job's files go to the provider first; the job is created there with the provider's
+    file ids and the route's model; every answer has the gateway's ids; retrieve and list
+    follow the provider's state; events and cancel pass through."""
+    client = gw.openai("sk-alice")
+    training = client.files.create(file=("train.jsonl", TRAINING), purpose="fine-tune")
+    validation = client.files.create(file=("val.jsonl", TRAINING[:200].rsplit(b"\n", 1)[0]),
+                                     purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(model="my-base", training_file=training.id,
+                                         validation_file=validation.id, suffix="mine",
+                                         hyperparameters={"n_epochs": 2})
+    assert job.id.startswith("ftjob-") and job.id not in upstream.jobs
+    assert (job.training_file, job.validation_file) == (training.id, validation.id)
+    assert job.status == "validating_files"
+    sent = upstream.created[-1]
+    assert sent["model"] == "gpt-4o-mini-2024-07-18" and sent["suffix"] == "mine"
+    assert sent["hyperparameters"] == {"n_epochs": 2}
+    assert upstream.files[sent["training_file"]]["content"] == TRAINING
+    assert upstream.files[sent["training_file"]]["purpose"] == "fine-tune"
+    assert upstream.files[sent["validation_file"]]["filename"] == "val.jsonl"
+    (provider_id,) = upstream.jobs
+    upstream.advance(provider_id, "running")
+    assert [j.status for j in client.fine_tuning.jobs.list()] == ["running"]
+    upstream.advance(provider_id, "succeeded", fine_tuned_model="ft:gpt-4o-mini:org::abc")
+    done = client.fine_tuning.jobs.retrieve(job.id)
+    assert (done.id, done.status, done.fine_tuned_model) == (job.id, "succeeded",
+                                                             "ft:gpt-4o-mini:org::abc")
+    events = client.fine_tuning.jobs.list_events(job.id, limit=1)
+    assert [e.message for e in events.data] == ["Validating training file"]
+    other = client.fine_tuning.jobs.create(model="my-base", training_file=training.id)
+    cancelled = client.fine_tuning.jobs.cancel(other.id)
+    assert (cancelled.id, cancelled.status) == (other.id, "cancelled")
+    listed = client.fine_tuning.jobs.list()
+    assert [j.id for j in listed.data] == [other.id, job.id]
+    assert [j.status for j in listed.data] == ["cancelled", "succeeded"]
+
+
+def test_jobs_belong_to_their_key(gw, upstream):
+    """Another key gets 404 for a job (retrieve, cancel, events) and does not list it; it
+    cannot start a job on someone else's file either."""
+    alice, bob = gw.openai("sk-alice"), gw.openai("sk-bob")
+    training = alice.files.create(file=("train.jsonl", TRAINING), purpose="fine-tune")
+    job = alice.fine_tuning.jobs.create(model="my-base", training_file=training.id)
+    for call in (lambda: bob.fine_tuning.jobs.retrieve(job.id),
+                 lambda: bob.fine_tuning.jobs.cancel(job.id),
+                 lambda: bob.fine_tuning.jobs.list_events(job.id),
+                 lambda: bob.fine_tuning.jobs.create(model="my-base", training_file=training.id)):
+        with pytest.raises(openai.NotFoundError):
+            call()
+    assert list(bob.fine_tuning.jobs.list()) == []
+    assert len(upstream.created) == 1
+    assert gw.get(f"/v1/fine_tuning/jobs/{job.id}").status_code == 401
+
+
+def test_refusals(gw, upstream):
+    """Clear 4xx answers: an unknown route (404), a route without a fine-tuning provider
+    (400), a file of another purpose (400), bad JSON (400); a provider's refusal keeps its
+    status, with the provider's credentials scrubbed from the message."""
+    client = gw.openai("sk-alice")
+    training = client.files.create(file=("train.jsonl", TRAINING), purpose="fine-tune")
+    notes = client.files.create(file=("n.txt", b"notes"), purpose="user_data")
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.fine_tuning.jobs.create(model="nope", training_file=training.id)
+    assert caught.value.code == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.fine_tuning.jobs.create(model="offline", training_file=training.id)
+    assert caught.value.code == "fine_tuning_unsupported"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.fine_tuning.jobs.create(model="my-base", training_file=notes.id)
+    assert "purpose 'fine-tune'" in caught.value.message
+    bad = gw.post("/v1/fine_tuning/jobs", content=b"{nope",
+                  headers={"Authorization": "Bearer sk-alice",
+                           "Content-Type": "application/json"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
+    upstream.fail_create = 422
+    refused = gw.post("/v1/fine_tuning/jobs", json={"model": "my-base",
+                                                    "training_file": training.id},
+                      headers={"Authorization": "Bearer sk-alice"})
+    assert refused.status_code == 422
+    assert KEY not in refused.text and "refused" in refused.json()["error"]["message"]
+    assert list(client.fine_tuning.jobs.list()) == []

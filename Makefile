@@ -51,10 +51,10 @@ test: $(VENV)/.installed-test
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --cov=gateway --cov-report=
 
 # The linters (the lint extra: ruff and mypy), on top of the gateway, with the optional
-# extras (redis, semantic, granian) so that mypy sees the types of the modules using them.
+# extras (redis, semantic, granian, otel) so that mypy sees the types of the modules using them.
 $(VENV)/.installed-lint: $(VENV)/.installed
 	@echo "installing the linters (first run only)"
-	$(BIN)/pip install --quiet -e '.[lint,redis,semantic,granian]'
+	$(BIN)/pip install --quiet -e '.[lint,redis,semantic,granian,otel]'
 	touch $@
 
 # The shipped configs validate; ruff finds nothing; mypy passes (strict where pyproject.toml says).

@@ -28,10 +28,11 @@ BUILTIN_PREFIX = "builtin:"
 # Auth and limits are always part of the chain; each returns None from its hooks when the
 # config does not use it. `providers` adds the built-in provider types; `cache` is the
 # response cache (in the chain only when some route has the cache on); `frontdoors` serves
-# /v1/messages and the other non-OpenAI APIs; `metrics` counts every request for /metrics.
+# /v1/messages and the other non-OpenAI APIs; `metrics` counts every request for /metrics,
+# `traces` exports its spans (observability.traces).
 DEFAULT_PLUGINS = ("gateway.builtin.auth", "gateway.builtin.limits", "gateway.builtin.providers",
                    "gateway.builtin.cache", "gateway.builtin.frontdoors", "gateway.builtin.files",
-                   "gateway.builtin.fine_tuning", "gateway.builtin.metrics")
+                   "gateway.builtin.fine_tuning", "gateway.builtin.metrics", "gateway.builtin.traces")
 
 
 class PluginConflict(Exception):

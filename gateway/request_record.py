@@ -17,6 +17,8 @@ class AttemptRecord:
     status: int  # what came back (or the status the failure counts as)
     latency_ms: float
     error_class: str | None = None  # None on success; timeout, connect, http_5xx, circuit_open, ...
+    offset_ms: float | None = None  # when the call began, after the request's arrival
+    span_id: str | None = None  # the call's span id, sent upstream in traceparent (traces on)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,10 @@ class RequestRecord:
     # server fills them only when a plugin asked for bodies (RequestFinished.wants_bodies).
     request_body: Mapping[str, Any] | None = None
     response_body: bytes | None = None
+    # Traces (observability.traces): the client's span id from its traceparent, and whether
+    # this request's spans are exported (the client's sampled flag, else sample_ratio).
+    parent_span_id: str | None = None
+    sampled: bool = False
 
     @property
     def ok(self) -> bool:

@@ -168,6 +168,7 @@ class _Compiler:
         self.errors.extend(plugins.errors)
         self.checks.checks = tuple(plugins.checks)
         self._check_cache()
+        self._check_traces()
         self._warn_inactive()
         if self.errors:
             raise ConfigErrors(self.errors)
@@ -194,6 +195,8 @@ class _Compiler:
             request_finished=tuple(plugins.finished),
             record_bodies=any(getattr(fn, "wants_bodies", False) for _, fn in plugins.finished),
             metrics_enabled=observability.get("metrics", True),
+            trace_ratio=(float(observability["traces"].get("sample_ratio", 1.0))
+                         if observability.get("traces") else None),
             alerts=compile_alerts(observability),
             request_timeout=(seconds(self.defaults["request_timeout"])
                              if "request_timeout" in self.defaults else None),
@@ -615,6 +618,21 @@ class _Compiler:
             if importlib.util.find_spec("numpy") is None:
                 self.error(path + ("mode",), "cache mode semantic needs numpy: install "
                            "'bodhi-gateway[semantic]'")
+
+    def _check_traces(self) -> None:
+        traces = (self.data.get("observability") or {}).get("traces")
+        if traces and not otel_installed():
+            self.error(("observability", "traces"), "observability.traces needs the OpenTelemetry "
+                       "packages, which are not installed", "pip install 'bodhi-gateway[otel]' "
+                       "(or remove observability.traces)")
+
+
+def otel_installed() -> bool:
+    """Whether the otel extra (OpenTelemetry SDK and OTLP/HTTP exporter) is installed."""
+    try:
+        return importlib.util.find_spec("opentelemetry.exporter.otlp.proto.http") is not None
+    except ModuleNotFoundError:  # no opentelemetry package at all
+        return False
 
 
 class _TrackedState:

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from ..errors import GatewayError, UpstreamError
 from ..graph.context import Attempt, RequestContext
 from ..graph.graph import KeySpec, RoutingGraph
+from ..graph.nodes import attempt_span
 from ..hookspecs import DISPATCH_SCOPE, Routed
 from ..providers.base import Provider, Timeouts, UpstreamResponse
 from ..providers.passthrough import PassthroughRefused, forwarded_headers, send, upstream_url
@@ -52,6 +53,7 @@ class PassthroughNode:
         remaining = ctx.remaining()
         if remaining is not None:
             timeouts = timeouts.clipped(max(remaining, 0.001))
+        span = attempt_span(ctx)
         started = time.monotonic()
         try:
             response = await send(self.provider, self.method, self.url, self.data,
@@ -61,13 +63,13 @@ class PassthroughNode:
             self.scrubber.error(err)
             ms = (time.monotonic() - started) * 1000
             ctx.upstream_ms += ms
-            ctx.attempts.append(Attempt(label, err.status, err.error_class, ms))
+            ctx.attempts.append(Attempt(label, err.status, err.error_class, ms, started, span))
             raise
         ms = (time.monotonic() - started) * 1000
         ctx.upstream_ms += ms
         if response.body is not None:  # an error answer: scrubbed of every credential
             response.body = self.scrubber.body(response.body)
-        ctx.attempts.append(Attempt(label, response.status, None, ms))
+        ctx.attempts.append(Attempt(label, response.status, None, ms, started, span))
         response.target = ctx.target = label
         return response
 

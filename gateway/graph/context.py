@@ -31,6 +31,8 @@ class Attempt:
     status: int
     error_class: str | None
     latency_ms: float
+    started: float | None = None  # time.monotonic() when the call began
+    span_id: str | None = None  # its W3C span id (16 hex digits) when traces are on
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,8 @@ class RequestContext:
     cached: bool = False  # answered from the response cache: it costs nothing
     usage: Usage | None = None  # set by usage accounting when the answer is complete
     trace_id: str = ""  # W3C trace id (32 hex digits), set by the server
+    trace_parent: str | None = None  # the client's span id (its traceparent's), if any
+    trace_sampled: bool | None = None  # None: traces off; else whether its spans are exported
     upstream_ms: float = 0.0  # time spent waiting on upstreams, every attempt included
     backoff_ms: float = 0.0  # time spent in deliberate retry backoff sleeps
     stream_recoveries: int = 0  # continuations that rescued a broken stream (stream_recovery)

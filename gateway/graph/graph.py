@@ -103,6 +103,7 @@ class RoutingGraph:
     request_finished: tuple[tuple[str, RequestFinished], ...] = ()
     record_bodies: bool = False
     metrics_enabled: bool = True
+    trace_ratio: float | None = None  # observability.traces' sample_ratio; None: traces off
     alerts: tuple[AlertWebhook, ...] = ()  # observability.alerts (server/alerts.py sends them)
     request_timeout: float | None = None  # longest a request may take (defaults.request_timeout)
     state_keys: frozenset[Hashable] = field(default_factory=frozenset)

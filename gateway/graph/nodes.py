@@ -11,6 +11,7 @@ import asyncio
 import bisect
 import hashlib
 import itertools
+import os
 import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -21,6 +22,7 @@ from ..errors import GatewayError, UpstreamError
 from ..providers.base import (
     ENDPOINT_CAPABILITY, NativeBody, Timeouts, UpstreamRequest, UpstreamResponse,
 )
+from ..providers.hops import send_traceparent
 from ..providers.microbatch import EmbeddingBatcher
 from ..providers.scrub import NO_SECRETS, Scrubber
 from ..state.canary import CanaryState
@@ -111,16 +113,19 @@ class TargetNode:
                 raise _deadline_error(label)
             timeouts = timeouts.clipped(remaining)
         if ENDPOINT_CAPABILITY[ctx.endpoint] not in self.provider.capabilities:
-            ctx.attempts.append(Attempt(label, 400, "unsupported", 0.0))
+            ctx.attempts.append(Attempt(label, 400, "unsupported", 0.0, time.monotonic(),
+                                        attempt_span(ctx)))
             raise UpstreamError(
                 400, "unsupported",
                 f"{label} cannot serve {ctx.endpoint} (provider type {self.provider.spec.type})",
                 target=label, from_upstream=False)
         if not self.health.healthy or not state.allow(self.breaker, time.monotonic()):
-            ctx.attempts.append(Attempt(label, 503, "circuit_open", 0.0))
+            ctx.attempts.append(Attempt(label, 503, "circuit_open", 0.0, time.monotonic(),
+                                        attempt_span(ctx)))
             why = "circuit open" if self.health.healthy else "failing health checks"
             raise UpstreamError(503, "circuit_open", f"{label} is skipped: {why}",
                                 target=label, from_upstream=False)
+        span = attempt_span(ctx)
         started = state.started()
         request = UpstreamRequest(ctx.endpoint, body, ctx.stream, timeouts, ctx.files, native)
         try:
@@ -137,7 +142,7 @@ class TargetNode:
             self.scrubber.error(err)
             ms = (ended - started) * 1000
             ctx.upstream_ms += ms
-            ctx.attempts.append(Attempt(label, err.status, err.error_class, ms))
+            ctx.attempts.append(Attempt(label, err.status, err.error_class, ms, started, span))
             raise
         except BaseException:  # cancelled (the client left): free a half-open probe slot
             state.done()
@@ -156,15 +161,24 @@ class TargetNode:
             for check in self.checks:
                 reason = await check.reason(ctx, response)
                 if reason:
-                    ctx.attempts.append(Attempt(label, 503, "guardrail", ms))
+                    ctx.attempts.append(Attempt(label, 503, "guardrail", ms, started, span))
                     raise UpstreamError(
                         503, "guardrail",
                         f"the answer of {label} was refused by plugin '{check.plugin}': {reason}",
                         target=label, from_upstream=False,
                     )
-        ctx.attempts.append(Attempt(label, response.status, None, ms))
+        ctx.attempts.append(Attempt(label, response.status, None, ms, started, span))
         response.target = ctx.target = label
         return response
+
+
+def attempt_span(ctx: RequestContext) -> str | None:
+    """With traces on, a new span id for an upstream call, sent upstream as its traceparent."""
+    if ctx.trace_sampled is None:
+        return None
+    span = os.urandom(8).hex()
+    send_traceparent(f"00-{ctx.trace_id}-{span}-{'01' if ctx.trace_sampled else '00'}")
+    return span
 
 
 def _native_for(native: NativeBody | None, model: str,

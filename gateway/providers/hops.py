@@ -18,6 +18,8 @@ HOP_HEADER = "x-gateway-hops"
 MAX_HOPS = 3  # a request that already passed through this many gateways is refused
 
 _arrived_with: ContextVar[int] = ContextVar("gateway_hops", default=0)
+# The W3C traceparent of the upstream call being made (observability.traces on), else None.
+_traceparent: ContextVar[str | None] = ContextVar("gateway_traceparent", default=None)
 
 
 def parse_hops(value: str | None) -> int | None:
@@ -33,6 +35,16 @@ def enter(hops: int) -> None:
     _arrived_with.set(hops)
 
 
+def send_traceparent(value: str | None) -> None:
+    """The traceparent header the current task's next upstream calls carry (None: none)."""
+    _traceparent.set(value)
+
+
 def with_hop(headers: Mapping[str, str]) -> dict[str, str]:
-    """``headers`` plus the hop header for a request sent on upstream."""
-    return {**headers, HOP_HEADER: str(_arrived_with.get() + 1)}
+    """``headers`` plus the hop header for a request sent on upstream, and the attempt's W3C
+    ``traceparent`` when traces are on."""
+    out = {**headers, HOP_HEADER: str(_arrived_with.get() + 1)}
+    traceparent = _traceparent.get()
+    if traceparent is not None:
+        out["traceparent"] = traceparent
+    return out

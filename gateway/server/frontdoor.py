@@ -28,7 +28,7 @@ from .openai_api import (
     _unknown_model, guard_stream, parse_json, read_bytes,
 )
 from .reload import GraphHolder
-from .request_end import Ending, finish, trace_id
+from .request_end import Ending, finish, trace_context
 from .request_shape import check_body
 
 
@@ -88,7 +88,7 @@ class Dispatcher:
                 headers=request.headers, metadata=_metadata(request),
                 deadline=_deadline(request, graph.request_timeout), node=routed.node,
                 retry_budget=routed.retry_budget, key=prepared.key, native=routed.native,
-                trace_id=trace_id(request.headers))
+                **trace_context(request.headers, graph.trace_ratio))
             if routed.retry_budget is not None:
                 routed.retry_budget.state.request(ctx.started)
             upstream = await graph.handler(ctx)

@@ -29,7 +29,7 @@ from .drain import DRAIN
 from .errors import error_body, gateway_error_response, upstream_failure
 from .loops import check_hops
 from .reload import GraphHolder
-from .request_end import Ending, finish, trace_id
+from .request_end import Ending, finish, trace_context
 from .request_shape import check_body
 from ..request_stats import STATS
 
@@ -122,7 +122,7 @@ class OpenAIEndpoints:
                 retry_budget=route.retry_budget,
                 files=files,
                 key=key,
-                trace_id=trace_id(request.headers),
+                **trace_context(request.headers, graph.trace_ratio),
             )
             if route.retry_budget is not None:
                 route.retry_budget.state.request(ctx.started)

@@ -18,18 +18,27 @@ from .access_log import log_request
 
 log = get_logger("gateway.plugins")
 
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _NO_TRACE = "0" * 32
+_NO_SPAN = "0" * 16
 
 
-def trace_id(headers: Mapping[str, str]) -> str:
-    """The trace id of the client's W3C `traceparent` header, else a new random one."""
+def trace_context(headers: Mapping[str, str], sample_ratio: float | None) -> dict[str, Any]:
+    """The RequestContext's trace fields: the trace id of the client's W3C `traceparent`
+    header, else a new random one; with traces on (``sample_ratio`` not None) also the
+    client's span id and whether to export the request's spans: the client's sampled flag
+    when it sent one, else the trace id's low 64 bits under ``sample_ratio`` of their range
+    (OpenTelemetry's TraceIdRatioBased)."""
     given = headers.get("traceparent")
-    if given:
-        match = _TRACEPARENT.match(given.strip().lower())
-        if match and match.group(1) != _NO_TRACE:
-            return match.group(1)
-    return os.urandom(16).hex()
+    match = _TRACEPARENT.match(given.strip().lower()) if given else None
+    if match and match.group(1) != _NO_TRACE and match.group(2) != _NO_SPAN:
+        trace_id, parent, sampled = match.group(1), match.group(2), int(match.group(3), 16) & 1 == 1
+    else:
+        trace_id, parent = os.urandom(16).hex(), None
+        sampled = sample_ratio is not None and int(trace_id[16:], 16) < sample_ratio * 2**64
+    if sample_ratio is None:
+        return {"trace_id": trace_id}
+    return {"trace_id": trace_id, "trace_parent": parent, "trace_sampled": sampled}
 
 
 @dataclass(slots=True)
@@ -81,8 +90,10 @@ def build_record(graph: RoutingGraph, ctx: RequestContext | None, end: Ending) -
         route=ctx.route if ctx is not None else end.route,
         key=_key_name(ctx) if ctx is not None else end.key,
         target="cache" if end.cache == "hit" else end.target,  # as documented: no upstream answered
-        attempts=tuple(AttemptRecord(a.target, a.status, round(a.latency_ms, 3), a.error_class)
-                       for a in ctx.attempts) if ctx is not None else (),
+        attempts=tuple(AttemptRecord(
+            a.target, a.status, round(a.latency_ms, 3), a.error_class,
+            round((a.started - end.started) * 1000, 3) if a.started is not None else None,
+            a.span_id) for a in ctx.attempts) if ctx is not None else (),
         cache=end.cache,
         stream=ctx.stream if ctx is not None else False,
         status=end.status,
@@ -99,6 +110,8 @@ def build_record(graph: RoutingGraph, ctx: RequestContext | None, end: Ending) -
         config_version=graph.version,
         request_body=request_body,
         response_body=end.response_body if bodies else None,
+        parent_span_id=ctx.trace_parent if ctx is not None else None,
+        sampled=bool(ctx.trace_sampled) if ctx is not None else False,
     )
 
 

@@ -33,7 +33,9 @@ def register(subparsers) -> None:
         verb.set_defaults(func=func)
 
 
-def _config(args: argparse.Namespace) -> dict | None:
+def config_data(args: argparse.Namespace) -> dict | None:
+    """The data of `--config` as loaded (secrets left as references if unresolvable), or
+    None when it is missing or broken."""
     if not os.path.exists(args.config):
         return None
     for keep_refs in (False, True):  # ${ENV} unset: the data dir may still be written plainly
@@ -55,7 +57,7 @@ def _run(args: argparse.Namespace, on_redis: Callable[[str], Any],
          job: Callable[[sqlite3.Connection], Any], empty: Any) -> Any:
     """``job`` on the embedded cache.db (``empty`` when there is none yet), or ``on_redis(url)``
     when the config keeps the cache in Redis (`--data-dir` forces the file)."""
-    data = _config(args)
+    data = config_data(args)
     url = None if args.data_dir else _redis_url(data)
     if url is not None:
         return on_redis(url)
@@ -99,7 +101,7 @@ def run_clear(args: argparse.Namespace) -> int:
                    lambda db: cache_db.clear(db, args.namespace), 0)
     where = f" from namespace '{args.namespace}'" if args.namespace else ""
     data_dir = os.path.abspath(args.data_dir) if args.data_dir else data_dir_for(args.config,
-                                                                                 _config(args))
+                                                                                 config_data(args))
     record(data_dir, cli_actor(), "cache.clear", args.namespace or "*", {"deleted": deleted})
     print(f"deleted {deleted} cached answer{'s' if deleted != 1 else ''}{where}")
     return 0

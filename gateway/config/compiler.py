@@ -62,6 +62,7 @@ from ..units import seconds, size_bytes
 from . import schema
 from .alerts import compile_alerts
 from .plugins import compile_plugins
+from .request_log import conflicts as request_log_conflicts, request_log_settings
 from .redact import secret_values
 from .self_address import points_at_listener
 from .userinfo import mask_userinfo
@@ -169,6 +170,8 @@ class _Compiler:
         self.checks.checks = tuple(plugins.checks)
         self._check_cache()
         self._check_traces()
+        for path, message in request_log_conflicts(self.data.get("observability")):
+            self.error(path, message)
         self._warn_inactive()
         if self.errors:
             raise ConfigErrors(self.errors)
@@ -185,7 +188,7 @@ class _Compiler:
             keys_by_hash=MappingProxyType(keys),
             settings=settings,
             middleware=tuple(chain),
-            log_requests=observability.get("request_log", True),
+            log_requests=request_log_settings(observability).enabled,
             authenticator=plugins.authenticator,
             identify=plugins.authenticator.identify if plugins.authenticator else None,
             admin_routes=tuple(plugins.admin_routes),

@@ -26,7 +26,8 @@ _NAMES = (r"api[_-]?key|x-api-key|authorization|proxy-authorization|access[_-]?t
           r"refresh[_-]?token|id[_-]?token|client[_-]?secret|secret[_-]?key|secret|password|"
           r"passwd|token|admin[_-]?token|session[_-]?token|aws[_-]?secret[_-]?access[_-]?key")
 _FIELD = re.compile(r'("(?:' + _NAMES + r')"\s*:\s*")((?:[^"\\]|\\.)*)"', re.IGNORECASE)
-_INLINE = re.compile(r"\b((?:" + _NAMES + r")\s*[:=]\s*)(?!\*\*\*)[^\s\"',;]+", re.IGNORECASE)
+_INLINE = re.compile(r"\b((?:" + _NAMES + r")\s*[:=]\s*(?:(?:bearer|basic|token)\s+)?)"
+                     r"(?!\*\*\*)[^\s\"',;]+", re.IGNORECASE)
 _SHAPES = re.compile(r"\bgw-[A-Za-z0-9_\-]{16,}|\bAKIA[0-9A-Z]{16}\b|\bAIza[0-9A-Za-z_\-]{30,}"
                      r"|\bgh[pousr]_[A-Za-z0-9]{20,}|\bgithub_pat_[A-Za-z0-9_]{20,}"
                      r"|\bxox[abpr]-[A-Za-z0-9\-]{10,}"

@@ -97,6 +97,17 @@ BODY = json.dumps({"model": "bench-model", "messages": [{"role": "user", "conten
                    "max_tokens": 16}).encode()
 
 
+def config_text(args: argparse.Namespace, url: str) -> str:
+    """The config measured; --request-log on|off overrides its observability.request_log."""
+    text = (PROD if args.config == "prod" else PLAIN).format(
+        url=url, key_sha256=hashlib.sha256(PROD_KEY.encode()).hexdigest())
+    if args.request_log is not None:
+        value = "true" if args.request_log == "on" else "false"
+        text = text.replace("request_log: false", f"request_log: {value}").replace(
+            "request_log: true", f"request_log: {value}")
+    return text
+
+
 SHIM = """\
 #include <valgrind/callgrind.h>
 void hotpath_start(void) { CALLGRIND_START_INSTRUMENTATION; CALLGRIND_ZERO_STATS; }
@@ -212,8 +223,7 @@ async def run(args: argparse.Namespace, url: str, workdir: Path) -> dict:
     sys.stderr = open(workdir / "gateway.log", "w")  # noqa: SIM115  (closed with the directory)
     configure("info", json=True)
 
-    text = (PROD if args.config == "prod" else PLAIN).format(
-        url=url, key_sha256=hashlib.sha256(PROD_KEY.encode()).hexdigest())
+    text = config_text(args, url)
     path = workdir / "gateway.yaml"
     path.write_text(text)
     runtime = Runtime()
@@ -304,8 +314,7 @@ def callgrind_control(*args: str) -> None:
 def serve(args: argparse.Namespace, url: str, workdir: Path) -> dict:
     """The real `gateway serve` on a free port, measured from outside."""
     port = free_port()
-    text = (PROD if args.config == "prod" else PLAIN).format(
-        url=url, key_sha256=hashlib.sha256(PROD_KEY.encode()).hexdigest())
+    text = config_text(args, url)
     path = workdir / "gateway.yaml"
     path.write_text(text)
     argv = [sys.executable, "-c", "import sys; from gateway.cli import main; sys.exit(main())",
@@ -352,6 +361,8 @@ def main() -> None:
     parser.add_argument("--config", choices=("plain", "prod"), default="plain")
     parser.add_argument("--stream", action="store_true", help="streamed answers (5 chunks)")
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--request-log", choices=("on", "off"),
+                        help="override the config's observability.request_log (A/B of its cost)")
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the measured requests")

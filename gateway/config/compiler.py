@@ -72,6 +72,7 @@ from .source import Path, SourceMap, format_path
 from .suggest import did_you_mean
 
 CACHE_TTL = (60.0, 90 * 86400.0)  # seconds: the shortest and longest cache ttl
+NATIVE_BATCH_TYPES = ("openai", "openai-compatible")  # providers with OpenAI's Batch API
 MAX_BATCH_WAIT = 1.0  # seconds: the longest a route's batch.max_wait may hold a request
 
 T = TypeVar("T")
@@ -301,6 +302,10 @@ class _Compiler:
                 self.error(path + ("passthrough",), f"provider '{name}' ({kind}) cannot be "
                            "passed through: its requests are signed per call",
                            "remove passthrough: true")
+            if spec.get("batch") == "native" and kind not in NATIVE_BATCH_TYPES:
+                self.error(path + ("batch",), f"provider '{name}' ({kind}) has no batch API the "
+                           "gateway can use: batch: native needs type openai or openai-compatible",
+                           "remove it: the gateway runs its batches line by line")
 
     # -- routes and nodes ------------------------------------------------------------------
 

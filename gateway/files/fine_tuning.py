@@ -34,13 +34,12 @@ from ..store.writer import Writer
 from ..providers.base import Provider
 from ..types import walk
 from .api import answers_errors, json_response, listing
+from .provider_api import call as _call
 from .store import FileStore, Owner
 
 # Provider types whose API has OpenAI's /files and /fine_tuning/jobs.
 FINE_TUNING_TYPES = frozenset({"openai", "openai-compatible"})
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-MAX_ERROR = 64 * 1024
-TIMEOUT = aiohttp.ClientTimeout(total=300, sock_connect=10)
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 
 
@@ -249,53 +248,3 @@ async def _json_body(request: Request) -> dict[str, Any]:
 def _provider_gone(row: Mapping[str, Any]) -> GatewayError:
     return GatewayError(409, f"provider '{row['provider']}' of this job is no longer in the "
                         "config", code="provider_gone")
-
-
-async def _call(provider: Provider, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-    """One call to the provider's own API with its credentials; its JSON answer, or
-    GatewayError (the provider's status and message, with its credentials scrubbed)."""
-    headers = dict(provider.passthrough_headers() or {})
-    url = provider.spec.base_url.rstrip("/") + path
-    session = provider.clients.session(provider.pool_key())
-    name = provider.name
-    try:
-        async with session.request(method, url, headers=headers, timeout=TIMEOUT,
-                                    allow_redirects=False, **kwargs) as resp:
-            raw = await resp.content.read(MAX_ERROR) if resp.status >= 300 else await resp.read()
-            status = resp.status
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        raise GatewayError(502, f"provider '{name}' could not be reached: "
-                           f"{type(exc).__name__}", type="server_error",
-                           code="upstream_unreachable") from None
-    if status >= 300:
-        message = _scrub(provider, _error_message(raw) or f"status {status}")
-        raise GatewayError(status if status >= 400 else 502,
-                           f"provider '{name}' answered {status}: {message}",
-                           type="invalid_request_error" if 400 <= status < 500 else "server_error",
-                           code="upstream_error")
-    try:
-        answer = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        answer = None
-    if not isinstance(answer, dict):
-        raise GatewayError(502, f"provider '{name}' answered {method} {path} with no JSON object",
-                           type="server_error", code="bad_upstream")
-    return answer
-
-
-def _error_message(raw: bytes) -> str:
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return raw.decode(errors="replace")[:500]
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return str(error["message"])
-    return raw.decode(errors="replace")[:500]
-
-
-def _scrub(provider: Provider, text: str) -> str:
-    for secret in (provider.spec.api_key, *provider.spec.headers.values()):
-        if secret and len(secret) >= 8:
-            text = text.replace(secret, "[redacted]")
-    return text

@@ -1,0 +1,140 @@
+"""Provider-native batches: a batch whose lines all go to a provider configured with
+``batch: native`` (OpenAI's Batch API) is handed to that provider whole instead of being run
+line by line by the gateway (docs/files.md#provider-native-batches).
+
+- ``native_target(routes, models)``: which provider, if any, takes a batch whose lines name
+  these routes: every route's first target (config order) with a ``batch: native`` provider,
+  all of them the same provider. Each line's ``body.model`` (a route) becomes that target's
+  model.
+- ``NativeBatches.submit``: the gateway's input file, lines rewritten, streamed to the
+  provider's ``/files`` (purpose ``batch``), then ``POST /batches``; the provider's batch.
+- ``refresh`` / ``cancel``: the provider's batch now; ``mapped`` turns it into the fields of
+  the gateway's batch row (status, request counts, timestamps, errors).
+- ``collect``: the provider's output and error files copied into the gateway's files (purpose
+  ``batch_output``, owned by the batch's owner), streamed; their gateway ids.
+"""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator, Mapping
+
+import aiohttp
+import orjson
+
+from ..errors import GatewayError
+from ..graph.graph import Route
+from ..graph.nodes import TargetNode
+from ..providers.base import Provider
+from ..types import walk
+from .provider_api import call, stream
+from .store import FileStore, Owner
+
+NATIVE = "native"
+# The fields of OpenAI's batch object that the gateway's batch row keeps.
+TIMES = ("in_progress_at", "finalizing_at", "completed_at", "failed_at", "expired_at",
+         "cancelling_at", "cancelled_at", "expires_at")
+STATUSES = frozenset({"validating", "in_progress", "finalizing", "completed", "failed",
+                      "expired", "cancelling", "cancelled"})
+
+
+def native_target(routes: Mapping[str, Route],
+                  models: set[str]) -> tuple[Provider, dict[str, str]] | None:
+    """The provider that takes a batch whose lines name ``models`` (routes), and each route's
+    model there; None when the batch runs in the gateway (some route has no ``batch: native``
+    target, or they reach different providers)."""
+    provider: Provider | None = None
+    mapping: dict[str, str] = {}
+    for name in models:
+        route = routes.get(name)
+        if route is None:
+            return None
+        target = next((n for n in walk(route.node) if isinstance(n, TargetNode)
+                       and isinstance(n.provider, Provider)
+                       and n.provider.spec.options.get("batch") == NATIVE), None)
+        if target is None or not isinstance(target.provider, Provider):
+            return None
+        if provider is not None and target.provider is not provider:
+            return None
+        provider, mapping[name] = target.provider, target.model
+    return None if provider is None else (provider, mapping)
+
+
+class NativeBatches:
+    def __init__(self, store: FileStore):
+        self.store = store
+
+    async def submit(self, provider: Provider, models: Mapping[str, str],
+                     record: Mapping[str, Any], endpoint: str, completion_window: str,
+                     metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Upload the input file (each line's model the target's) and create the batch."""
+        form = aiohttp.FormData()
+        form.add_field("purpose", "batch")
+        form.add_field("file", self._rewritten(record, models), filename=record["filename"],
+                       content_type="application/jsonl")
+        uploaded = await call(provider, "POST", "/files", data=form)
+        file_id = uploaded.get("id")
+        if not isinstance(file_id, str):
+            raise GatewayError(502, f"provider '{provider.name}' answered an upload without an id",
+                               type="server_error", code="bad_upstream")
+        body: dict[str, Any] = {"input_file_id": file_id, "endpoint": endpoint,
+                                "completion_window": completion_window}
+        if metadata:
+            body["metadata"] = dict(metadata)
+        batch = await call(provider, "POST", "/batches", json=body)
+        if not isinstance(batch.get("id"), str):
+            raise GatewayError(502, f"provider '{provider.name}' answered a batch without an id",
+                               type="server_error", code="bad_upstream")
+        return batch
+
+    async def refresh(self, provider: Provider, batch_id: str) -> dict[str, Any]:
+        return await call(provider, "GET", f"/batches/{batch_id}")
+
+    async def cancel(self, provider: Provider, batch_id: str) -> dict[str, Any]:
+        return await call(provider, "POST", f"/batches/{batch_id}/cancel")
+
+    async def collect(self, provider: Provider, batch: Mapping[str, Any],
+                      owner: Owner) -> dict[str, str | None]:
+        """The provider's output and error files as gateway files of ``owner``:
+        ``{"output_file_id": ..., "error_file_id": ...}`` (None where the provider has none)."""
+        ids: dict[str, str | None] = {}
+        for field, name in (("output_file_id", "output"), ("error_file_id", "errors")):
+            remote = batch.get(field)
+            if not isinstance(remote, str) or not remote:
+                ids[field] = None
+                continue
+            upload = self.store.begin(owner, f"{batch['id']}_{name}.jsonl", "batch_output")
+            try:
+                async for chunk in stream(provider, f"/files/{remote}/content"):
+                    upload.write(chunk)
+                ids[field] = (await upload.commit())["id"]
+            except BaseException:
+                upload.abort()
+                raise
+        return ids
+
+    async def _rewritten(self, record: Mapping[str, Any],
+                         models: Mapping[str, str]) -> AsyncIterator[bytes]:
+        async for _, line in self.store.lines(record):
+            data = orjson.loads(line)
+            body = data.get("body") if isinstance(data, dict) else None
+            if isinstance(body, dict) and body.get("model") in models:
+                data = {**data, "body": {**body, "model": models[body["model"]]}}
+            yield orjson.dumps(data) + b"\n"
+
+
+def mapped(batch: Mapping[str, Any]) -> dict[str, Any]:
+    """The provider's batch as values of the gateway's batch row: status, counts (total,
+    completed, failed), timestamps and errors."""
+    status = batch.get("status")
+    values: dict[str, Any] = {"status": status if status in STATUSES else "in_progress"}
+    counts = batch.get("request_counts")
+    if isinstance(counts, dict):
+        for field in ("total", "completed", "failed"):
+            if isinstance(counts.get(field), int):
+                values[field] = counts[field]
+    for field in TIMES:
+        if isinstance(batch.get(field), int):
+            values[field] = batch[field]
+    if batch.get("errors"):
+        values["errors"] = orjson.dumps(batch["errors"]).decode()
+    return values

@@ -1,0 +1,88 @@
+"""Calls to a provider's own API (its /files, /fine_tuning/jobs, /batches) with the provider's
+credentials, for the features that pass work through to it: JSON answers, or GatewayError with
+the provider's status and message, its credentials scrubbed."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator
+
+import aiohttp
+import orjson
+
+from ..errors import GatewayError
+from ..providers.base import Provider
+
+MAX_ERROR = 64 * 1024
+TIMEOUT = aiohttp.ClientTimeout(total=300, sock_connect=10)
+
+
+async def call(provider: Provider, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    """One call to the provider's own API with its credentials; its JSON answer, or
+    GatewayError (the provider's status and message, with its credentials scrubbed)."""
+    headers = dict(provider.passthrough_headers() or {})
+    url = provider.spec.base_url.rstrip("/") + path
+    session = provider.clients.session(provider.pool_key())
+    name = provider.name
+    try:
+        async with session.request(method, url, headers=headers, timeout=TIMEOUT,
+                                    allow_redirects=False, **kwargs) as resp:
+            raw = await resp.content.read(MAX_ERROR) if resp.status >= 300 else await resp.read()
+            status = resp.status
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise GatewayError(502, f"provider '{name}' could not be reached: "
+                           f"{type(exc).__name__}", type="server_error",
+                           code="upstream_unreachable") from None
+    if status >= 300:
+        message = _scrub(provider, _error_message(raw) or f"status {status}")
+        raise GatewayError(status if status >= 400 else 502,
+                           f"provider '{name}' answered {status}: {message}",
+                           type="invalid_request_error" if 400 <= status < 500 else "server_error",
+                           code="upstream_error")
+    try:
+        answer = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise GatewayError(502, f"provider '{name}' answered {method} {path} with no JSON object",
+                           type="server_error", code="bad_upstream")
+    return answer
+
+
+def _error_message(raw: bytes) -> str:
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode(errors="replace")[:500]
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    return raw.decode(errors="replace")[:500]
+
+
+def _scrub(provider: Provider, text: str) -> str:
+    for secret in (provider.spec.api_key, *provider.spec.headers.values()):
+        if secret and len(secret) >= 8:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
+async def stream(provider: Provider, path: str) -> AsyncIterator[bytes]:
+    """The body of a GET to the provider's API, as it arrives (a file's content)."""
+    url = provider.spec.base_url.rstrip("/") + path
+    session = provider.clients.session(provider.pool_key())
+    try:
+        async with session.get(url, headers=dict(provider.passthrough_headers() or {}),
+                               timeout=TIMEOUT, allow_redirects=False) as resp:
+            if resp.status >= 300:
+                raw = await resp.content.read(MAX_ERROR)
+                message = _scrub(provider, _error_message(raw) or f"status {resp.status}")
+                raise GatewayError(502, f"provider '{provider.name}' answered {resp.status} "
+                                   f"for {path}: {message}", type="server_error",
+                                   code="upstream_error")
+            async for chunk in resp.content.iter_chunked(64 * 1024):
+                yield chunk
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise GatewayError(502, f"provider '{provider.name}' could not be reached: "
+                           f"{type(exc).__name__}", type="server_error",
+                           code="upstream_unreachable") from None

@@ -116,3 +116,11 @@ async def test_submit_poll_collect(tmp_path, fake):
     finally:
         await store.aclose()
         await runtime.clients.close()
+
+
+def test_native_is_reported_inactive_until_wired(tmp_path, fake):
+    """Until /v1/batches hands batches to providers, batch: native is accepted with a warning
+    that it has no effect yet."""
+    found = graph(tmp_path, fake, Runtime())
+    assert any("not active in this build yet" in str(w) and "providers.oa.batch" in str(w)
+               for w in found.warnings)

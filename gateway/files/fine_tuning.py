@@ -16,9 +16,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, Mapping
 
-import aiohttp
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -35,6 +34,7 @@ from ..providers.base import Provider
 from ..types import walk
 from .api import answers_errors, json_response, listing
 from .provider_api import call as _call
+from .provider_api import upload
 from .store import FileStore, Owner
 
 # Provider types whose API has OpenAI's /files and /fine_tuning/jobs.
@@ -92,7 +92,8 @@ class FineTuningEndpoints:
                 raise GatewayError(400, f"{file_id} has purpose {record['purpose']!r}; "
                                    "upload the file with purpose 'fine-tune'",
                                    code="invalid_file", param=field)
-            files[field] = (file_id, await self._upload(provider, record))
+            files[field] = (file_id, await upload(provider, "fine-tune", record["filename"],
+                                                   self.files.read(record)))
         sent = {**body, "model": model, **{f: pid for f, (_, pid) in files.items()}}
         job = await _call(provider, "POST", "/fine_tuning/jobs", json=sent)
         provider_job = job.get("id")
@@ -207,24 +208,6 @@ class FineTuningEndpoints:
         status, text = str(shown.get("status", "")), orjson.dumps(shown).decode()
         await self.db.run(lambda c: fine_tuning_db.update(c, row["id"], status, text))
         return shown
-
-    async def _upload(self, provider: Provider, record: Mapping[str, Any]) -> str:
-        """Upload a gateway file to the provider (streamed from the store); its id there."""
-        form = aiohttp.FormData()
-        form.add_field("purpose", "fine-tune")
-        form.add_field("file", _stream(self.files, record), filename=record["filename"],
-                       content_type="application/jsonl")
-        answer = await _call(provider, "POST", "/files", data=form)
-        file_id = answer.get("id")
-        if not isinstance(file_id, str):
-            raise GatewayError(502, f"provider '{provider.name}' answered an upload without an id",
-                               type="server_error", code="bad_upstream")
-        return file_id
-
-
-async def _stream(files: FileStore, record: Mapping[str, Any]) -> AsyncIterator[bytes]:
-    async for chunk in files.read(record):
-        yield chunk
 
 
 def _mapped(job: dict[str, Any], row: Mapping[str, Any]) -> dict[str, Any]:

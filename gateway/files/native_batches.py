@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import Any, AsyncIterator, Mapping
 
-import aiohttp
 import orjson
 
 from ..errors import GatewayError
@@ -26,7 +25,7 @@ from ..graph.graph import Route
 from ..graph.nodes import TargetNode
 from ..providers.base import Provider
 from ..types import walk
-from .provider_api import call, stream
+from .provider_api import call, stream, upload
 from .store import FileStore, Owner
 
 NATIVE = "native"
@@ -67,15 +66,8 @@ class NativeBatches:
                      record: Mapping[str, Any], endpoint: str, completion_window: str,
                      metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Upload the input file (each line's model the target's) and create the batch."""
-        form = aiohttp.FormData()
-        form.add_field("purpose", "batch")
-        form.add_field("file", self._rewritten(record, models), filename=record["filename"],
-                       content_type="application/jsonl")
-        uploaded = await call(provider, "POST", "/files", data=form)
-        file_id = uploaded.get("id")
-        if not isinstance(file_id, str):
-            raise GatewayError(502, f"provider '{provider.name}' answered an upload without an id",
-                               type="server_error", code="bad_upstream")
+        file_id = await upload(provider, "batch", record["filename"],
+                               self._rewritten(record, models))
         body: dict[str, Any] = {"input_file_id": file_id, "endpoint": endpoint,
                                 "completion_window": completion_window}
         if metadata:

@@ -86,3 +86,17 @@ async def stream(provider: Provider, path: str) -> AsyncIterator[bytes]:
         raise GatewayError(502, f"provider '{provider.name}' could not be reached: "
                            f"{type(exc).__name__}", type="server_error",
                            code="upstream_unreachable") from None
+
+
+async def upload(provider: Provider, purpose: str, filename: str,
+                 content: AsyncIterator[bytes]) -> str:
+    """Upload ``content`` (streamed) as a file to the provider's ``/files``; its id there."""
+    form = aiohttp.FormData()
+    form.add_field("purpose", purpose)
+    form.add_field("file", content, filename=filename, content_type="application/jsonl")
+    answer = await call(provider, "POST", "/files", data=form)
+    file_id = answer.get("id")
+    if not isinstance(file_id, str):
+        raise GatewayError(502, f"provider '{provider.name}' answered an upload without an id",
+                           type="server_error", code="bad_upstream")
+    return file_id

@@ -49,6 +49,7 @@ class RequestLogWriter:
         self.written = 0
         self.dropped = 0
         self.swept = 0
+        self.failures = 0  # failed writes in a row
         self._dropped_logged = 0
         self._wake: asyncio.Event | None = None
         self._tasks: tuple[Supervisor, Supervisor] | None = None
@@ -69,6 +70,8 @@ class RequestLogWriter:
         pending = self.pending
         if len(pending) + self.in_flight >= self.queue_size:
             self.dropped += 1
+            if self._wake is not None:
+                self._wake.set()  # the next flush reports the drop
             return
         if not pending:
             if self._wake is None:
@@ -89,7 +92,8 @@ class RequestLogWriter:
         assert self._wake is not None
         while True:
             await self._wake.wait()
-            await asyncio.sleep(self.flush_every)
+            # after failed writes (a full disk, a lost data dir) wait longer: up to ~25 s
+            await asyncio.sleep(self.flush_every * 2 ** min(self.failures, 7))
             self._wake.clear()
             await self.flush()
 
@@ -108,12 +112,14 @@ class RequestLogWriter:
             # shielded: a flush cancelled at shutdown still lands (close waits for it)
             await asyncio.shield(self.writer.run(lambda conn: _write(conn, batch, redact)))
             self.written += len(batch)
+            self.failures = 0
         except (sqlite3.Error, OSError) as exc:  # a full disk, a lost data dir
+            self.failures += 1
             room = max(0, self.queue_size - len(self.pending))
             self.pending[:0] = batch[:room]  # kept for the next flush while there is room
             self.dropped += len(batch) - min(room, len(batch))
             log.error("request_log_write_failed", path=self.file, rows=len(batch),
-                      error=str(exc))
+                      error=str(exc), failures=self.failures)
             if self._wake is not None:
                 self._wake.set()
         finally:

@@ -139,3 +139,31 @@ def test_bodies_are_not_stored_by_default(gateway_app, tmp_path: Path):
     gw.stop()
     data = b"".join(p.read_bytes() for p in path.parent.glob("logs.db*"))
     assert b"particular prompt" not in data
+
+
+def test_failed_write_keeps_the_rows_for_the_next_flush(tmp_path: Path):
+    """A batch that cannot be written (here: its folder cannot be made) stays queued, is
+    logged, and lands once the disk is back; flushes back off meanwhile."""
+    import asyncio
+
+    from structlog.testing import capture_logs
+
+    from gateway.store.logs_writer import RequestLogWriter
+
+    blocker = tmp_path / "data"
+    blocker.write_text("a file where the data directory should be")
+    writer = RequestLogWriter(str(blocker / "logs.db"), queue_size=10)
+
+    async def scenario() -> None:
+        writer.pending = [(record(time.time(), f"r{i}"), False) for i in range(3)]
+        with capture_logs() as logs:
+            await writer.flush()
+        assert [e["event"] for e in logs] == ["request_log_write_failed"]
+        assert (len(writer.pending), writer.failures, writer.written) == (3, 1, 0)
+        blocker.unlink()
+        await writer.flush()
+        assert (len(writer.pending), writer.failures, writer.written) == (0, 0, 3)
+        await writer.aclose()
+
+    asyncio.run(scenario())
+    assert count(blocker / "logs.db") == 3

@@ -10,6 +10,8 @@ line by line by the gateway (docs/files.md#provider-native-batches).
   provider's ``/files`` (purpose ``batch``), then ``POST /batches``; the provider's batch.
 - ``refresh`` / ``cancel``: the provider's batch now; ``mapped`` turns it into the fields of
   the gateway's batch row (status, request counts, timestamps, errors).
+- ``step``: one poll of the provider batch a gateway batch follows (cancelling it there when
+  the client cancelled): the values to write into the gateway's batch row.
 - ``collect``: the provider's output and error files copied into the gateway's files (purpose
   ``batch_output``, owned by the batch's owner), streamed; their gateway ids.
 """
@@ -30,6 +32,7 @@ from .store import FileStore, Owner
 
 NATIVE = "native"
 # The fields of OpenAI's batch object that the gateway's batch row keeps.
+ENDED = frozenset({"completed", "failed", "expired", "cancelled"})
 TIMES = ("in_progress_at", "finalizing_at", "completed_at", "failed_at", "expired_at",
          "cancelling_at", "cancelled_at", "expires_at")
 STATUSES = frozenset({"validating", "in_progress", "finalizing", "completed", "failed",
@@ -103,6 +106,22 @@ class NativeBatches:
                 upload.abort()
                 raise
         return ids
+
+    async def step(self, provider: Provider, row: Mapping[str, Any],
+                   owner: Owner) -> dict[str, Any]:
+        """One look at a provider batch that a gateway batch row (``provider_batch_id``)
+        follows: the values to write into the row. A row the client cancelled is cancelled
+        at the provider first; a batch that ended has its files copied in
+        (``output_file_id`` and ``error_file_id`` are then gateway ids)."""
+        batch_id = row["provider_batch_id"]
+        if row["status"] == "cancelling":
+            batch = await self.cancel(provider, batch_id)
+        else:
+            batch = await self.refresh(provider, batch_id)
+        values = mapped(batch)
+        if values["status"] in ENDED:
+            values.update(await self.collect(provider, batch, owner))
+        return values
 
     async def _rewritten(self, record: Mapping[str, Any],
                          models: Mapping[str, str]) -> AsyncIterator[bytes]:

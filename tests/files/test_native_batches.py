@@ -111,8 +111,13 @@ async def test_submit_poll_collect(tmp_path, fake):
         assert json.loads(failed)["error"]["message"] == "refused by the fake"
         assert await store.get(ids["output_file_id"], Owner("b" * 64, "bob")) is None
         assert b"answer 0" not in (tmp_path / "data" / "files" / output["id"]).read_bytes()
-        cancelled = await batches.cancel(provider, batch["id"])
-        assert mapped(cancelled)["status"] == "cancelling"
+        row = {"provider_batch_id": batch["id"], "status": "in_progress"}
+        stepped = await batches.step(provider, row, owner)
+        assert stepped["status"] == "completed" and stepped["output_file_id"].startswith("file-")
+        second = await batches.submit(provider, models, record, "/v1/chat/completions", "24h")
+        row = {"provider_batch_id": second["id"], "status": "cancelling"}
+        assert (await batches.step(provider, row, owner))["status"] == "cancelling"
+        assert fake.batches[second["id"]]["status"] == "cancelling"
     finally:
         await store.aclose()
         await runtime.clients.close()

@@ -110,9 +110,22 @@ class EmbeddingBatcher:
             raise UpstreamError(408, "timeout", "no answer within "
                                 f"{time.monotonic() - started:.3g}s (a batched call)",
                                 from_upstream=False) from None
+        except asyncio.CancelledError:  # the client left: out of a group not yet sent
+            self._leave(key, group, member)
+            raise
         if answer is None:  # alone in its group: its own call, as the client sent it
             return await provider.send(request)
         return answer
+
+    def _leave(self, key: Hashable, group: _Group, member: _Member) -> None:
+        if self._open.get(key) is not group or member not in group.members:
+            return
+        group.members.remove(member)
+        group.size -= len(member.inputs)
+        if not group.members:
+            del self._open[key]
+            if group.timer is not None:
+                group.timer.cancel()
 
     def _flush(self, key: Hashable, group: _Group) -> None:
         if self._open.get(key) is group:
@@ -120,8 +133,9 @@ class EmbeddingBatcher:
         if group.timer is not None:
             group.timer.cancel()
             group.timer = None
-        if len(group.members) == 1:
-            _resolve(group.members[0], None)
+        if len(group.members) <= 1:
+            for member in group.members:
+                _resolve(member, None)
             return
         task = asyncio.get_running_loop().create_task(self._call(group))
         self._running.add(task)

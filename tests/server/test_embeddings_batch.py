@@ -230,3 +230,19 @@ def test_usage_share(total, weights, parts):
     """Tokens are split in proportion to input size; the parts add up to the total."""
     assert share(total, weights) == parts
     assert sum(share(total, weights)) == total
+
+
+async def test_a_request_that_leaves_is_not_sent(tmp_path, fake):
+    """A client that leaves while its request waits for others takes its input out of the
+    call; the others are answered as usual."""
+    async with app_client(config(fake, max_wait="300ms"), tmp_path) as http:
+        leaving = asyncio.create_task(
+            http.post("/v1/embeddings", json={"model": "embed", "input": "gone"}))
+        staying = [asyncio.create_task(
+            http.post("/v1/embeddings", json={"model": "embed", "input": f"s{i}"}))
+            for i in range(2)]
+        await asyncio.sleep(0.1)
+        leaving.cancel()
+        answers = await asyncio.gather(*staying)
+    assert [a.status_code for a in answers] == [200, 200]
+    assert calls(fake) == [["s0", "s1"]]

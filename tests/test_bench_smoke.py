@@ -189,3 +189,18 @@ def test_peers_are_optional(monkeypatch, tmp_path):
 def test_dechunk():
     assert streams.dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n") == b"abcde"
     assert streams.dechunk(b"3\r\nabc\r\n") is None
+
+
+def test_embed_batch_bench_runs():
+    """bench/embed_batch.py (run by `make bench`) measures both routes and prints the ratio;
+    batching cuts the upstream calls."""
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "embed_batch.py"), "--requests", "40",
+         "--concurrency", "16", "--call-ms", "5", "--upstream-slots", "2"],
+        capture_output=True, text=True, timeout=60, check=True).stdout
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()
+            if line.startswith(("plain ", "batched "))}
+    assert int(rows["plain"][1]) == 40 and int(rows["batched"][1]) < 20
+    assert "throughput ratio batched/plain:" in out

@@ -31,23 +31,25 @@ $(VENV)/.installed-test: $(VENV)/.installed $(TEST_PLUGINS)
 	$(BIN)/pip install --quiet -e '.[test,granian]' -e tests/plugins/tiny
 	touch $@
 
-# What the tests need besides Python packages: redis-server (Debian's package; the Redis tests
-# start their own on a free loopback port). Installed only when missing.
+# What the tests need besides Python packages, Debian's packages: redis-server (the Redis tests
+# start their own on a free loopback port) and chromium (the /dashboard browser test runs it
+# headless). Each installed only when missing.
 deps:
 	command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
 run: $(VENV)/.installed
 	$(BIN)/gateway serve --config $(CONFIG)
 
 # The whole suite on every core (pytest-xdist: one worker more than cores, since many tests
 # wait on timeouts, reloads and servers), with line coverage of gateway/ checked against the
-# floor in pyproject.toml; `make deps` first only when redis-server is missing. Bytecode is
+# floor in pyproject.toml; `make deps` first only when redis-server or chromium is missing. Bytecode is
 # written even where the environment says not to (PYTHONDONTWRITEBYTECODE=1 on some machines):
 # else every worker and every `gateway serve` the tests start compiles each module again
 # (collection 17 -> 9 s of CPU per worker).
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 1 )))
 test: $(VENV)/.installed-test
-	@command -v redis-server >/dev/null || $(MAKE) --no-print-directory deps
+	@(command -v redis-server && command -v chromium) >/dev/null || $(MAKE) --no-print-directory deps
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --cov=gateway --cov-report=
 
 # The linters (the lint extra: ruff and mypy), on top of the gateway, with the optional

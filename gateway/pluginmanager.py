@@ -30,11 +30,11 @@ BUILTIN_PREFIX = "builtin:"
 # response cache (in the chain only when some route has the cache on); `frontdoors` serves
 # /v1/messages and the other non-OpenAI APIs; `metrics` counts every request for /metrics,
 # `traces` exports its spans (observability.traces); `request_log` keeps every request in
-# logs.db.
+# logs.db; `dashboard` serves /dashboard.
 DEFAULT_PLUGINS = ("gateway.builtin.auth", "gateway.builtin.limits", "gateway.builtin.providers",
                    "gateway.builtin.cache", "gateway.builtin.frontdoors", "gateway.builtin.files",
                    "gateway.builtin.fine_tuning", "gateway.builtin.metrics", "gateway.builtin.traces",
-                   "gateway.builtin.request_log")
+                   "gateway.builtin.request_log", "gateway.builtin.dashboard")
 
 
 class PluginConflict(Exception):

@@ -54,15 +54,18 @@ def test_make_test_installs_the_test_extra(tmp_path):
 
 
 def test_make_test_installs_redis_server_only_when_it_is_missing(tmp_path):
-    """`make test` runs `make deps` (apt-get install redis-server) only when redis-server is
-    not on PATH, so a fresh machine (CI) gets it and a ready one is not asked for root."""
+    """`make test` runs `make deps` (apt-get install redis-server, chromium) only when
+    redis-server or chromium is not on PATH, so a fresh machine (CI) gets them and a ready one
+    is not asked for root."""
     clone = fresh_clone(tmp_path)
-    assert any("apt-get install -y redis-server" in line for line in plan(clone, "deps",
-                                                                          path="/nonexistent"))
+    deps = plan(clone, "deps", path="/nonexistent")
+    assert any("apt-get install -y redis-server" in line for line in deps)
+    assert any("apt-get install -y chromium" in line for line in deps)
     bin_with_redis = tmp_path / "bin"
     bin_with_redis.mkdir()
-    (bin_with_redis / "redis-server").write_text("#!/bin/sh\n")
-    (bin_with_redis / "redis-server").chmod(0o755)
+    for tool in ("redis-server", "chromium"):
+        (bin_with_redis / tool).write_text("#!/bin/sh\n")
+        (bin_with_redis / tool).chmod(0o755)
     ready = "\n".join(plan(clone, "test", path=str(bin_with_redis)))
     assert "apt-get" not in ready and "pytest -q" in ready
     missing = "\n".join(plan(clone, "test", path="/nonexistent"))
@@ -75,7 +78,7 @@ def test_make_lint_validates_then_runs_ruff_and_mypy(tmp_path):
     validates the shipped configs, then runs ruff and mypy (settings in pyproject.toml)."""
     lines = plan(fresh_clone(tmp_path), "lint")
     text = "\n".join(lines)
-    assert "-e '.[lint,redis,semantic,granian]'" in text
+    assert "-e '.[lint,redis,semantic,granian,otel]'" in text
     assert text.index("[lint,") < text.index("gateway validate") < text.index("ruff check") \
         < text.index("mypy")
     assert lines[-1].endswith("/mypy")

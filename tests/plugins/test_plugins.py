@@ -54,7 +54,8 @@ def test_entry_points_are_discovered():
     assert {"test-stamp", "test-crash"} <= set(pm.installed())
     assert pm.builtins() == ["builtin:auth", "builtin:limits", "builtin:providers", "builtin:cache",
                             "builtin:frontdoors", "builtin:files", "builtin:fine_tuning",
-                            "builtin:metrics", "builtin:traces", "builtin:request_log"]
+                            "builtin:metrics", "builtin:traces", "builtin:request_log",
+                            "builtin:dashboard"]
 
 
 def test_unknown_plugin_is_an_error_with_position():

@@ -225,7 +225,9 @@ class Limits:
         reservation.settled = True
         usage = usage if isinstance(usage, dict) else {}
         if "input_tokens" in usage and "prompt_tokens" not in usage:
-            usage = anthropic_usage(usage)  # a native answer of the /v1/messages front door
+            # A native answer of the /v1/messages or /v1/responses front door.
+            usage = responses_usage(usage) if "input_tokens_details" in usage \
+                else anthropic_usage(usage)
         if ctx.cached:  # answered by the response cache: free (the cache counts what it saved)
             usage, target, estimated = {}, "cache", False
         price = self.prices.get(target)
@@ -278,6 +280,15 @@ class RateHeaders:
         if reservation is None or not reservation.items:
             return None
         return rate_headers(reservation.verdict)
+
+
+def responses_usage(usage: dict) -> dict:
+    """OpenAI usage of a Responses answer's: its input_tokens include the cached ones."""
+    details = usage.get("input_tokens_details")
+    cached = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+    prompt, completion = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion, "prompt_tokens_details": {"cached_tokens": cached}}
 
 
 def _amount(limit: Limit, tokens: float, usd: float) -> float:

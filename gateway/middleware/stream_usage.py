@@ -45,6 +45,14 @@ class StreamUsage:
             if payload is not None and payload.get("type") in _ANTHROPIC_USAGE_EVENTS:
                 self._anthropic(payload)
                 return True
+            if payload is not None and payload.get("type") in _RESPONSES_FINAL_EVENTS:
+                # A native OpenAI Responses stream (the /v1/responses front door): the usage
+                # is the response object's, in its own terms (input_tokens, output_tokens).
+                response = payload.get("response")
+                usage = response.get("usage") if isinstance(response, dict) else None
+                if isinstance(usage, dict):
+                    self.usage = usage
+                return True
             usage = payload.get("usage") if payload is not None else None
             if payload is not None and isinstance(usage, dict):
                 self.usage = usage
@@ -67,6 +75,8 @@ class StreamUsage:
 
 
 _ANTHROPIC_USAGE_EVENTS = frozenset({"message_start", "message_delta"})
+_RESPONSES_FINAL_EVENTS = frozenset({"response.completed", "response.incomplete",
+                                     "response.failed"})
 
 
 def _payload(event: bytes) -> dict | None:

@@ -6,14 +6,18 @@ chunk as they arrive: no parsing on the way back.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import AsyncIterator
 from typing import Mapping
 
 import aiohttp
 import orjson
 
+from ..errors import UpstreamError
 from .base import (
-    ENDPOINT_PATHS, ClientPool, Provider, ProviderSpec, UpstreamRequest, UpstreamResponse,
+    ENDPOINT_PATHS, ClientPool, NativeBody, Provider, ProviderSpec, UpstreamRequest,
+    UpstreamResponse,
 )
 from .http import parse_openai_error, post_json, post_stream
 from .sse import until_complete
@@ -41,6 +45,13 @@ PRESETS: dict[str, Preset] = {
     "llamacpp": Preset("http://127.0.0.1:8080/v1", False),
     "lmstudio": Preset("http://127.0.0.1:1234/v1", False),
 }
+
+RESPONSES_API = "openai.responses"  # NativeBody.api of a Responses request (POST /v1/responses)
+# Types that get a Responses request as it is, at {base_url}/responses: OpenAI's own API.
+# (Other servers' Responses endpoints cover parts of it; they get the chat translation.)
+RESPONSES_TYPES = frozenset({"openai"})
+# What ends a Responses stream: its last lifecycle event, or an error event.
+_RESPONSES_END = re.compile(rb'"type"\s*:\s*"(response\.(completed|incomplete|failed)|error)"')
 
 # Types whose servers answer POST {base_url}/rerank in Cohere's shape (vLLM, llama.cpp with
 # --reranking, Together; openai-compatible for any other such server).
@@ -94,12 +105,32 @@ class OpenAIProvider(Provider):
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         session = self.clients.session(self._key)
+        native = request.native
+        if native is not None and native.api == RESPONSES_API and request.endpoint == "chat" \
+                and self.spec.type in RESPONSES_TYPES:
+            return await self._send_responses(session, request, native)
         url = self._urls[request.endpoint]
         if request.endpoint == "transcriptions":
             return await self._send_form(session, url, request)
         # audio is streamed back as it comes
         return await pass_through(session, url, self._headers, request,
                                   streamed=request.stream or request.endpoint == "speech")
+
+    async def _send_responses(self, session: aiohttp.ClientSession, request: UpstreamRequest,
+                              native: NativeBody) -> UpstreamResponse:
+        """A Responses request as the client sent it (model and override_params applied), and
+        OpenAI's answer as it came: whole, or its event stream relayed."""
+        url = self._urls["chat"].removesuffix("/chat/completions") + "/responses"
+        data = orjson.dumps({**native.body, "stream": True} if request.stream else native.body)
+        if request.stream:
+            chunks, media_type = await post_stream(
+                session, url, data, self._headers, request.timeouts, parse_openai_error,
+                openai_shaped=True, expect="text/event-stream")
+            return UpstreamResponse(200, stream=_until_final(chunks), media_type=media_type,
+                                    api=RESPONSES_API)
+        body, media_type = await post_json(session, url, data, self._headers, request.timeouts,
+                                           parse_openai_error, openai_shaped=True)
+        return UpstreamResponse(200, body=body, media_type=media_type, api=RESPONSES_API)
 
     async def _send_form(self, session: aiohttp.ClientSession, url: str,
                          request: UpstreamRequest) -> UpstreamResponse:
@@ -117,3 +148,24 @@ class OpenAIProvider(Provider):
                                            parse_openai_error, openai_shaped=True,
                                            expect_json=json_format)  # or text, srt, vtt
         return UpstreamResponse(200, body=body, media_type=media_type)
+
+
+async def _until_final(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Relay a Responses event stream, and raise if the upstream closes it before its last
+    event (response.completed, .incomplete, .failed or an error event)."""
+    complete, tail, received = False, b"", 0
+    try:
+        async for piece in chunks:
+            received += len(piece)
+            if not complete:
+                window = tail + piece
+                complete = _RESPONSES_END.search(window) is not None
+                tail = window[-64:]
+            yield piece
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
+    if not complete:
+        raise UpstreamError(502, "connection", f"upstream closed the stream after {received} "
+                            "bytes without response.completed", from_upstream=False)

@@ -20,7 +20,7 @@ from starlette.responses import Response, StreamingResponse
 from ..errors import GatewayError, UpstreamError
 from ..graph.context import RequestContext
 from ..graph.graph import KeySpec, RoutingGraph
-from ..hookspecs import KEY_SCOPE, FrontDoor, Routed
+from ..hookspecs import KEY_SCOPE, FrontDoor, NativeBody, Routed
 from .errors import upstream_failure
 from .loops import check_hops
 from .openai_api import (
@@ -48,6 +48,9 @@ RouteFunction = Callable[[Request, RoutingGraph, "KeySpec | None", bytes], Route
 
 
 class Dispatcher:
+    # For a door's route function: the raw body as a JSON object (400 for anything else).
+    json_object = staticmethod(parse_json)
+
     def __init__(self, holder: GraphHolder):
         self.holder = holder
 
@@ -64,11 +67,19 @@ class Dispatcher:
         if route is not None:
             return Prepared(graph, key, route(request, graph, key, raw))
         body, native = door.inbound(parse_json(raw), request.headers)
+        return Prepared(graph, key, self.by_model(graph, key, body, native))
+
+    @staticmethod
+    def by_model(graph: RoutingGraph, key: KeySpec | None, body: dict,
+                 native: NativeBody | None = None) -> Routed:
+        """Where an internal body goes by its model (a route name); 404 naming the routes
+        ``key`` may use when none has that name. A door's route function may end with it
+        (the Responses door: it needs the key to read the conversation first)."""
         model = _model(body)
         found = graph.routes.get(model)
         if found is None:
             raise _unknown_model(model, _routes_for(graph, key))
-        return Prepared(graph, key, Routed(body, model, found.node, native, found.retry_budget))
+        return Routed(body, model, found.node, native, found.retry_budget)
 
     async def __call__(self, request: Request, door: FrontDoor,
                        route: RouteFunction | None = None) -> Response:

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import fake_openai_responses
 from .background_app import BackgroundApp
 
 
@@ -76,6 +77,7 @@ class FakeOpenAI(BackgroundApp):
         app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
         app.router.add_post("/v1/moderations", self._moderations)
         app.router.add_post("/v1/rerank", self._rerank)
+        app.router.add_post("/v1/responses", self._responses)
 
     # -- handlers --------------------------------------------------------------------------
 
@@ -219,6 +221,12 @@ class FakeOpenAI(BackgroundApp):
         return web.json_response({"id": "rerank-fake", "model": body["model"],
                                   "usage": {"total_tokens": 9},
                                   "results": scored[: body.get("top_n") or len(scored)]})
+
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        body, b = await self._record(request)
+        if b.status != 200:
+            return _error(b)
+        return await fake_openai_responses.answer(request, body)
 
     async def _models(self, request: web.Request) -> web.Response:
         self.model_checks += 1

@@ -24,9 +24,10 @@ from typing import Any
 import orjson
 
 from ..errors import GatewayError
-from ..providers.openai import RESPONSES_API as API
+from ..providers.openai import RESPONSES_API
 from ..providers.sse import SSEFramer, parse_event
 
+API = RESPONSES_API  # the door's NativeBody.api
 MAX_INPUT_ITEMS = 10_000
 ROLES = ("user", "assistant", "system", "developer")
 USER_PARTS = ("input_text", "input_image", "input_file")
@@ -234,15 +235,18 @@ def _tools(raw: Any) -> list[dict[str, Any]]:
 # -- request: the chat translation, the native body ----------------------------------------
 
 
-def to_chat(request: Request, history: list[dict[str, Any]]) -> dict[str, Any]:
+def to_chat(request: Request, history: list[dict[str, Any]],
+            strict: bool = True) -> dict[str, Any]:
     """The internal (OpenAI chat) body: ``history`` (the items of the conversation so far)
-    and the request's own input as messages."""
+    and the request's own input as messages. Files and images by ``file_id`` (or a file by
+    URL) cannot cross: a 400, or (not ``strict``: a body only OpenAI targets will answer,
+    which middleware reads) left out."""
     body = request.body
     messages: list[dict[str, Any]] = []
     if body.get("instructions"):
         messages.append({"role": "system", "content": body["instructions"]})
     for item in (*history, *request.input):
-        _append(messages, item)
+        _append(messages, item, strict)
     if not messages:
         raise _invalid("the request has no input", "input")
     out: dict[str, Any] = {"model": body["model"], "messages": messages}
@@ -271,7 +275,7 @@ def to_chat(request: Request, history: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _append(messages: list[dict[str, Any]], item: dict[str, Any]) -> None:
+def _append(messages: list[dict[str, Any]], item: dict[str, Any], strict: bool) -> None:
     kind = item["type"]
     if kind == "message":
         role, parts = item["role"], item["content"]
@@ -282,7 +286,7 @@ def _append(messages: list[dict[str, Any]], item: dict[str, Any]) -> None:
             messages.append({"role": "system", "content": "\n\n".join(
                 p["text"] for p in parts if p["type"] == "input_text")})
         else:
-            messages.append({"role": "user", "content": _user_content(parts)})
+            messages.append({"role": "user", "content": _user_content(parts, strict)})
     elif kind == "function_call":
         call = {"id": item["call_id"], "type": "function",
                 "function": {"name": item["name"], "arguments": item["arguments"]}}
@@ -301,7 +305,7 @@ def _append(messages: list[dict[str, Any]], item: dict[str, Any]) -> None:
     # reasoning items: OpenAI's own (encrypted or summarised): no other provider reads them
 
 
-def _user_content(parts: list[dict[str, Any]]) -> Any:
+def _user_content(parts: list[dict[str, Any]], strict: bool) -> Any:
     if len(parts) == 1 and parts[0]["type"] == "input_text":
         return parts[0]["text"]
     out: list[dict[str, Any]] = []
@@ -309,6 +313,8 @@ def _user_content(parts: list[dict[str, Any]]) -> Any:
         kind = part["type"]
         if kind == "input_text":
             out.append({"type": "text", "text": part["text"]})
+        elif not strict and not (part.get("image_url") or part.get("file_data")):
+            continue
         elif kind == "input_image":
             if not part.get("image_url"):
                 raise _invalid("input_image by file_id reaches OpenAI targets only; send an "
@@ -356,16 +362,27 @@ def _format(spec: Any) -> dict[str, Any] | None:
 
 def native_body(request: Request, history: list[dict[str, Any]]) -> dict[str, Any]:
     """The body an OpenAI target gets: the client's, with the history inlined before its input
-    (ids left out: OpenAI does not hold these items) and ``store: false``."""
+    and ``store: false``. OpenAI holds none of the history's items, so they go without their
+    ids (earlier answers as plain assistant messages), and reasoning items only where they
+    carry their encrypted content."""
     body = {k: v for k, v in request.body.items() if k != "previous_response_id"}
     if history:
-        earlier = [{k: v for k, v in item.items() if k != "id"} for item in history
+        earlier = [_inlined(item) for item in history
                    if item["type"] != "reasoning" or item.get("encrypted_content")]
         given = request.body.get("input")
         now = [{"role": "user", "content": given}] if isinstance(given, str) else (given or [])
         body["input"] = [*earlier, *now]
     body["store"] = False
     return body
+
+
+def _inlined(item: dict[str, Any]) -> dict[str, Any]:
+    if item["type"] == "reasoning":
+        return item
+    if item["type"] == "message" and item["role"] == "assistant":
+        return {"role": "assistant", "content": "".join(
+            p.get("text") or p.get("refusal") or "" for p in item["content"])}
+    return {k: v for k, v in item.items() if k not in ("id", "status")}
 
 
 # -- answers: chat -> response -------------------------------------------------------------

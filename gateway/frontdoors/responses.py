@@ -24,8 +24,11 @@ from ..errors import GatewayError
 from ..graph.context import RequestContext
 from ..graph.graph import KeySpec, RoutingGraph
 from ..hookspecs import DISPATCH_SCOPE, KEY_SCOPE, Routed
+from ..graph.nodes import TargetNode
 from ..providers.base import NativeBody, UpstreamResponse
+from ..providers.openai import RESPONSES_TYPES
 from ..providers.sse import SSEFramer, parse_event
+from ..types import walk
 from . import openai_responses as wire
 from .openai_shaped import OpenAIShapedDoor
 from .response_store import ResponseStore
@@ -84,7 +87,12 @@ class ResponsesDoor(OpenAIShapedDoor):
             for row in chain:
                 history.extend(orjson.loads(row.input))
                 history.extend(orjson.loads(row.response).get("output") or ())
-        chat = wire.to_chat(checked, history)
+        try:
+            chat = wire.to_chat(checked, history)
+        except GatewayError:
+            if not _only_native_targets(graph, checked.body["model"]):
+                raise
+            chat = wire.to_chat(checked, history, strict=False)
         native = ResponsesNative(wire.API, wire.native_body(checked, history),
                                  request=checked, id=wire.new_id("resp"))
         routed: Routed = dispatch.by_model(graph, key, chat, native)
@@ -103,24 +111,24 @@ class ResponsesDoor(OpenAIShapedDoor):
     # -- out -----------------------------------------------------------------------------
 
     def answer(self, ctx: RequestContext, response: UpstreamResponse) -> bytes:
-        native = _native(ctx)
+        request, id = _request_of(ctx)
         value = response.json()
         if not isinstance(value, dict):
             return response.body or b""
         if response.api == wire.API:
-            answer = _as_sent(value, native.request)
+            answer = _as_sent(value, request)
         else:
-            answer = wire.from_chat(value, native.request, native.id, ctx.route)
+            answer = wire.from_chat(value, request, id, ctx.route)
         self._keep(ctx, answer)
         return orjson.dumps(answer)
 
     async def stream(self, ctx: RequestContext, response: UpstreamResponse
                      ) -> AsyncIterator[bytes]:
         assert response.stream is not None
-        native = _native(ctx)
+        request, id = _request_of(ctx)
         _SENT.set(0)
         if response.api == wire.API:
-            relay = NativeRelay(native.request)
+            relay = NativeRelay(request)
             async for chunk in response.stream:
                 out = relay.feed(chunk)
                 _SENT.set(relay.sequence)
@@ -132,7 +140,7 @@ class ResponsesDoor(OpenAIShapedDoor):
             if relay.response is not None:
                 self._keep(ctx, relay.response)
             return
-        translator = wire.StreamToResponses(native.request, native.id, ctx.route)
+        translator = wire.StreamToResponses(request, id, ctx.route)
         async for chunk in response.stream:
             out = translator.feed(chunk)
             _SENT.set(translator.sequence)
@@ -148,7 +156,7 @@ class ResponsesDoor(OpenAIShapedDoor):
                                 _SENT.get())
 
     def _keep(self, ctx: RequestContext, answer: dict[str, Any]) -> None:
-        request = _native(ctx).request
+        request, _ = _request_of(ctx)
         if request.store and isinstance(answer.get("id"), str):
             self.store.put(answer["id"], owner_of(ctx.key), request.previous_response_id,
                            orjson.dumps(request.input), orjson.dumps(answer))
@@ -190,10 +198,18 @@ class ResponsesDoor(OpenAIShapedDoor):
                         media_type="application/json")
 
 
-def _native(ctx: RequestContext) -> ResponsesNative:
+def _only_native_targets(graph: RoutingGraph, model: str) -> bool:
+    """Whether every target of route ``model`` takes Responses requests as they are."""
+    route = graph.routes.get(model)
+    targets = [n for n in walk(route.node) if isinstance(n, TargetNode)] if route else []
+    return bool(targets) and all(t.provider.spec.type in RESPONSES_TYPES for t in targets)
+
+
+def _request_of(ctx: RequestContext) -> tuple[wire.Request, str]:
+    """The checked request and the id of its translated answer (the door's native body)."""
     native = ctx.native
     assert isinstance(native, ResponsesNative) and native.request is not None
-    return native
+    return native.request, native.id
 
 
 def _as_sent(answer: dict[str, Any], request: wire.Request) -> dict[str, Any]:

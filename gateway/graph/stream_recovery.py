@@ -87,7 +87,10 @@ class StreamRecoveryNode:
 
     async def handle(self, ctx: RequestContext) -> UpstreamResponse:
         response = await self.node.handle(ctx)
+        # Chat chunks only: a front door's native stream (Anthropic's events, OpenAI's
+        # Responses events) is relayed as it came.
         if (response.stream is not None and ctx.stream and ctx.endpoint == "chat"
+                and response.api == "openai"
                 and response.media_type.startswith("text/event-stream")
                 and ctx.body.get("n") in (None, 1)):
             response.stream = _Rescue(self, ctx, response.target).relay(response.stream)

@@ -32,6 +32,12 @@ routes:
   claude: {{target: {{provider: claude, model: claude-test}}}}
   gpt: {{target: {{provider: up, model: gpt-test}}}}
   native: {{target: {{provider: oai, model: gpt-native}}}}
+  native-or-claude:
+    fallback:
+      on_status: [500, 502, 503, 504]
+      targets:
+        - target: {{provider: oai, model: gpt-flaky}}
+        - target: {{provider: claude, model: claude-test}}
 keys:
   alice: {{key_sha256: {alice}, routes: ["*"]}}
   bob: {{key_sha256: {bob}, routes: ["*"]}}
@@ -237,6 +243,20 @@ def test_file_ids_reach_openai_targets_only(gw, upstream):
             c.responses.create(model="gpt", input=[{"role": "user", "content": content}])
     assert "image_url" in raised.value.body["message"]
     assert upstream.requests[-1].path == "/v1/responses"
+
+
+def test_fallback_from_openai_to_anthropic(gw, upstream, fake):
+    """A native OpenAI target that fails (503) falls back to Anthropic within the request,
+    streamed too: the client gets one well-formed Responses answer either way."""
+    upstream.script("gpt-flaky", 503, 503)
+    with gw.openai(ALICE) as c:
+        whole = c.responses.with_raw_response.create(model="native-or-claude", input="Hi")
+        with c.responses.stream(model="native-or-claude", input="Hi") as stream:
+            streamed = stream.get_final_response()
+    assert whole.headers["x-gateway-target"] == "claude/claude-test"
+    assert whole.headers["x-gateway-attempts"] == "2"
+    assert whole.parse().output_text and streamed.output_text == whole.parse().output_text
+    assert [r.path for r in upstream.requests] == ["/v1/responses"] * 2
 
 
 def test_native_usage_is_recorded(gw):

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from ..errors import GatewayError
-from ..providers.sse import SSEFramer, parse_event
+from .chat_stream import ChatStreamTranslator
 
 API = "anthropic.messages"
 # Anthropic's error type for each status the gateway answers with.
@@ -282,32 +282,16 @@ def event(name: str, data: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-class StreamToMessages:
+class StreamToMessages(ChatStreamTranslator):
     """OpenAI chat.completion.chunk bytes in (fed as they come), Anthropic event bytes out.
     ``finish()`` writes the closing events once the chunks are over."""
 
     def __init__(self, model: str):
+        super().__init__()
         self.model = model
-        self._framer = SSEFramer()
-        self._started = False
         self._index = -1  # of the content block open now, if ``_open``
-        self._open: str | None = None  # "text" or "tool:<OpenAI tool call index>"
         self._stop: str | None = None
         self._usage: dict[str, int] = usage_of(None)
-
-    def feed(self, chunk: bytes) -> bytes:
-        out = []
-        for raw in self._framer.feed(chunk):
-            parsed = parse_event(raw)
-            if parsed is None or not parsed.data or parsed.data.strip() == "[DONE]":
-                continue
-            try:
-                payload = orjson.loads(parsed.data)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(payload, dict):
-                out.extend(self._chunk(payload))
-        return b"".join(out)
 
     def finish(self) -> bytes:
         out = self._start()
@@ -329,22 +313,17 @@ class StreamToMessages:
         return [event("message_start", {"type": "message_start", "message": message}),
                 event("ping", {"type": "ping"})]
 
-    def _chunk(self, payload: dict[str, Any]) -> list[bytes]:
-        out = self._start()
-        if isinstance(payload.get("usage"), dict):
-            self._usage = usage_of(payload["usage"])
-        for choice in payload.get("choices") or ():
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            if delta.get("content"):
-                if self._open != "text":
-                    out.extend(self._open_block("text", {"type": "text", "text": ""}))
-                out.append(self._delta({"type": "text_delta", "text": delta["content"]}))
-            for call in delta.get("tool_calls") or ():
-                out.extend(self._tool_delta(call))
-            if choice.get("finish_reason"):
-                self._stop = STOP_REASONS.get(choice["finish_reason"], "end_turn")
+    def _usage_of(self, usage: dict[str, Any]) -> None:
+        self._usage = usage_of(usage)
+
+    def _finish_of(self, reason: str) -> None:
+        self._stop = STOP_REASONS.get(reason, "end_turn")
+
+    def _text(self, text: str) -> list[bytes]:
+        out = []
+        if self._open != "text":
+            out.extend(self._open_block("text", {"type": "text", "text": ""}))
+        out.append(self._delta({"type": "text_delta", "text": text}))
         return out
 
     def _tool_delta(self, call: dict[str, Any]) -> list[bytes]:

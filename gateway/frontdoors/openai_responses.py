@@ -25,7 +25,7 @@ import orjson
 
 from ..errors import GatewayError
 from ..providers.openai import RESPONSES_API
-from ..providers.sse import SSEFramer, parse_event
+from .chat_stream import ChatStreamTranslator
 
 API = RESPONSES_API  # the door's NativeBody.api
 MAX_INPUT_ITEMS = 10_000
@@ -467,20 +467,18 @@ def event(payload: dict[str, Any]) -> bytes:
     return b"event: " + payload["type"].encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
-class StreamToResponses:
+class StreamToResponses(ChatStreamTranslator):
     """OpenAI chat.completion.chunk bytes in (fed as they come), Responses event bytes out.
     ``finish()`` closes the open item and writes response.completed (or .incomplete);
     ``response`` is then the whole response object."""
 
     def __init__(self, request: Request, id: str, model: str):
+        super().__init__()
         self.request, self.id, self.model = request, id, model
         self.sequence = 0
         self.output: list[dict[str, Any]] = []
         self.response: dict[str, Any] | None = None
-        self._framer = SSEFramer()
         self._created = time.time()
-        self._started = False
-        self._open: str | None = None  # "text" or "tool:<chat tool call index>"
         self._finish: str | None = None
         self._usage: dict[str, Any] = usage_of(None)
 
@@ -492,20 +490,6 @@ class StreamToResponses:
     def _snapshot(self, finish: str | None) -> dict[str, Any]:
         return response_object(self.request, self.id, self.model, list(self.output),
                                self._usage if finish else None, finish, self._created)
-
-    def feed(self, chunk: bytes) -> bytes:
-        out: list[bytes] = []
-        for raw in self._framer.feed(chunk):
-            parsed = parse_event(raw)
-            if parsed is None or not parsed.data or parsed.data.strip() == "[DONE]":
-                continue
-            try:
-                payload = orjson.loads(parsed.data)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(payload, dict):
-                out.extend(self._chunk(payload))
-        return b"".join(out)
 
     def finish(self) -> bytes:
         out = self._start()
@@ -524,28 +508,22 @@ class StreamToResponses:
         return [self._event("response.created", response=self._snapshot(None)),
                 self._event("response.in_progress", response=self._snapshot(None))]
 
-    def _chunk(self, payload: dict[str, Any]) -> list[bytes]:
-        out = self._start()
-        if isinstance(payload.get("usage"), dict):
-            self._usage = usage_of(payload["usage"])
-        for choice in payload.get("choices") or ():
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            if delta.get("content"):
-                if self._open != "text":
-                    out.extend(self._open_item("text", message_item("", status="in_progress")))
-                    out.append(self._event("response.content_part.added", **self._where(),
-                                           content_index=0, part=_empty_text()))
-                    self.output[-1]["content"].append(_empty_text())
-                part = self.output[-1]["content"][0]
-                part["text"] += delta["content"]
-                out.append(self._event("response.output_text.delta", **self._where(),
-                                       content_index=0, delta=delta["content"], logprobs=[]))
-            for call in delta.get("tool_calls") or ():
-                out.extend(self._tool_delta(call))
-            if choice.get("finish_reason"):
-                self._finish = choice["finish_reason"]
+    def _usage_of(self, usage: dict[str, Any]) -> None:
+        self._usage = usage_of(usage)
+
+    def _finish_of(self, reason: str) -> None:
+        self._finish = reason
+
+    def _text(self, text: str) -> list[bytes]:
+        out = []
+        if self._open != "text":
+            out.extend(self._open_item("text", message_item("", status="in_progress")))
+            out.append(self._event("response.content_part.added", **self._where(),
+                                   content_index=0, part=_empty_text()))
+            self.output[-1]["content"].append(_empty_text())
+        self.output[-1]["content"][0]["text"] += text
+        out.append(self._event("response.output_text.delta", **self._where(), content_index=0,
+                               delta=text, logprobs=[]))
         return out
 
     def _tool_delta(self, call: dict[str, Any]) -> list[bytes]:

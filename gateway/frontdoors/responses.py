@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 import orjson
 from starlette.requests import Request
@@ -28,6 +28,7 @@ from ..graph.nodes import TargetNode
 from ..providers.base import NativeBody, UpstreamResponse
 from ..providers.openai import RESPONSES_TYPES
 from ..providers.sse import SSEFramer, parse_event
+from ..store.responses_db import Stored
 from ..types import walk
 from . import openai_responses as wire
 from .openai_shaped import OpenAIShapedDoor
@@ -127,29 +128,18 @@ class ResponsesDoor(OpenAIShapedDoor):
         assert response.stream is not None
         request, id = _request_of(ctx)
         _SENT.set(0)
-        if response.api == wire.API:
-            relay = NativeRelay(request)
-            async for chunk in response.stream:
-                out = relay.feed(chunk)
-                _SENT.set(relay.sequence)
-                if out:
-                    yield out
-            tail = relay.end()
-            if tail:
-                yield tail
-            if relay.response is not None:
-                self._keep(ctx, relay.response)
-            return
-        translator = wire.StreamToResponses(request, id, ctx.route)
+        events: NativeRelay | wire.StreamToResponses = NativeRelay(request) \
+            if response.api == wire.API else wire.StreamToResponses(request, id, ctx.route)
         async for chunk in response.stream:
-            out = translator.feed(chunk)
-            _SENT.set(translator.sequence)
+            out = events.feed(chunk)
+            _SENT.set(events.sequence)
             if out:
                 yield out
-        end = translator.finish()
-        assert translator.response is not None
-        self._keep(ctx, translator.response)
-        yield end
+        end = events.finish()
+        if events.response is not None:  # stored before the client can read the last event
+            self._keep(ctx, events.response)
+        if end:
+            yield end
 
     def stream_error(self, status: int, message: str) -> bytes:
         return wire.error_event(status, message, "server_error" if status >= 500 else None,
@@ -164,37 +154,46 @@ class ResponsesDoor(OpenAIShapedDoor):
     # -- stored responses ----------------------------------------------------------------
 
     async def retrieve(self, request: Request) -> Response:
-        if request.query_params.get("stream") in ("true", "1"):
-            return self._error(GatewayError(400, "stored responses cannot be streamed again",
-                                            param="stream"))
-        id = request.path_params["id"]
-        row = self.store.get(owner_of(request.scope.get(KEY_SCOPE)), id)
-        if row is None:
-            return self._error(_not_found(id))
-        return Response(row.response, media_type="application/json")
+        return await self._answering(request, self._retrieve)
 
     async def delete(self, request: Request) -> Response:
-        id = request.path_params["id"]
-        if not await self.store.delete(owner_of(request.scope.get(KEY_SCOPE)), id):
-            return self._error(_not_found(id))
-        return Response(orjson.dumps({"id": id, "object": "response.deleted", "deleted": True}),
-                        media_type="application/json")
+        return await self._answering(request, self._delete)
 
     async def input_items(self, request: Request) -> Response:
+        return await self._answering(request, self._input_items)
+
+    async def _retrieve(self, request: Request, owner: str, id: str) -> Any:
+        if request.query_params.get("stream") in ("true", "1"):
+            raise GatewayError(400, "stored responses cannot be streamed again", param="stream")
+        return self._stored(owner, id).response
+
+    async def _delete(self, request: Request, owner: str, id: str) -> Any:
+        if not await self.store.delete(owner, id):
+            raise _not_found(id)
+        return {"id": id, "object": "response.deleted", "deleted": True}
+
+    async def _input_items(self, request: Request, owner: str, id: str) -> Any:
         """The request's own input items (not the history it continued), newest first unless
         ``order=asc``, ``limit`` (1..100, default 20) at a time after the item ``after``."""
-        id = request.path_params["id"]
-        row = self.store.get(owner_of(request.scope.get(KEY_SCOPE)), id)
-        if row is None:
-            return self._error(_not_found(id))
-        try:
-            page = _page(orjson.loads(row.input), request.query_params)
-        except GatewayError as err:
-            return self._error(err)
-        return Response(orjson.dumps(page), media_type="application/json")
+        return _page(orjson.loads(self._stored(owner, id).input), request.query_params)
 
-    def _error(self, err: GatewayError) -> Response:
-        return Response(self.error(err.status, err.message), status_code=err.status,
+    def _stored(self, owner: str, id: str) -> Stored:
+        row = self.store.get(owner, id)
+        if row is None:
+            raise _not_found(id)
+        return row
+
+    async def _answering(self, request: Request, action: Callable[
+            [Request, str, str], Awaitable[Any]]) -> Response:
+        """``action``'s answer for the caller's response named in the path (JSON bytes as
+        they are, anything else serialized), or its GatewayError in OpenAI's shape."""
+        try:
+            answer = await action(request, owner_of(request.scope.get(KEY_SCOPE)),
+                                  request.path_params["id"])
+        except GatewayError as err:
+            return Response(self.error(err.status, err.message), status_code=err.status,
+                            media_type="application/json")
+        return Response(answer if isinstance(answer, bytes) else orjson.dumps(answer),
                         media_type="application/json")
 
 
@@ -233,7 +232,7 @@ class NativeRelay:
     def feed(self, chunk: bytes) -> bytes:
         return b"".join(self._event(raw) for raw in self._framer.feed(chunk))
 
-    def end(self) -> bytes:
+    def finish(self) -> bytes:
         return self._framer.rest()
 
     def _event(self, raw: bytes) -> bytes:

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import AsyncIterator
 from typing import Mapping
 
 import aiohttp
 import orjson
 
-from ..errors import UpstreamError
 from .base import (
     ENDPOINT_PATHS, ClientPool, NativeBody, Provider, ProviderSpec, UpstreamRequest,
     UpstreamResponse,
@@ -126,8 +124,9 @@ class OpenAIProvider(Provider):
             chunks, media_type = await post_stream(
                 session, url, data, self._headers, request.timeouts, parse_openai_error,
                 openai_shaped=True, expect="text/event-stream")
-            return UpstreamResponse(200, stream=_until_final(chunks), media_type=media_type,
-                                    api=RESPONSES_API)
+            return UpstreamResponse(
+                200, stream=until_complete(chunks, _RESPONSES_END, "response.completed"),
+                media_type=media_type, api=RESPONSES_API)
         body, media_type = await post_json(session, url, data, self._headers, request.timeouts,
                                            parse_openai_error, openai_shaped=True)
         return UpstreamResponse(200, body=body, media_type=media_type, api=RESPONSES_API)
@@ -149,23 +148,3 @@ class OpenAIProvider(Provider):
                                            expect_json=json_format)  # or text, srt, vtt
         return UpstreamResponse(200, body=body, media_type=media_type)
 
-
-async def _until_final(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Relay a Responses event stream, and raise if the upstream closes it before its last
-    event (response.completed, .incomplete, .failed or an error event)."""
-    complete, tail, received = False, b"", 0
-    try:
-        async for piece in chunks:
-            received += len(piece)
-            if not complete:
-                window = tail + piece
-                complete = _RESPONSES_END.search(window) is not None
-                tail = window[-64:]
-            yield piece
-    finally:
-        close = getattr(chunks, "aclose", None)
-        if close is not None:
-            await close()
-    if not complete:
-        raise UpstreamError(502, "connection", f"upstream closed the stream after {received} "
-                            "bytes without response.completed", from_upstream=False)

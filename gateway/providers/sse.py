@@ -96,17 +96,36 @@ async def events(chunks: AsyncIterator[bytes]) -> AsyncIterator[Event]:
         yield event
 
 
-async def until_complete(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Relay an OpenAI-compatible SSE stream, and raise if the upstream closes it before it is
-    complete (no `data: [DONE]` and no finish_reason): a connection that merely closes is not
-    an answer, and passing it on would look like one."""
+def json_objects(framer: SSEFramer, chunk: bytes) -> list[dict[str, Any]]:
+    """The JSON objects that the events ``chunk`` completes carry as data (``[DONE]``, empty
+    and non-JSON data skipped): how the front doors read the chat chunks they translate."""
+    out = []
+    for raw in framer.feed(chunk):
+        parsed = parse_event(raw)
+        if parsed is None or not parsed.data or parsed.data.strip() == "[DONE]":
+            continue
+        try:
+            payload = orjson.loads(parsed.data)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(payload, dict):
+            out.append(payload)
+    return out
+
+
+async def until_complete(chunks: AsyncIterator[bytes], marker: re.Pattern[bytes] = _COMPLETE,
+                         what: str = "[DONE] or a finish_reason") -> AsyncIterator[bytes]:
+    """Relay an SSE stream, and raise if the upstream closes it before it is complete (for an
+    OpenAI-compatible stream: no `data: [DONE]` and no finish_reason; ``marker`` and ``what``
+    say otherwise): a connection that merely closes is not an answer, and passing it on would
+    look like one."""
     complete, tail, received = False, b"", 0
     try:
         async for piece in chunks:
             received += len(piece)
             if not complete:
                 window = tail + piece  # the marker may straddle two pieces
-                complete = _COMPLETE.search(window) is not None
+                complete = marker.search(window) is not None
                 tail = window[-32:]
             yield piece
     finally:
@@ -115,4 +134,4 @@ async def until_complete(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             await close()
     if not complete:
         raise UpstreamError(502, "connection", f"upstream closed the stream after {received} "
-                            "bytes without [DONE] or a finish_reason", from_upstream=False)
+                            f"bytes without {what}", from_upstream=False)

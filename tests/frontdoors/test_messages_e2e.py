@@ -14,7 +14,7 @@ import pytest
 
 from ..fake_upstream import Behaviour
 from ..inprocess_gateway import poll
-from ..providers.fake_anthropic import API_KEY, FakeAnthropic, Reply
+from ..providers.fake_anthropic import API_KEY, Reply
 
 RAW = "sk-gw-doors-test"
 CONFIG = """
@@ -49,14 +49,6 @@ WEATHER = {"name": "get_weather", "description": "Current weather in a city",
 
 def sha(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
-
-
-@pytest.fixture
-def fake():
-    server = FakeAnthropic().start()
-    yield server
-    assert server.rejections == []  # every request that reached it was valid for the real API
-    server.stop()
 
 
 @pytest.fixture

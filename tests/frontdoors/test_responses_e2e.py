@@ -14,7 +14,7 @@ import pytest
 
 from ..fake_upstream import Behaviour
 from ..inprocess_gateway import poll
-from ..providers.fake_anthropic import API_KEY, FakeAnthropic
+from ..providers.fake_anthropic import API_KEY
 
 ALICE, BOB = "sk-gw-alice", "sk-gw-bob"
 CONFIG = """
@@ -49,14 +49,6 @@ WEATHER = {"type": "function", "name": "get_weather", "description": "Current we
 
 def sha(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
-
-
-@pytest.fixture
-def fake():
-    server = FakeAnthropic().start()
-    yield server
-    assert server.rejections == []  # every request that reached it was valid for the real API
-    server.stop()
 
 
 @pytest.fixture

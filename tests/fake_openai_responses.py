@@ -41,7 +41,9 @@ def response(body: dict, text: str, status: str = "completed") -> dict:
             "usage": None if status == "in_progress" else dict(USAGE)}
 
 
-async def answer(request: web.Request, body: dict) -> web.StreamResponse:
+async def answer(request: web.Request, body: dict,
+                 cut_after: int | None = None) -> web.StreamResponse:
+    """The answer; streamed, the connection is reset after ``cut_after`` events if given."""
     problem = refusal(body)
     if problem is not None:
         return web.json_response({"error": {"message": problem, "type": "invalid_request_error",
@@ -70,6 +72,9 @@ async def answer(request: web.Request, body: dict) -> web.StreamResponse:
         {"type": "response.completed", "response": response(body, text)},
     ]
     for n, event in enumerate(events):
+        if cut_after is not None and n >= cut_after:
+            request.transport.close()  # a connection reset in the middle of the stream
+            return resp
         data = json.dumps({**event, "sequence_number": n})
         await resp.write(f"event: {event['type']}\ndata: {data}\n\n".encode())
     await resp.write_eof()

@@ -226,7 +226,7 @@ class FakeOpenAI(BackgroundApp):
         body, b = await self._record(request)
         if b.status != 200:
             return _error(b)
-        return await fake_openai_responses.answer(request, body)
+        return await fake_openai_responses.answer(request, body, b.fail_after_chunks)
 
     async def _models(self, request: web.Request) -> web.Response:
         self.model_checks += 1

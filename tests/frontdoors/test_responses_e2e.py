@@ -32,6 +32,9 @@ routes:
   claude: {{target: {{provider: claude, model: claude-test}}}}
   gpt: {{target: {{provider: up, model: gpt-test}}}}
   native: {{target: {{provider: oai, model: gpt-native}}}}
+  native-rescued:
+    stream_recovery: {{mode: continue}}
+    target: {{provider: oai, model: gpt-cut}}
   native-or-claude:
     fallback:
       on_status: [500, 502, 503, 504]
@@ -249,6 +252,24 @@ def test_fallback_from_openai_to_anthropic(gw, upstream, fake):
     assert whole.headers["x-gateway-attempts"] == "2"
     assert whole.parse().output_text and streamed.output_text == whole.parse().output_text
     assert [r.path for r in upstream.requests] == ["/v1/responses"] * 2
+
+
+def test_a_native_stream_cut_short_ends_with_an_error_event(gw, upstream):
+    """An OpenAI Responses stream that breaks before response.completed ends with an error
+    event (never passed off as a whole answer, never continued in chat's shape, even on a
+    route with stream_recovery); OpenAI's own refusal keeps its words."""
+    upstream.script("gpt-cut", Behaviour(fail_after_chunks=5))
+    with gw.openai(ALICE) as c:
+        with pytest.raises(openai.APIError) as raised:
+            with c.responses.stream(model="native-rescued", input="Hi") as stream:
+                for _ in stream:
+                    pass
+        assert "stream interrupted" in str(raised.value)
+        assert len(upstream.requests) == 1
+        upstream.script("gpt-native", Behaviour(status=400))
+        with pytest.raises(openai.BadRequestError) as refused:
+            c.responses.create(model="native", input="Hi")
+    assert refused.value.body["message"] == "fake upstream error 400"
 
 
 def test_native_usage_is_recorded(gw):

@@ -40,6 +40,9 @@ ECHOED: dict[str, Any] = {
     "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [], "top_p": None,
     "truncation": "disabled", "user": None,
 }
+# History items an OpenAI target gets again: hosted tools' calls (web search, ...) stay out,
+# their results are in the answers that follow them.
+INLINED = frozenset({"message", "function_call", "function_call_output", "reasoning"})
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
@@ -364,11 +367,11 @@ def native_body(request: Request, history: list[dict[str, Any]]) -> dict[str, An
     """The body an OpenAI target gets: the client's, with the history inlined before its input
     and ``store: false``. OpenAI holds none of the history's items, so they go without their
     ids (earlier answers as plain assistant messages), and reasoning items only where they
-    carry their encrypted content."""
+    carry their encrypted content (hosted tools' calls not at all)."""
     body = {k: v for k, v in request.body.items() if k != "previous_response_id"}
     if history:
-        earlier = [_inlined(item) for item in history
-                   if item["type"] != "reasoning" or item.get("encrypted_content")]
+        earlier = [_inlined(item) for item in history if item["type"] in INLINED
+                   and (item["type"] != "reasoning" or item.get("encrypted_content"))]
         given = request.body.get("input")
         now = [{"role": "user", "content": given}] if isinstance(given, str) else (given or [])
         body["input"] = [*earlier, *now]

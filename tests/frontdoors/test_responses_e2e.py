@@ -16,7 +16,7 @@ from ..fake_upstream import Behaviour
 from ..inprocess_gateway import poll
 from ..providers.fake_anthropic import API_KEY
 
-ALICE, BOB = "sk-gw-alice", "sk-gw-bob"
+ALICE, BOB, TIGHT = "sk-gw-alice", "sk-gw-bob", "sk-gw-tight"
 CONFIG = """
 version: 1
 server: {{max_body: 64KB}}
@@ -44,6 +44,7 @@ routes:
 keys:
   alice: {{key_sha256: {alice}, routes: ["*"]}}
   bob: {{key_sha256: {bob}, routes: ["*"]}}
+  tight: {{key_sha256: {tight}, routes: [demo], limits: {{requests_per_minute: 1}}}}
 """
 WEATHER = {"type": "function", "name": "get_weather", "description": "Current weather",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
@@ -57,7 +58,8 @@ def sha(raw: str) -> str:
 @pytest.fixture
 def gw(fake, upstream, gateway_app):
     return gateway_app(CONFIG.format(anthropic=fake.base_url, openai=upstream.base_url,
-                                     key=API_KEY, alice=sha(ALICE), bob=sha(BOB)))
+                                     key=API_KEY, alice=sha(ALICE), bob=sha(BOB),
+                                     tight=sha(TIGHT)))
 
 
 def chat_answer(message: dict, finish: str = "stop") -> Behaviour:
@@ -338,6 +340,32 @@ def test_hostile_input_is_a_clear_4xx(gw, upstream, body, status, words):
     assert words in error["message"] and error["type"] == "invalid_request_error" \
         or status != 400
     assert upstream.requests == []
+
+
+def test_key_routes_and_limits_apply(gw):
+    """A key's routes (403) and rate limits (429 with Retry-After) apply as for chat."""
+    with gw.openai(TIGHT) as c:
+        with pytest.raises(openai.PermissionDeniedError):
+            c.responses.create(model="gpt", input="x")
+        assert c.responses.create(model="demo", input="x").output_text
+        with pytest.raises(openai.RateLimitError) as limited:
+            c.responses.create(model="demo", input="x")
+    assert limited.value.response.headers.get("retry-after")
+
+
+def test_inbound_without_the_route_function():
+    """A plugin that prepares a Responses request itself (dispatch.prepare) gets the chat
+    body; previous_response_id needs the door's own route, which knows the key."""
+    from gateway.errors import GatewayError
+    from gateway.frontdoors.responses import ResponsesDoor
+
+    door = ResponsesDoor(store=None)  # type: ignore[arg-type]
+    chat, native = door.inbound({"model": "demo", "input": "hi"}, {})
+    assert chat == {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
+    assert native.body == {"model": "demo", "input": "hi", "store": False}
+    with pytest.raises(GatewayError) as raised:
+        door.inbound({"model": "demo", "input": "hi", "previous_response_id": "resp_1"}, {})
+    assert raised.value.status == 400
 
 
 def test_not_json_and_no_key(gw):

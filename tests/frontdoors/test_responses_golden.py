@@ -82,11 +82,13 @@ def test_empty_stream_is_still_a_whole_response():
 
 def test_native_body_inlines_the_history():
     """The history goes before the input, without ids (earlier answers as plain assistant
-    messages, reasoning only with its encrypted content), and store is false."""
+    messages, reasoning only with its encrypted content, hosted tool calls not at all), and
+    store is false."""
     history = [wire.parse({"model": "m", "input": "hi"}).input[0],
                wire.message_item("hello"),
                {"type": "reasoning", "id": "rs_1", "summary": []},
                {"type": "reasoning", "id": "rs_2", "summary": [], "encrypted_content": "e"},
+               {"type": "web_search_call", "id": "ws_1", "status": "completed"},
                wire.call_item("call_1", "f", "{}")]
     request = wire.parse({"model": "m", "input": "more", "previous_response_id": "resp_1",
                           "store": True})

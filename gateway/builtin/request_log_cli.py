@@ -113,13 +113,18 @@ def _table_line(row: dict[str, Any]) -> str:
     tokens = ("-" if row["tokens_in"] is None
               else f"{row['tokens_in']}/{row['tokens_out'] if row['tokens_out'] is not None else 0}")
     cells = [iso_utc(row["time"]), str(row["status"]), row["route"] or "-",
-             row["target"] or "-", row["key"] or "-", f"{row['latency_ms']:.0f}", tokens,
+             row["target"] or "-", row["key"] or "-", _ms(row["latency_ms"]), tokens,
              f"{row['cost_usd']:.6f}" if row["cost_usd"] is not None else "-",
              row["cache"] or "-", str(len(row["attempts"])), row["request_id"]]
     line = "  ".join(_fit(cell, width) for cell, (_, width) in zip(cells, COLUMNS)).rstrip()
     if row["error"]:
         line += "\n    " + _fit(row["error"].replace("\n", " "), 140)
     return line
+
+
+def _ms(value: float) -> str:
+    """Milliseconds to read at a glance: 0.4, 12, 812."""
+    return f"{value:.1f}" if value < 10 else f"{value:.0f}"
 
 
 def _fit(text: str, width: int) -> str:

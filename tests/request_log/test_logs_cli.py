@@ -60,7 +60,7 @@ def test_table_filters_and_json(tmp_path: Path):
     assert lines[failed].split()[1:4] == ["502", "other", "up/x"]
     assert lines[failed + 1].strip() == "upstream said 502: bad gateway"
     ok = next(line for line in lines if line.endswith("req-ok")).split()
-    assert ok[1:7] == ["200", "live", "demo/m", "-", "1", "1/1"]
+    assert ok[1:7] == ["200", "live", "demo/m", "-", "1.0", "1/1"]
 
     def ids_of(*args: object) -> list[str]:
         out = run_cli("logs", "--config", config, "--json", *args)

@@ -63,6 +63,7 @@ class RequestContext:
     node: Node | None = None  # the route's compiled node, set once the route is known
     files: tuple[Upload, ...] = ()  # files of a multipart request
     native: NativeBody | None = None  # the client's request in a provider's API (front doors)
+    send_native: bool = True  # False once a plugin rewrote the body: targets get the translation
     metadata: dict[str, Any] = field(default_factory=dict)
     key_name: str | None = None
     key: KeySpec | None = None  # the caller's key, once authenticated

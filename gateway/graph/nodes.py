@@ -76,7 +76,8 @@ class TargetNode:
         body = {**ctx.body, "model": self.model}
         if self.override_params:
             body = deep_merge(body, self.override_params)
-        native = _native_for(ctx.native, self.model, self.override_params)
+        native = _native_for(ctx.native if ctx.send_native else None, self.model,
+                             self.override_params)
         attempt = 0
         while True:
             attempt += 1

@@ -66,8 +66,9 @@ class AttemptChecks:
 def _drop_native(ctx: RequestContext, plugin: str) -> None:
     """A plugin rewrote the request (it assigned ctx.body): the front door's native body still
     holds what the client sent (the very text pii-redact masked, say), so it must not go
-    upstream. Every target gets the translation of the rewritten body instead."""
-    ctx.native = None
+    upstream. Every target gets the translation of the rewritten body instead (the door
+    keeps ctx.native for itself: it may need it to shape the answer)."""
+    ctx.send_native = False
     log.info("native_body_dropped", plugin=plugin, route=ctx.route, request_id=ctx.request_id)
 
 
@@ -92,7 +93,7 @@ class PluginLayer:
                 raise
             except Exception as exc:
                 raise failure(self.name, exc) from exc
-            if ctx.native is not None and ctx.body is not body:
+            if ctx.native is not None and ctx.send_native and ctx.body is not body:
                 _drop_native(ctx, self.name)
         if response is None:
             if self.on_error is None:

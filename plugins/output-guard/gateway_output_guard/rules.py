@@ -105,14 +105,17 @@ def _relevance(err) -> tuple:
 
 
 def answer_texts(body: Any) -> Iterator[tuple[int, str]]:
-    """(choice index, text) of each choice of a chat or legacy completion answer; an
-    Anthropic message (an answer sent back as it came, behind /v1/messages) is one choice, the
-    text of its text blocks."""
+    """(choice index, text) of each choice of a chat or legacy completion answer. A native
+    answer sent back as it came behind a front door is one choice: an Anthropic message (the
+    text of its text blocks), an OpenAI response (the output_text of its message items)."""
     if not isinstance(body, dict):
         return
     if body.get("type") == "message" and isinstance(body.get("content"), list):
-        yield 0, "".join(block["text"] for block in body["content"]
-                         if isinstance(block, dict) and isinstance(block.get("text"), str))
+        yield 0, _texts(body["content"], "text")
+        return
+    if body.get("object") == "response" and isinstance(body.get("output"), list):
+        yield 0, "".join(_texts(item.get("content"), "output_text") for item in body["output"]
+                         if isinstance(item, dict) and item.get("type") == "message")
         return
     choices = body.get("choices")
     if not isinstance(choices, list):
@@ -127,6 +130,14 @@ def answer_texts(body: Any) -> Iterator[tuple[int, str]]:
                 yield index, message["content"]
         elif isinstance(choice.get("text"), str):
             yield index, choice["text"]
+
+
+def _texts(blocks: Any, kind: str) -> str:
+    """The text of the ``kind`` blocks of a content list."""
+    if not isinstance(blocks, list):
+        return ""
+    return "".join(b["text"] for b in blocks if isinstance(b, dict) and b.get("type") == kind
+                   and isinstance(b.get("text"), str))
 
 
 def shorten(text: str, limit: int = MAX_REASON) -> str:

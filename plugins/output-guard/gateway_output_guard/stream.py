@@ -26,8 +26,11 @@ from gateway.providers.sse import SSEFramer
 # Deny patterns are searched in the new text plus this much of the text before it, so a match
 # split across events is found at once; a final search over the whole text finds longer ones.
 WINDOW = 4096
-# The events of Anthropic's stream that carry or end the answer's text.
-ANTHROPIC_EVENTS = frozenset({"content_block_delta", "message_stop"})
+# Native streams behind the front doors (sent as the provider wrote them): the events that
+# carry the answer's text, and those that end it. Anthropic's /v1/messages, OpenAI's Responses.
+TEXT_EVENTS = frozenset({"content_block_delta", "response.output_text.delta"})
+END_EVENTS = frozenset({"message_stop", "response.completed"})
+NATIVE_EVENTS = TEXT_EVENTS | END_EVENTS
 
 
 def event_data(raw: bytes) -> str | None:
@@ -109,8 +112,8 @@ class StreamGuard:
             return raw
         if not isinstance(payload, dict):
             return raw
-        if payload.get("type") in ANTHROPIC_EVENTS:
-            return self._anthropic(payload) + raw
+        if payload.get("type") in NATIVE_EVENTS:
+            return self._native(payload) + raw
         choices = payload.get("choices")
         if not isinstance(choices, list):
             return raw
@@ -130,15 +133,16 @@ class StreamGuard:
             reason = self._finish(state)
         return reason
 
-    def _anthropic(self, payload: dict) -> bytes:
-        """An Anthropic event (a native stream behind /v1/messages): the text deltas of every
-        content block make one answer; message_stop finishes it."""
+    def _native(self, payload: dict) -> bytes:
+        """An event of a native stream: the text deltas of every content block (Anthropic) or
+        output item (Responses) make one answer; message_stop or response.completed ends it."""
         state = self._state(0)
-        if payload["type"] == "message_stop":
+        if payload["type"] in END_EVENTS:
             reason = self._finish(state)
         else:
-            delta = payload.get("delta")
-            reason = self._piece(state, delta.get("text") if isinstance(delta, dict) else None)
+            delta = payload.get("delta")  # Anthropic: {"type": "text_delta", "text": ...}
+            piece = delta.get("text") if isinstance(delta, dict) else delta
+            reason = self._piece(state, piece)
         return self._fail(reason, False, None, 0) if reason else b""
 
     def _state(self, index: int) -> ChoiceText:

@@ -1,8 +1,8 @@
-"""Plugins hold behind the /v1/messages front door when the answer or the request goes to
-Anthropic natively: pii-redact's masked values never reach Anthropic in the client's native
-body, and output-guard checks Anthropic's own answers and event streams (whole and streamed,
-both modes). Through the real app, with the official anthropic SDK and the validating fake
-Anthropic API."""
+"""Plugins hold behind the front doors whose requests and answers go natively to a provider
+(/v1/messages to Anthropic, /v1/responses to OpenAI): pii-redact's masked values never reach
+the provider in the client's native body, and output-guard checks the provider's own answers
+and event streams (whole and streamed, both modes). Through the real app, with the official
+SDKs, the validating fake Anthropic API and the fake OpenAI Responses API."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import anthropic
 import httpx2
 import pytest
 
-from ..providers.fake_anthropic import API_KEY, FakeAnthropic
+from ..providers.fake_anthropic import API_KEY
 
 CONFIG = """
 version: 1
@@ -19,8 +19,10 @@ defaults:
 providers:
   claude: {{type: anthropic, base_url: "{anthropic}", api_key: {key}}}
   up: {{type: openai-compatible, base_url: "{openai}", api_key: upstream-secret}}
+  oai: {{type: openai, base_url: "{openai}", api_key: upstream-secret}}
 routes:
   claude: {{target: {{provider: claude, model: claude-test}}}}
+  native: {{target: {{provider: oai, model: gpt-native}}}}
   claude-or-gpt:
     fallback:
       targets:
@@ -32,14 +34,6 @@ plugins:
 PII = "  - {name: pii-redact, config: {mode: mask}}"
 GUARD = "  - {{name: output-guard, config: {{deny: ['(?i)forbidden'], on_fail: {on_fail}}}}}"
 EMAIL = "jane.doe@example.com"
-
-
-@pytest.fixture
-def fake():
-    server = FakeAnthropic().start()
-    yield server
-    assert server.rejections == []
-    server.stop()
 
 
 @pytest.fixture
@@ -124,3 +118,39 @@ def test_guard_flags_anthropic_stream(start):
         raw = b"".join(response.iter_bytes()).decode()
     assert ": x-gateway-guard: deny[0] matched" in raw
     assert "message_stop" in raw
+
+
+# -- /v1/responses to an openai target (the fake answers "fake answer from <model>") ---------
+
+ANSWER_GUARD = "  - {{name: output-guard, config: {{deny: ['(?i)fake answer'], on_fail: {on_fail}}}}}"
+
+
+def test_masked_values_never_reach_openai_in_the_native_responses_body(start, upstream):
+    gw = start(PII)
+    with gw.openai() as client:
+        answer = client.responses.create(model="native", input=f"Write to {EMAIL}")
+    sent = upstream.requests[-1]
+    assert sent.path == "/v1/chat/completions"  # the translation, not the native request
+    assert EMAIL not in str(sent.body) and "Write to" in str(sent.body)
+    assert answer.object == "response"
+
+
+def test_guard_refuses_native_response(start):
+    gw = start(ANSWER_GUARD.format(on_fail="fallback"))
+    answer = gw.post("/v1/responses", json={"model": "native", "input": "hi"})
+    assert answer.status_code == 503 and "output-guard" in answer.text
+
+
+def test_guard_flags_native_response(start, upstream):
+    gw = start(ANSWER_GUARD.format(on_fail="flag"))
+    answer = gw.post("/v1/responses", json={"model": "native", "input": "hi"})
+    assert upstream.requests[-1].path == "/v1/responses"
+    assert answer.status_code == 200 and answer.headers["x-gateway-guard"] == "deny[0] matched"
+
+
+def test_guard_ends_native_response_stream(start):
+    gw = start(ANSWER_GUARD.format(on_fail="fallback"))
+    body = {"model": "native", "input": "hi", "stream": True}
+    with gw.stream("POST", "/v1/responses", json=body) as response:
+        raw = b"".join(response.iter_bytes()).decode()
+    assert "output-guard" in raw and "response.completed" not in raw

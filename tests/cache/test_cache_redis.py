@@ -35,6 +35,9 @@ def test_two_gateways_share_one_cache(gateway_factory, redis_server: RedisServer
             for n in ("a", "b")]
     first = ask(a)
     assert first.headers["x-gateway-cache"] == "miss"
+    # The answer too is stored by the pipeline sender after it went out: wait until it is.
+    poll(lambda: run_cli("cache", "stats", "--json", "--config", str(tmp_path / "a.yaml")).json,
+         lambda rows: bool(rows) and rows[0]["entries"] == 1, 5, "the answer stored in Redis")
     shared = ask(b)
     assert shared.headers["x-gateway-cache"] == "hit" and shared.json() == first.json()
     # The hit is counted in Redis by the backend's pipeline sender, after the answer went out.

@@ -30,7 +30,10 @@ from .providers.base import NativeBody, UpstreamResponse
 from .request_record import AttemptRecord, RequestRecord
 
 if TYPE_CHECKING:
-    from .graph.graph import KeySpec, Route
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from .graph.graph import KeySpec, Route, RoutingGraph
     from .providers.base import Provider
     from .state.registry import Acquirer
 
@@ -41,7 +44,8 @@ KEY_SCOPE = "gateway.key"  # the caller's KeySpec (None: no key needed)
 DISPATCH_SCOPE = "gateway.dispatch"  # the Dispatcher: await it with (request, front door)
 
 __all__ = [
-    "AttemptCheck", "AttemptRecord", "Authenticator", "FrontDoor", "GatewayError",
+    "AttemptCheck", "AttemptRecord", "Authenticator", "BackgroundTask", "Dispatch", "FrontDoor",
+    "GatewayError",
     "MetricsCollector", "NativeBody", "PluginContext", "Routed", "Readiness", "ReadinessCheck",
     "RequestContext", "RequestFinished", "RequestMiddleware", "RequestRecord", "ResponseHeaders",
     "ResponseMiddleware", "UpstreamError", "UpstreamResponse", "hookspec",
@@ -200,6 +204,31 @@ class RequestFinished(Protocol):
     def __call__(self, record: RequestRecord) -> None: ...
 
 
+class Dispatch(Protocol):
+    """The server's dispatcher (server/frontdoor.py): what a plugin route finds in
+    ``request.scope["gateway.dispatch"]`` and a background task gets. ``graph()`` is the
+    running config (read it once per piece of work, as a request does)."""
+
+    def graph(self) -> "RoutingGraph": ...
+
+    async def __call__(self, request: "Request", door: FrontDoor,
+                       route: Any = None) -> "Response": ...
+
+
+class BackgroundTask(Protocol):
+    """A plugin's long-running job (the batch runner). The server runs ``await
+    run(dispatch)`` on its event loop from start-up (and from the reload that brings it) until
+    shutdown (or the reload that drops it), supervised: when it raises, the error is logged
+    and it runs again after a backoff. One task per object: a reload whose hook returns the
+    same object (kept with ``context.state.acquire``) leaves it running. ``dispatch`` runs
+    requests through the graph outside any client request (a synthetic Starlette request,
+    the caller's key in its scope under ``gateway.key``)."""
+
+    name: str
+
+    async def run(self, dispatch: Dispatch) -> None: ...
+
+
 @hookspec
 def plugin_config_schema() -> dict | None:
     """The JSON Schema (2020-12) of this plugin's `config:` mapping; None accepts any mapping."""
@@ -267,3 +296,9 @@ def metrics_collector(config: dict, context: PluginContext) -> MetricsCollector 
 @hookspec
 def request_finished(config: dict, context: PluginContext) -> RequestFinished | None:
     """A function called with each request's RequestRecord when the request is over, or None."""
+
+
+@hookspec
+def background_task(config: dict, context: PluginContext) -> BackgroundTask | None:
+    """A job the server runs, supervised, while this config (or one returning the same
+    object) is live, or None."""

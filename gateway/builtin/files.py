@@ -1,5 +1,6 @@
-"""Built-in plugin: /v1/files (gateway/files/): uploads kept encrypted in the data directory,
-owned by the key that sent them. docs/files.md."""
+"""Built-in plugin: /v1/files and the gateway's own /v1/batches (gateway/files/): uploads kept
+encrypted in the data directory, owned by the key that sent them, and the background task
+that runs batches through the routes. docs/files.md."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from .. import hookimpl
 from ..files.api import FilesEndpoints
+from ..files.batches import BatchEndpoints, BatchRunner, BatchSettings
 from ..files.store import FileStore
 from ..hookspecs import PluginContext
 from ..units import size_bytes
@@ -22,6 +24,15 @@ def file_store(context: PluginContext) -> FileStore:
     return context.state.acquire(("files", path), lambda: FileStore(path))
 
 
+def batch_runner(context: PluginContext) -> BatchRunner:
+    """The batch runner of the config's data_dir, one per process, set to the config's
+    `batches:` settings."""
+    path, store = os.path.abspath(context.data_dir), file_store(context)
+    runner = context.state.acquire(("batches", path), lambda: BatchRunner(store))
+    runner.configure(BatchSettings.of(settings(context, "batches")))
+    return runner
+
+
 def settings(context: PluginContext, section: str) -> dict[str, Any]:
     value = context.gateway_config.get(section)
     return dict(value) if isinstance(value, dict) else {}
@@ -30,4 +41,11 @@ def settings(context: PluginContext, section: str) -> dict[str, Any]:
 @hookimpl
 def api_routes(config: dict, context: PluginContext) -> list[Any]:
     max_size = size_bytes(settings(context, "files").get("max_size", DEFAULT_MAX_SIZE))
-    return FilesEndpoints(file_store(context), max_size).routes()
+    store = file_store(context)
+    return [*FilesEndpoints(store, max_size).routes(),
+            *BatchEndpoints(store, batch_runner(context)).routes()]
+
+
+@hookimpl
+def background_task(config: dict, context: PluginContext) -> BatchRunner:
+    return batch_runner(context)

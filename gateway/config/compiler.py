@@ -199,6 +199,7 @@ class _Compiler:
             readiness_checks=tuple(plugins.readiness_checks),
             collectors=tuple(plugins.collectors),
             request_finished=tuple(plugins.finished),
+            background_tasks=tuple(plugins.background),
             record_bodies=any(getattr(fn, "wants_bodies", False) for _, fn in plugins.finished),
             metrics_enabled=observability.get("metrics", True),
             trace_ratio=(float(observability["traces"].get("sample_ratio", 1.0))

@@ -14,8 +14,8 @@ from typing import Any
 from ..errors import ConfigError
 from ..graph.pipeline import Middleware
 from ..graph.plugin_layer import RESPONSE_METHODS, NamedCheck, PluginLayer
-from ..hookspecs import (Authenticator, MetricsCollector, PluginContext, ReadinessCheck,
-                         RequestFinished)
+from ..hookspecs import (Authenticator, BackgroundTask, MetricsCollector, PluginContext,
+                         ReadinessCheck, RequestFinished)
 from ..pluginmanager import BUILTIN_PREFIX, PluginManager
 from .schema import validate_fragment
 from .source import Path, SourceMap
@@ -36,6 +36,7 @@ class CompiledPlugins:
     readiness_checks: list[ReadinessCheck] = field(default_factory=list)
     collectors: list[MetricsCollector] = field(default_factory=list)
     finished: list[tuple[str, RequestFinished]] = field(default_factory=list)  # (plugin, function)
+    background: list[BackgroundTask] = field(default_factory=list)
 
 
 def compile_plugins(pm: PluginManager, entries: list[dict[str, Any]], source: SourceMap,
@@ -92,6 +93,7 @@ def _instantiate(pm: PluginManager, name: str, config: dict[str, Any], base: Plu
         ready = pm.call_one(name, "readiness_check", **kwargs)
         collector = pm.call_one(name, "metrics_collector", **kwargs)
         finished = pm.call_one(name, "request_finished", **kwargs)
+        task = pm.call_one(name, "background_task", **kwargs)
     except Exception as exc:  # a plugin's set-up failing (GatewayError too) rejects the config
         out.errors.append(source.error(
             path, f"plugin '{public}' failed to set up: {type(exc).__name__}: {exc}"))
@@ -107,6 +109,8 @@ def _instantiate(pm: PluginManager, name: str, config: dict[str, Any], base: Plu
         out.collectors.append(collector)
     if finished is not None:
         out.finished.append((public, finished))
+    if task is not None:
+        out.background.append(task)
     if after is None and any(hasattr(before, m) for m in RESPONSE_METHODS):
         after = before  # one object serving both sides (it keeps what it reserved in ctx)
     if before is not None or after is not None or headers is not None:

@@ -15,7 +15,8 @@ from ..types import Handler, Middleware, Node
 from .policies import RetryBudget
 
 if TYPE_CHECKING:
-    from ..hookspecs import Authenticator, MetricsCollector, ReadinessCheck, RequestFinished
+    from ..hookspecs import (Authenticator, BackgroundTask, MetricsCollector, ReadinessCheck,
+                             RequestFinished)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +102,7 @@ class RoutingGraph:
     # (plugin name, function) called with each request's RequestRecord when it is over, and
     # whether any of them asked for the bodies (hookspecs.RequestFinished).
     request_finished: tuple[tuple[str, RequestFinished], ...] = ()
+    background_tasks: tuple[BackgroundTask, ...] = ()  # run by the server while this is live
     record_bodies: bool = False
     metrics_enabled: bool = True
     trace_ratio: float | None = None  # observability.traces' sample_ratio; None: traces off

@@ -53,7 +53,11 @@ class KeyAuth:
         if not raw:
             raise _unauthorized("missing API key: send `Authorization: Bearer <key>`",
                                 "missing_api_key")
-        digest = hashlib.sha256(raw.encode()).hexdigest()
+        return self.by_hash(hashlib.sha256(raw.encode()).hexdigest())
+
+    def by_hash(self, digest: str) -> KeySpec:
+        """The live key whose SHA-256 is ``digest`` (work done later for a caller, such as a
+        batch's lines); GatewayError 401 when it is unknown, revoked or expired."""
         spec = self.keys_by_hash.get(digest) or self._from_store(digest)
         if spec is None or not hmac.compare_digest(spec.sha256, digest):
             raise _unauthorized("invalid API key", "invalid_api_key")

@@ -15,6 +15,7 @@ from ..logs import get_logger
 from .access_log import log_request
 from .admin import AdminEndpoints
 from .alerts import AlertDispatcher
+from .background import BackgroundTasks
 from .disconnect import DisconnectWatch
 from .drain import DRAIN
 from .errors import error_body
@@ -44,10 +45,15 @@ def create_app(reloader: Reloader, *, watch_config: bool = True) -> RequestGuard
         monitor.reconcile(holder.current)
         reloader.listeners.append(monitor.reconcile)
         alerts.start()  # events -> observability.alerts webhooks
+        background = BackgroundTasks(api_routes.dispatcher)  # plugins' jobs (batch runner)
+        background.reconcile(holder.current)
+        reloader.listeners.append(background.reconcile)
         try:
             yield
         finally:
             stop.set()
+            reloader.listeners.remove(background.reconcile)
+            await background.stop()
             await alerts.stop()
             await monitor.stop()
             if watcher is not None:
@@ -86,7 +92,7 @@ def create_app(reloader: Reloader, *, watch_config: bool = True) -> RequestGuard
     # No trailing-slash redirects: Starlette builds their Location from the Host header.
     app.router.redirect_slashes = False
     # What no route above matches: plugins' API routes (/v1/files, /dashboard, ...), else 404.
-    app.router.default = PluginApiRoutes(holder, app.router.default)
+    app.router.default = api_routes = PluginApiRoutes(holder, app.router.default)
     return RequestGuard(FastPath(app, {
         "/v1/chat/completions": api.chat_completions,
         "/v1/completions": api.completions,

@@ -54,6 +54,10 @@ class Dispatcher:
     def __init__(self, holder: GraphHolder):
         self.holder = holder
 
+    def graph(self) -> RoutingGraph:
+        """The running config."""
+        return self.holder.current
+
     async def prepare(self, request: Request, door: FrontDoor,
                       route: RouteFunction | None = None) -> Prepared:
         """Identify the caller (unless the server did), read the body, and route it: by its

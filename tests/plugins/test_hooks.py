@@ -272,6 +272,29 @@ async def test_request_finished_bodies_only_when_asked_and_failures_stay_inside(
     assert [e["plugin"] for e in failed] == ["test-ops-2", "test-ops-2"]
 
 
+def test_hook_background_task(gateway_app, tmp_path: Path):
+    """A plugin's background task runs once the server starts, and its request goes through
+    the graph by the dispatcher; a reload that returns the same object leaves it running, one
+    without the plugin stops it."""
+    from gateway_test_plugins.ops import TASK_RUNS
+
+    from ..inprocess_gateway import poll
+
+    TASK_RUNS.clear()
+    config = with_plugins("  - name: test-ops\n    config: {task: true}\n")
+    gw = gateway_app(config)
+    (event, status, answer), = poll(lambda: list(TASK_RUNS), bool, 5, "the task did not run")
+    assert (event, status) == ("answered", 200)
+    assert answer["choices"][0]["message"]["content"]
+    (tmp_path / "gateway.yaml").write_text(config + "  # edited\n")
+    assert gw.post("/admin/reload?force=1", headers=ADMIN).json()["result"] == "applied"
+    assert [e[0] for e in TASK_RUNS] == ["answered"]
+    (tmp_path / "gateway.yaml").write_text(BASE)
+    assert gw.post("/admin/reload", headers=ADMIN).json()["result"] == "applied"
+    poll(lambda: [e[0] for e in TASK_RUNS], lambda e: e == ["answered", "stopped"], 5,
+         "the task was not stopped")
+
+
 def test_every_hook_has_a_test():
     """Every hook spec has a test_hook_<name> in tests/plugins/."""
     specs = {name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)

@@ -249,7 +249,7 @@ def test_reload_adds_and_removes_plugins_under_traffic(gateway_app):
 HOOKS = ["plugin_config_schema", "request_middleware", "response_middleware", "attempt_check",
          "register_commands", "register_providers", "authenticator", "admin_routes", "api_routes",
          "readiness_check", "metrics_collector", "response_headers",
-         "request_finished"]
+         "request_finished", "background_task"]
 
 
 def test_every_hook_is_documented_with_its_signature():

@@ -17,7 +17,7 @@ def plugin_config_schema():
         "additionalProperties": False,
         "properties": {"auth": {"type": "boolean"}, "ready": {"type": "boolean"},
                        "anonymous": {"type": "boolean"}, "bodies": {"type": "boolean"},
-                       "finish": {"enum": ["keep", "raise"]},
+                       "finish": {"enum": ["keep", "raise"]}, "task": {"type": "boolean"},
                        "allow": {"type": "array", "items": {"type": "string"}}},
     }
 
@@ -133,3 +133,36 @@ class Keep:
 @hookimpl
 def request_finished(config, context):
     return Keep(config.get("bodies", False), config.get("finish") == "raise")
+
+
+TASK_RUNS: list = []  # what the background task saw: (event, detail)
+
+
+class Chatter:
+    """A background task: one chat request to route ``a`` through the dispatcher, then wait
+    until stopped."""
+
+    name = "test-ops-chatter"
+
+    async def run(self, dispatch):
+        import asyncio
+        import json
+
+        from gateway.frontdoors.openai_shaped import OpenAIShapedDoor
+        from gateway.frontdoors.routes import internal_request
+
+        body = {"model": "a", "messages": [{"role": "user", "content": "from the background"}]}
+        request = internal_request("/v1/chat/completions", json.dumps(body).encode(), None)
+        answer = await dispatch(request, OpenAIShapedDoor())
+        TASK_RUNS.append(("answered", answer.status_code, json.loads(answer.body)))
+        try:
+            await asyncio.Event().wait()
+        finally:
+            TASK_RUNS.append(("stopped", dispatch.graph().version))
+
+
+@hookimpl
+def background_task(config, context):
+    if not config.get("task"):
+        return None
+    return context.state.acquire(("test-ops", "chatter"), Chatter)

@@ -30,6 +30,7 @@ def batch_runner(context: PluginContext) -> BatchRunner:
     path, store = os.path.abspath(context.data_dir), file_store(context)
     runner = context.state.acquire(("batches", path), lambda: BatchRunner(store))
     runner.configure(BatchSettings.of(settings(context, "batches")))
+    runner.routes = context.routes
     return runner
 
 

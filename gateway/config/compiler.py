@@ -81,9 +81,7 @@ T = TypeVar("T")
 # Settings the version-1 schema accepts that this build does not act on yet. Each gets a
 # warning, so nobody believes a limit or a breaker protects them when it does not.
 # ("*" matches any key at that level.)
-INACTIVE: tuple[tuple[str, ...], ...] = (
-    ("providers", "*", "batch"),  # batch: native, until /v1/batches hands batches to providers
-)
+INACTIVE: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass

@@ -32,11 +32,15 @@ from ..errors import GatewayError
 from ..frontdoors.openai_shaped import OpenAIShapedDoor
 from ..frontdoors.routes import internal_request
 from ..graph.graph import KeySpec
-from ..hookspecs import Dispatch
+from ..graph.graph import Route as GraphRoute
+from ..hookspecs import KEY_SCOPE, Dispatch
 from ..logs import get_logger
 from ..store import files_db
+from ..units import seconds
 from .api import answers_errors, json_response, listing, owner_of, page
 from .jsonl import BATCH_URLS
+from .native_batches import NativeBatches, native_provider, native_target
+from .native_batches import mapped as native_values
 from .store import FileStore, Owner, not_found
 
 log = get_logger("gateway.batches")
@@ -55,10 +59,12 @@ FINISHED = ("completed", "failed", "expired", "cancelled")
 class BatchSettings:
     concurrency: int = 8
     max_attempts: int = 3
+    native_poll: float = 30.0  # seconds between looks at a provider-native batch
 
     @classmethod
     def of(cls, section: Mapping[str, Any]) -> "BatchSettings":
-        return cls(int(section.get("concurrency", 8)), int(section.get("max_attempts", 3)))
+        return cls(int(section.get("concurrency", 8)), int(section.get("max_attempts", 3)),
+                   seconds(section.get("native_poll", "30s")))
 
 
 class BatchDoor(OpenAIShapedDoor):
@@ -139,11 +145,36 @@ class BatchEndpoints:
                "expires_at": now + WINDOWS[window], "total": record["lines"] or 0,
                "completed": 0, "failed": 0,
                "metadata": orjson.dumps(metadata).decode() if metadata else None}
+        row.update(await self._native(record, endpoint, window, metadata,
+                                      request.scope.get(KEY_SCOPE)))
         await self.store.writer.run(lambda c: files_db.insert_batch(c, row))
         log.info("batch_created", batch=row["id"], key=owner.name, lines=row["total"],
                  endpoint=endpoint)
         self.runner.wake()
         return json_response(public_batch(await self._get(row["id"], owner)))
+
+    async def _native(self, record: Mapping[str, Any], endpoint: str, window: str,
+                      metadata: Mapping[str, Any] | None,
+                      key: KeySpec | None) -> dict[str, Any]:
+        """When every route the lines name reaches one provider with ``batch: native``: the
+        batch created there, as values of the row (docs/files.md#provider-native-batches);
+        else nothing (the gateway runs it). Only routes the caller's key may use go native."""
+        models: set[str] = set()
+        async for _, line in self.store.lines(record):
+            body = orjson.loads(line).get("body")
+            model = body.get("model") if isinstance(body, dict) else None
+            models.add(model if isinstance(model, str) else "")
+        if key is not None and not all(key.allows(m) for m in models):
+            return {}  # run here: each line the key may not send is refused with 403
+        found = native_target(self.runner.routes, models)
+        if found is None:
+            return {}
+        provider, targets = found
+        batch = await self.runner.native.submit(provider, targets, record, endpoint, window,
+                                                metadata)
+        log.info("batch_native", provider=provider.name, provider_batch=batch["id"])
+        values = native_values(batch)
+        return {**values, "provider": provider.name, "provider_batch_id": batch["id"]}
 
     async def list(self, request: Request) -> Response:
         limit, after = page(request, default=20)
@@ -215,6 +246,8 @@ class BatchRunner:
         self._slots: asyncio.Semaphore | None = None
         self._slots_size = 0
         self._pending: list[tuple[str, int, bool, bytes, asyncio.Future[None]]] = []
+        self.native = NativeBatches(store)
+        self.routes: Mapping[str, GraphRoute] = {}  # of the config now serving
         self._flushing = False
 
     def configure(self, settings: BatchSettings) -> None:
@@ -277,6 +310,9 @@ class BatchRunner:
     async def _run_batch(self, dispatch: Dispatch, batch_id: str) -> None:
         row = await self._row(batch_id)
         owner = Owner(row["owner"], row["owner_name"])
+        if row.get("provider_batch_id"):
+            await self._follow_native(batch_id, owner)
+            return
         if row["status"] == "validating":
             await self._update(batch_id, status="in_progress", in_progress_at=int(time.time()))
             row["status"] = "in_progress"
@@ -287,6 +323,27 @@ class BatchRunner:
         else:  # finalizing when the process stopped: the lines are over
             ending = await self._stop_reason(batch_id)
         await self._finish(row, owner, ending)
+
+    async def _follow_native(self, batch_id: str, owner: Owner) -> None:
+        """A batch the provider runs: its state copied into the row every native_poll (a
+        cancel passed on), until it ends and its files are copied in."""
+        while True:
+            row = await self._row(batch_id)
+            provider = native_provider(self.routes, row["provider"])
+            if provider is None:
+                log.warning("batch_native_provider_gone", batch=batch_id, provider=row["provider"])
+            else:
+                try:
+                    values = await self.native.step(provider, row, owner)
+                except GatewayError as err:  # the provider is down: ask again later
+                    log.warning("batch_native_poll_failed", batch=batch_id, error=err.message)
+                else:
+                    await self._update(batch_id, **values)
+                    if values["status"] in FINISHED:
+                        log.info("batch_finished", batch=batch_id, status=values["status"],
+                                 provider=provider.name)
+                        return
+            await self.sleep(self.settings.native_poll)
 
     async def _send_lines(self, dispatch: Dispatch, row: dict[str, Any], owner: Owner) -> str:
         """Send every line not answered yet; the status the batch ends with: finalizing (all

@@ -33,6 +33,7 @@ from ..store.writer import Writer
 from ..providers.base import Provider
 from ..types import walk
 from .api import answers_errors, json_response, listing
+from .native_batches import native_provider
 from .provider_api import call as _call
 from .provider_api import upload
 from .store import FileStore, Owner
@@ -172,12 +173,7 @@ class FineTuningEndpoints:
 
     def _provider(self, row: Mapping[str, Any]) -> Provider | None:
         """The job's provider in the config now serving (None when it is gone)."""
-        for route in self.routes.values():
-            for node in walk(route.node):
-                if isinstance(node, TargetNode) and isinstance(node.provider, Provider) \
-                        and node.provider.name == row["provider"]:
-                    return node.provider
-        return None
+        return native_provider(self.routes, row["provider"])
 
     async def _job(self, request: Request) -> dict[str, Any]:
         job_id = request.path_params["job_id"]

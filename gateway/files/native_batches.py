@@ -61,6 +61,16 @@ def native_target(routes: Mapping[str, Route],
     return None if provider is None else (provider, mapping)
 
 
+def native_provider(routes: Mapping[str, Route], name: str) -> Provider | None:
+    """The provider ``name`` as the config now serving has it (None when it is gone)."""
+    for route in routes.values():
+        for node in walk(route.node):
+            if isinstance(node, TargetNode) and isinstance(node.provider, Provider) \
+                    and node.provider.name == name:
+                return node.provider
+    return None
+
+
 class NativeBatches:
     def __init__(self, store: FileStore):
         self.store = store

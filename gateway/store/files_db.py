@@ -23,7 +23,8 @@ BATCH_COLUMNS = (
     "id", "owner", "owner_name", "endpoint", "input_file_id", "completion_window", "status",
     "output_file_id", "error_file_id", "created_at", "in_progress_at", "expires_at",
     "finalizing_at", "completed_at", "failed_at", "expired_at", "cancelling_at", "cancelled_at",
-    "total", "completed", "failed", "metadata", "errors", "runner", "lease_until")
+    "total", "completed", "failed", "metadata", "errors", "runner", "lease_until",
+    "provider", "provider_batch_id")
 
 
 def path(data_dir: str) -> str:
@@ -93,6 +94,14 @@ def m002_batches(db: Database) -> None:
         result BLOB NOT NULL,
         PRIMARY KEY (batch_id, line)
     )""")
+
+
+@migrations()
+def m003_native_batches(db: Database) -> None:
+    """A batch run by a provider's own Batch API (files/native_batches.py): which provider,
+    and its id there (both NULL for batches the gateway runs)."""
+    db.execute("ALTER TABLE batches ADD COLUMN provider TEXT")
+    db.execute("ALTER TABLE batches ADD COLUMN provider_batch_id TEXT")
 
 
 def connect(file: str) -> sqlite3.Connection:

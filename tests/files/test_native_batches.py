@@ -6,6 +6,7 @@ files (encrypted, owned by the batch's owner)."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -123,9 +124,74 @@ async def test_submit_poll_collect(tmp_path, fake):
         await runtime.clients.close()
 
 
-def test_native_is_reported_inactive_until_wired(tmp_path, fake):
-    """Until /v1/batches hands batches to providers, batch: native is accepted with a warning
-    that it has no effect yet."""
-    found = graph(tmp_path, fake, Runtime())
-    assert any("not active in this build yet" in str(w) and "providers.oa.batch" in str(w)
-               for w in found.warnings)
+def wait_for(check, what: str, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_v1_batches_hands_native_batches_to_the_provider(gateway_app, tmp_path, fake):
+    """Through /v1/batches with the openai client: a batch whose routes reach the batch: native
+    provider is created there, followed (status, counts), and its output and error files come
+    back as the caller's files; a cancel is passed on; a batch for other routes runs in the
+    gateway as before."""
+    gw = gateway_app(CONFIG.format(base_url=fake.base_url, key=KEY)
+                     + f'server: {{data_dir: "{tmp_path / "data"}"}}\n'
+                     + "batches: {native_poll: 100ms}\n")
+    client = gw.openai()
+    lines = line("one", "gpt") + line("fail-two", "gpt-safe") + line("three", "gpt")
+    uploaded = client.files.create(file=("in.jsonl", lines), purpose="batch")
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h", metadata={"team": "x"})
+    (provider_id,) = fake.batches
+    assert batch.id.startswith("batch_") and batch.status == "validating"
+    assert batch.input_file_id == uploaded.id
+    sent = fake.files[fake.batches[provider_id]["input_file_id"]]["content"]
+    assert [json.loads(x)["body"]["model"] for x in sent.splitlines()] == [
+        "gpt-4o-mini", "gpt-4o", "gpt-4o-mini"]
+    fake.finish(provider_id)
+    done = wait_for(lambda: (b := client.batches.retrieve(batch.id)).status == "completed" and b,
+                    "the native batch to complete")
+    assert (done.request_counts.total, done.request_counts.completed,
+            done.request_counts.failed) == (3, 2, 1)
+    output = client.files.content(done.output_file_id).read()
+    assert output == fake.files[fake.batches[provider_id]["output_file_id"]]["content"]
+    errors = client.files.content(done.error_file_id).read()
+    assert json.loads(errors)["custom_id"] == "fail-two"
+    assert client.files.retrieve(done.output_file_id).purpose == "batch_output"
+
+    second = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                   completion_window="24h")
+    assert client.batches.cancel(second.id).status == "cancelling"
+    (second_id,) = set(fake.batches) - {provider_id}
+    wait_for(lambda: fake.batches[second_id]["status"] == "cancelling", "the cancel upstream")
+
+    local = client.files.create(file=("local.jsonl", line("l1", "offline")), purpose="batch")
+    ran = client.batches.create(input_file_id=local.id, endpoint="/v1/chat/completions",
+                                completion_window="24h")
+    wait_for(lambda: client.batches.retrieve(ran.id).status == "completed", "the gateway batch")
+    assert len(fake.batches) == 2  # not sent to the provider
+
+
+def test_a_key_cannot_reach_a_route_through_a_native_batch(gateway_app, tmp_path, fake):
+    """A key allowed only `offline` whose batch names `gpt` does not get it run by the
+    provider: the gateway runs it, refusing each such line (403 in the error file)."""
+    import hashlib
+
+    digest = hashlib.sha256(b"sk-limited").hexdigest()
+    gw = gateway_app(CONFIG.format(base_url=fake.base_url, key=KEY)
+                     + f'server: {{data_dir: "{tmp_path / "data"}"}}\n'
+                     + f"keys:\n  limited: {{key_sha256: {digest}, routes: [offline]}}\n")
+    client = gw.openai("sk-limited")
+    uploaded = client.files.create(file=("in.jsonl", line("one", "gpt")), purpose="batch")
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h")
+    done = wait_for(lambda: (b := client.batches.retrieve(batch.id)).status == "completed" and b,
+                    "the batch to end")
+    assert fake.batches == {} and done.request_counts.failed == 1
+    error = json.loads(client.files.content(done.error_file_id).read())
+    assert error["response"]["status_code"] == 403

@@ -4,6 +4,7 @@ that runs batches through the routes. docs/files.md."""
 
 from __future__ import annotations
 
+import argparse
 import os
 from typing import Any
 
@@ -13,6 +14,7 @@ from ..files.batches import BatchEndpoints, BatchRunner, BatchSettings
 from ..files.store import FileStore
 from ..hookspecs import PluginContext
 from ..units import size_bytes
+from . import files_cli
 
 DEFAULT_MAX_SIZE = "512MB"
 
@@ -50,3 +52,8 @@ def api_routes(config: dict, context: PluginContext) -> list[Any]:
 @hookimpl
 def background_task(config: dict, context: PluginContext) -> BatchRunner:
     return batch_runner(context)
+
+
+@hookimpl
+def register_commands(subparsers: argparse._SubParsersAction) -> None:
+    files_cli.register(subparsers)

@@ -530,6 +530,8 @@ class BatchRunner:
         stamp = {"completed": "completed_at", "cancelled": "cancelled_at",
                  "expired": "expired_at"}[final]
         await self._update(batch_id, status=final, **ids, **{stamp: int(time.time())})
+        # The answers are in the files now (a crash before this leaves rows nobody reads).
+        await self.store.writer.run(functools.partial(files_db.drop_results, batch_id=batch_id))
         latest = await self._row(batch_id)
         log.info("batch_" + final, batch=batch_id, completed=latest["completed"],
                  failed=latest["failed"])

@@ -80,6 +80,8 @@ def test_thousand_lines_complete(gateway_app, tmp_path):
         assert out["response"]["status_code"] == 200 and out["error"] is None
         assert out["response"]["body"]["choices"][0]["message"]["content"].endswith(f"hi {i}")
     assert client.files.retrieve(done.output_file_id).purpose == "batch_output"
+    with sqlite3.connect(tmp_path / "data" / "files.db") as db:  # kept in the files only
+        assert db.execute("SELECT COUNT(*) FROM batch_results").fetchone()[0] == 0
     print(f"\n1000-line batch: {took:.2f}s")
     assert took < 15
 

@@ -80,7 +80,7 @@ class FineTuningEndpoints:
             raise GatewayError(400, "'model' must name a route", code="invalid_value",
                                param="model")
         provider, model = self._target(route, key)
-        files = {}
+        records: dict[str, Mapping[str, Any]] = {}  # every file checked before any upload
         for field in ("training_file", "validation_file"):
             file_id = body.get(field)
             if file_id is None and field == "validation_file":
@@ -93,8 +93,10 @@ class FineTuningEndpoints:
                 raise GatewayError(400, f"{file_id} has purpose {record['purpose']!r}; "
                                    "upload the file with purpose 'fine-tune'",
                                    code="invalid_file", param=field)
-            files[field] = (file_id, await upload(provider, "fine-tune", record["filename"],
-                                                   self.files.read(record)))
+            records[field] = record
+        files = {field: (record["id"], await upload(provider, "fine-tune", record["filename"],
+                                                    self.files.read(record)))
+                 for field, record in records.items()}
         sent = {**body, "model": model, **{f: pid for f, (_, pid) in files.items()}}
         job = await _call(provider, "POST", "/fine_tuning/jobs", json=sent)
         provider_job = job.get("id")

@@ -86,10 +86,14 @@ class FakeContinuation(BackgroundApp):
         if turn.tool_call:
             await send({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
                                         "function": {"name": "lookup", "arguments": '{"q": '}}]})
+            # Give the gateway time to read the half tool call: bytes still unread when the
+            # connection is reset are lost, and the stream would look like text cut early.
+            await asyncio.sleep(0.2)
             request.transport.close()
             return resp
         for i, word in enumerate(words):
             if turn.cut_after is not None and i >= turn.cut_after:
+                await asyncio.sleep(0.2)  # what was sent is read (see the tool call above)
                 request.transport.close()  # a connection reset in the middle of the stream
                 return resp
             if turn.stall_after is not None and i >= turn.stall_after:

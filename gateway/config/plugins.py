@@ -114,7 +114,8 @@ def _instantiate(pm: PluginManager, name: str, config: dict[str, Any], base: Plu
     if after is None and any(hasattr(before, m) for m in RESPONSE_METHODS):
         after = before  # one object serving both sides (it keeps what it reserved in ctx)
     if before is not None or after is not None or headers is not None:
-        out.chain.append(PluginLayer(public, before, after, headers))
+        out.chain.append(PluginLayer(public, before, after, headers,
+                                     builtin=name.startswith(BUILTIN_PREFIX)))
     if check is not None:
         out.checks.append(NamedCheck(public, check))
     if not name.startswith(BUILTIN_PREFIX):

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from ..errors import GatewayError, UpstreamError
 from ..graph.context import RequestContext
 from ..graph.nodes import TargetNode
+from ..graph.plugin_layer import plugins_may_rewrite_requests
 from ..hookspecs import DISPATCH_SCOPE
 from ..middleware.limits_rules import estimate_prompt_tokens
 from ..providers.anthropic import AnthropicProvider
@@ -75,7 +76,9 @@ COUNT_TOKENS = CountTokensDoor()
 
 async def count_tokens(request: Request) -> Response:
     """Exact (Anthropic's own count) when the route's first target is Anthropic, else an
-    estimate (4 characters a token): {"input_tokens": N}."""
+    estimate (4 characters a token): {"input_tokens": N}. Also an estimate when a plugin has
+    request middleware: this call does not run it, so the client's body (say, the personal
+    data pii-redact would mask) must not go to Anthropic."""
     try:
         prepared = await request.scope[DISPATCH_SCOPE].prepare(request, COUNT_TOKENS)
         key, routed = prepared.key, prepared.routed
@@ -84,7 +87,8 @@ async def count_tokens(request: Request) -> Response:
                                type="permission_error")
         target = next((n for n in walk(routed.node) if isinstance(n, TargetNode)), None)
         headers = {"x-gateway-route": routed.route}
-        if target is not None and isinstance(target.provider, AnthropicProvider):
+        if target is not None and isinstance(target.provider, AnthropicProvider) \
+                and not plugins_may_rewrite_requests(prepared.graph.middleware):
             native = NativeBody(wire.API, {**routed.native.body, "model": target.model},
                                 routed.native.headers)
             try:

@@ -9,7 +9,7 @@ in a stream that has started, the server ends it with an SSE error event.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable, Iterator
 
 from ..errors import GatewayError, UpstreamError, plugin_error
 from ..logs import get_logger
@@ -72,11 +72,20 @@ def _drop_native(ctx: RequestContext, plugin: str) -> None:
     log.info("native_body_dropped", plugin=plugin, route=ctx.route, request_id=ctx.request_id)
 
 
+def plugins_may_rewrite_requests(middleware: Iterable[object]) -> bool:
+    """Whether a plugin other than the gateway's own has request middleware, which may change
+    what goes upstream (pii-redact masks prompts): a side channel that sends the client's body
+    somewhere without running them (count_tokens) must not send it then."""
+    return any(isinstance(m, PluginLayer) and m.before is not None and not m.builtin
+               for m in middleware)
+
+
 class PluginLayer:
     def __init__(self, name: str, before: Any | None, after: Any | None,
-                 headers: Any | None = None):
+                 headers: Any | None = None, builtin: bool = False):
         self.name = name
         self.before = before
+        self.builtin = builtin  # the gateway's own (auth, limits, cache): never rewrites bodies
         self.headers = getattr(headers, "headers", None)  # hookspecs.ResponseHeaders
         self.on_response = getattr(after, "on_response", None)
         self.on_chunk = getattr(after, "on_chunk", None)

@@ -67,6 +67,17 @@ def test_masked_values_never_reach_anthropic_in_the_native_body(start, fake):
     assert '"event":"native_body_dropped"' in gw.log(), gw.log()
 
 
+def test_count_tokens_sends_nothing_to_anthropic_past_a_request_plugin(start, fake):
+    """count_tokens does not run the plugins' request middleware, so with one configured it
+    estimates instead of sending the client's prompt (the e-mail) to Anthropic."""
+    gw = start(PII)
+    counted = gw.post("/v1/messages/count_tokens", json={
+        "model": "claude", "messages": [{"role": "user", "content": f"Write to {EMAIL}"}]})
+    assert counted.status_code == 200 and counted.json()["input_tokens"] > 0
+    assert counted.headers["x-gateway-token-count"] == "estimate"
+    assert fake.requests == []
+
+
 def test_a_request_no_plugin_changed_keeps_its_native_body(start, fake):
     gw = start(PII)
     content = [{"type": "text", "text": "Nothing personal", "cache_control": {"type": "ephemeral"}}]

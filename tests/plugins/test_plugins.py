@@ -213,7 +213,7 @@ def test_setup_failure_on_reload_keeps_the_old_config(gateway_app):
     assert info["version"] == 1 and chat(gw).status_code == 200
 
 
-def test_reload_adds_and_removes_plugins_under_traffic(gateway_app):
+def test_reload_adds_and_removes_plugins_under_traffic(gateway_app, quick_settle):
     """Adding, reconfiguring and removing a plugin by reload: zero failed requests, and each
     answer carries the plugin state of the config version it reports."""
     gw = gateway_app(config())

@@ -106,7 +106,7 @@ def test_admin_token_protects_admin_endpoints(gateway_app):
     assert "s3cret" not in ok.text
 
 
-def test_reload_under_load_loses_no_request(gateway_app):
+def test_reload_under_load_loses_no_request(gateway_app, quick_settle):
     """20 rewrites (some invalid) under concurrent traffic: zero failures, and every answer
     followed the config version it reports."""
     gw = gateway_app(config("m1"))

@@ -57,7 +57,7 @@ def post(gw, model: str, **extra) -> httpx.Response:
                             **extra})
 
 
-def clear_of_minute_boundary(margin: float = 12.0) -> None:
+def clear_of_minute_boundary(margin: float = 5.0) -> None:
     """Sliding windows give back part of the previous minute after a boundary: start where
     the test ends before the next one (waits at most `margin` seconds)."""
     left = 60 - time.time() % 60

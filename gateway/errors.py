@@ -7,6 +7,7 @@ retry policies can decide without parsing text.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 
@@ -127,6 +128,11 @@ class GatewayError(Exception):
         self.code = code
         self.param = param
         self.headers = headers or {}
+
+    def openai_body(self) -> bytes:
+        """The error in OpenAI's shape: ``{"error": {message, type, code, param}}``."""
+        error = {"message": self.message, "type": self.type, "code": self.code, "param": self.param}
+        return json.dumps({"error": error}, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def plugin_error(plugin: str, exc: BaseException) -> GatewayError:

@@ -162,8 +162,10 @@ class FrontDoor(Protocol):
     def stream(self, ctx: RequestContext, response: UpstreamResponse) -> AsyncIterator[bytes]:
         """A streamed answer's bytes in the door's shape."""
 
-    def error(self, status: int, message: str) -> bytes:
-        """An error body in the door's shape."""
+    def error(self, status: int, message: str, openai: bytes | None = None) -> bytes:
+        """An error body in the door's shape. ``openai``: the body the gateway answers for this
+        error on its own OpenAI endpoints (with its ``type``, ``code`` and ``param``), when it
+        has one; a door in OpenAI's shape answers it as it is."""
 
     def stream_error(self, status: int, message: str) -> bytes:
         """The event that ends a stream which failed after its first byte."""

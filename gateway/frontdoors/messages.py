@@ -55,7 +55,7 @@ class MessagesDoor:
                 yield out
         yield translator.finish()
 
-    def error(self, status: int, message: str) -> bytes:
+    def error(self, status: int, message: str, openai: bytes | None = None) -> bytes:
         return wire.error_body(status, message)
 
     def stream_error(self, status: int, message: str) -> bytes:

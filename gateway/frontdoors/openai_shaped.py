@@ -36,8 +36,8 @@ class OpenAIShapedDoor:
         async for chunk in response.stream:
             yield chunk
 
-    def error(self, status: int, message: str) -> bytes:
-        return openai_error_body(message, error_type(status))
+    def error(self, status: int, message: str, openai: bytes | None = None) -> bytes:
+        return openai if openai is not None else openai_error_body(message, error_type(status))
 
     def stream_error(self, status: int, message: str) -> bytes:
         return data_event(self.error(status, message))

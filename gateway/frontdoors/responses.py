@@ -191,7 +191,7 @@ class ResponsesDoor(OpenAIShapedDoor):
             answer = await action(request, owner_of(request.scope.get(KEY_SCOPE)),
                                   request.path_params["id"])
         except GatewayError as err:
-            return Response(self.error(err.status, err.message), status_code=err.status,
+            return Response(self.error(err.status, err.message, err.openai_body()), status_code=err.status,
                             media_type="application/json")
         return Response(answer if isinstance(answer, bytes) else orjson.dumps(answer),
                         media_type="application/json")

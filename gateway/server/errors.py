@@ -26,7 +26,7 @@ def error_body(message: str, type: str, code: str | None = None, param: str | No
 
 def gateway_error_response(err: GatewayError, headers: dict[str, str]) -> Response:
     return Response(
-        error_body(err.message, err.type, err.code, err.param),
+        err.openai_body(),
         status_code=err.status,
         headers={**headers, **err.headers},
         media_type="application/json",

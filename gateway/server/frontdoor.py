@@ -112,7 +112,7 @@ class Dispatcher:
             finish(graph, ctx, Ending(door.name, request_id, err.status, started,
                                       headers.get("x-gateway-route", ""), error=err.message,
                                       overhead_ms=overhead))
-            return Response(door.error(err.status, err.message), status_code=err.status,
+            return Response(door.error(err.status, err.message, err.openai_body()), status_code=err.status,
                             headers={**headers, **err.headers}, media_type="application/json")
         except UpstreamError as err:
             assert ctx is not None  # only the chain raises UpstreamError, and ctx is built first
@@ -125,7 +125,7 @@ class Dispatcher:
             overhead = _account(headers, started, ctx)
             finish(graph, ctx, Ending(door.name, request_id, status, started, target=err.target,
                                       error=err.message, overhead_ms=overhead))
-            return Response(door.error(status, _message_of(content, err.message)),
+            return Response(door.error(status, _message_of(content, err.message), content),
                             status_code=status, headers=headers, media_type="application/json")
         if upstream.headers:  # added by middleware; the gateway's own headers win
             headers = {**upstream.headers, **headers}

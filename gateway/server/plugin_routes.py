@@ -84,7 +84,7 @@ class PluginApiRoutes(_PluginRouter):
                 headers = {"x-gateway-config-version": str(graph.version)}
                 door = getattr(matched, "door", None)  # a front door answers in its own shape
                 if door is not None:
-                    await Response(door.error(err.status, err.message), err.status,
+                    await Response(door.error(err.status, err.message, err.openai_body()), err.status,
                                    headers=headers, media_type="application/json"
                                    )(scope, receive, send)
                 else:

@@ -93,8 +93,11 @@ def test_a_route_that_cannot_rerank_is_a_clear_400(gw, upstream, route):
     ({"query": "q", "documents": DOCS}, "model"),
 ])
 def test_bad_rerank_requests(gw, body, param):
+    """A 400 naming the field, in its message and in OpenAI's ``param``."""
     answer = gw.post("/v1/rerank", json=body)
-    assert answer.status_code == 400 and param in answer.json()["error"]["message"]
+    error = answer.json()["error"]
+    assert answer.status_code == 400 and param in error["message"]
+    assert error["param"] == param and error["type"] == "invalid_request_error"
 
 
 def test_unknown_rerank_model_is_a_404(gw):

@@ -343,14 +343,17 @@ def test_hostile_input_is_a_clear_4xx(gw, upstream, body, status, words):
 
 
 def test_key_routes_and_limits_apply(gw):
-    """A key's routes (403) and rate limits (429 with Retry-After) apply as for chat."""
+    """A key's routes (403) and rate limits (429 with Retry-After) apply as for chat, with
+    the same error codes: a client tells a rate limit from a budget by ``code``."""
     with gw.openai(TIGHT) as c:
-        with pytest.raises(openai.PermissionDeniedError):
+        with pytest.raises(openai.PermissionDeniedError) as denied:
             c.responses.create(model="gpt", input="x")
         assert c.responses.create(model="demo", input="x").output_text
         with pytest.raises(openai.RateLimitError) as limited:
             c.responses.create(model="demo", input="x")
     assert limited.value.response.headers.get("retry-after")
+    assert limited.value.code == "rate_limit_exceeded"
+    assert denied.value.code == "route_not_allowed"
 
 
 def test_inbound_without_the_route_function():

@@ -14,11 +14,12 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from ..errors import GatewayError
-from ..hookspecs import KEY_SCOPE
+from ..hookspecs import DISPATCH_SCOPE, KEY_SCOPE
 from .store import OUTPUT_PURPOSES, PURPOSES, FileStore, Owner, Upload, public
 
 MAX_FIELD = 4096  # bytes of a form field other than the file
 MAX_LIST = 10000
+DEFAULT_MAX_BODY = 20 * 1024 * 1024  # server.max_body's default, when no graph is at hand
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -42,6 +43,25 @@ def answers_errors(endpoint: Endpoint) -> Endpoint:
         except GatewayError as err:
             return error_response(err)
     return serve
+
+
+async def bounded_body(request: Request) -> bytes:
+    """A JSON request's whole body, at most ``server.max_body`` of the running config (413
+    past it, before more is held), as for every other API body."""
+    dispatch = request.scope.get(DISPATCH_SCOPE)
+    limit = dispatch.graph().settings.max_body if dispatch is not None else DEFAULT_MAX_BODY
+    declared = request.headers.get("content-length")
+    too_large = GatewayError(413, f"the request body is larger than {limit} bytes "
+                             "(server.max_body)", code="request_too_large")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def owner_of(request: Request) -> Owner:

@@ -37,7 +37,7 @@ from ..hookspecs import KEY_SCOPE, Dispatch
 from ..logs import get_logger
 from ..store import files_db
 from ..units import seconds
-from .api import answers_errors, json_response, listing, owner_of, page
+from .api import answers_errors, bounded_body, json_response, listing, owner_of, page
 from .jsonl import BATCH_URLS
 from .native_batches import NativeBatches, native_provider, native_target
 from .native_batches import mapped as native_values
@@ -104,7 +104,7 @@ class BatchEndpoints:
     async def create(self, request: Request) -> Response:
         owner = owner_of(request)
         try:
-            body = orjson.loads(await request.body())
+            body = orjson.loads(await bounded_body(request))
         except orjson.JSONDecodeError as exc:
             raise GatewayError(400, f"the body is not valid JSON: {exc}") from None
         if not isinstance(body, dict):

@@ -32,7 +32,7 @@ from ..store import fine_tuning_db
 from ..store.writer import Writer
 from ..providers.base import Provider
 from ..types import walk
-from .api import answers_errors, json_response, listing
+from .api import answers_errors, bounded_body, json_response, listing
 from .native_batches import native_provider
 from .provider_api import call as _call
 from .provider_api import upload
@@ -218,7 +218,7 @@ def _mapped(job: dict[str, Any], row: Mapping[str, Any]) -> dict[str, Any]:
 
 async def _json_body(request: Request) -> dict[str, Any]:
     try:
-        body = orjson.loads(await request.body())
+        body = orjson.loads(await bounded_body(request))
     except orjson.JSONDecodeError:
         raise GatewayError(400, "the body is not valid JSON", code="invalid_json") from None
     if not isinstance(body, dict):

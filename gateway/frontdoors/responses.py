@@ -53,8 +53,12 @@ class ResponsesNative(NativeBody):
 
 
 def owner_of(key: KeySpec | None) -> str:
-    """Whose responses: the key's SHA-256 (unique to the key, no secret), '' without keys."""
-    return key.sha256 if key is not None else ""
+    """Whose responses: the key's SHA-256 (unique to the key, no secret), '' without keys;
+    a plugin authenticator's key without a hash by its name (as files.store.Owner), so its
+    keys never share one owner."""
+    if key is None:
+        return ""
+    return key.sha256 or f"name:{key.name}"
 
 
 def _not_found(id: str) -> GatewayError:

@@ -1,0 +1,391 @@
+"""Trust review of /v1/files, /v1/batches, /v1/fine_tuning/jobs and /v1/responses: what a
+caller with a valid key (or none) can make of them.
+
+- isolation: key B never reads, lists, deletes, cancels or uses (``input_file_id``,
+  ``training_file``, ``previous_response_id``) anything of key A; neither when the keys come
+  from a plugin authenticator without hashes;
+- hostile input: multipart bodies (boundaries, parts, header sizes, file names with ``../``
+  and NUL, purposes), batch JSONL (huge lines, deep nesting, non-UTF-8, duplicate custom_id),
+  ids in paths, query parameters, bodies over ``server.max_body``: a clear 4xx, never a 5xx, a
+  hang or a file outside the data directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from .test_request_properties import SETTINGS
+
+KEYS = {"alice": "sk-alice-trust-0123456789", "bob": "sk-bob-trust-9876543210"}
+
+CONFIG = """
+version: 1
+server: {{data_dir: "{data}", max_body: 64KB}}
+providers:
+  demo: {{type: mock}}
+  tuner: {{type: openai, base_url: "http://127.0.0.1:9/v1", api_key: sk-never-reached-0000}}
+routes:
+  chat: {{target: {{provider: demo, model: m}}}}
+  tune: {{target: {{provider: tuner, model: gpt-4o-mini}}}}
+files: {{max_size: 200KB}}
+keys:
+  alice: {{key_sha256: {alice}}}
+  bob: {{key_sha256: {bob}}}
+"""
+
+
+def _sha(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def batch_line(i: int, **changes) -> dict:
+    line = {"custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": "chat", "messages": [{"role": "user", "content": f"hi {i}"}]}}
+    line.update(changes)
+    return line
+
+
+def jsonl(lines) -> bytes:
+    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+
+
+def auth(name: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {KEYS[name]}"}
+
+
+@pytest.fixture
+def gw(gateway_app, tmp_path):
+    return gateway_app(CONFIG.format(data=tmp_path / "data", alice=_sha(KEYS["alice"]),
+                                     bob=_sha(KEYS["bob"])))
+
+
+def stored_names(tmp_path: Path) -> list[str]:
+    """Every file name under the data directory, relative to it; and the names outside it
+    (beside the data directory) that the test did not put there."""
+    data = tmp_path / "data"
+    return sorted(str(p.relative_to(data)) for p in data.rglob("*"))
+
+
+def assert_contained(tmp_path: Path) -> None:
+    """Stored files are named by the gateway (file-<hex>) and nothing was written beside the
+    data directory."""
+    blobs = tmp_path / "data" / "files"
+    if blobs.exists():
+        for path in blobs.iterdir():
+            assert re.fullmatch(r"file-[0-9a-f]{24}", path.name), path
+    allowed = {"data", "gateway.yaml", "gateway.log"}
+    assert {p.name for p in tmp_path.iterdir()} <= allowed, sorted(tmp_path.iterdir())
+
+
+# -- isolation ---------------------------------------------------------------------------------
+
+
+def test_key_b_cannot_touch_key_a_files_batches_jobs_or_responses(gw, tmp_path):
+    """Everything of alice's is a 404 (never a 403 that confirms it exists) for bob, through
+    every path and every field that names it; bob's lists are empty."""
+    alice, bob = auth("alice"), auth("bob")
+    batch_file = gw.post("/v1/files", headers=alice, data={"purpose": "batch"},
+                         files={"file": ("b.jsonl", jsonl([batch_line(1)]))}).json()
+    tune_file = gw.post("/v1/files", headers=alice, data={"purpose": "fine-tune"},
+                        files={"file": ("t.jsonl", jsonl([{"messages": [
+                            {"role": "user", "content": "x"}]}]))}).json()
+    batch = gw.post("/v1/batches", headers=alice, json={
+        "input_file_id": batch_file["id"], "endpoint": "/v1/chat/completions",
+        "completion_window": "24h"})
+    assert batch.status_code == 200, batch.text
+    batch_id = batch.json()["id"]
+    response = gw.post("/v1/responses", headers=alice, json={"model": "chat", "input": "hi"})
+    assert response.status_code == 200, response.text
+    response_id = response.json()["id"]
+
+    for method, path in (("GET", f"/v1/files/{batch_file['id']}"),
+                         ("GET", f"/v1/files/{batch_file['id']}/content"),
+                         ("DELETE", f"/v1/files/{batch_file['id']}"),
+                         ("GET", f"/v1/batches/{batch_id}"),
+                         ("POST", f"/v1/batches/{batch_id}/cancel"),
+                         ("GET", f"/v1/responses/{response_id}"),
+                         ("GET", f"/v1/responses/{response_id}/input_items"),
+                         ("DELETE", f"/v1/responses/{response_id}")):
+        answer = gw.request(method, path, headers=bob)
+        assert answer.status_code == 404, (method, path, answer.text)
+    as_input = gw.post("/v1/batches", headers=bob, json={
+        "input_file_id": batch_file["id"], "endpoint": "/v1/chat/completions",
+        "completion_window": "24h"})
+    assert as_input.status_code == 404 and as_input.json()["error"]["param"] == "input_file_id"
+    training = gw.post("/v1/fine_tuning/jobs", headers=bob,
+                       json={"model": "tune", "training_file": tune_file["id"]})
+    assert training.status_code == 404 and training.json()["error"]["param"] == "training_file"
+    validation = gw.post("/v1/fine_tuning/jobs", headers=bob, json={
+        "model": "tune", "training_file": "file-0", "validation_file": tune_file["id"]})
+    assert validation.status_code == 404
+    continued = gw.post("/v1/responses", headers=bob, json={
+        "model": "chat", "input": "and?", "previous_response_id": response_id})
+    assert continued.status_code == 404, continued.text
+    for path in ("/v1/files", "/v1/batches", "/v1/fine_tuning/jobs"):
+        listed = gw.get(path, headers=bob)
+        assert listed.status_code == 200 and listed.json()["data"] == [], (path, listed.text)
+    # Alice still has all of it.
+    assert gw.get(f"/v1/files/{batch_file['id']}/content", headers=alice).status_code == 200
+    assert gw.get(f"/v1/batches/{batch_id}", headers=alice).status_code == 200
+    assert gw.get(f"/v1/responses/{response_id}", headers=alice).status_code == 200
+    for path in ("/v1/files", "/v1/batches", "/v1/responses/x", "/v1/fine_tuning/jobs"):
+        assert gw.get(path).status_code == 401, path
+
+
+PLUGIN_AUTH = """
+version: 1
+server: {{data_dir: "{data}"}}
+providers:
+  demo: {{type: mock}}
+routes:
+  chat: {{target: {{provider: demo, model: m}}}}
+plugins:
+  - name: test-ops
+    config: {{auth: true}}
+"""
+
+
+def test_plugin_authenticator_keys_are_kept_apart(gateway_app, tmp_path):
+    """Keys from a plugin authenticator carry no hash (docs/plugins.md's example: sha256="");
+    their owners are told apart by name: team b never reads or continues team a's stored
+    response, nor its files."""
+    gw = gateway_app(PLUGIN_AUTH.format(data=tmp_path / "data"))
+    a, b = {"x-test-user": "team-a"}, {"x-test-user": "team-b"}
+    made = gw.post("/v1/responses", headers=a, json={"model": "chat", "input": "secret plan"})
+    assert made.status_code == 200, made.text
+    response_id = made.json()["id"]
+    assert gw.get(f"/v1/responses/{response_id}", headers=a).status_code == 200
+    for method, path in (("GET", f"/v1/responses/{response_id}"),
+                         ("GET", f"/v1/responses/{response_id}/input_items")):
+        answer = gw.request(method, path, headers=b)
+        assert answer.status_code == 404, (path, answer.text)
+    continued = gw.post("/v1/responses", headers=b, json={
+        "model": "chat", "input": "go on", "previous_response_id": response_id})
+    assert continued.status_code == 404, continued.text
+    assert gw.delete(f"/v1/responses/{response_id}", headers=b).status_code == 404
+    assert gw.get(f"/v1/responses/{response_id}", headers=a).status_code == 200
+    uploaded = gw.post("/v1/files", headers=a, data={"purpose": "user_data"},
+                       files={"file": ("a.txt", b"team a only")}).json()
+    assert gw.get(f"/v1/files/{uploaded['id']}/content", headers=b).status_code == 404
+    assert gw.get("/v1/files", headers=b).json()["data"] == []
+
+
+# -- hostile multipart uploads ----------------------------------------------------------------
+
+
+def _multipart(boundary: bytes, parts: list[tuple[bytes, bytes]], close: bool) -> bytes:
+    out = b""
+    for headers, data in parts:
+        out += b"--" + boundary + b"\r\n" + headers + b"\r\n\r\n" + data + b"\r\n"
+    if close:
+        out += b"--" + boundary + b"--\r\n"
+    return out
+
+
+NAMES = st.sampled_from([b"../../escape.txt", b"..", b"a\x00b.jsonl", b"/etc/passwd",
+                         b"..\\..\\win.txt", "\u202egnp.exe".encode(), b"x" * 600, b"",
+                         b"ok.jsonl", b"\xff\xfe"])
+PURPOSES = st.sampled_from([b"batch", b"fine-tune", b"user_data", b"batch_output", b"",
+                            b"assistants\x00", b"x" * 5000, "b\u00e4tch".encode()])
+DISPOSITION = st.sampled_from([
+    b'Content-Disposition: form-data; name="file"; filename="%s"',
+    b"Content-Disposition: form-data; name=file; filename=%s",
+    b'Content-Disposition: form-data; name="file"; filename*=UTF-8\'\'%s',
+    b'Content-Disposition: attachment; filename="%s"', b"Content-Type: text/plain",
+    b'Content-Disposition: form-data; name="file"\r\nContent-Type: application/jsonl; x=%s'])
+CONTENTS = st.sampled_from([jsonl([batch_line(1)]), jsonl([batch_line(1), batch_line(1)]),
+                            b"\xff\xfe\x00not utf-8\n", b"[" * 5000 + b"]" * 5000 + b"\n",
+                            b"", b"{}\n" * 50, b"--boundary-lookalike\r\n"])
+
+
+@given(boundary=st.sampled_from([b"b", b"xYz" * 20, b"a" * 71, b"--", b"b c", b"b=c:'"]),
+       name=NAMES, purpose=PURPOSES, disposition=DISPOSITION, content=CONTENTS,
+       purpose_first=st.booleans(), extra_file=st.booleans(), close=st.booleans(),
+       cut=st.integers(0, 40))
+@SETTINGS
+def test_any_multipart_upload_is_answered_2xx_or_4xx(gw, tmp_path, boundary, name, purpose,
+                                                      disposition, content, purpose_first,
+                                                      extra_file, close, cut):
+    """Odd boundaries, missing or doubled parts, names with ../ and NUL, purposes not
+    allowed, bodies cut short: 200 or a 4xx in OpenAI's shape; stored files keep the
+    gateway's own names, inside the data directory."""
+    file_part = ((disposition % name) if b"%s" in disposition else disposition, content)
+    purpose_part = (b'Content-Disposition: form-data; name="purpose"', purpose)
+    parts = [purpose_part, file_part] if purpose_first else [file_part, purpose_part]
+    if extra_file:
+        parts.append(file_part)
+    body = _multipart(boundary, parts, close)
+    body = body[:len(body) - cut] if cut else body
+    answer = gw.post("/v1/files", content=body, headers={
+        **auth("alice"), "content-type": "multipart/form-data; boundary=" +
+        boundary.decode("latin-1")})
+    assert answer.status_code < 500, answer.text
+    assert answer.json().get("error") or answer.json()["object"] == "file"
+    if answer.status_code == 200:
+        made = answer.json()
+        assert "/" not in made["filename"] and "\x00" not in made["filename"]
+        assert made["purpose"] in ("batch", "fine-tune", "user_data")
+    assert_contained(tmp_path)
+
+
+def _chunked(body: bytes):
+    """``body`` sent without a Content-Length (chunked), so no length check stops it early."""
+    for start in range(0, len(body), 65536):
+        yield body[start:start + 65536]
+
+
+def test_huge_part_headers_are_refused(gw, tmp_path):
+    """A part's headers are kept in memory while they arrive: a megabyte of them is a 400,
+    not a megabyte held (nor more, for a body without a length)."""
+    huge = b'Content-Disposition: form-data; name="file"; filename="a.txt"\r\nX-Pad: ' + \
+        b"a" * (1024 * 1024)
+    body = _multipart(b"bnd", [(b'Content-Disposition: form-data; name="purpose"', b"user_data"),
+                               (huge, b"hello")], True)
+    answer = gw.post("/v1/files", content=_chunked(body), headers={
+        **auth("alice"), "content-type": "multipart/form-data; boundary=bnd"})
+    assert answer.status_code == 400, answer.text[:300]
+    assert "header" in answer.json()["error"]["message"]
+    many = b"".join(b"--bnd\r\nContent-Disposition: form-data; name=\"f%d\"\r\n\r\nv\r\n" % i
+                    for i in range(5000)) + b"--bnd--\r\n"
+    answer = gw.post("/v1/files", content=_chunked(many), headers={
+        **auth("alice"), "content-type": "multipart/form-data; boundary=bnd"})
+    assert answer.status_code == 400, answer.text[:300]
+    assert_contained(tmp_path)
+
+
+# -- batch JSONL -------------------------------------------------------------------------------
+
+LINES = st.sampled_from([
+    json.dumps(batch_line(1)).encode(), json.dumps(batch_line(2)).encode(),
+    json.dumps(batch_line(1, custom_id="\u0000\ud7ff")).encode(),
+    b'{"custom_id": "a", "custom_id": "b", "method": "POST", "url": "/v1/chat/completions", '
+    b'"body": {"model": "chat", "messages": []}}',
+    b"\xc3\x28", b"\xef\xbb\xbf{}", b'{"a":' * 2000 + b"1" + b"}" * 2000,
+    b"[" * 200 + b"]" * 200, b'{"custom_id": 1}', b"null", b"   ", b"\r",
+    json.dumps(batch_line(3, url="/v1/embeddings")).encode(),
+    json.dumps(batch_line(4, body={"model": "nope", "messages": "x"})).encode(),
+    json.dumps(batch_line(5, body={"model": "chat", "stream": True})).encode(),
+    json.dumps(batch_line(6, body={"model": ["chat"]})).encode()])
+
+
+@given(lines=st.lists(LINES, max_size=6), crlf=st.booleans())
+@SETTINGS
+def test_any_batch_jsonl_is_answered_2xx_or_4xx(gw, tmp_path, lines, crlf):
+    """Duplicate custom_ids, deep nesting, non-UTF-8, BOMs, wrong types: the upload is a 200
+    or a 400 naming lines; a batch on what was accepted is created, never a 5xx."""
+    sep = b"\r\n" if crlf else b"\n"
+    answer = gw.post("/v1/files", headers=auth("alice"), data={"purpose": "batch"},
+                     files={"file": ("b.jsonl", sep.join(lines))})
+    assert answer.status_code in (200, 400), answer.text
+    if answer.status_code == 200:
+        made = gw.post("/v1/batches", headers=auth("alice"), json={
+            "input_file_id": answer.json()["id"], "endpoint": "/v1/chat/completions",
+            "completion_window": "24h"})
+        assert made.status_code in (200, 400), made.text
+    assert_contained(tmp_path)
+
+
+def test_a_huge_batch_line_is_refused_without_holding_it(gateway_app, tmp_path):
+    """A line over the 16 MiB line limit is a 400 naming it."""
+    gw = gateway_app(CONFIG.replace("max_size: 200KB", "max_size: 40MB").format(
+        data=tmp_path / "data", alice=_sha(KEYS["alice"]), bob=_sha(KEYS["bob"])))
+    line = b'{"custom_id": "' + b"x" * (17 * 1024 * 1024) + b'"}\n'
+    answer = gw.post("/v1/files", headers=auth("alice"), data={"purpose": "batch"},
+                     files={"file": ("b.jsonl", line + jsonl([batch_line(2)]))})
+    assert answer.status_code == 400, answer.text[:300]
+    assert "line 1: longer than" in answer.json()["error"]["message"]
+    assert "line 2" not in answer.json()["error"]["message"]
+
+
+# -- ids, query parameters, bodies --------------------------------------------------------------
+
+IDS = st.sampled_from(["file-../../x", "..", "%2e%2e%2fgateway.yaml", "file-" + "a" * 5000,
+                       "\u00e9\u4e2d\U0001f600", "file-%00", "batch_'; DROP TABLE files;--",
+                       "resp_%00", " ", "ftjob-" + "9" * 300, "file-0"])
+PATHS = st.sampled_from([("GET", "/v1/files/{}"), ("GET", "/v1/files/{}/content"),
+                         ("DELETE", "/v1/files/{}"), ("GET", "/v1/batches/{}"),
+                         ("POST", "/v1/batches/{}/cancel"), ("GET", "/v1/responses/{}"),
+                         ("DELETE", "/v1/responses/{}"), ("GET", "/v1/responses/{}/input_items"),
+                         ("GET", "/v1/fine_tuning/jobs/{}"),
+                         ("POST", "/v1/fine_tuning/jobs/{}/cancel"),
+                         ("GET", "/v1/fine_tuning/jobs/{}/events")])
+
+
+@given(ident=IDS, where=PATHS)
+@SETTINGS
+def test_any_id_in_a_path_is_a_404(gw, tmp_path, ident, where):
+    """Traversal, very long, unicode or NUL ids: 404 (or 400), never a 5xx or a file read."""
+    method, template = where
+    answer = gw.request(method, template.format(ident), headers=auth("alice"))
+    assert answer.status_code in (400, 404, 405), (method, template, ident, answer.text)
+    assert_contained(tmp_path)
+
+
+QUERIES = st.dictionaries(st.sampled_from(["limit", "after", "order", "purpose"]),
+                          st.sampled_from(["-1", "0", "1", "10001", "1e3", "0x10", "", "\x00",
+                                           "asc", "desc", "file-../..", "9" * 400, "\u00e9"]),
+                          max_size=4)
+
+
+@given(query=QUERIES, path=st.sampled_from(["/v1/files", "/v1/batches", "/v1/fine_tuning/jobs",
+                                            "/admin/logs"]))
+@SETTINGS
+def test_any_list_query_is_answered_2xx_or_4xx(gw, query, path):
+    """limit=-1, after=garbage, order=nonsense: 200 or 400, never a 5xx."""
+    answer = gw.get(path, params=query, headers=auth("alice"))
+    assert answer.status_code in (200, 400, 401, 404), (path, query, answer.text)
+
+
+def test_input_items_query_params(gw):
+    """The stored input items of a response, paged with hostile parameters: 200 or 400."""
+    made = gw.post("/v1/responses", headers=auth("alice"), json={
+        "model": "chat", "input": [{"role": "user", "content": "a"},
+                                   {"role": "user", "content": "b"}]}).json()
+    for query in ({"limit": "-1"}, {"limit": "x"}, {"after": "garbage"}, {"order": "up"},
+                  {"limit": "100", "order": "asc"}, {"after": ""}):
+        answer = gw.get(f"/v1/responses/{made['id']}/input_items", params=query,
+                        headers=auth("alice"))
+        assert answer.status_code in (200, 400), (query, answer.text)
+
+
+@pytest.mark.parametrize("path", ["/v1/batches", "/v1/fine_tuning/jobs"])
+def test_json_bodies_over_max_body_are_413(gw, path):
+    """The JSON bodies of /v1/batches and /v1/fine_tuning/jobs are bounded by server.max_body
+    (64KB here), as every other API body: a larger one is a 413 before it is held whole."""
+    body = b'{"metadata": {"a": "' + b"x" * (2 * 1024 * 1024) + b'"}}'
+    answer = gw.post(path, content=body, headers={**auth("alice"),
+                                                  "content-type": "application/json"})
+    assert answer.status_code == 413, answer.text[:300]
+    assert answer.json()["error"]["code"] == "request_too_large"
+
+
+@pytest.mark.parametrize("body", [b"", b"[]", b"null", b"{", b"\xff", b'{"input_file_id": 5}',
+                                  b'{"endpoint": "/v1/chat/completions", "input_file_id": '
+                                  b'"file-../../gateway.yaml"}',
+                                  b'{"model": {"$ne": 1}}', b'{"a":' * 2000 + b"1" + b"}" * 2000])
+@pytest.mark.parametrize("path", ["/v1/batches", "/v1/fine_tuning/jobs", "/v1/responses"])
+def test_bad_json_bodies_are_4xx(gw, path, body):
+    answer = gw.post(path, content=body, headers={**auth("alice"),
+                                                  "content-type": "application/json"})
+    assert 400 <= answer.status_code < 500, answer.text[:300]
+    assert "error" in answer.json()
+
+
+def test_files_are_never_written_outside_the_data_dir(gw, tmp_path):
+    """After all of the above kinds of requests, the data directory holds the gateway's own
+    names only (a filename is metadata, never a path)."""
+    for name in ("../../outside.txt", "/tmp/abs.txt", "a\x00b", "..\\x"):
+        made = gw.post("/v1/files", headers=auth("alice"), data={"purpose": "user_data"},
+                       files={"file": (name, b"data")})
+        assert made.status_code == 200, made.text
+        assert "/" not in made.json()["filename"]
+    assert_contained(tmp_path)
+    assert not os.path.exists(tmp_path / "outside.txt")

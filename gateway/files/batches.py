@@ -40,7 +40,6 @@ from ..units import seconds
 from .api import answers_errors, bounded_body, json_response, listing, owner_of, page
 from .jsonl import BATCH_URLS
 from .native_batches import NativeBatches, native_provider, native_target
-from .native_batches import mapped as native_values
 from .store import FileStore, Owner, not_found
 
 log = get_logger("gateway.batches")
@@ -167,13 +166,13 @@ class BatchEndpoints:
         if key is not None and not all(key.allows(m) for m in models):
             return {}  # run here: each line the key may not send is refused with 403
         found = native_target(self.runner.routes, models)
-        if found is None:
+        if found is None or not self.runner.native.takes(found[0], endpoint):
             return {}
         provider, targets = found
         batch = await self.runner.native.submit(provider, targets, record, endpoint, window,
                                                 metadata)
         log.info("batch_native", provider=provider.name, provider_batch=batch["id"])
-        values = native_values(batch)
+        values = self.runner.native.mapped(provider, batch)
         return {**values, "provider": provider.name, "provider_batch_id": batch["id"]}
 
     async def list(self, request: Request) -> Response:
@@ -207,6 +206,15 @@ class BatchEndpoints:
         if row is None:
             raise not_found("Batch", batch_id, "batch_id")
         return row
+
+
+def _native_values(conn: Any, batch_id: str, values: dict[str, Any]) -> None:
+    """A provider batch's state into its row, except a cancel the client asked while the
+    provider was being asked: the row stays cancelling (passed on at the next poll)."""
+    row = files_db.get_batch(conn, batch_id)
+    if row is not None and row["status"] == "cancelling" and values["status"] not in FINISHED:
+        values = {k: v for k, v in values.items() if k != "status"}
+    files_db.update_batch(conn, batch_id, **values)
 
 
 def _runner_id() -> str:
@@ -338,7 +346,8 @@ class BatchRunner:
                 except GatewayError as err:  # the provider is down: ask again later
                     log.warning("batch_native_poll_failed", batch=batch_id, error=err.message)
                 else:
-                    await self._update(batch_id, **values)
+                    await self.store.writer.run(functools.partial(
+                        _native_values, batch_id=batch_id, values=values))
                     if values["status"] in FINISHED:
                         log.info("batch_finished", batch=batch_id, status=values["status"],
                                  provider=provider.name)

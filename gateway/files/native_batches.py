@@ -1,24 +1,24 @@
 """Provider-native batches: a batch whose lines all go to a provider configured with
-``batch: native`` (OpenAI's Batch API) is handed to that provider whole instead of being run
-line by line by the gateway (docs/files.md#provider-native-batches).
+``batch: native`` is handed to that provider's own batch API whole instead of being run line
+by line by the gateway (docs/files.md#provider-native-batches).
 
 - ``native_target(routes, models)``: which provider, if any, takes a batch whose lines name
   these routes: every route's first target (config order) with a ``batch: native`` provider,
   all of them the same provider. Each line's ``body.model`` (a route) becomes that target's
   model.
-- ``NativeBatches.submit``: the gateway's input file, lines rewritten, streamed to the
-  provider's ``/files`` (purpose ``batch``), then ``POST /batches``; the provider's batch.
-- ``refresh`` / ``cancel``: the provider's batch now; ``mapped`` turns it into the fields of
-  the gateway's batch row (status, request counts, timestamps, errors).
+- ``NativeBatches``: the adapter of each provider type (``NativeBatchAPI``, native_base.py):
+  ``OpenAIBatches`` here (openai, openai-compatible: /files + /batches) and
+  ``AnthropicBatches`` (native_anthropic.py: Message Batches); ``submit`` / ``refresh`` /
+  ``cancel`` / ``mapped`` / ``collect`` go to the provider's adapter.
 - ``step``: one poll of the provider batch a gateway batch follows (cancelling it there when
   the client cancelled): the values to write into the gateway's batch row.
-- ``collect``: the provider's output and error files copied into the gateway's files (purpose
-  ``batch_output``, owned by the batch's owner), streamed; their gateway ids.
 """
 
 from __future__ import annotations
 
 from typing import Any, AsyncIterator, Mapping
+
+import time
 
 import orjson
 
@@ -27,16 +27,15 @@ from ..graph.graph import Route
 from ..graph.nodes import TargetNode
 from ..providers.base import Provider
 from ..types import walk
+from .native_anthropic import AnthropicBatches
+from .native_base import ENDED, STATUSES, BatchFailed, NativeBatchAPI
 from .provider_api import call, stream, upload
 from .store import FileStore, Owner
 
 NATIVE = "native"
-# The fields of OpenAI's batch object that the gateway's batch row keeps.
-ENDED = frozenset({"completed", "failed", "expired", "cancelled"})
+# The timestamps of OpenAI's batch object that the gateway's batch row keeps.
 TIMES = ("in_progress_at", "finalizing_at", "completed_at", "failed_at", "expired_at",
          "cancelling_at", "cancelled_at", "expires_at")
-STATUSES = frozenset({"validating", "in_progress", "finalizing", "completed", "failed",
-                      "expired", "cancelling", "cancelled"})
 
 
 def native_target(routes: Mapping[str, Route],
@@ -71,9 +70,9 @@ def native_provider(routes: Mapping[str, Route], name: str) -> Provider | None:
     return None
 
 
-class NativeBatches:
-    def __init__(self, store: FileStore):
-        self.store = store
+class OpenAIBatches(NativeBatchAPI):
+    """OpenAI's Batch API: the input uploaded to ``/files`` (purpose ``batch``), ``POST
+    /batches``; the output and error files copied back as they are."""
 
     async def submit(self, provider: Provider, models: Mapping[str, str],
                      record: Mapping[str, Any], endpoint: str, completion_window: str,
@@ -97,8 +96,11 @@ class NativeBatches:
     async def cancel(self, provider: Provider, batch_id: str) -> dict[str, Any]:
         return await call(provider, "POST", f"/batches/{batch_id}/cancel")
 
-    async def collect(self, provider: Provider, batch: Mapping[str, Any],
-                      owner: Owner) -> dict[str, str | None]:
+    def mapped(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        return mapped(batch)
+
+    async def collect(self, provider: Provider, batch: Mapping[str, Any], owner: Owner,
+                      record: Mapping[str, Any] | None = None) -> dict[str, str | None]:
         """The provider's output and error files as gateway files of ``owner``:
         ``{"output_file_id": ..., "error_file_id": ...}`` (None where the provider has none)."""
         ids: dict[str, str | None] = {}
@@ -117,6 +119,56 @@ class NativeBatches:
                 raise
         return ids
 
+    async def _rewritten(self, record: Mapping[str, Any],
+                         models: Mapping[str, str]) -> AsyncIterator[bytes]:
+        async for _, line in self.store.lines(record):
+            data = orjson.loads(line)
+            body = data.get("body") if isinstance(data, dict) else None
+            if isinstance(body, dict) and body.get("model") in models:
+                data = {**data, "body": {**body, "model": models[body["model"]]}}
+            yield orjson.dumps(data) + b"\n"
+
+
+class NativeBatches:
+    """The batch API adapter of each provider type that has one."""
+
+    def __init__(self, store: FileStore):
+        self.store = store
+        openai = OpenAIBatches(store)
+        self.apis: dict[str, NativeBatchAPI] = {
+            "openai": openai, "openai-compatible": openai, "anthropic": AnthropicBatches(store)}
+
+    def api(self, provider: Provider) -> NativeBatchAPI:
+        found = self.apis.get(provider.spec.type)
+        if found is None:
+            raise GatewayError(400, f"provider '{provider.name}' ({provider.spec.type}) has no "
+                               "batch API the gateway can use", code="native_batch_unsupported")
+        return found
+
+    def takes(self, provider: Provider, endpoint: str) -> bool:
+        """Whether ``provider``'s batch API runs batches of ``endpoint``."""
+        found = self.apis.get(provider.spec.type)
+        return found is not None and endpoint in found.endpoints
+
+    async def submit(self, provider: Provider, models: Mapping[str, str],
+                     record: Mapping[str, Any], endpoint: str, completion_window: str,
+                     metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return await self.api(provider).submit(provider, models, record, endpoint,
+                                               completion_window, metadata)
+
+    async def refresh(self, provider: Provider, batch_id: str) -> dict[str, Any]:
+        return await self.api(provider).refresh(provider, batch_id)
+
+    async def cancel(self, provider: Provider, batch_id: str) -> dict[str, Any]:
+        return await self.api(provider).cancel(provider, batch_id)
+
+    def mapped(self, provider: Provider, batch: Mapping[str, Any]) -> dict[str, Any]:
+        return self.api(provider).mapped(batch)
+
+    async def collect(self, provider: Provider, batch: Mapping[str, Any], owner: Owner,
+                      record: Mapping[str, Any] | None = None) -> dict[str, str | None]:
+        return await self.api(provider).collect(provider, batch, owner, record)
+
     async def step(self, provider: Provider, row: Mapping[str, Any],
                    owner: Owner) -> dict[str, Any]:
         """One look at a provider batch that a gateway batch row (``provider_batch_id``)
@@ -128,19 +180,18 @@ class NativeBatches:
             batch = await self.cancel(provider, batch_id)
         else:
             batch = await self.refresh(provider, batch_id)
-        values = mapped(batch)
+        values = self.mapped(provider, batch)
         if values["status"] in ENDED:
-            values.update(await self.collect(provider, batch, owner))
+            record = None
+            if row.get("input_file_id"):
+                record = await self.store.get(row["input_file_id"], owner)
+            try:
+                values.update(await self.collect(provider, batch, owner, record))
+            except BatchFailed as err:
+                error = {"code": err.code, "message": err.message, "param": None, "line": None}
+                values.update(status="failed", failed_at=int(time.time()),
+                              errors=orjson.dumps({"object": "list", "data": [error]}).decode())
         return values
-
-    async def _rewritten(self, record: Mapping[str, Any],
-                         models: Mapping[str, str]) -> AsyncIterator[bytes]:
-        async for _, line in self.store.lines(record):
-            data = orjson.loads(line)
-            body = data.get("body") if isinstance(data, dict) else None
-            if isinstance(body, dict) and body.get("model") in models:
-                data = {**data, "body": {**body, "model": models[body["model"]]}}
-            yield orjson.dumps(data) + b"\n"
 
 
 def mapped(batch: Mapping[str, Any]) -> dict[str, Any]:

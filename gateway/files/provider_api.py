@@ -5,7 +5,8 @@ the provider's status and message, its credentials scrubbed."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Mapping
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -17,10 +18,16 @@ MAX_ERROR = 64 * 1024
 TIMEOUT = aiohttp.ClientTimeout(total=300, sock_connect=10)
 
 
-async def call(provider: Provider, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-    """One call to the provider's own API with its credentials; its JSON answer, or
-    GatewayError (the provider's status and message, with its credentials scrubbed)."""
-    headers = dict(provider.passthrough_headers() or {})
+class ForeignHost(GatewayError):
+    """A URL a provider gave that is not on its configured host: its credentials are not
+    sent there."""
+
+
+async def call(provider: Provider, method: str, path: str, *,
+               headers: Mapping[str, str] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """One call to the provider's own API with its credentials (and ``headers``); its JSON
+    answer, or GatewayError (the provider's status and message, its credentials scrubbed)."""
+    headers = {**(provider.passthrough_headers() or {}), **(headers or {})}
     url = provider.spec.base_url.rstrip("/") + path
     session = provider.clients.session(provider.pool_key())
     name = provider.name
@@ -67,9 +74,36 @@ def _scrub(provider: Provider, text: str) -> str:
     return text
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def on_provider_host(provider: Provider, url: str) -> bool:
+    """Whether ``url`` has the scheme, host and port of the provider's ``base_url``."""
+    return _origin(url) == _origin(provider.spec.base_url) and bool(_origin(url)[1])
+
+
 async def stream(provider: Provider, path: str) -> AsyncIterator[bytes]:
     """The body of a GET to the provider's API, as it arrives (a file's content)."""
-    url = provider.spec.base_url.rstrip("/") + path
+    async for chunk in stream_url(provider, provider.spec.base_url.rstrip("/") + path):
+        yield chunk
+
+
+async def stream_url(provider: Provider, url: str) -> AsyncIterator[bytes]:
+    """The body of a GET of ``url`` with the provider's credentials, as it arrives; a URL
+    not on the provider's configured host raises ForeignHost before anything is sent."""
+    if not on_provider_host(provider, url):
+        raise ForeignHost(502, f"provider '{provider.name}' pointed the gateway to "
+                          f"{_origin(url)[1] or 'a URL without a host'}, which is not the host "
+                          f"of its base_url: its credentials are not sent there",
+                          type="server_error", code="foreign_host")
+    path = urlsplit(url).path
     session = provider.clients.session(provider.pool_key())
     try:
         async with session.get(url, headers=dict(provider.passthrough_headers() or {}),

@@ -265,6 +265,8 @@ async def run(args: argparse.Namespace, url: str, workdir: Path) -> dict:
     if profiler:
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats(args.sort).print_stats(args.lines)
+        if args.profile_out:
+            profiler.dump_stats(args.profile_out)
         print(out.getvalue())
     n = max(args.requests, 1)
     return {"config": args.config, "stream": args.stream, "requests": args.requests,
@@ -367,6 +369,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the measured requests")
     parser.add_argument("--sort", default="tottime")
+    parser.add_argument("--profile-out", help="with --profile: also write the raw stats here "
+                        "(pstats; for comparing two configs function by function)")
     parser.add_argument("--lines", type=int, default=40)
     parser.add_argument("--callgrind", action="store_true",
                         help="count instructions per request under valgrind's callgrind")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import sys
+from typing import Any
 
 import orjson
 import structlog
+from structlog._config import _CONFIG
 
 SECRET_KEYS = frozenset(
     {"api_key", "authorization", "admin_token", "x-api-key", "password", "secret", "token",
@@ -34,24 +37,69 @@ def configure(level: str = "info", json: bool | None = None, *, final: bool = Tr
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _scrub,
     ]
+    global _FAST
+    renderer = None
     if json:
-        processors += [
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(serializer=orjson.dumps),
-        ]
+        renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
+        processors += [structlog.processors.format_exc_info, renderer]
         factory: structlog.BytesLoggerFactory | structlog.PrintLoggerFactory
         factory = structlog.BytesLoggerFactory(sys.stderr.buffer)
     else:
         processors.append(structlog.dev.ConsoleRenderer(colors=False))
         factory = structlog.PrintLoggerFactory(sys.stderr)
+    threshold = getattr(logging, level.upper(), logging.INFO)
+    wrapper = structlog.make_filtering_bound_logger(threshold)
     structlog.configure(
         processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(
-            getattr(logging, level.upper(), logging.INFO)
-        ),
+        wrapper_class=wrapper,
         logger_factory=factory,
         cache_logger_on_first_use=final,
     )
+    _FAST = (_FastInfo(processors, factory, wrapper, renderer, threshold <= logging.INFO)
+             if renderer is not None else None)
+
+
+class _FastInfo:
+    """configure()'s JSON set-up, run without structlog's machinery: what ``info_line`` writes
+    while that set-up is still structlog's (a test's capture_logs, or any later configure
+    that is not ours, sends every event through structlog again)."""
+
+    __slots__ = ("processors", "factory", "wrapper", "renderer", "enabled", "out")
+
+    def __init__(self, processors: list, factory: Any, wrapper: Any, renderer: Any,
+                 enabled: bool):
+        self.processors = list(processors)  # a copy: capture_logs changes the list in place
+        self.factory, self.wrapper, self.renderer, self.enabled = factory, wrapper, renderer, enabled
+        self.out = factory()  # a BytesLogger: the same file, and the same lock, as structlog's
+
+    def current(self) -> bool:
+        return (_CONFIG.logger_factory is self.factory
+                and _CONFIG.default_wrapper_class is self.wrapper
+                and _CONFIG.default_processors == self.processors)
+
+
+_FAST: _FastInfo | None = None
+_UTC = datetime.timezone.utc
+_now = datetime.datetime.now
+
+
+def info_line(logger: Any, event: str, fields: dict[str, Any]) -> None:
+    """``logger.info(event, **fields)`` for a logger of get_logger() without bound values; the
+    same line, but when configure()'s JSON set-up is in force it is built here in one step
+    rather than by structlog's chain of processors (a third of the cost of the access log's
+    line per request). ``fields`` is used up (it becomes the event)."""
+    fast = _FAST
+    if fast is None or "exc_info" in fields or not fast.current():
+        logger.info(event, **fields)
+        return
+    if not fast.enabled:
+        return
+    # What add_log_level, TimeStamper(fmt="iso", utc=True), _scrub and JSONRenderer do.
+    fields["event"] = event
+    fields["level"] = "info"
+    fields["timestamp"] = _now(tz=_UTC).isoformat().replace("+00:00", "Z")
+    _scrub(None, None, fields)
+    fast.out.msg(fast.renderer(None, "info", fields))
 
 
 def get_logger(name: str = "gateway"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from ..graph.context import RequestContext
-from ..logs import get_logger
+from ..logs import get_logger, info_line
 
 log = get_logger("gateway.request")
 
@@ -16,21 +16,25 @@ def log_request(ctx: RequestContext | None, endpoint: str, request_id: str, stat
     ``outcome`` says how a stream ended when it did not end normally: "interrupted" (the
     upstream or a plugin failed after the first byte) or "client_disconnected"."""
     if ctx is None:
-        log.info("request", request_id=request_id, endpoint=endpoint, status=status, error=error,
-                 **({"outcome": outcome} if outcome else {}))
+        fields = {"request_id": request_id, "endpoint": endpoint, "status": status, "error": error}
+        if outcome:
+            fields["outcome"] = outcome
+        info_line(log, "request", fields)
         return
-    log.info(
-        "request",
-        request_id=request_id,
-        endpoint=endpoint,
-        route=ctx.route,
-        target=target,
-        status=status,
-        attempts=len(ctx.attempts),
-        stream=ctx.stream,
-        key=ctx.key_name,
-        latency_ms=round((time.monotonic() - ctx.started) * 1000, 2),
-        error=error,
-        **({"outcome": outcome} if outcome else {}),
-        **({"stream_recovered": ctx.stream_recoveries + 1} if ctx.stream_recoveries else {}),
-    )
+    fields = {
+        "request_id": request_id,
+        "endpoint": endpoint,
+        "route": ctx.route,
+        "target": target,
+        "status": status,
+        "attempts": len(ctx.attempts),
+        "stream": ctx.stream,
+        "key": ctx.key_name,
+        "latency_ms": round((time.monotonic() - ctx.started) * 1000, 2),
+        "error": error,
+    }
+    if outcome:
+        fields["outcome"] = outcome
+    if ctx.stream_recoveries:
+        fields["stream_recovered"] = ctx.stream_recoveries + 1
+    info_line(log, "request", fields)

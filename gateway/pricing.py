@@ -35,6 +35,11 @@ class Price:
         return ((prompt - cached) * self.input + cached * cached_rate
                 + completion * self.output) / 1_000_000
 
+    def cost_of(self, prompt: int, completion: int) -> float:
+        """``cost({"prompt_tokens": prompt, "completion_tokens": completion})``, the same float
+        (no cached tokens), without building the usage object (limits' estimate per request)."""
+        return (prompt * self.input + completion * self.output) / 1_000_000
+
 
 FREE = Price(0.0, 0.0, 0.0)
 

@@ -28,7 +28,7 @@ from ..pricing import Price
 from ..providers.base import UpstreamResponse
 from ..providers.anthropic_response import usage as anthropic_usage
 from ..request_stats import STATS
-from ..state.counters import Limit, Verdict
+from ..state.counters import Limit, MemoryCounters, Verdict
 from ..store.tasks import spawn
 from .limits_rules import (
     Budget,
@@ -39,6 +39,7 @@ from .limits_rules import (
     estimate_prompt_tokens,
     limits_of,
     period_end,
+    period_span,
     target_prices,
 )
 from .state_backend import counters_for
@@ -80,6 +81,13 @@ class Limits:
             for name, targets in context.targets.items()
         }
         self._key_rules: dict[tuple[str, int], tuple[tuple[Limit, ...], Budget | None]] = {}
+        # Each budget's counter of the period running now, until that period ends:
+        # id(budget) -> (budget, start, end, limit).
+        self._periods: dict[int, tuple[Budget, float, float, Limit]] = {}
+        # In-process counters answer at once: called directly, not through a coroutine.
+        kind = type(self.counters)
+        self.direct = (issubclass(kind, MemoryCounters) and kind.reserve is MemoryCounters.reserve
+                       and kind.adjust is MemoryCounters.adjust)
         # Whether anything but a key's own settings can limit a request: else the common
         # request without a limited key costs one check here.
         self.static_rules = bool(self.global_limits or any(self.route_limits.values()) or self.teams)
@@ -100,11 +108,16 @@ class Limits:
         prompt = estimate_prompt_tokens(ctx.body)
         completion = estimate_completion_tokens(ctx.body, ctx.endpoint)
         price = self.route_price.get(ctx.route)
-        usd = price.cost({"prompt_tokens": prompt, "completion_tokens": completion}) if price else 0.0
-        items = [(limit, _amount(limit, prompt + completion, usd)) for limit in limits]
-        budget_limits = [(b, b.limit(now)) for b in budgets]
+        usd = price.cost_of(prompt, completion) if price else 0.0
+        tokens = prompt + completion
+        items = [(limit, tokens if limit.kind == "tokens" else usd if limit.kind == "usd" else 1.0)
+                 for limit in limits]
+        budget_limits = [(b, self._period_limit(b, now)) for b in budgets]
         items += [(limit, usd) for b, limit in budget_limits if b.block]
-        verdict = await self.counters.reserve(items, now)
+        if self.direct:
+            verdict = self.counters.reserve_now(items, now)  # type: ignore[attr-defined]
+        else:
+            verdict = await self.counters.reserve(items, now)
         if not verdict.allowed:
             raise self._refusal(verdict, budget_limits, now, ctx.route)
         ctx.keep_state(Reservation(items, prompt + completion, usd, budget_limits, verdict,
@@ -126,6 +139,16 @@ class Limits:
             if team_budget:
                 budgets.append(team_budget)
         return limits, budgets
+
+    def _period_limit(self, budget: Budget, now: float) -> Limit:
+        """``budget.limit(now)``, made once per period."""
+        found = self._periods.get(id(budget))
+        if found is not None and found[0] is budget and found[1] <= now < found[2]:
+            return found[3]
+        start, end = period_span(budget.period, now)
+        limit = budget.limit(now)
+        self._periods[id(budget)] = (budget, start, end, limit)
+        return limit
 
     def _key(self, key: Any) -> tuple[tuple[Limit, ...], Budget | None]:
         cache_key = (key.name, id(key))
@@ -179,7 +202,9 @@ class Limits:
             if isinstance(data, dict):
                 usage = estimate_answer_usage(ctx.body, data, ctx.endpoint)
                 estimated = usage is not None
-        await self._settle(ctx, reservation, response.target, usage, estimated)
+        if not reservation.settled:
+            await self._apply(ctx, reservation, self._measure(ctx, reservation, response.target,
+                                                              usage, estimated))
         return response
 
     def on_chunk(self, ctx: RequestContext, chunk: bytes) -> bytes:
@@ -212,12 +237,6 @@ class Limits:
             if refund:
                 await self.counters.adjust(refund, time.time())
 
-    async def _settle(self, ctx: RequestContext, reservation: Reservation, target: str,
-                      usage: dict | None, estimated: bool = False) -> None:
-        if not reservation.settled:
-            await self._apply(ctx, reservation, self._measure(ctx, reservation, target, usage,
-                                                              estimated))
-
     def _measure(self, ctx: RequestContext, reservation: Reservation, target: str,
                  usage: dict | None, estimated: bool) -> tuple[str, dict, Usage]:
         """What the request used and cost, kept in ``ctx.usage`` at once (a stream's record is
@@ -243,25 +262,30 @@ class Limits:
         tokens, usd = float(used.tokens_in + used.tokens_out), used.cost_usd
         adjust = []
         for limit, amount in reservation.items:
-            if limit.kind == "tokens":
+            kind = limit.kind
+            if kind == "tokens":
                 adjust.append((limit, tokens - amount))
-            elif limit.kind == "usd":
+            elif kind == "usd":
                 adjust.append((limit, usd - amount))
-            elif limit.kind == "parallel":
+            elif kind == "parallel":
                 adjust.append((limit, -amount))
-        adjust += [(limit, usd) for budget, limit in reservation.budgets if not budget.block]
-        if usd:
-            for budget, _ in reservation.budgets:
-                STATS.child(STATS.budget_spend, budget.scope_id).inc(usd)
+        budgets = reservation.budgets
+        if budgets:
+            adjust += [(limit, usd) for budget, limit in budgets if not budget.block]
+            if usd:
+                for budget, _ in budgets:
+                    STATS.child(STATS.budget_spend, budget.scope_id).inc(usd)
         if adjust:
-            await self.counters.adjust(adjust, now)
-        for budget, limit in reservation.budgets:
-            await self._alerts(budget, limit, now)
+            if self.direct:
+                self.counters.adjust_now(adjust, now)  # type: ignore[attr-defined]
+            else:
+                await self.counters.adjust(adjust, now)
+        for budget, limit in budgets:
+            if budget.alert_at:
+                await self._alerts(budget, limit, now)
         self.recorder.record(now, ctx.key_name, ctx.route, target, usage, usd, used.estimated)
 
     async def _alerts(self, budget: Budget, limit: Limit, now: float) -> None:
-        if not budget.alert_at:
-            return
         spent = await self.counters.total(limit, now)
         for share in budget.alert_at:
             if spent >= share * budget.usd:
@@ -291,14 +315,6 @@ def responses_usage(usage: dict) -> dict:
             "total_tokens": prompt + completion, "prompt_tokens_details": {"cached_tokens": cached}}
 
 
-def _amount(limit: Limit, tokens: float, usd: float) -> float:
-    if limit.kind == "tokens":
-        return tokens
-    if limit.kind == "usd":
-        return usd
-    return 1.0
-
-
 def _dearest(prices: list[Price | None]) -> Price | None:
     known = [p for p in prices if p is not None]
     if not known:
@@ -324,16 +340,27 @@ def ask_for_stream_usage(ctx: RequestContext) -> StreamUsage | None:
 def rate_headers(verdict: Verdict) -> dict[str, str]:
     """OpenAI's x-ratelimit-{limit,remaining,reset}-{requests,tokens}, from the tightest limit
     of each kind."""
+    requests = tokens = None  # (remaining, limit): the first with the least remaining
+    for limit, remaining in verdict.remaining.items():
+        kind = limit.kind
+        if kind == "requests":
+            if requests is None or remaining < requests[0]:
+                requests = (remaining, limit)
+        elif kind == "tokens":
+            if tokens is None or remaining < tokens[0]:
+                tokens = (remaining, limit)
     headers: dict[str, str] = {}
-    for kind in ("requests", "tokens"):
-        candidates = [(rem, limit) for limit, rem in verdict.remaining.items() if limit.kind == kind]
-        if not candidates:
-            continue
-        remaining, limit = min(candidates, key=lambda c: c[0])
-        headers[f"x-ratelimit-limit-{kind}"] = f"{limit.limit:g}"
-        headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, math.floor(remaining)))
-        headers[f"x-ratelimit-reset-{kind}"] = _duration(verdict.resets.get(limit, 0.0))
+    for names, tightest in ((_REQUESTS, requests), (_TOKENS, tokens)):
+        if tightest is not None:
+            remaining, limit = tightest
+            headers[names[0]] = f"{limit.limit:g}"
+            headers[names[1]] = str(max(0, math.floor(remaining)))
+            headers[names[2]] = _duration(verdict.resets.get(limit, 0.0))
     return headers
+
+
+_REQUESTS, _TOKENS = ((f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}",
+                       f"x-ratelimit-reset-{kind}") for kind in ("requests", "tokens"))
 
 
 def _duration(seconds: float) -> str:

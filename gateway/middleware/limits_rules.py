@@ -4,6 +4,7 @@ at compile time, and estimates what a request will cost before it runs."""
 from __future__ import annotations
 
 import calendar
+import math
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -83,6 +84,21 @@ def period_id(period: str, now: float) -> str:
     if period == "monthly":
         return time.strftime("%Y-%m", t)
     return "total"
+
+
+def period_span(period: str, now: float) -> tuple[float, float]:
+    """When the period running at ``now`` began and ends (UTC): its period_id holds from the
+    start up to, not including, the end; `total` never ends."""
+    end = period_end(period, now)
+    if end is None:
+        return -math.inf, math.inf
+    t = time.gmtime(now)
+    day_start = calendar.timegm((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0))
+    if period == "daily":
+        return day_start, end
+    if period == "weekly":
+        return day_start - t.tm_wday * 86400, end
+    return calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0)), end  # monthly
 
 
 def period_end(period: str, now: float) -> float | None:

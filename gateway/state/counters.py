@@ -124,34 +124,48 @@ class MemoryCounters(Counters):
         return sliding_usage(prev, curr, now, limit.window) if limit.window else curr
 
     def reserve_now(self, items: list[tuple[Limit, float]], now: float) -> Verdict:
-        verdict = Verdict(True)
+        # One pass per limit, on the request path of every limited request: bucket_of,
+        # usage, cap and sliding_usage written out (the same arithmetic, in the same order).
+        buckets, totals, share = self.buckets, self.totals, self.share
+        remaining: dict[Limit, float] = {}
+        resets: dict[Limit, float] = {}
         for limit, amount in items:
-            prev, curr = self.usage(limit, now)
-            cap = self.cap(limit)
-            used = sliding_usage(prev, curr, now, limit.window) if limit.window else curr
+            window = limit.window
+            if window:
+                bucket = int(now // window)
+                prev = buckets.get((limit.key, bucket - 1), 0.0)
+                curr = buckets.get((limit.key, bucket), 0.0)
+                used = prev * (1.0 - (now % window) / window) + curr
+            else:
+                prev, curr = 0.0, totals.get(limit.key, 0.0)
+                used = curr
+            cap = limit.limit if limit.kind == "alert" else limit.limit / share
             if amount > 0 and used + amount > cap + 1e-9:
-                wait = (retry_after(prev, curr, amount, cap, now, limit.window)
-                        if limit.window else math.inf)
+                wait = retry_after(prev, curr, amount, cap, now, window) if window else math.inf
                 return Verdict(False, limit, wait, {limit: max(0.0, cap - used)},
                                {limit: wait})
-            verdict.remaining[limit] = max(0.0, cap - used - amount)
-            verdict.resets[limit] = (limit.window - now % limit.window) if limit.window else 0.0
+            left = cap - used - amount
+            remaining[limit] = left if left > 0.0 else 0.0
+            resets[limit] = (window - now % window) if window else 0.0
         self.adjust_now(items, now)
-        return verdict
+        return Verdict(True, None, 0.0, remaining, resets)
 
     async def adjust(self, items: list[tuple[Limit, float]], now: float) -> None:
         self.adjust_now(items, now)
 
     def adjust_now(self, items: list[tuple[Limit, float]], now: float) -> None:
+        buckets, totals = self.buckets, self.totals
         for limit, amount in items:
             if not amount:
                 continue
-            if limit.window:
-                slot = (limit.key, bucket_of(now, limit.window))
-                self.buckets[slot] = self.buckets.get(slot, 0.0) + amount
+            window = limit.window
+            if window:
+                slot = (limit.key, int(now // window))
+                buckets[slot] = buckets.get(slot, 0.0) + amount
             else:
-                self.totals[limit.key] = max(0.0, self.totals.get(limit.key, 0.0) + amount)
-        if len(self.buckets) > 4096:
+                value = totals.get(limit.key, 0.0) + amount
+                totals[limit.key] = value if value > 0.0 else 0.0
+        if len(buckets) > 4096:
             self._forget_old(now)
 
     def _forget_old(self, now: float) -> None:

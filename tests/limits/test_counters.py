@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import math
 
 import pytest
 
@@ -14,9 +15,10 @@ from gateway.middleware.limits_rules import (
     estimate_prompt_tokens,
     limits_of,
     period_end,
+    period_span,
     period_id,
 )
-from gateway.pricing import PriceTable
+from gateway.pricing import Price, PriceTable
 from gateway.state.counters import Limit, MemoryCounters
 
 RPM = Limit("rl:k:requests:60", 3, 60, "requests", "key 'k'")
@@ -109,6 +111,30 @@ def test_period_end():
     now = calendar.timegm((2026, 12, 31, 23, 0, 0))
     assert period_end("monthly", now) == calendar.timegm((2027, 1, 1, 0, 0, 0))
     assert period_end("total", now) is None
+
+
+@pytest.mark.parametrize("period", ["daily", "weekly", "monthly", "total"])
+def test_period_span_holds_one_period_id(period):
+    """The limits keep a budget's counter for the span of its period: every second of the span
+    has the period's id, the second before it and its end do not."""
+    for now in (calendar.timegm((2026, 12, 31, 23, 0, 0)), calendar.timegm((2026, 3, 1, 0, 0, 0)),
+                calendar.timegm((2026, 11, 30, 12, 30, 5)) + 0.25):
+        start, end = period_span(period, now)
+        assert start <= now < end
+        if period == "total":
+            assert (start, end) == (-math.inf, math.inf)
+            continue
+        assert period_id(period, start) == period_id(period, end - 0.001) == period_id(period, now)
+        assert period_id(period, start - 0.001) != period_id(period, now) != period_id(period, end)
+        assert end == period_end(period, now)
+
+
+def test_cost_of_is_cost():
+    """Price.cost_of (the estimate before a call) is the float cost() gives for the same usage."""
+    for price in (Price(0.15, 0.6), Price(3.0, 15.0, 0.3), Price(0.1, 0.1)):
+        for prompt, completion in ((0, 0), (7, 1024), (123456, 789), (1, 3)):
+            usage = {"prompt_tokens": prompt, "completion_tokens": completion}
+            assert price.cost_of(prompt, completion) == price.cost(usage)
 
 
 def test_budget_alert_thresholds():

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import json
+import time
+import types
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -125,6 +128,24 @@ def test_budget_blocks_and_alerts_once_per_threshold(gateway_app):
     usage = usage_rows(gw, "key=research&period=all", lambda rows: rows)
     spent = sum(row["cost_usd"] for row in usage)
     assert 0.025 <= spent <= 0.05 + 0.011  # never more than one request past the budget
+
+
+def test_a_spent_budget_opens_again_with_the_next_period(gateway_app, monkeypatch):
+    """The limits keep a budget's counter for the period running; on the first of the next
+    month (UTC) the key spends from a new one."""
+    import gateway.middleware.limits as limits_module
+
+    clock = [calendar.timegm((2026, 11, 30, 23, 59, 0))]
+    monkeypatch.setattr(limits_module, "time", types.SimpleNamespace(
+        time=lambda: clock[0], gmtime=time.gmtime, strftime=time.strftime))
+    text = CONFIG.replace("requests_per_minute: 5, max_parallel_requests: 2", "requests_per_minute: 1000")
+    gw = gateway_app(text)
+    statuses = [post(gw, "priced", max_tokens=5).status_code for _ in range(30)]
+    assert statuses[-1] == 429 and statuses.count(200) >= 3
+    clock[0] += 59.5  # still November
+    assert post(gw, "priced", max_tokens=5).json()["error"]["code"] == "budget_exceeded"
+    clock[0] += 1  # 2026-12-01 00:00:00.5
+    assert post(gw, "priced", max_tokens=5).status_code == 200
 
 
 def test_concurrent_requests_cannot_overspend(gateway_app):

@@ -72,7 +72,8 @@ from .source import Path, SourceMap, format_path
 from .suggest import did_you_mean
 
 CACHE_TTL = (60.0, 90 * 86400.0)  # seconds: the shortest and longest cache ttl
-NATIVE_BATCH_TYPES = ("openai", "openai-compatible")  # providers with OpenAI's Batch API
+# Provider types whose own batch API the gateway can use (gateway/files/native_batches.py).
+NATIVE_BATCH_TYPES = ("openai", "openai-compatible", "anthropic")
 MAX_BATCH_WAIT = 1.0  # seconds: the longest a route's batch.max_wait may hold a request
 
 T = TypeVar("T")
@@ -305,7 +306,8 @@ class _Compiler:
                            "remove passthrough: true")
             if spec.get("batch") == "native" and kind not in NATIVE_BATCH_TYPES:
                 self.error(path + ("batch",), f"provider '{name}' ({kind}) has no batch API the "
-                           "gateway can use: batch: native needs type openai or openai-compatible",
+                           "gateway can use: batch: native needs type openai, "
+                           "openai-compatible or anthropic",
                            "remove it: the gateway runs its batches line by line")
 
     # -- routes and nodes ------------------------------------------------------------------

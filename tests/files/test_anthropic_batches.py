@@ -8,7 +8,6 @@ results_url off the provider's host never sent the key."""
 from __future__ import annotations
 
 import json
-import time
 
 import openai
 import pytest
@@ -17,6 +16,7 @@ from gateway.files import native_anthropic
 from gateway.files.native_anthropic import AnthropicBatches
 
 from ..fake_message_batches import KEY, VERSION, FakeMessageBatches
+from .test_native_batches import wait_for
 
 CONFIG = """
 version: 1
@@ -43,16 +43,6 @@ def line(custom_id: str, **extra) -> bytes:
             **extra}
     return json.dumps({"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions",
                        "body": body}).encode() + b"\n"
-
-
-def wait_for(check, what: str, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def start(gateway_app, tmp_path, fake):

@@ -114,8 +114,8 @@ async def jsonl_lines(chunks: AsyncIterator[bytes],
         for line in lines:
             if line.strip():
                 yield line
-        if len(held) > limit:
-            raise GatewayError(502, f"a line of the provider's results is over {limit} bytes",
-                               type="server_error", code="bad_upstream")
+        if len(held) > limit:  # asking again would give the same line
+            raise BatchFailed(502, f"a line of the provider's results is over {limit} bytes",
+                              type="server_error", code="bad_upstream")
     if held.strip():
         yield held

@@ -195,3 +195,18 @@ def test_every_type_the_config_allows_has_an_adapter(tmp_path):
     from gateway.files.native_batches import NativeBatches
 
     assert set(NativeBatches(None).apis) == set(NATIVE_BATCH_TYPES)  # type: ignore[arg-type]
+
+
+async def test_results_are_read_line_by_line():
+    """Lines split across chunks come whole, blank ones skipped, the last without a newline
+    kept; a line over the limit fails the batch (asking again would not help)."""
+    from gateway.files.native_base import BatchFailed, jsonl_lines
+
+    async def chunks(*parts: bytes):
+        for part in parts:
+            yield part
+
+    got = [x async for x in jsonl_lines(chunks(b'{"a":', b'1}\n\n{"b"', b":2}\n", b"{}"))]
+    assert got == [b'{"a":1}', b'{"b":2}', b"{}"]
+    with pytest.raises(BatchFailed):
+        [x async for x in jsonl_lines(chunks(b"x" * 50, b"y" * 50), limit=64)]

@@ -14,6 +14,10 @@ from typing import Any, Mapping
 
 from ruamel.yaml import YAML
 
+# Provider Batch APIs (OpenAI's Batch API, Anthropic's Message Batches) bill a batch's requests
+# at half the live price: the usage of a provider-native batch is costed at this share of the
+# target's price (docs/files.md#usage-limits-and-budgets).
+BATCH_PRICE = 0.5
 FREE_TYPES = frozenset({"mock", "ollama", "vllm", "llamacpp", "lmstudio"})
 ALIASES = {"azure-openai": "openai"}
 

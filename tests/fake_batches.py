@@ -1,7 +1,9 @@
 """A fake of OpenAI's Batch API on a loopback port: POST /v1/files (multipart), GET
-/v1/files/{id}/content, POST /v1/batches, GET /v1/batches/{id}, POST /v1/batches/{id}/cancel.
-``finish(batch_id)`` completes a batch as OpenAI would: an output file with one answer per line
-and an error file for lines whose custom_id starts with "fail"."""
+/v1/files/{id}/content, DELETE /v1/files/{id}, POST /v1/batches, GET /v1/batches/{id}, POST
+/v1/batches/{id}/cancel. ``finish(batch_id)`` completes a batch as OpenAI would: an output file
+with one answer per line (usage: USAGE) and an error file for lines whose custom_id starts
+with "fail". ``deleted`` lists the files deleted (in order); ``fail_deletes`` refuses that many
+DELETEs first (500), ``gone`` keeps what was deleted; ``refuse_batches`` makes POST /v1/batches answer 400."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from aiohttp import web
 from .background_app import BackgroundApp
 
 KEY = "sk-upstream-batch-secret"
+USAGE = {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150}
 
 
 class FakeBatchAPI(BackgroundApp):
@@ -23,10 +26,15 @@ class FakeBatchAPI(BackgroundApp):
         self.files: dict[str, dict[str, Any]] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(1)
+        self.deleted: list[str] = []
+        self.gone: dict[str, dict[str, Any]] = {}  # the deleted files
+        self.fail_deletes = 0
+        self.refuse_batches = False
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/files", self._upload)
         app.router.add_get("/v1/files/{id}/content", self._content)
+        app.router.add_delete("/v1/files/{id}", self._delete)
         app.router.add_post("/v1/batches", self._create)
         app.router.add_get("/v1/batches/{id}", self._retrieve)
         app.router.add_post("/v1/batches/{id}/cancel", self._cancel)
@@ -48,6 +56,7 @@ class FakeBatchAPI(BackgroundApp):
             out.append({"id": f"batch_req_{n}", "custom_id": line["custom_id"], "error": None,
                         "response": {"status_code": 200, "request_id": f"req_{n}", "body": {
                             "object": "chat.completion", "model": line["body"]["model"],
+                            "usage": USAGE,
                             "choices": [{"index": 0, "finish_reason": "stop", "message": {
                                 "role": "assistant", "content": f"answer {n}"}}]}}})
         for name, rows in (("output_file_id", out), ("error_file_id", err)):
@@ -77,9 +86,25 @@ class FakeBatchAPI(BackgroundApp):
             return web.json_response({"error": {"message": "no such file"}}, status=404)
         return web.Response(body=found["content"], content_type="application/octet-stream")
 
+    async def _delete(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"error": {"message": "bad key"}}, status=401)
+        if self.fail_deletes > 0:
+            self.fail_deletes -= 1
+            return web.json_response({"error": {"message": "try later"}}, status=500)
+        file_id = request.match_info["id"]
+        found = self.files.pop(file_id, None)
+        if found is None:
+            return web.json_response({"error": {"message": "no such file"}}, status=404)
+        self.gone[file_id] = found
+        self.deleted.append(file_id)
+        return web.json_response({"object": "file", "id": file_id, "deleted": True})
+
     async def _create(self, request: web.Request) -> web.Response:
         if not self._authorised(request):
             return web.json_response({"error": {"message": "bad key"}}, status=401)
+        if self.refuse_batches:
+            return web.json_response({"error": {"message": "batches are off"}}, status=400)
         body = await request.json()
         if body.get("input_file_id") not in self.files:
             return web.json_response({"error": {"message": "no such file"}}, status=400)

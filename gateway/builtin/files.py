@@ -13,6 +13,7 @@ from ..files.api import FilesEndpoints
 from ..files.batches import BatchEndpoints, BatchRunner, BatchSettings
 from ..files.store import FileStore
 from ..hookspecs import PluginContext
+from ..middleware.limits import Limits
 from ..units import size_bytes
 from . import files_cli
 
@@ -33,6 +34,9 @@ def batch_runner(context: PluginContext) -> BatchRunner:
     runner = context.state.acquire(("batches", path), lambda: BatchRunner(store))
     runner.configure(BatchSettings.of(settings(context, "batches")))
     runner.routes = context.routes
+    # Provider-native batches are counted by the built-in limits: the same prices, usage
+    # rows, budgets and USD limits as requests (docs/files.md#usage-limits-and-budgets).
+    runner.accounting = Limits(context)
     return runner
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 import os
 import secrets
 import socket
@@ -34,10 +35,14 @@ from ..frontdoors.routes import internal_request
 from ..graph.graph import KeySpec
 from ..graph.graph import Route as GraphRoute
 from ..hookspecs import KEY_SCOPE, Dispatch
+from ..providers.base import Provider
 from ..logs import get_logger
+from ..middleware.limits_rules import estimate_completion_tokens, estimate_prompt_tokens
 from ..store import files_db
+from ..store.tasks import Supervisor
 from ..units import seconds
 from .api import answers_errors, bounded_body, json_response, listing, owner_of, page
+from .batch_usage import SpendAccounting, UsageTap
 from .jsonl import BATCH_URLS
 from .native_batches import NativeBatches, native_provider, native_target
 from .store import FileStore, Owner, not_found
@@ -52,6 +57,7 @@ MAX_BACKOFF = 30.0
 ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/embeddings": "embeddings",
              "/v1/completions": "completions"}
 FINISHED = ("completed", "failed", "expired", "cancelled")
+SWEEP_EVERY = 3600.0  # seconds between sweeps of interrupted uploads (and one at start-up)
 
 
 @dataclass
@@ -59,11 +65,13 @@ class BatchSettings:
     concurrency: int = 8
     max_attempts: int = 3
     native_poll: float = 30.0  # seconds between looks at a provider-native batch
+    keep_provider_files: bool = False  # leave a native batch's files at the provider
 
     @classmethod
     def of(cls, section: Mapping[str, Any]) -> "BatchSettings":
         return cls(int(section.get("concurrency", 8)), int(section.get("max_attempts", 3)),
-                   seconds(section.get("native_poll", "30s")))
+                   seconds(section.get("native_poll", "30s")),
+                   bool(section.get("keep_provider_files", False)))
 
 
 class BatchDoor(OpenAIShapedDoor):
@@ -157,23 +165,34 @@ class BatchEndpoints:
                       key: KeySpec | None) -> dict[str, Any]:
         """When every route the lines name reaches one provider with ``batch: native``: the
         batch created there, as values of the row (docs/files.md#provider-native-batches);
-        else nothing (the gateway runs it). Only routes the caller's key may use go native."""
-        models: set[str] = set()
+        else nothing (the gateway runs it). Only routes the caller's key may use go native.
+        Its estimated cost must fit the key's budgets (docs/files.md#usage-limits-and-budgets)."""
+        tokens: dict[str, list[int]] = {}  # route -> [prompt, completion] estimates
+        kind = ENDPOINTS[endpoint]
         async for _, line in self.store.lines(record):
             body = orjson.loads(line).get("body")
             model = body.get("model") if isinstance(body, dict) else None
-            models.add(model if isinstance(model, str) else "")
-        if key is not None and not all(key.allows(m) for m in models):
+            estimate = tokens.setdefault(model if isinstance(model, str) else "", [0, 0])
+            if isinstance(body, dict):
+                estimate[0] += estimate_prompt_tokens(body)
+                estimate[1] += estimate_completion_tokens(body, kind)
+        if key is not None and not all(key.allows(m) for m in tokens):
             return {}  # run here: each line the key may not send is refused with 403
-        found = native_target(self.runner.routes, models)
+        found = native_target(self.runner.routes, set(tokens))
         if found is None or not self.runner.native.takes(found[0], endpoint):
             return {}
         provider, targets = found
+        labels = {route: f"{provider.name}/{model}" for route, model in targets.items()}
+        accounting = self.runner.accounting
+        if accounting is not None:
+            await accounting.admit_batch(key, {route: accounting.batch_cost(labels[route], {
+                "prompt_tokens": p, "completion_tokens": c}) for route, (p, c) in tokens.items()})
         batch = await self.runner.native.submit(provider, targets, record, endpoint, window,
                                                 metadata)
         log.info("batch_native", provider=provider.name, provider_batch=batch["id"])
         values = self.runner.native.mapped(provider, batch)
-        return {**values, "provider": provider.name, "provider_batch_id": batch["id"]}
+        return {**values, "provider": provider.name, "provider_batch_id": batch["id"],
+                "native_routes": orjson.dumps(labels).decode()}
 
     async def list(self, request: Request) -> Response:
         limit, after = page(request, default=20)
@@ -256,6 +275,8 @@ class BatchRunner:
         self._pending: list[tuple[str, int, bool, bytes, asyncio.Future[None]]] = []
         self.native = NativeBatches(store)
         self.routes: Mapping[str, GraphRoute] = {}  # of the config now serving
+        # Counts what provider-native batches cost (the built-in limits; None: not counted).
+        self.accounting: SpendAccounting | None = None
         self._flushing = False
 
     def configure(self, settings: BatchSettings) -> None:
@@ -272,6 +293,8 @@ class BatchRunner:
         return self._slots
 
     async def run(self, dispatch: Dispatch) -> None:
+        chores = Supervisor("batches:housekeeping", self._housekeeping, sleep=self.sleep)
+        chores.start()
         try:
             while True:
                 await self._tick(dispatch)
@@ -279,6 +302,7 @@ class BatchRunner:
                     await asyncio.wait_for(self._wake.wait(), TICK)
                 self._wake.clear()
         finally:
+            await chores.stop()
             tasks = list(self.active.values())
             for task in tasks:
                 task.cancel()
@@ -319,7 +343,7 @@ class BatchRunner:
         row = await self._row(batch_id)
         owner = Owner(row["owner"], row["owner_name"])
         if row.get("provider_batch_id"):
-            await self._follow_native(batch_id, owner)
+            await self._follow_native(dispatch, batch_id, owner)
             return
         if row["status"] == "validating":
             await self._update(batch_id, status="in_progress", in_progress_at=int(time.time()))
@@ -332,26 +356,84 @@ class BatchRunner:
             ending = await self._stop_reason(batch_id)
         await self._finish(row, owner, ending)
 
-    async def _follow_native(self, batch_id: str, owner: Owner) -> None:
+    async def _follow_native(self, dispatch: Dispatch, batch_id: str, owner: Owner) -> None:
         """A batch the provider runs: its state copied into the row every native_poll (a
-        cancel passed on), until it ends and its files are copied in."""
+        cancel passed on), until it ends and its files are copied in (their usage read on
+        the way and counted once the row says the batch ended), then its files at the
+        provider deleted (unless batches.keep_provider_files)."""
         while True:
             row = await self._row(batch_id)
             provider = native_provider(self.routes, row["provider"])
             if provider is None:
                 log.warning("batch_native_provider_gone", batch=batch_id, provider=row["provider"])
             else:
+                tap = self._tap(dispatch, row, owner)
                 try:
-                    values = await self.native.step(provider, row, owner)
+                    values = await self.native.step(provider, row, owner, tap)
                 except GatewayError as err:  # the provider is down: ask again later
                     log.warning("batch_native_poll_failed", batch=batch_id, error=err.message)
                 else:
+                    remote = values.pop("provider_files", None) or []
+                    if remote and not self.settings.keep_provider_files:
+                        values["provider_files"] = orjson.dumps(remote).decode()
                     await self.store.writer.run(functools.partial(
                         _native_values, batch_id=batch_id, values=values))
                     if values["status"] in FINISHED:
                         log.info("batch_finished", batch=batch_id, status=values["status"],
-                                 provider=provider.name)
+                                 provider=provider.name, lines=tap.lines)
+                        await self._charge(dispatch, row, tap)
+                        if "provider_files" in values:
+                            await self._forget(batch_id, provider, remote)
                         return
+            await self.sleep(self.settings.native_poll)
+
+    def _tap(self, dispatch: Dispatch, row: Mapping[str, Any], owner: Owner) -> UsageTap:
+        """What reads a native batch's usage from its result files as they are copied."""
+        routes = orjson.loads(row["native_routes"]) if row.get("native_routes") else {}
+        graph = dispatch.graph()
+
+        async def route_of() -> dict[str, str]:  # custom_id -> route, when there are several
+            found: dict[str, str] = {}
+            record = await self.store.get(row["input_file_id"], owner)
+            if len(routes) < 2 or record is None:
+                return found
+            async for _, line in self.store.lines(record):
+                data = orjson.loads(line)
+                found[str(data.get("custom_id"))] = str((data.get("body") or {}).get("model"))
+            return found
+
+        return UsageTap(row["id"], ENDPOINTS[row["endpoint"]], owner.name, routes, route_of,
+                        self.accounting, graph.request_finished, graph.version)
+
+    async def _charge(self, dispatch: Dispatch, row: Mapping[str, Any], tap: UsageTap) -> None:
+        """Count a native batch's usage for its key (usage rows, budgets, USD limits)."""
+        if self.accounting is None or not tap.totals:
+            return
+        try:
+            key = self._key(dispatch, row)
+        except GatewayError:  # revoked meanwhile: its usage is still recorded, by name
+            key = None
+        await self.accounting.charge_batch(key, row["owner_name"], tap.totals)
+
+    async def _forget(self, batch_id: str, provider: Provider, remote: list[str]) -> None:
+        """Delete a batch's files at the provider; the ones left are tried again later."""
+        left = await self.native.forget(provider, remote)
+        await self._update(batch_id, provider_files=orjson.dumps(left).decode() if left
+                           else None)
+
+    async def _housekeeping(self) -> None:
+        """Runs beside the batches (supervised): interrupted uploads swept at start-up and
+        every SWEEP_EVERY; native batches' provider files not deleted yet tried again every
+        native_poll."""
+        swept = -math.inf
+        while True:
+            if time.monotonic() - swept >= SWEEP_EVERY:
+                await self.store.sweep()
+                swept = time.monotonic()
+            for row in await self.store.writer.run(files_db.provider_files_left):
+                provider = native_provider(self.routes, row["provider"])
+                if provider is not None:
+                    await self._forget(row["id"], provider, orjson.loads(row["provider_files"]))
             await self.sleep(self.settings.native_poll)
 
     async def _send_lines(self, dispatch: Dispatch, row: dict[str, Any], owner: Owner) -> str:

@@ -6,14 +6,20 @@ files of a batch written line by line as the provider's results arrive)."""
 from __future__ import annotations
 
 import secrets
-from typing import Any, AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
 
 import orjson
 
 from ..errors import GatewayError
+from ..logs import get_logger
 from ..providers.base import Provider
 from .jsonl import BATCH_URLS
 from .store import FileStore, Owner, Upload
+
+if TYPE_CHECKING:
+    from .batch_usage import UsageTap
+
+log = get_logger("gateway.batches")
 
 # OpenAI's batch statuses (the gateway's batch rows keep these).
 ENDED = frozenset({"completed", "failed", "expired", "cancelled"})
@@ -39,6 +45,12 @@ class NativeBatchAPI:
     - ``collect``: once ended, its results as gateway files of ``owner`` (purpose
       ``batch_output``, OpenAI's batch output format): ``{"output_file_id", "error_file_id"}``,
       gateway ids or None. ``record`` is the batch's input file (None when it was deleted).
+      Every line written is shown to ``tap`` (OpenAI-shaped, as it goes into the files:
+      ``tap.feed(chunk)`` for bytes copied as they are, ``tap.add(line)`` for a line built;
+      ``ResultFiles`` does the latter), which counts the batch's usage.
+    - ``provider_files`` / ``delete_file``: what the batch keeps at the provider (its input,
+      output and error files) and deleting one there, once the results are in the gateway's
+      files (none by default).
     """
 
     endpoints: frozenset[str] = frozenset(BATCH_URLS)  # the batch endpoints it runs
@@ -61,8 +73,32 @@ class NativeBatchAPI:
         raise NotImplementedError
 
     async def collect(self, provider: Provider, batch: Mapping[str, Any], owner: Owner,
-                      record: Mapping[str, Any] | None = None) -> dict[str, str | None]:
+                      record: Mapping[str, Any] | None = None,
+                      tap: "UsageTap | None" = None) -> dict[str, str | None]:
         raise NotImplementedError
+
+    def provider_files(self, batch: Mapping[str, Any]) -> list[str]:
+        return []
+
+    async def delete_file(self, provider: Provider, file_id: str) -> None:
+        """Delete one of ``provider_files`` at the provider (gone already counts as
+        deleted); GatewayError when the provider refuses or cannot be reached."""
+        raise NotImplementedError
+
+    async def forget(self, provider: Provider, file_ids: list[str]) -> list[str]:
+        """Delete ``file_ids`` at the provider, best-effort: the ones still there (each
+        failure logged, to be tried again)."""
+        left = []
+        for file_id in file_ids:
+            try:
+                await self.delete_file(provider, file_id)
+            except GatewayError as err:
+                log.warning("batch_provider_file_not_deleted", provider=provider.name,
+                            file=file_id, error=err.message)
+                left.append(file_id)
+            else:
+                log.info("batch_provider_file_deleted", provider=provider.name, file=file_id)
+        return left
 
 
 class ResultFiles:
@@ -70,9 +106,11 @@ class ResultFiles:
     batch output format, written one line at a time as results arrive; a file with no line is
     not made (its id None)."""
 
-    def __init__(self, store: FileStore, owner: Owner, name: str):
+    def __init__(self, store: FileStore, owner: Owner, name: str,
+                 tap: "UsageTap | None" = None):
         self.store, self.owner, self.name = store, owner, name
         self.uploads: dict[bool, Upload] = {}
+        self.tap = tap  # shown every line (the batch's usage)
 
     def write(self, ok: bool, line: Mapping[str, Any]) -> None:
         upload = self.uploads.get(ok)
@@ -80,6 +118,8 @@ class ResultFiles:
             upload = self.uploads[ok] = self.store.begin(
                 self.owner, f"{self.name}_{'output' if ok else 'errors'}.jsonl", "batch_output")
         upload.write(orjson.dumps(line) + b"\n")
+        if self.tap is not None:
+            self.tap.add(line)
 
     async def commit(self) -> dict[str, str | None]:
         ids: dict[str, str | None] = {"output_file_id": None, "error_file_id": None}

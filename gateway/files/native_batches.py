@@ -11,12 +11,14 @@ by line by the gateway (docs/files.md#provider-native-batches).
   ``AnthropicBatches`` (native_anthropic.py: Message Batches); ``submit`` / ``refresh`` /
   ``cancel`` / ``mapped`` / ``collect`` go to the provider's adapter.
 - ``step``: one poll of the provider batch a gateway batch follows (cancelling it there when
-  the client cancelled): the values to write into the gateway's batch row.
+  the client cancelled): the values to write into the gateway's batch row (once it ended:
+  its results copied in, every line shown to a ``batch_usage.UsageTap`` that reads its
+  usage, and ``provider_files``: what to delete at the provider, ``forget``).
 """
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
 
 import time
 
@@ -29,8 +31,11 @@ from ..providers.base import Provider
 from ..types import walk
 from .native_anthropic import AnthropicBatches
 from .native_base import ENDED, STATUSES, BatchFailed, NativeBatchAPI
-from .provider_api import call, stream, upload
+from .provider_api import call, delete, stream, upload
 from .store import FileStore, Owner
+
+if TYPE_CHECKING:
+    from .batch_usage import UsageTap
 
 NATIVE = "native"
 # The timestamps of OpenAI's batch object that the gateway's batch row keeps.
@@ -84,7 +89,11 @@ class OpenAIBatches(NativeBatchAPI):
                                 "completion_window": completion_window}
         if metadata:
             body["metadata"] = dict(metadata)
-        batch = await call(provider, "POST", "/batches", json=body)
+        try:
+            batch = await call(provider, "POST", "/batches", json=body)
+        except GatewayError:
+            await self.forget(provider, [file_id])  # no batch will use it
+            raise
         if not isinstance(batch.get("id"), str):
             raise GatewayError(502, f"provider '{provider.name}' answered a batch without an id",
                                type="server_error", code="bad_upstream")
@@ -99,10 +108,20 @@ class OpenAIBatches(NativeBatchAPI):
     def mapped(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         return mapped(batch)
 
+    def provider_files(self, batch: Mapping[str, Any]) -> list[str]:
+        """The batch's input, output and error files at the provider."""
+        ids = (batch.get(f) for f in ("input_file_id", "output_file_id", "error_file_id"))
+        return [i for i in ids if isinstance(i, str) and i]
+
+    async def delete_file(self, provider: Provider, file_id: str) -> None:
+        await delete(provider, f"/files/{file_id}")
+
     async def collect(self, provider: Provider, batch: Mapping[str, Any], owner: Owner,
-                      record: Mapping[str, Any] | None = None) -> dict[str, str | None]:
+                      record: Mapping[str, Any] | None = None,
+                      tap: "UsageTap | None" = None) -> dict[str, str | None]:
         """The provider's output and error files as gateway files of ``owner``:
-        ``{"output_file_id": ..., "error_file_id": ...}`` (None where the provider has none)."""
+        ``{"output_file_id": ..., "error_file_id": ...}`` (None where the provider has none),
+        each chunk shown to ``tap`` as it passes (one pass over each file)."""
         ids: dict[str, str | None] = {}
         for field, name in (("output_file_id", "output"), ("error_file_id", "errors")):
             remote = batch.get(field)
@@ -113,6 +132,10 @@ class OpenAIBatches(NativeBatchAPI):
             try:
                 async for chunk in stream(provider, f"/files/{remote}/content"):
                     upload.write(chunk)
+                    if tap is not None:
+                        tap.feed(chunk)
+                if tap is not None:
+                    tap.end_file()
                 ids[field] = (await upload.commit())["id"]
             except BaseException:
                 upload.abort()
@@ -166,15 +189,23 @@ class NativeBatches:
         return self.api(provider).mapped(batch)
 
     async def collect(self, provider: Provider, batch: Mapping[str, Any], owner: Owner,
-                      record: Mapping[str, Any] | None = None) -> dict[str, str | None]:
-        return await self.api(provider).collect(provider, batch, owner, record)
+                      record: Mapping[str, Any] | None = None,
+                      tap: "UsageTap | None" = None) -> dict[str, str | None]:
+        if tap is not None:
+            await tap.start()
+        return await self.api(provider).collect(provider, batch, owner, record, tap)
 
-    async def step(self, provider: Provider, row: Mapping[str, Any],
-                   owner: Owner) -> dict[str, Any]:
+    async def forget(self, provider: Provider, file_ids: list[str]) -> list[str]:
+        """Delete a batch's ``provider_files`` at the provider: the ones left (logged)."""
+        return await self.api(provider).forget(provider, file_ids)
+
+    async def step(self, provider: Provider, row: Mapping[str, Any], owner: Owner,
+                   tap: "UsageTap | None" = None) -> dict[str, Any]:
         """One look at a provider batch that a gateway batch row (``provider_batch_id``)
         follows: the values to write into the row. A row the client cancelled is cancelled
         at the provider first; a batch that ended has its files copied in
-        (``output_file_id`` and ``error_file_id`` are then gateway ids)."""
+        (``output_file_id`` and ``error_file_id`` are then gateway ids; every line shown to
+        ``tap``) and ``provider_files`` lists what it keeps at the provider."""
         batch_id = row["provider_batch_id"]
         if row["status"] == "cancelling":
             batch = await self.cancel(provider, batch_id)
@@ -186,11 +217,12 @@ class NativeBatches:
             if row.get("input_file_id"):
                 record = await self.store.get(row["input_file_id"], owner)
             try:
-                values.update(await self.collect(provider, batch, owner, record))
+                values.update(await self.collect(provider, batch, owner, record, tap))
             except BatchFailed as err:
                 error = {"code": err.code, "message": err.message, "param": None, "line": None}
                 values.update(status="failed", failed_at=int(time.time()),
                               errors=orjson.dumps({"object": "list", "data": [error]}).decode())
+            values["provider_files"] = self.api(provider).provider_files(batch)
         return values
 
 

@@ -122,6 +122,16 @@ async def stream_url(provider: Provider, url: str) -> AsyncIterator[bytes]:
                            code="upstream_unreachable") from None
 
 
+async def delete(provider: Provider, path: str) -> None:
+    """DELETE something at the provider (a file); one already gone (404) counts as deleted.
+    GatewayError otherwise (the provider's status, or 502 when it cannot be reached)."""
+    try:
+        await call(provider, "DELETE", path)
+    except GatewayError as err:
+        if err.status != 404:
+            raise
+
+
 async def upload(provider: Provider, purpose: str, filename: str,
                  content: AsyncIterator[bytes]) -> str:
     """Upload ``content`` (streamed) as a file to the provider's ``/files``; its id there."""

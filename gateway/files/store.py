@@ -22,9 +22,11 @@ rotate-master`). Each file's key is derived from it and the file's id.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import os
 import secrets
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ import nacl.secret
 
 from .. import datadir
 from ..errors import GatewayError
+from ..logs import get_logger
 from ..store import files_db
 from ..store.writer import Writer
 from ..vault import Vault, VaultError
@@ -44,10 +47,16 @@ from .jsonl import CHECKED_PURPOSES, LineCheck
 if TYPE_CHECKING:
     from ..graph.graph import KeySpec
 
+log = get_logger("gateway.files")
+
 FILES_KEY_SECRET = "gateway-files-key"
 PURPOSES = ("batch", "fine-tune", "user_data", "assistants", "vision", "evals")
 # Purposes of files the gateway writes itself (batch results).
 OUTPUT_PURPOSES = ("batch_output",)
+# Contents without a row this much older than their last write are what an interrupted upload
+# left (a process killed mid-upload): sweep() removes them. An upload in progress writes a
+# frame at least every few seconds (a stalled client is cut off long before).
+ORPHAN_AGE = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +86,7 @@ class FileStore:
                              name=f"files-writer:{self.db_path}")
         self._key: bytes | None = None
         self._key_lock = threading.Lock()
+        self.writing: set[str] = set()  # ids of the uploads this process is writing
 
     # -- keys ------------------------------------------------------------------------------
 
@@ -129,6 +139,48 @@ class FileStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._blob(file_id))
         return deleted
+
+    async def sweep(self, min_age: float = ORPHAN_AGE) -> dict[str, builtins.list[str]]:
+        """Remove what interrupted uploads left: contents in the files folder without a
+        row, last written more than ``min_age`` seconds ago and not being written by this
+        process; and rows whose contents are gone (they could only answer file_missing).
+        What was removed, each logged."""
+        known = await self.writer.run(files_db.file_ids)
+        contents, missing = await asyncio.to_thread(self._orphans, known,
+                                                    frozenset(self.writing), min_age)
+        if missing:
+            await self.writer.run(lambda c: files_db.forget_files(c, missing))
+        for name in contents:
+            log.warning("file_orphan_removed", file=name, reason="contents without a record")
+        for file_id in missing:
+            log.warning("file_orphan_removed", file=file_id, reason="record without contents")
+        return {"contents": contents, "records": missing}
+
+    def _orphans(self, known: set[str], writing: frozenset[str],
+                 min_age: float) -> tuple[builtins.list[str], builtins.list[str]]:
+        try:
+            names = set(os.listdir(self.blobs))
+        except FileNotFoundError:
+            names = set()
+        removed: builtins.list[str] = []
+        now = time.time()
+        for name in sorted(names - known - writing):
+            path = os.path.join(self.blobs, name)
+            try:
+                info = os.lstat(path)
+                if not stat.S_ISREG(info.st_mode) or now - info.st_mtime < min_age:
+                    continue
+                if name in self.writing:  # an upload began meanwhile under this name
+                    continue
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+            removed.append(name)
+        # Rows whose contents are gone: checked again one by one (a file deleted meanwhile
+        # loses its row too, so it is harmless to name it).
+        missing = sorted(i for i in known - names
+                         if not os.path.exists(os.path.join(self.blobs, i)))
+        return removed, missing
 
     # -- contents --------------------------------------------------------------------------
 
@@ -187,7 +239,12 @@ class Upload:
         self.created_at = int(time.time())
         datadir.private_dir(store.blobs)
         self.path = store._blob(self.id)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, datadir.FILE_MODE)
+        store.writing.add(self.id)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, datadir.FILE_MODE)
+        except BaseException:
+            store.writing.discard(self.id)
+            raise
         self._handle = os.fdopen(fd, "wb")
         self._frames = crypt.FrameWriter(self._handle, crypt.file_key(store.files_key(), self.id))
         self.check = LineCheck(purpose) if purpose in CHECKED_PURPOSES else None
@@ -230,6 +287,7 @@ class Upload:
         except BaseException:
             self.abort()
             raise
+        self.store.writing.discard(self.id)
         return record
 
     def abort(self) -> None:
@@ -237,6 +295,7 @@ class Upload:
             self._handle.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
+        self.store.writing.discard(self.id)
 
 
 def _flush(handle: Any) -> None:

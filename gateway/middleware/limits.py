@@ -17,14 +17,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 
 from ..errors import GatewayError
 from ..events import BUDGET_THRESHOLD, emit
 from ..graph.context import RequestContext, Usage
 from ..hookspecs import PluginContext
-from ..pricing import Price
+from ..pricing import BATCH_PRICE, Price
 from ..providers.base import UpstreamResponse
 from ..providers.anthropic_response import usage as anthropic_usage
 from ..request_stats import STATS
@@ -293,6 +293,79 @@ class Limits:
                 if (await self.counters.reserve([(marker, 1.0)], now)).allowed:  # once only
                     emit(BUDGET_THRESHOLD, budget.scope, period=budget.period, threshold=share,
                          spent_usd=round(spent, 6), budget_usd=budget.usd)
+
+
+    # -- work sent by someone else (provider-native batches, files/batch_usage.py) ----------
+
+    def batch_cost(self, target: str, usage: Mapping[str, Any]) -> float:
+        """USD of ``usage`` at ``target`` at the batch price (pricing.BATCH_PRICE)."""
+        price = self.prices.get(target)
+        return price.cost(usage) * BATCH_PRICE if price else 0.0
+
+    def _spend_rules(self, key: Any, routes: Iterable[str]) -> tuple[list[tuple[Limit, str]],
+                                                                    list[Budget]]:
+        """The USD limits (each with the route it counts, "" for all) and the budgets that
+        apply to a key's spend on ``routes``: the gateway's, each route's, the key's and its
+        team's (from the key's metadata). Request, token and parallel limits do not apply."""
+        limits = [(limit, "") for limit in self.global_limits]
+        limits += [(limit, route) for route in routes
+                   for limit in self.route_limits.get(route, ())]
+        budgets: list[Budget] = []
+        if key is not None:
+            key_limits, key_budget = self._key(key)
+            limits += [(limit, "") for limit in key_limits]
+            budgets += [key_budget] if key_budget else []
+            team = key.metadata.get("team") if isinstance(key.metadata, Mapping) else None
+            if isinstance(team, str) and team in self.teams:
+                team_limits, team_budget = self.teams[team]
+                limits += [(limit, "") for limit in team_limits]
+                budgets += [team_budget] if team_budget else []
+        return [(limit, route) for limit, route in limits if limit.kind == "usd"], budgets
+
+    async def admit_batch(self, key: Any, estimates: Mapping[str, float]) -> None:
+        """Refuse (429, as a request) a batch whose estimated USD per route does not fit in
+        the USD limits and blocking budgets that apply; nothing stays reserved."""
+        now = time.time()
+        rules, budgets = self._spend_rules(key, estimates)
+        total = sum(estimates.values())
+        # A tiny amount still refuses a key whose budget is spent when no price is known.
+        items = [(limit, max(estimates[route] if route else total, 1e-6))
+                 for limit, route in rules]
+        budget_limits = [(b, b.limit(now)) for b in budgets]
+        items += [(limit, max(total, 1e-6)) for b, limit in budget_limits if b.block]
+        if not items:
+            return
+        verdict = await self.counters.reserve(items, now)
+        if not verdict.allowed:
+            refusal = self._refusal(verdict, budget_limits, now, next(iter(estimates), ""))
+            refusal.message = (f"{refusal.message}: this batch's estimated cost is "
+                               f"${total:.4f} (at the batch price; docs/files.md)")
+            raise refusal
+        await self.counters.adjust([(limit, -amount) for limit, amount in items], now)
+
+    async def charge_batch(self, key: Any, key_name: str | None,
+                           totals: Mapping[tuple[str, str], Any]) -> None:
+        """Count what a batch run elsewhere used, per (route, target) (``Totals``): usage
+        rows (under ``key_name``), the USD limits and budgets that apply, their alerts."""
+        now = time.time()
+        by_route: dict[str, float] = {}
+        for (route, target), used in totals.items():
+            self.recorder.record(now, key_name, route, target, used.usage(), used.usd,
+                                 requests=used.requests)
+            by_route[route] = by_route.get(route, 0.0) + used.usd
+        total = sum(by_route.values())
+        if not total:
+            return
+        rules, budgets = self._spend_rules(key, by_route)
+        adjust = [(limit, by_route[route] if route else total) for limit, route in rules]
+        budget_limits = [(b, b.limit(now)) for b in budgets]
+        adjust += [(limit, total) for _, limit in budget_limits]
+        for budget in budgets:
+            STATS.child(STATS.budget_spend, budget.scope_id).inc(total)
+        if adjust:
+            await self.counters.adjust(adjust, now)
+        for budget, limit in budget_limits:
+            await self._alerts(budget, limit, now)
 
 
 class RateHeaders:

@@ -45,13 +45,14 @@ class UsageRecorder(PeriodicFlush):
     _day: tuple[int, str] = (-1, "")
 
     def record(self, now: float, key: str | None, route: str, target: str,
-               usage: dict[str, Any], cost: float, estimated: bool = False) -> None:
+               usage: dict[str, Any], cost: float, estimated: bool = False,
+               requests: int = 1) -> None:
         day_number = int(now // 86400)
         if day_number != self._day[0]:  # formatting the date once a day, not per request
             self._day = (day_number, time.strftime("%Y-%m-%d", time.gmtime(now)))
         day = self._day[1]
         row = self.pending[(day, key or "", route, target or "")]
-        row[0] += 1
+        row[0] += requests
         row[1] += int(usage.get("prompt_tokens") or 0)
         row[2] += int(usage.get("completion_tokens") or 0)
         row[3] += cost

@@ -24,7 +24,7 @@ BATCH_COLUMNS = (
     "output_file_id", "error_file_id", "created_at", "in_progress_at", "expires_at",
     "finalizing_at", "completed_at", "failed_at", "expired_at", "cancelling_at", "cancelled_at",
     "total", "completed", "failed", "metadata", "errors", "runner", "lease_until",
-    "provider", "provider_batch_id")
+    "provider", "provider_batch_id", "native_routes", "provider_files")
 
 
 def path(data_dir: str) -> str:
@@ -104,6 +104,15 @@ def m003_native_batches(db: Database) -> None:
     db.execute("ALTER TABLE batches ADD COLUMN provider_batch_id TEXT")
 
 
+@migrations()
+def m004_native_batch_accounting(db: Database) -> None:
+    """A provider-native batch's routes and the target each reaches (JSON {route: target}),
+    to count its usage; and its files at the provider still to delete there (JSON list of the
+    provider's file ids, NULL when none are left)."""
+    db.execute("ALTER TABLE batches ADD COLUMN native_routes TEXT")
+    db.execute("ALTER TABLE batches ADD COLUMN provider_files TEXT")
+
+
 def connect(file: str) -> sqlite3.Connection:
     """An autocommit connection to a migrated ``files.db`` (created if missing)."""
     conn = connect_migrated(file, migrations)
@@ -145,6 +154,16 @@ def list_files(conn: sqlite3.Connection, owner: str, purpose: str | None, after:
     rows = conn.execute(f"SELECT * FROM files WHERE {' AND '.join(where)} "
                         f"ORDER BY created_at {order}, rowid {order} LIMIT ?", (*args, limit))
     return [dict(r) for r in rows]
+
+
+def file_ids(conn: sqlite3.Connection) -> set[str]:
+    """The ids of every recorded file (any owner)."""
+    return {r[0] for r in conn.execute("SELECT id FROM files")}
+
+
+def forget_files(conn: sqlite3.Connection, file_ids: Iterable[str]) -> None:
+    """Drop the rows of files whose contents are gone (any owner)."""
+    conn.executemany("DELETE FROM files WHERE id = ?", [(i,) for i in file_ids])
 
 
 def delete_file(conn: sqlite3.Connection, file_id: str, owner: str) -> bool:
@@ -192,6 +211,13 @@ def unfinished_batches(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     rows = conn.execute("SELECT * FROM batches WHERE status IN "
                         "('validating', 'in_progress', 'finalizing', 'cancelling') "
                         "ORDER BY created_at")
+    return [dict(r) for r in rows]
+
+
+def provider_files_left(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Ended provider-native batches whose files at the provider are not all deleted yet."""
+    rows = conn.execute("SELECT id, provider, provider_files FROM batches WHERE "
+                        "provider_files IS NOT NULL ORDER BY created_at")
     return [dict(r) for r in rows]
 
 

@@ -159,7 +159,8 @@ def test_v1_batches_hands_native_batches_to_the_provider(gateway_app, tmp_path, 
     assert (done.request_counts.total, done.request_counts.completed,
             done.request_counts.failed) == (3, 2, 1)
     output = client.files.content(done.output_file_id).read()
-    assert output == fake.files[fake.batches[provider_id]["output_file_id"]]["content"]
+    remote = {**fake.files, **fake.gone}  # deleted at the provider once copied in
+    assert output == remote[fake.batches[provider_id]["output_file_id"]]["content"]
     errors = client.files.content(done.error_file_id).read()
     assert json.loads(errors)["custom_id"] == "fail-two"
     assert client.files.retrieve(done.output_file_id).purpose == "batch_output"

@@ -1,0 +1,156 @@
+"""Provider-native batches are counted like live traffic and leave nothing behind: their usage
+(read from the provider's output file as it is copied in) in /admin/usage, the budget, the
+request log and /metrics; a key over its budget refused at create; the provider's copies of
+the files deleted (DELETE calls counted at the fake OpenAI Batch API), kept on request, retried
+when the provider refuses."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import openai
+import pytest
+
+from ..fake_batches import KEY, USAGE, FakeBatchAPI
+from ..inprocess_gateway import poll
+
+RICH, TIGHT = "sk-rich-batch-key", "sk-tight-batch-key"
+CONFIG = """
+version: 1
+server: {{data_dir: "{data}"}}
+providers:
+  oa: {{type: openai, base_url: "{base_url}", api_key: {key}, batch: native}}
+pricing:
+  "oa/gpt-4o-mini": {{input: 1000, output: 2000}}   # $0.2 a line at USAGE, $0.1 at the batch price
+routes:
+  gpt: {{target: {{provider: oa, model: gpt-4o-mini}}}}
+keys:
+  rich: {{key_sha256: {rich}, budget: {{usd: 100}}}}
+  tight: {{key_sha256: {tight}, budget: {{usd: 0.22}}}}
+batches: {{native_poll: 100ms{extra}}}
+"""
+LINE_USD = (USAGE["prompt_tokens"] * 1000 + USAGE["completion_tokens"] * 2000) / 1e6 * 0.5
+
+
+@pytest.fixture
+def fake():
+    with FakeBatchAPI() as api:
+        yield api
+
+
+def start(gateway_app, tmp_path, fake, extra: str = ""):
+    return gateway_app(CONFIG.format(
+        data=tmp_path / "data", base_url=fake.base_url, key=KEY, extra=extra,
+        rich=hashlib.sha256(RICH.encode()).hexdigest(),
+        tight=hashlib.sha256(TIGHT.encode()).hexdigest()))
+
+
+def lines(*custom_ids: str) -> bytes:
+    return b"".join(json.dumps({
+        "custom_id": c, "method": "POST", "url": "/v1/chat/completions",
+        "body": {"model": "gpt", "max_tokens": 10,
+                 "messages": [{"role": "user", "content": "hi"}]}}).encode() + b"\n"
+        for c in custom_ids)
+
+
+def run_batch(client, fake, *custom_ids: str):
+    """A native batch of these lines, finished at the fake; the gateway batch once ended."""
+    uploaded = client.files.create(file=("in.jsonl", lines(*custom_ids)), purpose="batch")
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h")
+    (remote,) = set(fake.batches) - {b for b, v in fake.batches.items() if v.get("seen")}
+    fake.batches[remote]["seen"] = True
+    fake.finish(remote)
+    done = poll(lambda: client.batches.retrieve(batch.id), lambda b: b.status == "completed",
+                10, "the native batch did not complete", every=0.05)
+    return done, remote
+
+
+def test_native_batch_usage_counted_like_requests(gateway_app, tmp_path, fake):
+    """The usage each output line reports is in /admin/usage for the key, route and target
+    (failed lines not counted, as failed requests are not), costed at half the price; each
+    line is in the request log (request id <batch>-<custom_id>) and /metrics."""
+    gw = start(gateway_app, tmp_path, fake)
+    done, _ = run_batch(gw.openai(RICH), fake, "one", "fail-two", "three")
+    rows = poll(lambda: gw.get("/admin/usage?period=all").json()["usage"],
+                lambda r: r, 10, "no usage written", every=0.1)
+    assert rows == [{"key": "rich", "route": "gpt", "target": "oa/gpt-4o-mini", "requests": 2,
+                     "prompt_tokens": 200, "completion_tokens": 100,
+                     "cost_usd": round(2 * LINE_USD, 6), "estimated_requests": 0}]
+    logged = poll(lambda: gw.get(f"/admin/logs/{done.id}-one"), lambda r: r.status_code == 200,
+                  10, "the line is not in the request log", every=0.1).json()
+    assert (logged["route"], logged["target"], logged["status"]) == ("gpt", "oa/gpt-4o-mini",
+                                                                     200)
+    assert logged["tokens_in"] == 100 and logged["cost_usd"] == pytest.approx(LINE_USD)
+    failed = poll(lambda: gw.get(f"/admin/logs/{done.id}-fail-two"),
+                  lambda r: r.status_code == 200, 10, "the failed line is not logged").json()
+    assert failed["status"] >= 400 and failed["error"] == "refused by the fake"
+    metrics = gw.get("/metrics").text
+    assert any(m.startswith("gateway_cost_usd_total{") and 'route="gpt"' in m
+               for m in metrics.splitlines())
+
+
+def test_budget_refuses_a_native_batch_at_create(gateway_app, tmp_path, fake):
+    """The key's budget: a batch whose estimated cost fits is created; its cost is charged
+    when it ends; then the next batch no longer fits and is refused with 429
+    budget_exceeded, nothing sent to the provider."""
+    gw = start(gateway_app, tmp_path, fake)
+    client = gw.openai(TIGHT)
+    run_batch(client, fake, "a", "b")  # estimated ~$0.025, then charged $0.2 of $0.22
+    poll(lambda: gw.get("/admin/usage?period=all").json()["usage"], lambda r: r, 10,
+         "no usage written", every=0.1)
+    poll(lambda: fake.files, lambda f: f == {}, 10, "the first batch's files not deleted")
+    uploaded = client.files.create(file=("in.jsonl", lines("c", "d")), purpose="batch")
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                              completion_window="24h")
+    assert refused.value.code == "budget_exceeded"
+    assert "estimated cost" in refused.value.message
+    assert len(fake.batches) == 1 and fake.files == {}
+    assert client.batches.list().data[0].status == "completed"  # no second batch recorded
+
+
+def test_provider_files_deleted_once_copied(gateway_app, tmp_path, fake):
+    """Once the results are in the gateway's files, the input, output and error files are
+    deleted at the provider (one DELETE each); the gateway's copies stay readable."""
+    gw = start(gateway_app, tmp_path, fake)
+    client = gw.openai(RICH)
+    done, remote = run_batch(client, fake, "one", "fail-two")
+    batch = fake.batches[remote]
+    expected = {batch["input_file_id"], batch["output_file_id"], batch["error_file_id"]}
+    poll(lambda: set(fake.deleted), lambda d: d == expected, 10, "files not deleted")
+    assert len(fake.deleted) == 3 and fake.files == {}
+    assert json.loads(client.files.content(done.output_file_id).read())["custom_id"] == "one"
+
+
+def test_provider_files_kept_when_asked(gateway_app, tmp_path, fake):
+    """batches.keep_provider_files: true leaves them at the provider."""
+    gw = start(gateway_app, tmp_path, fake, ", keep_provider_files: true")
+    run_batch(gw.openai(RICH), fake, "one")
+    with pytest.raises(AssertionError):
+        poll(lambda: fake.deleted, bool, 0.5, "nothing deleted")
+    assert len(fake.files) == 2
+
+
+def test_refused_deletes_tried_again(gateway_app, tmp_path, fake):
+    """A provider refusing the DELETEs (500): they are tried again at the next polls until
+    every file is gone."""
+    fake.fail_deletes = 4
+    gw = start(gateway_app, tmp_path, fake)
+    run_batch(gw.openai(RICH), fake, "one", "two")
+    poll(lambda: fake.files, lambda f: f == {}, 10, "files not deleted after retries")
+    assert fake.fail_deletes == 0 and len(fake.deleted) == 2
+
+
+def test_refused_batch_leaves_no_input_at_the_provider(gateway_app, tmp_path, fake):
+    """The provider refusing POST /batches: the client gets its status, and the input file
+    already uploaded there is deleted."""
+    fake.refuse_batches = True
+    gw = start(gateway_app, tmp_path, fake)
+    client = gw.openai(RICH)
+    uploaded = client.files.create(file=("in.jsonl", lines("one")), purpose="batch")
+    with pytest.raises(openai.BadRequestError):
+        client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                              completion_window="24h")
+    assert fake.files == {} and len(fake.deleted) == 1

@@ -7,11 +7,11 @@ file in memory), and counted as live traffic is (docs/files.md#usage-limits-and-
   custom_id, status, OpenAI-shaped usage and error message. An adapter for a provider with
   another format writes OpenAI-shaped lines and shows those (native_base.ResultFiles).
 - ``UsageTap``: fed the files' bytes chunk by chunk (``feed``), or the lines one by one
-  (``add``); for each line the route it was sent to
-  (by custom_id), the target, its cost at the batch price (``SpendAccounting.batch_cost``),
-  added to totals per (route, target) when it succeeded, and for every line a RequestRecord handed to the plugins'
-  ``request_finished`` functions (request log, metrics), request id
-  ``<batch id>-<custom_id>`` as for lines the gateway sends itself.
+  (``add``); for each line the route it was sent to (by custom_id), the target, its cost at
+  the batch price (``SpendAccounting.batch_cost``), added to totals per (route, target) when
+  it succeeded; and for every line a RequestRecord handed to the plugins'
+  ``request_finished`` functions (request log, metrics), request id ``<batch id>-<custom_id>``
+  as for lines the gateway sends itself.
 - ``SpendAccounting``: what admits a batch against budgets before it is created and charges
   the totals once it ended (the built-in limits, middleware/limits.py ``Limits``).
 """

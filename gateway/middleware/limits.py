@@ -426,19 +426,43 @@ def rate_headers(verdict: Verdict) -> dict[str, str]:
     for names, tightest in ((_REQUESTS, requests), (_TOKENS, tokens)):
         if tightest is not None:
             remaining, limit = tightest
-            headers[names[0]] = f"{limit.limit:g}"
+            headers[names[0]] = _limit_text(limit.limit)
             headers[names[1]] = str(max(0, math.floor(remaining)))
             headers[names[2]] = _duration(verdict.resets.get(limit, 0.0))
     return headers
+
+
+_TEXTS: dict[float, str] = {}  # a limit's value as written in its header
+
+
+def _limit_text(value: float) -> str:
+    text = _TEXTS.get(value)
+    if text is None:
+        if len(_TEXTS) > 1024:
+            _TEXTS.clear()
+        text = _TEXTS[value] = f"{value:g}"
+    return text
 
 
 _REQUESTS, _TOKENS = ((f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}",
                        f"x-ratelimit-reset-{kind}") for kind in ("requests", "tokens"))
 
 
+_DURATIONS: dict[int, str] = {}
+
+
 def _duration(seconds: float) -> str:
     """OpenAI's style: 1s, 6m0s, 1h2m3s."""
-    seconds = max(0, math.ceil(seconds))
+    whole = max(0, math.ceil(seconds))
+    text = _DURATIONS.get(whole)
+    if text is None:
+        if len(_DURATIONS) > 4096:
+            _DURATIONS.clear()
+        text = _DURATIONS[whole] = _written(whole)
+    return text
+
+
+def _written(seconds: int) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:

@@ -17,12 +17,14 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 
 
-@dataclass(frozen=True, slots=True)
-class Limit:
+class Limit(NamedTuple):
+    """A tuple, so that hashing it (a Verdict's dicts, per limit per request) is done in C.
+    Compare its fields, not the whole value with a plain tuple."""
+
     key: str  # stable id of the counter, e.g. "rl:key:research:requests:60"
     limit: float
     window: float  # seconds; 0 for fixed totals and gauges

@@ -5,6 +5,7 @@ the provider's status and message, its credentials scrubbed."""
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any, AsyncIterator, Mapping
 from urllib.parse import urlsplit
 
@@ -15,6 +16,9 @@ from ..errors import GatewayError
 from ..providers.base import Provider
 
 MAX_ERROR = 64 * 1024
+# A segment of a path the gateway asks a provider for: its own words and the ids the provider
+# gave (batch_…, file-…, ftjob-…). Nothing that moves elsewhere: no "..", "/", "?", "#", "%".
+SEGMENT = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9_.:~-]{1,256}")
 TIMEOUT = aiohttp.ClientTimeout(total=300, sock_connect=10)
 
 
@@ -28,7 +32,7 @@ async def call(provider: Provider, method: str, path: str, *,
     """One call to the provider's own API with its credentials (and ``headers``); its JSON
     answer, or GatewayError (the provider's status and message, its credentials scrubbed)."""
     headers = {**(provider.passthrough_headers() or {}), **(headers or {})}
-    url = provider.spec.base_url.rstrip("/") + path
+    url = _url(provider, path)
     session = provider.clients.session(provider.pool_key())
     name = provider.name
     try:
@@ -54,6 +58,17 @@ async def call(provider: Provider, method: str, path: str, *,
         raise GatewayError(502, f"provider '{name}' answered {method} {path} with no JSON object",
                            type="server_error", code="bad_upstream")
     return answer
+
+
+def _url(provider: Provider, path: str) -> str:
+    """The provider's URL of ``path`` (its segments partly ids from the provider's answers):
+    GatewayError 502 when a segment could name another resource than the one meant (``..``,
+    a query, an encoded slash), so the provider's key goes to no other path."""
+    if not path.startswith("/") or not all(SEGMENT.fullmatch(s) for s in path[1:].split("/")):
+        raise GatewayError(502, f"provider '{provider.name}' named a resource the gateway will "
+                           f"not ask for: {path[:200]!r}", type="server_error",
+                           code="bad_upstream")
+    return provider.spec.base_url.rstrip("/") + path
 
 
 def _error_message(raw: bytes) -> str:
@@ -91,7 +106,7 @@ def on_provider_host(provider: Provider, url: str) -> bool:
 
 async def stream(provider: Provider, path: str) -> AsyncIterator[bytes]:
     """The body of a GET to the provider's API, as it arrives (a file's content)."""
-    async for chunk in stream_url(provider, provider.spec.base_url.rstrip("/") + path):
+    async for chunk in stream_url(provider, _url(provider, path)):
         yield chunk
 
 

@@ -4,7 +4,9 @@ any other key gets 404."""
 
 from __future__ import annotations
 
+import errno
 import os
+import sqlite3
 from typing import Any, Awaitable, Callable
 
 import orjson
@@ -35,13 +37,32 @@ def error_response(err: GatewayError) -> Response:
                     media_type="application/json")
 
 
+FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+
+
+def storage_error(exc: sqlite3.Error | OSError) -> GatewayError:
+    """What the caller is told when the data directory fails under a files endpoint: 507 when
+    it is full, else 503; never taken for a missing file or another key's."""
+    if isinstance(exc, OSError) and exc.errno in FULL or "full" in str(exc).lower():
+        return GatewayError(507, "the gateway's data directory is full: the file or record "
+                            f"cannot be stored ({getattr(exc, 'strerror', None) or exc})",
+                            type="server_error",
+                            code="storage_full")
+    return GatewayError(503, f"the gateway's file store cannot be used now "
+                        f"({type(exc).__name__}: {exc})", type="server_error",
+                        code="storage_unavailable")
+
+
 def answers_errors(endpoint: Endpoint) -> Endpoint:
-    """GatewayError raised by ``endpoint`` becomes its answer, in OpenAI's shape."""
+    """GatewayError raised by ``endpoint`` becomes its answer, in OpenAI's shape; so does a
+    failing data directory (a damaged or locked files.db, a full disk: storage_error)."""
     async def serve(request: Request) -> Response:
         try:
             return await endpoint(request)
         except GatewayError as err:
             return error_response(err)
+        except (sqlite3.Error, OSError) as exc:
+            return error_response(storage_error(exc))
     return serve
 
 

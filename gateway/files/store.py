@@ -237,6 +237,7 @@ class Upload:
         self.store, self.owner, self.filename, self.purpose = store, owner, filename, purpose
         self.id = "file-" + secrets.token_hex(12)
         self.created_at = int(time.time())
+        key = crypt.file_key(store.files_key(), self.id)  # no key (vault): no file either
         datadir.private_dir(store.blobs)
         self.path = store._blob(self.id)
         store.writing.add(self.id)
@@ -246,7 +247,11 @@ class Upload:
             store.writing.discard(self.id)
             raise
         self._handle = os.fdopen(fd, "wb")
-        self._frames = crypt.FrameWriter(self._handle, crypt.file_key(store.files_key(), self.id))
+        try:
+            self._frames = crypt.FrameWriter(self._handle, key)
+        except BaseException:
+            self.abort()
+            raise
         self.check = LineCheck(purpose) if purpose in CHECKED_PURPOSES else None
 
     @property

@@ -17,6 +17,7 @@ import time
 from concurrent.futures import Future
 from typing import Awaitable, Callable, TypeVar
 
+from ..errors import GatewayError
 from ..logs import get_logger
 from ..store import responses_db
 from ..store.responses_db import Stored
@@ -29,6 +30,14 @@ DEFAULT_RETENTION = 30 * 86400.0  # responses.retention
 SWEEP_EVERY = 600.0
 
 T = TypeVar("T")
+
+
+def unavailable(path: str, exc: Exception) -> GatewayError:
+    """A damaged, locked or unreadable responses.db: a clear 503 (never an empty answer that
+    would pass for 'not found')."""
+    log.error("response_store_unavailable", path=path, error=f"{type(exc).__name__}: {exc}")
+    return GatewayError(503, f"the stored responses cannot be read now ({type(exc).__name__}: "
+                        f"{exc})", type="server_error", code="storage_unavailable")
 
 
 class ResponseStore:
@@ -83,9 +92,12 @@ class ResponseStore:
 
     def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         with self._reader_lock:
-            if self._reader is None:
-                self._reader = responses_db.reader(self.path)
-            return query(self._reader)
+            try:
+                if self._reader is None:
+                    self._reader = responses_db.reader(self.path)
+                return query(self._reader)
+            except (sqlite3.Error, OSError) as exc:
+                raise unavailable(self.path, exc) from None
 
     # -- writes (the writer thread) -----------------------------------------------------------
 
@@ -104,7 +116,10 @@ class ResponseStore:
         queued = row is not None and row.owner == owner
         if queued:
             self._pending.pop(id, None)
-        found = await self.writer.run(lambda db: responses_db.delete(db, owner, id))
+        try:
+            found = await self.writer.run(lambda db: responses_db.delete(db, owner, id))
+        except (sqlite3.Error, OSError) as exc:
+            raise unavailable(self.path, exc) from None
         return found or queued
 
     async def sweep(self) -> int:

@@ -1,0 +1,173 @@
+"""Fail closed: when the vault's master key is wrong, when files.db is damaged, when the disk
+is full (RLIMIT_FSIZE), the files, batches and responses endpoints answer a clear error in
+OpenAI's shape: never a hang, never plaintext on disk, never another key's data."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import resource
+import signal
+
+import pytest
+
+KEYS = {"alice": "sk-alice-closed-0123456789", "bob": "sk-bob-closed-9876543210"}
+MARKER = b"PLAINTEXT-MARKER-closed-4e1f"
+
+CONFIG = """
+version: 1
+server: {{data_dir: "{data}"}}
+providers:
+  demo: {{type: mock}}
+routes:
+  chat: {{target: {{provider: demo, model: m}}}}
+files: {{max_size: 4MB}}
+keys:
+  alice: {{key_sha256: {alice}}}
+  bob: {{key_sha256: {bob}}}
+"""
+
+
+def master(n: int) -> str:
+    return base64.b64encode(bytes([n]) * 32).decode()
+
+
+def auth(name: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {KEYS[name]}"}
+
+
+def config(tmp_path) -> str:
+    return CONFIG.format(data=tmp_path / "data", **{
+        name: hashlib.sha256(raw.encode()).hexdigest() for name, raw in KEYS.items()})
+
+
+def batch_file() -> bytes:
+    return json.dumps({"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
+                       "body": {"model": "chat", "messages": [{"role": "user",
+                                                               "content": "x"}]}}).encode()
+
+
+def assert_clear_error(answer, statuses=(500, 503, 507)) -> dict:
+    assert answer.status_code in statuses, (answer.status_code, answer.text[:300])
+    error = answer.json()["error"]
+    assert error["message"] and "internal error in the gateway" not in error["message"], error
+    assert MARKER not in answer.content
+    return error
+
+
+def no_plaintext_at_rest(tmp_path) -> None:
+    for path in (tmp_path / "data").rglob("*"):
+        if path.is_file():
+            assert MARKER not in path.read_bytes(), path
+
+
+def test_a_wrong_master_key_never_serves_or_stores_plaintext(gateway_app, tmp_path):
+    """Files stored under one master key: the gateway started with another refuses to read
+    them, to store new ones, and to batch them, each with a clear error naming the vault."""
+    first = gateway_app(config(tmp_path), env={"GATEWAY_MASTER_KEY": master(1)})
+    made = first.post("/v1/files", headers=auth("alice"), data={"purpose": "batch"},
+                      files={"file": ("b.jsonl", batch_file())}).json()
+    text = first.post("/v1/files", headers=auth("alice"), data={"purpose": "user_data"},
+                      files={"file": ("t.txt", MARKER)}).json()
+    first.stop()
+    second = gateway_app(config(tmp_path), name="second.yaml",
+                         env={"GATEWAY_MASTER_KEY": master(2)})
+    content = second.get(f"/v1/files/{text['id']}/content", headers=auth("alice"))
+    assert "vault" in assert_clear_error(content)["message"]
+    upload = second.post("/v1/files", headers=auth("alice"), data={"purpose": "user_data"},
+                         files={"file": ("n.txt", MARKER)})
+    assert_clear_error(upload)
+    batch = second.post("/v1/batches", headers=auth("alice"), json={
+        "input_file_id": made["id"], "endpoint": "/v1/chat/completions",
+        "completion_window": "24h"})
+    assert_clear_error(batch)
+    assert second.get(f"/v1/files/{text['id']}/content", headers=auth("bob")).status_code == 404
+    assert sorted(p.name for p in (tmp_path / "data" / "files").iterdir()) == sorted(
+        [made["id"], text["id"]])  # the refused upload left nothing
+    no_plaintext_at_rest(tmp_path)
+
+
+def test_a_damaged_files_db_is_a_clear_error(gateway_app, tmp_path):
+    """files.db overwritten with garbage: every files and batches endpoint answers a clear
+    error (no hang, no 'internal error'); the chat path is not affected."""
+    gw = gateway_app(config(tmp_path))
+    made = gw.post("/v1/files", headers=auth("alice"), data={"purpose": "user_data"},
+                   files={"file": ("t.txt", MARKER)}).json()
+    gw.stop()
+    db = tmp_path / "data" / "files.db"
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(str(db) + suffix)
+    db.write_bytes(b"this is not a database " * 400)
+    gw = gateway_app(config(tmp_path), name="second.yaml")
+    for method, path in (("GET", "/v1/files"), ("GET", f"/v1/files/{made['id']}"),
+                         ("GET", f"/v1/files/{made['id']}/content"),
+                         ("DELETE", f"/v1/files/{made['id']}"), ("GET", "/v1/batches"),
+                         ("GET", "/v1/batches/batch_x")):
+        assert_clear_error(gw.request(method, path, headers=auth("alice")))
+    upload = gw.post("/v1/files", headers=auth("alice"), data={"purpose": "user_data"},
+                     files={"file": ("n.txt", MARKER)})
+    assert_clear_error(upload)
+    assert gw.post("/v1/chat/completions", headers=auth("alice"), json={
+        "model": "chat", "messages": [{"role": "user", "content": "hi"}]}).status_code == 200
+    no_plaintext_at_rest(tmp_path)
+
+
+@pytest.fixture
+def file_size_limit():
+    """Files of this process cannot grow past the limit set (as on a full disk: EFBIG instead
+    of ENOSPC); SIGXFSZ ignored so the write fails instead of killing the process."""
+    saved = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    def limit(size: int) -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, saved[1]))
+
+    try:
+        yield limit
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, saved)
+        signal.signal(signal.SIGXFSZ, handler)
+
+
+def test_a_full_disk_is_a_clear_error_and_leaves_nothing(gateway_app, tmp_path, file_size_limit):
+    """An upload that cannot be written whole answers 507 naming the storage; its partial
+    ciphertext is removed; the gateway goes on serving once there is room again."""
+    gw = gateway_app(config(tmp_path))
+    assert gw.get("/v1/files", headers=auth("alice")).status_code == 200  # databases made
+    file_size_limit(512 * 1024)
+    answer = gw.post("/v1/files", headers=auth("alice"), data={"purpose": "user_data"},
+                     files={"file": ("big.bin", MARKER * (1024 * 1024 // len(MARKER)))})
+    error = assert_clear_error(answer, (507,))
+    assert error["code"] == "storage_full", error
+    assert list((tmp_path / "data" / "files").iterdir()) == []
+    file_size_limit(resource.RLIM_INFINITY)
+    again = gw.post("/v1/files", headers=auth("alice"), data={"purpose": "user_data"},
+                    files={"file": ("small.bin", MARKER)})
+    assert again.status_code == 200, again.text
+    no_plaintext_at_rest(tmp_path)
+
+
+def test_a_damaged_responses_db_is_a_clear_error(gateway_app, tmp_path):
+    """responses.db overwritten with garbage: retrieving, listing input items, deleting and
+    continuing a stored response answer a clear error, not 'internal error'."""
+    gw = gateway_app(config(tmp_path))
+    made = gw.post("/v1/responses", headers=auth("alice"), json={"model": "chat",
+                                                                 "input": "hi"}).json()
+    gw.stop()
+    db = tmp_path / "data" / "responses.db"
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(str(db) + suffix)
+    db.write_bytes(b"this is not a database " * 400)
+    gw = gateway_app(config(tmp_path), name="second.yaml")
+    for method, path in (("GET", f"/v1/responses/{made['id']}"),
+                         ("GET", f"/v1/responses/{made['id']}/input_items"),
+                         ("DELETE", f"/v1/responses/{made['id']}")):
+        assert_clear_error(gw.request(method, path, headers=auth("alice")))
+    continued = gw.post("/v1/responses", headers=auth("alice"), json={
+        "model": "chat", "input": "more", "previous_response_id": made["id"]})
+    assert_clear_error(continued)

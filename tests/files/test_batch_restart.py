@@ -1,6 +1,8 @@
 """A real `gateway serve` killed (SIGKILL) in the middle of a batch and started again on the
 same data directory finishes it: every line answered exactly once in the output, and no line
-whose answer was recorded before the kill sent upstream again (counted at a fake upstream)."""
+whose answer was recorded before the kill sent upstream again (counted at a fake upstream).
+The kill comes while `concurrency` lines are in flight (sent, held by the upstream): exactly
+those are sent again, and each of them is still once in the output."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from ..inprocess_gateway import poll
 from .test_files_api import batch_line, jsonl
 
 LINES, CONCURRENCY = 200, 4
+ANSWERED = 50  # lines answered before the kill; the next CONCURRENCY hang upstream
 CONFIG = """
 version: 1
 server: {{data_dir: "{data}"}}
@@ -31,7 +34,9 @@ def counts(gw, batch_id) -> dict:
 
 
 def test_killed_mid_batch_resumes_exactly_once(gateway_factory, upstream, tmp_path):
-    upstream.script("gpt-test", *[Behaviour(delay=0.01) for _ in range(LINES * 2)])
+    upstream.script("gpt-test", *[Behaviour(delay=0.01) for _ in range(ANSWERED)],
+                    *[Behaviour(delay=60) for _ in range(CONCURRENCY)],  # in flight at the kill
+                    *[Behaviour(delay=0.01) for _ in range(LINES)])
     config = CONFIG.format(data=tmp_path / "data", upstream=upstream.base_url,
                            concurrency=CONCURRENCY)
     first = gateway_factory(config)
@@ -41,14 +46,13 @@ def test_killed_mid_batch_resumes_exactly_once(gateway_factory, upstream, tmp_pa
     batch = first.post("/v1/batches", json={"input_file_id": made.json()["id"],
                                             "endpoint": "/v1/chat/completions",
                                             "completion_window": "24h"}).json()
-    seen = poll(lambda: counts(first, batch["id"]),
-                lambda b: b["request_counts"]["completed"] >= LINES // 4, 20,
-                "the batch did not start", every=0.01)
+    poll(lambda: (counts(first, batch["id"])["request_counts"]["completed"],
+                  len(upstream.requests)),
+         lambda seen: seen == (ANSWERED, ANSWERED + CONCURRENCY), 20,
+         "the batch did not reach the hanging lines", every=0.01)
     first.proc.send_signal(signal.SIGKILL)
     first.proc.wait(5)
-    answered_before = seen["request_counts"]["completed"]
-    assert answered_before < LINES, "the batch finished before the kill: make it slower"
-    sent_before = len(upstream.requests)
+    in_flight = {r.body["messages"][0]["content"] for r in upstream.requests[ANSWERED:]}
 
     second = gateway_factory(config)
     started = time.monotonic()
@@ -60,9 +64,8 @@ def test_killed_mid_batch_resumes_exactly_once(gateway_factory, upstream, tmp_pa
     assert ids == collections.Counter(f"req-{i}" for i in range(LINES))  # each exactly once
     calls = collections.Counter(r.body["messages"][0]["content"] for r in upstream.requests)
     again = {prompt for prompt, n in calls.items() if n > 1}
-    # Only lines in flight at the kill (sent, answer not recorded) may be sent twice.
-    assert len(again) <= CONCURRENCY, again
-    assert len(upstream.requests) <= LINES + CONCURRENCY
-    assert sent_before >= answered_before
-    print(f"\nkilled after {answered_before} answered ({sent_before} sent); resumed in "
-          f"{time.monotonic() - started:.1f}s; {len(again)} line(s) sent twice")
+    # Exactly the lines in flight at the kill (sent, answer not recorded) were sent twice.
+    assert again == in_flight and len(again) == CONCURRENCY
+    assert len(upstream.requests) == LINES + CONCURRENCY
+    print(f"\nkilled with {ANSWERED} answered and {CONCURRENCY} in flight; resumed in "
+          f"{time.monotonic() - started:.1f}s")

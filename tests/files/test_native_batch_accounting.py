@@ -16,6 +16,7 @@ from ..fake_batches import KEY, USAGE, FakeBatchAPI
 from ..inprocess_gateway import poll
 
 RICH, TIGHT = "sk-rich-batch-key", "sk-tight-batch-key"
+CAPPED, PENNIES = "sk-capped-batch-key", "sk-pennies-batch-key"
 CONFIG = """
 version: 1
 server: {{data_dir: "{data}"}}
@@ -28,6 +29,8 @@ routes:
 keys:
   rich: {{key_sha256: {rich}, budget: {{usd: 100}}}}
   tight: {{key_sha256: {tight}, budget: {{usd: 0.22}}}}
+  capped: {{key_sha256: {capped}, limits: {{requests_per_minute: 1}}}}
+  pennies: {{key_sha256: {pennies}, limits: {{usd_per_day: 0.01}}}}
 batches: {{native_poll: 100ms{extra}}}
 """
 LINE_USD = (USAGE["prompt_tokens"] * 1000 + USAGE["completion_tokens"] * 2000) / 1e6 * 0.5
@@ -42,8 +45,11 @@ def fake():
 def start(gateway_app, tmp_path, fake, extra: str = ""):
     return gateway_app(CONFIG.format(
         data=tmp_path / "data", base_url=fake.base_url, key=KEY, extra=extra,
-        rich=hashlib.sha256(RICH.encode()).hexdigest(),
-        tight=hashlib.sha256(TIGHT.encode()).hexdigest()))
+        rich=digest(RICH), tight=digest(TIGHT), capped=digest(CAPPED), pennies=digest(PENNIES)))
+
+
+def digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def lines(*custom_ids: str) -> bytes:
@@ -154,3 +160,60 @@ def test_refused_batch_leaves_no_input_at_the_provider(gateway_app, tmp_path, fa
         client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
                               completion_window="24h")
     assert fake.files == {} and len(fake.deleted) == 1
+
+
+def test_spend_limits_apply_request_limits_do_not(gateway_app, tmp_path, fake):
+    """A USD limit refuses a batch whose estimate does not fit (429 rate_limit_exceeded);
+    requests_per_minute does not limit a batch the provider runs (its three lines go)."""
+    gw = start(gateway_app, tmp_path, fake)
+    pennies = gw.openai(PENNIES)
+    uploaded = pennies.files.create(file=("in.jsonl", lines("a", "b")), purpose="batch")
+    with pytest.raises(openai.RateLimitError) as refused:
+        pennies.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                               completion_window="24h")
+    assert refused.value.code == "rate_limit_exceeded" and "$0.01 per day" in refused.value.message
+    assert fake.batches == {}
+    done, _ = run_batch(gw.openai(CAPPED), fake, "a", "b", "c")
+    assert done.request_counts.completed == 3
+
+
+ANTHROPIC = """
+version: 1
+server: {{data_dir: "{data}"}}
+providers:
+  claude: {{type: anthropic, base_url: "{base_url}", api_key: {key}, batch: native}}
+pricing:
+  "claude/claude-sonnet-4-5": {{input: 1000, output: 2000}}
+routes:
+  sonnet: {{target: {{provider: claude, model: claude-sonnet-4-5}}}}
+batches: {{native_poll: 50ms}}
+"""
+
+
+def test_anthropic_batch_usage_counted(gateway_app, tmp_path):
+    """Anthropic's Message Batches: the usage of the translated answers is counted the same
+    way (the adapter shows each OpenAI-shaped line it writes)."""
+    from ..fake_message_batches import KEY as ANTHROPIC_KEY
+    from ..fake_message_batches import FakeMessageBatches
+
+    with FakeMessageBatches() as anthropic:
+        gw = gateway_app(ANTHROPIC.format(data=tmp_path / "data", base_url=anthropic.base_url,
+                                          key=ANTHROPIC_KEY))
+        client = gw.openai()
+        content = b"".join(json.dumps({
+            "custom_id": c, "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]}
+        }).encode() + b"\n" for c in ("one", "fail-two", "three"))
+        uploaded = client.files.create(file=("in.jsonl", content), purpose="batch")
+        batch = client.batches.create(input_file_id=uploaded.id,
+                                      endpoint="/v1/chat/completions", completion_window="24h")
+        (remote,) = anthropic.batches
+        anthropic.finish(remote)
+        poll(lambda: client.batches.retrieve(batch.id), lambda b: b.status == "completed", 10,
+             "the batch did not complete", every=0.05)
+        rows = poll(lambda: gw.get("/admin/usage?period=all").json()["usage"], lambda r: r, 10,
+                    "no usage written", every=0.1)
+    assert rows == [{"key": "", "route": "sonnet", "target": "claude/claude-sonnet-4-5",
+                     "requests": 2, "prompt_tokens": 20, "completion_tokens": 10,
+                     "cost_usd": round(2 * (10 * 1000 + 5 * 2000) / 1e6 * 0.5, 6),
+                     "estimated_requests": 0}]

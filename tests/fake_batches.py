@@ -3,7 +3,7 @@
 /v1/batches/{id}/cancel. ``finish(batch_id)`` completes a batch as OpenAI would: an output file
 with one answer per line (usage: USAGE) and an error file for lines whose custom_id starts
 with "fail". ``deleted`` lists the files deleted (in order); ``fail_deletes`` refuses that many
-DELETEs first (500), ``gone`` keeps what was deleted; ``refuse_batches`` makes POST /v1/batches answer 400."""
+DELETEs first (with ``delete_status``, 500), ``gone`` keeps what was deleted; ``refuse_batches`` makes POST /v1/batches answer 400."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ class FakeBatchAPI(BackgroundApp):
         self.deleted: list[str] = []
         self.gone: dict[str, dict[str, Any]] = {}  # the deleted files
         self.fail_deletes = 0
+        self.delete_status = 500
         self.refuse_batches = False
 
     def routes(self, app: web.Application) -> None:
@@ -91,7 +92,8 @@ class FakeBatchAPI(BackgroundApp):
             return web.json_response({"error": {"message": "bad key"}}, status=401)
         if self.fail_deletes > 0:
             self.fail_deletes -= 1
-            return web.json_response({"error": {"message": "try later"}}, status=500)
+            return web.json_response({"error": {"message": "not now"}},
+                                     status=self.delete_status)
         file_id = request.match_info["id"]
         found = self.files.pop(file_id, None)
         if found is None:

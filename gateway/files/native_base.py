@@ -86,13 +86,19 @@ class NativeBatchAPI:
         raise NotImplementedError
 
     async def forget(self, provider: Provider, file_ids: list[str]) -> list[str]:
-        """Delete ``file_ids`` at the provider, best-effort: the ones still there (each
-        failure logged, to be tried again)."""
+        """Delete ``file_ids`` at the provider, best-effort: the ones to try again (the
+        provider was unreachable, busy or failed; logged). One it refuses for good (a 4xx
+        other than 408, 409 and 429: no permission, ...) is logged as an error and left
+        there."""
         left = []
         for file_id in file_ids:
             try:
                 await self.delete_file(provider, file_id)
             except GatewayError as err:
+                if 400 <= err.status < 500 and err.status not in (408, 409, 429):
+                    log.error("batch_provider_file_kept", provider=provider.name,
+                              file=file_id, error=err.message)
+                    continue
                 log.warning("batch_provider_file_not_deleted", provider=provider.name,
                             file=file_id, error=err.message)
                 left.append(file_id)

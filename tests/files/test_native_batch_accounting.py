@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 
 import openai
 import pytest
@@ -147,6 +148,22 @@ def test_refused_deletes_tried_again(gateway_app, tmp_path, fake):
     run_batch(gw.openai(RICH), fake, "one", "two")
     poll(lambda: fake.files, lambda f: f == {}, 10, "files not deleted after retries")
     assert fake.fail_deletes == 0 and len(fake.deleted) == 2
+
+
+def test_deletes_refused_for_good_are_not_repeated(gateway_app, tmp_path, fake):
+    """A provider answering 403 to DELETE: each file is asked once, then left there (the
+    batch keeps no file to delete, so no later poll asks again)."""
+    fake.fail_deletes, fake.delete_status = 10, 403
+    gw = start(gateway_app, tmp_path, fake)
+    done, _ = run_batch(gw.openai(RICH), fake, "one", "fail-two")
+    conn = sqlite3.connect(tmp_path / "data" / "files.db")
+    try:
+        poll(lambda: conn.execute("SELECT provider_files FROM batches WHERE id = ?",
+                                  (done.id,)).fetchone(), lambda row: row == (None,), 10,
+             "the refused deletions were not given up")
+    finally:
+        conn.close()
+    assert fake.fail_deletes == 7 and fake.deleted == [] and len(fake.files) == 3
 
 
 def test_refused_batch_leaves_no_input_at_the_provider(gateway_app, tmp_path, fake):

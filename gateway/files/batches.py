@@ -18,6 +18,7 @@ import contextlib
 import functools
 import math
 import os
+import re
 import secrets
 import socket
 import time
@@ -56,6 +57,7 @@ RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_BACKOFF = 30.0
 ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/embeddings": "embeddings",
              "/v1/completions": "completions"}
+_HEADER_UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
 FINISHED = ("completed", "failed", "expired", "cancelled")
 SWEEP_EVERY = 3600.0  # seconds between sweeps of interrupted uploads (and one at start-up)
 
@@ -488,7 +490,16 @@ class BatchRunner:
         try:
             request = orjson.loads(line)
             custom_id = request["custom_id"]
-            status, request_id, answer = await self._send(dispatch, door, row, request)
+            try:
+                status, request_id, answer = await self._send(dispatch, door, row, request)
+            except Exception as exc:  # one line's bug must not stop the batch
+                # Raised out of the batch task, it was retried every tick for ever, resending
+                # the lines in flight each time: the line fails instead, the batch goes on.
+                log.error("batch_line_failed", batch=row["id"], line=number,
+                          error=f"{type(exc).__name__}: {exc}")
+                status, request_id, answer = 500, "", {"error": {
+                    "message": "the gateway failed on this line (see its log: "
+                    "batch_line_failed)", "code": "gateway_error"}}
             ok = 200 <= status < 300
             result: dict[str, Any] = {
                 "id": f"batch_req_{secrets.token_hex(12)}", "custom_id": custom_id,
@@ -516,7 +527,10 @@ class BatchRunner:
             except GatewayError as err:
                 return err.status, "", {"error": {"message": err.message, "type": err.type,
                                                   "code": err.code, "param": None}}
-            headers = {"x-request-id": f"{row['id']}-{request['custom_id']}"[:128]}
+            # A header value: the custom_id's characters outside [A-Za-z0-9._:-] as "_" (a
+            # letter like "é" or a newline there made every attempt of the batch crash).
+            request_id = _HEADER_UNSAFE.sub("_", f"{row['id']}-{request['custom_id']}")[:128]
+            headers = {"x-request-id": request_id}
             answer = await dispatch(internal_request(row["endpoint"], body, key, headers), door)
             try:
                 parsed = orjson.loads(answer.body)

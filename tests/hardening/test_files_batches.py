@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -389,3 +390,115 @@ def test_files_are_never_written_outside_the_data_dir(gw, tmp_path):
         assert "/" not in made.json()["filename"]
     assert_contained(tmp_path)
     assert not os.path.exists(tmp_path / "outside.txt")
+
+
+# -- /v1/responses input items ------------------------------------------------------------------
+
+_ANY = st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=6) | st.just([])
+PART = st.fixed_dictionaries(
+    {"type": st.sampled_from(["input_text", "output_text", "refusal", "input_image",
+                              "input_file", "x"]) | _ANY},
+    optional={"text": st.text(max_size=10) | _ANY, "refusal": _ANY,
+              "image_url": st.sampled_from(["data:image/png;base64,iVBORw0KGgo=", "x",
+                                            "https://127.0.0.1/a.png"]) | _ANY,
+              "file_id": st.sampled_from(["file-../../x", "file-0"]) | _ANY,
+              "file_data": st.sampled_from(["data:application/pdf;base64,JVBERi0=", "@@"]) | _ANY,
+              "filename": st.sampled_from(["../a.pdf", "a\u0000b"]) | _ANY, "detail": _ANY})
+ITEM = st.fixed_dictionaries(
+    {}, optional={
+        "type": st.sampled_from(["message", "function_call", "function_call_output",
+                                 "reasoning", "item_reference", "web_search_call"]) | _ANY,
+        "role": st.sampled_from(["user", "assistant", "system", "developer", "tool"]) | _ANY,
+        "content": st.text(max_size=10) | st.lists(PART, max_size=3) | _ANY,
+        "id": st.sampled_from(["msg_1", "", "x" * 300]) | _ANY,
+        "call_id": st.sampled_from(["call_1"]) | _ANY, "name": st.just("f") | _ANY,
+        "arguments": st.sampled_from(["{}", "not json"]) | _ANY,
+        "output": st.text(max_size=10) | st.lists(PART, max_size=2) | _ANY,
+        "summary": st.lists(st.fixed_dictionaries({"type": st.just("summary_text"),
+                                                   "text": st.text(max_size=5)}),
+                            max_size=2) | _ANY})
+RESPONSES = st.fixed_dictionaries(
+    {"model": st.just("chat"), "input": st.text(max_size=10) | st.lists(ITEM, max_size=4)
+     | _ANY},
+    optional={"previous_response_id": st.sampled_from(["resp_x", "", "../../x"]) | _ANY,
+              "instructions": st.text(max_size=10) | _ANY, "store": st.booleans() | _ANY,
+              "stream": st.booleans(), "max_output_tokens": st.integers(-1, 50) | _ANY,
+              "tools": st.lists(st.fixed_dictionaries({"type": st.sampled_from(
+                  ["function", "web_search", "x"]), "name": st.just("f")},
+                  optional={"parameters": st.just({"type": "object"}) | _ANY}), max_size=2)
+              | _ANY,
+              "text": st.fixed_dictionaries({}, optional={"format": st.fixed_dictionaries(
+                  {"type": st.sampled_from(["text", "json_object", "json_schema", "x"])})})
+              | _ANY,
+              "reasoning": st.fixed_dictionaries({}, optional={"effort": _ANY}) | _ANY})
+
+
+@given(body=RESPONSES)
+@SETTINGS
+def test_any_responses_body_is_answered_2xx_or_4xx(gw, body):
+    """Odd input items, parts, roles, ids and options on POST /v1/responses (and, when it was
+    stored, its input items read back): 2xx or 4xx in OpenAI's shape, never a 5xx."""
+    answer = gw.post("/v1/responses", headers=auth("alice"), json=body)
+    assert answer.status_code < 500, (body, answer.text[:500])
+    if answer.status_code == 200 and not body.get("stream"):
+        made = answer.json()
+        items = gw.get(f"/v1/responses/{made['id']}/input_items", headers=auth("alice"))
+        assert items.status_code in (200, 404), items.text[:300]
+
+
+def _wait_batch(gw, batch_id: str, timeout: float = 20.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        batch = gw.get(f"/v1/batches/{batch_id}", headers=auth("alice")).json()
+        if batch["status"] in ("completed", "failed", "expired", "cancelled") \
+                or time.monotonic() > deadline:
+            return batch
+        time.sleep(0.05)
+
+
+def test_custom_ids_of_any_text_are_run(gw):
+    """custom_ids with non-Latin-1 letters, control characters, quotes or 300 characters (the
+    gateway makes each line's x-request-id of it): every line is answered, the batch ends
+    completed, each custom_id comes back as it was sent."""
+    ids = ["r\u00e9-\u4e2d\u6587", "r\r\nx-evil: 1", "r\x00\x7f", 'r"\'<>', "r" * 300,
+           "\U0001f600"]
+    lines = [batch_line(i, custom_id=custom_id) for i, custom_id in enumerate(ids)]
+    uploaded = gw.post("/v1/files", headers=auth("alice"), data={"purpose": "batch"},
+                       files={"file": ("b.jsonl", jsonl(lines))})
+    assert uploaded.status_code == 200, uploaded.text
+    made = gw.post("/v1/batches", headers=auth("alice"), json={
+        "input_file_id": uploaded.json()["id"], "endpoint": "/v1/chat/completions",
+        "completion_window": "24h"}).json()
+    ended = _wait_batch(gw, made["id"])
+    assert ended["status"] == "completed", ended
+    assert ended["request_counts"] == {"total": 6, "completed": 6, "failed": 0}, ended
+    output = gw.get(f"/v1/files/{ended['output_file_id']}/content", headers=auth("alice"))
+    assert sorted(json.loads(x)["custom_id"] for x in output.content.splitlines()) == sorted(ids)
+
+
+def test_a_line_the_gateway_fails_on_fails_alone(gw, monkeypatch):
+    """A line whose sending raises inside the gateway (a bug) is recorded as failed
+    (gateway_error) and the batch ends; before, the batch task crashed, was started again at
+    every tick, and resent the lines in flight each time."""
+    from gateway.files.batches import BatchRunner
+
+    real = BatchRunner._send
+
+    async def send(self, dispatch, door, row, request):
+        if request["custom_id"] == "boom":
+            raise RuntimeError("a bug on this line")
+        return await real(self, dispatch, door, row, request)
+
+    monkeypatch.setattr(BatchRunner, "_send", send)
+    lines = [batch_line(1), batch_line(2, custom_id="boom"), batch_line(3)]
+    uploaded = gw.post("/v1/files", headers=auth("alice"), data={"purpose": "batch"},
+                       files={"file": ("b.jsonl", jsonl(lines))}).json()
+    made = gw.post("/v1/batches", headers=auth("alice"), json={
+        "input_file_id": uploaded["id"], "endpoint": "/v1/chat/completions",
+        "completion_window": "24h"}).json()
+    ended = _wait_batch(gw, made["id"])
+    assert ended["status"] == "completed", ended
+    assert ended["request_counts"] == {"total": 3, "completed": 2, "failed": 1}, ended
+    errors = gw.get(f"/v1/files/{ended['error_file_id']}/content", headers=auth("alice"))
+    failed = json.loads(errors.content)
+    assert failed["custom_id"] == "boom" and failed["error"]["code"] == "gateway_error"

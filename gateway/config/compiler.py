@@ -73,7 +73,7 @@ from .suggest import did_you_mean
 
 CACHE_TTL = (60.0, 90 * 86400.0)  # seconds: the shortest and longest cache ttl
 # Provider types whose own batch API the gateway can use (gateway/files/native_batches.py).
-NATIVE_BATCH_TYPES = ("openai", "openai-compatible", "anthropic")
+NATIVE_BATCH_TYPES = ("openai", "openai-compatible", "anthropic", "bedrock")
 MAX_BATCH_WAIT = 1.0  # seconds: the longest a route's batch.max_wait may hold a request
 
 T = TypeVar("T")
@@ -307,7 +307,7 @@ class _Compiler:
             if spec.get("batch") == "native" and kind not in NATIVE_BATCH_TYPES:
                 self.error(path + ("batch",), f"provider '{name}' ({kind}) has no batch API the "
                            "gateway can use: batch: native needs type openai, "
-                           "openai-compatible or anthropic",
+                           "openai-compatible, anthropic or bedrock",
                            "remove it: the gateway runs its batches line by line")
 
     # -- routes and nodes ------------------------------------------------------------------

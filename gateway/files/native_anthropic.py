@@ -156,7 +156,7 @@ class AnthropicBatches(NativeBatchAPI):
 
     async def collect(self, provider: Provider, batch: Mapping[str, Any], owner: Owner,
                       record: Mapping[str, Any] | None = None,
-                      tap: "UsageTap | None" = None) -> dict[str, str | None]:
+                      tap: "UsageTap | None" = None) -> dict[str, Any]:
         url = batch.get("results_url")
         if not isinstance(url, str) or not url:
             return {"output_file_id": None, "error_file_id": None}

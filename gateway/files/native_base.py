@@ -74,7 +74,7 @@ class NativeBatchAPI:
 
     async def collect(self, provider: Provider, batch: Mapping[str, Any], owner: Owner,
                       record: Mapping[str, Any] | None = None,
-                      tap: "UsageTap | None" = None) -> dict[str, str | None]:
+                      tap: "UsageTap | None" = None) -> dict[str, Any]:
         raise NotImplementedError
 
     def provider_files(self, batch: Mapping[str, Any]) -> list[str]:

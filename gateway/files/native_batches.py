@@ -8,7 +8,8 @@ by line by the gateway (docs/files.md#provider-native-batches).
   model.
 - ``NativeBatches``: the adapter of each provider type (``NativeBatchAPI``, native_base.py):
   ``OpenAIBatches`` here (openai, openai-compatible: /files + /batches) and
-  ``AnthropicBatches`` (native_anthropic.py: Message Batches); ``submit`` / ``refresh`` /
+  ``AnthropicBatches`` (native_anthropic.py: Message Batches), ``BedrockBatches``
+  (native_bedrock.py: batch inference jobs, S3); ``submit`` / ``refresh`` /
   ``cancel`` / ``mapped`` / ``collect`` go to the provider's adapter.
 - ``step``: one poll of the provider batch a gateway batch follows (cancelling it there when
   the client cancelled): the values to write into the gateway's batch row (once it ended:
@@ -30,6 +31,7 @@ from ..graph.nodes import TargetNode
 from ..providers.base import Provider
 from ..types import walk
 from .native_anthropic import AnthropicBatches
+from .native_bedrock import BedrockBatches
 from .native_base import ENDED, STATUSES, BatchFailed, NativeBatchAPI
 from .provider_api import call, delete, stream, upload
 from .store import FileStore, Owner
@@ -118,7 +120,7 @@ class OpenAIBatches(NativeBatchAPI):
 
     async def collect(self, provider: Provider, batch: Mapping[str, Any], owner: Owner,
                       record: Mapping[str, Any] | None = None,
-                      tap: "UsageTap | None" = None) -> dict[str, str | None]:
+                      tap: "UsageTap | None" = None) -> dict[str, Any]:
         """The provider's output and error files as gateway files of ``owner``:
         ``{"output_file_id": ..., "error_file_id": ...}`` (None where the provider has none),
         each chunk shown to ``tap`` as it passes (one pass over each file)."""
@@ -159,7 +161,8 @@ class NativeBatches:
         self.store = store
         openai = OpenAIBatches(store)
         self.apis: dict[str, NativeBatchAPI] = {
-            "openai": openai, "openai-compatible": openai, "anthropic": AnthropicBatches(store)}
+            "openai": openai, "openai-compatible": openai, "anthropic": AnthropicBatches(store),
+            "bedrock": BedrockBatches(store)}
 
     def api(self, provider: Provider) -> NativeBatchAPI:
         found = self.apis.get(provider.spec.type)
@@ -190,7 +193,7 @@ class NativeBatches:
 
     async def collect(self, provider: Provider, batch: Mapping[str, Any], owner: Owner,
                       record: Mapping[str, Any] | None = None,
-                      tap: "UsageTap | None" = None) -> dict[str, str | None]:
+                      tap: "UsageTap | None" = None) -> dict[str, Any]:
         if tap is not None:
             await tap.start()
         return await self.api(provider).collect(provider, batch, owner, record, tap)
@@ -207,10 +210,11 @@ class NativeBatches:
         (``output_file_id`` and ``error_file_id`` are then gateway ids; every line shown to
         ``tap``) and ``provider_files`` lists what it keeps at the provider."""
         batch_id = row["provider_batch_id"]
-        if row["status"] == "cancelling":
+        batch = await self.refresh(provider, batch_id)
+        if row["status"] == "cancelling" and \
+                self.mapped(provider, batch)["status"] not in ("cancelling", *ENDED):
+            # asked once: a provider may refuse to cancel a batch cancelling or ended
             batch = await self.cancel(provider, batch_id)
-        else:
-            batch = await self.refresh(provider, batch_id)
         values = self.mapped(provider, batch)
         if values["status"] in ENDED:
             record = None

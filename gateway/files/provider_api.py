@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+import yarl
 
 from ..errors import GatewayError
 from ..providers.base import Provider
@@ -31,12 +32,21 @@ async def call(provider: Provider, method: str, path: str, *,
                headers: Mapping[str, str] | None = None, **kwargs: Any) -> dict[str, Any]:
     """One call to the provider's own API with its credentials (and ``headers``); its JSON
     answer, or GatewayError (the provider's status and message, its credentials scrubbed)."""
-    headers = {**(provider.passthrough_headers() or {}), **(headers or {})}
-    url = _url(provider, path)
+    return await call_url(provider, method, _url(provider, path),
+                          {**(provider.passthrough_headers() or {}), **(headers or {})},
+                          **kwargs)
+
+
+async def call_url(provider: Provider, method: str, url: str | yarl.URL,
+                   headers: Mapping[str, str], *, answer_json: bool = True,
+                   **kwargs: Any) -> dict[str, Any]:
+    """One call to ``url`` (of the provider's, its credentials in ``headers``): its JSON
+    answer ({} for any answer when not ``answer_json``), or GatewayError as ``call``."""
     session = provider.clients.session(provider.pool_key())
     name = provider.name
+    path = yarl.URL(url).path
     try:
-        async with session.request(method, url, headers=headers, timeout=TIMEOUT,
+        async with session.request(method, url, headers=dict(headers), timeout=TIMEOUT,
                                     allow_redirects=False, **kwargs) as resp:
             raw = await resp.content.read(MAX_ERROR) if resp.status >= 300 else await resp.read()
             status = resp.status
@@ -50,6 +60,8 @@ async def call(provider: Provider, method: str, path: str, *,
                            f"provider '{name}' answered {status}: {message}",
                            type="invalid_request_error" if 400 <= status < 500 else "server_error",
                            code="upstream_error")
+    if not answer_json:
+        return {}
     try:
         answer = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -118,11 +130,18 @@ async def stream_url(provider: Provider, url: str) -> AsyncIterator[bytes]:
                           f"{_origin(url)[1] or 'a URL without a host'}, which is not the host "
                           f"of its base_url: its credentials are not sent there",
                           type="server_error", code="foreign_host")
-    path = urlsplit(url).path
+    async for chunk in get_stream(provider, url, provider.passthrough_headers() or {}):
+        yield chunk
+
+
+async def get_stream(provider: Provider, url: str | yarl.URL,
+                     headers: Mapping[str, str]) -> AsyncIterator[bytes]:
+    """The body of a GET of ``url`` (of the provider's, its credentials in ``headers``)."""
+    path = yarl.URL(url).path
     session = provider.clients.session(provider.pool_key())
     try:
-        async with session.get(url, headers=dict(provider.passthrough_headers() or {}),
-                               timeout=TIMEOUT, allow_redirects=False) as resp:
+        async with session.get(url, headers=dict(headers), timeout=TIMEOUT,
+                               allow_redirects=False) as resp:
             if resp.status >= 300:
                 raw = await resp.content.read(MAX_ERROR)
                 message = _scrub(provider, _error_message(raw) or f"status {resp.status}")

@@ -80,6 +80,10 @@ class BedrockProvider(Provider):
             problems.append(f"region {region!r} does not look like an AWS region (us-east-1)")
         if bool(options.get("aws_access_key_id")) != bool(options.get("aws_secret_access_key")):
             problems.append("aws_access_key_id and aws_secret_access_key go together")
+        batch = options.get("bedrock_batch") or {}
+        if options.get("batch") == "native" and not (batch.get("s3_uri") and batch.get("role_arn")):
+            problems.append("batch: native needs bedrock_batch: {s3_uri, role_arn} (the S3 "
+                            "place of the jobs' files and the role Bedrock runs them as)")
         return problems
 
     def __init__(self, spec: ProviderSpec, clients: ClientPool) -> None:

@@ -1,8 +1,10 @@
 """AWS Signature Version 4 for request headers (the ``Authorization`` header form).
 
-Small on purpose: the gateway signs one kind of request (a JSON POST to bedrock-runtime), so
-this implements the header variant of SigV4 for non-S3 services and nothing else: no presigned
-URLs, no chunked payload signing, no S3 path rules. Standard library only. It is checked
+Small on purpose: the gateway signs requests to bedrock-runtime and bedrock (JSON), and the S3
+objects of Bedrock batch jobs (gateway/files/native_bedrock.py), so this implements the header
+variant of SigV4 and nothing else: no presigned URLs, no chunked payload signing (S3 uploads
+send ``UNSIGNED-PAYLOAD``), no S3 path rules (its keys are chosen so that they need none).
+Standard library only. It is checked
 against AWS's published test-suite values (tests/providers/test_sigv4.py).
 
 Paths: the canonical URI is the request-line path, URI-encoded once more (AWS's rule for every
@@ -122,9 +124,13 @@ def signed_header_names(headers: Mapping[str, str]) -> list[str]:
 
 
 def sign(method: str, host: str, path: str, query: str, headers: Mapping[str, str], body: bytes,
-         creds: Credentials, region: str, service: str, *, date: str | None = None) -> dict[str, str]:
+         creds: Credentials, region: str, service: str, *, date: str | None = None,
+         payload_hash: str | None = None) -> dict[str, str]:
     """The headers to send: ``headers`` plus Host, X-Amz-Date, X-Amz-Security-Token (with a
-    session token) and Authorization. ``path`` and ``query`` are as they go on the wire."""
+    session token) and Authorization. ``path`` and ``query`` are as they go on the wire.
+    ``payload_hash`` replaces the body's SHA-256 (S3's ``UNSIGNED-PAYLOAD`` for a streamed
+    upload; S3 paths are signed as sent, so only paths that encoding leaves alone, such as
+    keys of letters, digits and ``-_./``, are signed right for S3)."""
     date = date or amz_date()
     out = {k: v for k, v in headers.items() if k.lower() not in ("host", "authorization")}
     out["Host"] = host
@@ -132,7 +138,8 @@ def sign(method: str, host: str, path: str, query: str, headers: Mapping[str, st
     if creds.session_token:
         out["X-Amz-Security-Token"] = creds.session_token
     names = signed_header_names(out)
-    canonical = canonical_request(method, path, query, out, names, sha256_hex(body))
+    canonical = canonical_request(method, path, query, out, names,
+                                  payload_hash or sha256_hex(body))
     scope_ = scope(date, region, service)
     sig = signature(creds.secret_key, date, region, service, string_to_sign(date, scope_, canonical))
     out["Authorization"] = (

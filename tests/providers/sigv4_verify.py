@@ -40,8 +40,9 @@ def parse_authorization(value: str) -> ParsedAuthorization | None:
 
 
 def verify(method: str, path: str, query: str, headers: Mapping[str, str], body: bytes,
-           creds: Credentials) -> str | None:
-    """Check a received request's signature as AWS would; None when valid, else the reason."""
+           creds: Credentials, payload_hash: str | None = None) -> str | None:
+    """Check a received request's signature as AWS would; None when valid, else the reason.
+    ``payload_hash``: what S3 signs instead of the body's hash (its x-amz-content-sha256)."""
     auth = parse_authorization(headers.get("Authorization") or headers.get("authorization") or "")
     if auth is None:
         return "Missing Authentication Token"
@@ -54,7 +55,7 @@ def verify(method: str, path: str, query: str, headers: Mapping[str, str], body:
     if "host" not in auth.signed_headers or any(h not in lower for h in auth.signed_headers):
         return "'Host' or 'x-amz-date' header must be a signed header"
     canonical = canonical_request(method, path, query, headers, auth.signed_headers,
-                                  sha256_hex(body))
+                                  payload_hash or sha256_hex(body))
     expected = signature(creds.secret_key, date, auth.region, auth.service,
                          string_to_sign(date, scope(date, auth.region, auth.service), canonical))
     if not hmac.compare_digest(expected, auth.signature):

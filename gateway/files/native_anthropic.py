@@ -17,7 +17,6 @@ with ``batch: native``; docs/files.md#provider-native-batches).
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
 
 import orjson
@@ -29,7 +28,7 @@ from ..providers.base import Provider
 from ..providers.http import error_type
 from ..providers.native import TranslationError
 from .native_base import (
-    ENDED, BatchFailed, NativeBatchAPI, ResultFiles, jsonl_lines, output_line,
+    ENDED, BatchFailed, NativeBatchAPI, ResultFiles, jsonl_lines, output_line, unix_time,
 )
 from .provider_api import ForeignHost, call, stream_url
 from .store import Owner
@@ -54,15 +53,6 @@ def _path(provider: Provider) -> str:
     base = provider.spec.base_url.rstrip("/")
     return "/messages/batches" if base.endswith("/v1") else "/v1/messages/batches"
 
-
-def _time(value: Any) -> int | None:
-    """An RFC 3339 time of Anthropic's as Unix seconds (OpenAI's batch timestamps)."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
-    except ValueError:
-        return None
 
 
 def _refused(number: int, message: str) -> GatewayError:
@@ -139,7 +129,7 @@ class AnthropicBatches(NativeBatchAPI):
         raw = raw if isinstance(raw, dict) else {}
         counts = {k: v if isinstance(v := raw.get(k), int) else 0
                   for k in ("processing", "succeeded", "errored", "canceled", "expired")}
-        cancelled_at = _time(batch.get("cancel_initiated_at"))
+        cancelled_at = unix_time(batch.get("cancel_initiated_at"))
         status = STATUSES.get(str(batch.get("processing_status")), "in_progress")
         if batch.get("processing_status") == "ended":
             status = "cancelled" if cancelled_at is not None else \
@@ -147,10 +137,10 @@ class AnthropicBatches(NativeBatchAPI):
         values: dict[str, Any] = {
             "status": status, "total": sum(counts.values()), "completed": counts["succeeded"],
             "failed": counts["errored"] + counts["canceled"] + counts["expired"]}
-        times = {"in_progress_at": _time(batch.get("created_at")),
-                 "expires_at": _time(batch.get("expires_at")), "cancelling_at": cancelled_at}
+        times = {"in_progress_at": unix_time(batch.get("created_at")),
+                 "expires_at": unix_time(batch.get("expires_at")), "cancelling_at": cancelled_at}
         if status in ENDED:
-            times[f"{status}_at"] = _time(batch.get("ended_at"))
+            times[f"{status}_at"] = unix_time(batch.get("ended_at"))
         values.update((k, v) for k, v in times.items() if v is not None)
         return values
 

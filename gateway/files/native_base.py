@@ -6,6 +6,7 @@ files of a batch written line by line as the provider's results arrive)."""
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
 
 import orjson
@@ -138,6 +139,17 @@ class ResultFiles:
         for upload in self.uploads.values():
             upload.abort()
         self.uploads.clear()
+
+
+def unix_time(value: Any) -> int | None:
+    """An RFC 3339 / ISO 8601 time (Anthropic's, AWS's) as Unix seconds (OpenAI's batch
+    timestamps); None when it is not one."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return None
 
 
 def output_line(custom_id: Any, status: int | None, body: Any, request_id: str = "",

@@ -25,7 +25,6 @@ the bucket (``https://<bucket>.s3.<region>.amazonaws.com``, or path-style under
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
 from urllib.parse import quote
 
@@ -40,7 +39,7 @@ from ..providers.bedrock import region_of
 from ..providers.native import TranslationError
 from ..providers.sigv4 import Credentials, sha256_hex, sign
 from .native_base import (
-    ENDED, BatchFailed, NativeBatchAPI, ResultFiles, jsonl_lines, output_line,
+    ENDED, BatchFailed, NativeBatchAPI, ResultFiles, jsonl_lines, output_line, unix_time,
 )
 from .provider_api import call_url, get_stream
 from .store import Owner
@@ -63,14 +62,6 @@ NOT_RUN = {"cancelled": ("batch_cancelled", "The batch was cancelled before this
            "expired": ("batch_expired", "This request could not be executed before the "
                        "completion window expired.")}
 
-
-def _time(value: Any) -> int | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
-    except ValueError:
-        return None
 
 
 def _refused(number: int | None, message: str) -> GatewayError:
@@ -208,10 +199,10 @@ class BedrockBatches(NativeBatchAPI):
     def mapped(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         status = STATUSES.get(str(batch.get("status")), "in_progress")
         values: dict[str, Any] = {"status": status}
-        times = {"in_progress_at": _time(batch.get("submitTime")),
-                 "expires_at": _time(batch.get("jobExpirationTime"))}
+        times = {"in_progress_at": unix_time(batch.get("submitTime")),
+                 "expires_at": unix_time(batch.get("jobExpirationTime"))}
         if status in ENDED:
-            times[f"{status}_at"] = _time(batch.get("endTime"))
+            times[f"{status}_at"] = unix_time(batch.get("endTime"))
         values.update((k, v) for k, v in times.items() if v is not None)
         if status == "failed" and batch.get("message"):
             values["errors"] = orjson.dumps({"object": "list", "data": [{

@@ -17,6 +17,7 @@ from gateway.errors import ConfigErrors
 from gateway.files.native_bedrock import BedrockBatches
 
 from ..fake_bedrock_batch import ACCESS_KEY, REGION, ROLE, SECRET_KEY, FakeBedrockBatch
+from .test_anthropic_batches import SCHEMA, create, jsonl
 from .test_native_batches import wait_for
 
 MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
@@ -38,8 +39,6 @@ routes:
 server: {{data_dir: "{data_dir}"}}
 batches: {{native_poll: 50ms}}
 """
-SCHEMA = {"type": "json_schema", "json_schema": {"name": "reply", "schema": {
-    "type": "object", "properties": {"answer": {"type": "string"}}}}}
 
 
 @pytest.fixture
@@ -64,16 +63,6 @@ def lines(count: int, route: str = "claude", special: dict[int, dict] | None = N
                                "url": "/v1/chat/completions", "body": body}).encode() + b"\n")
     return b"".join(out)
 
-
-def create(client, content: bytes):
-    uploaded = client.files.create(file=("in.jsonl", content), purpose="batch")
-    return client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
-                                 completion_window="24h")
-
-
-def jsonl(client, file_id: str) -> dict[str, dict]:
-    rows = [json.loads(x) for x in client.files.content(file_id).read().splitlines()]
-    return {row["custom_id"]: row for row in rows}
 
 
 def test_a_batch_runs_as_a_bedrock_batch_job(gateway_app, tmp_path, fake):

@@ -134,3 +134,32 @@ def test_no_secret_in_any_stored_byte_answer_log_or_span(gateway_app, upstream, 
         for secret in SECRETS:
             assert secret.encode() not in raw, (secret, path)
             assert secret.encode("utf-16-le") not in raw, (secret, path)
+
+
+WRONG_KEY = "sk-not-a-key-but-SECRET-0d1e2f3a"
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/v1/files"), ("POST", "/v1/batches"), ("GET", "/v1/fine_tuning/jobs"),
+    ("POST", "/v1/responses"), ("GET", "/v1/responses/resp_1"), ("POST", "/v1/chat/completions"),
+    ("POST", "/v1/messages"), ("GET", "/v1/passthrough/up/models"), ("GET", "/admin/logs"),
+    ("GET", "/dashboard")])
+def test_a_wrong_key_is_never_echoed(gateway_app, upstream, collector, tmp_path, method, path):
+    """A key the gateway does not know (a user's real key for another service, pasted by
+    mistake) appears in no answer, log line or stored byte, whatever the endpoint."""
+    data = tmp_path / "data"
+    gw = gateway_app(CONFIG.format(data=data, url=upstream.base_url,
+                                   digest=hashlib.sha256(VIRTUAL_KEY.encode()).hexdigest(),
+                                   endpoint=collector.endpoint),
+                     env={"TRUST_UPSTREAM_KEY": PROVIDER_KEY, "TRUST_ADMIN_TOKEN": ADMIN_TOKEN})
+    for headers in ({"authorization": f"Bearer {WRONG_KEY}"}, {"x-api-key": WRONG_KEY},
+                    {"api-key": WRONG_KEY}, {"authorization": WRONG_KEY}):
+        answer = gw.request(method, path, headers=headers,
+                            json={"model": "chat", "input": "x", "max_tokens": 5,
+                                  "messages": [{"role": "user", "content": "x"}]}
+                            if method == "POST" else None)
+        assert WRONG_KEY not in answer.text, (headers, answer.text)
+        assert WRONG_KEY[:20] not in answer.text, (headers, answer.text)
+    gw.stop()
+    for file in [*(p for p in data.rglob("*") if p.is_file()), tmp_path / "gateway.log"]:
+        assert WRONG_KEY[:20].encode() not in file.read_bytes(), file

@@ -1,8 +1,8 @@
 """JSONL checks of uploaded files, line by line, fed in chunks (never the whole file):
 
-- ``batch``: each line a JSON object with a non-empty string ``custom_id`` (unique in the
-  file), ``method`` POST, a ``url`` the gateway batches (the same on every line) and a ``body``
-  object with a string ``model``;
+- ``batch``: at most ``MAX_REQUESTS`` lines, each a JSON object with a non-empty string
+  ``custom_id`` (unique in the file), ``method`` POST, a ``url`` the gateway batches (the
+  same on every line) and a ``body`` object with a string ``model``;
 - ``fine-tune``: each line a JSON object with a ``messages`` list (chat), ``prompt`` and
   ``completion`` (completions) or ``input`` (preference tuning).
 
@@ -18,6 +18,9 @@ import orjson
 BATCH_URLS = ("/v1/chat/completions", "/v1/embeddings", "/v1/completions")
 MAX_LINE = 16 * 1024 * 1024  # bytes of one line
 MAX_ERRORS = 10
+# Requests of one batch file (OpenAI's limit too): checking keeps every custom_id in memory,
+# about 120 bytes each; 512 MB of short lines would have held most of a gigabyte.
+MAX_REQUESTS = 50_000
 CHECKED_PURPOSES = ("batch", "fine-tune")
 
 
@@ -30,10 +33,11 @@ class LineCheck:
         self._number = 0
         self._partial = bytearray()
         self._custom_ids: dict[str, int] = {}
+        self._stopped = False  # past MAX_REQUESTS: nothing more is read
 
     @property
     def full(self) -> bool:
-        return len(self.errors) >= MAX_ERRORS
+        return self._stopped or len(self.errors) >= MAX_ERRORS
 
     def feed(self, data: bytes) -> None:
         start = 0
@@ -78,6 +82,11 @@ class LineCheck:
         if not isinstance(value, dict):
             return self._error(self._number, "must be a JSON object")
         self.lines += 1
+        if self.purpose == "batch" and self.lines > MAX_REQUESTS:
+            self._error(self._number, f"a batch file holds at most {MAX_REQUESTS} requests: "
+                        "split it into several batches")
+            self._stopped = True
+            return
         problem = (self._batch(value) if self.purpose == "batch" else self._fine_tune(value))
         if problem:
             self._error(self._number, problem)

@@ -502,3 +502,24 @@ def test_a_line_the_gateway_fails_on_fails_alone(gw, monkeypatch):
     errors = gw.get(f"/v1/files/{ended['error_file_id']}/content", headers=auth("alice"))
     failed = json.loads(errors.content)
     assert failed["custom_id"] == "boom" and failed["error"]["code"] == "gateway_error"
+
+
+def test_a_batch_file_holds_at_most_50000_requests(gateway_app, tmp_path):
+    """Checking a batch file keeps its custom_ids in memory: past 50,000 requests (OpenAI's
+    limit) the upload is a 400 that says so, read no further."""
+    from gateway.files.jsonl import MAX_REQUESTS
+
+    gw = gateway_app(CONFIG.replace("max_size: 200KB", "max_size: 40MB").format(
+        data=tmp_path / "data", alice=_sha(KEYS["alice"]), bob=_sha(KEYS["bob"])))
+    line = (b'{"custom_id": "%d", "method": "POST", "url": "/v1/embeddings", '
+            b'"body": {"model": "chat", "input": "x"}}\n')
+    body = b"".join(line % i for i in range(MAX_REQUESTS + 1))
+    answer = gw.post("/v1/files", headers=auth("alice"), data={"purpose": "batch"},
+                     files={"file": ("b.jsonl", body)})
+    assert answer.status_code == 400, answer.text[:300]
+    message = answer.json()["error"]["message"]
+    assert f"line {MAX_REQUESTS + 1}: a batch file holds at most {MAX_REQUESTS}" in message
+    ok = gw.post("/v1/files", headers=auth("alice"), data={"purpose": "batch"},
+                 files={"file": ("b.jsonl", b"".join(line % i for i in range(MAX_REQUESTS)))})
+    assert ok.status_code == 200, ok.text[:300]
+    assert_contained(tmp_path)

@@ -59,6 +59,7 @@ class FakeBedrockBatch(BackgroundApp):
         app.router.add_post("/model-invocation-job/{arn:.+}/stop", self._stop)
         app.router.add_put("/{bucket}/{key:.+}", self._put)
         app.router.add_get("/{bucket}/{key:.+}", self._get_object)
+        app.router.add_delete("/{bucket}/{key:.+}", self._delete_object)
 
     def _refused(self, request: web.Request, body: bytes, service: str) -> str | None:
         self.seen.append((request.method, request.raw_path))
@@ -101,6 +102,12 @@ class FakeBedrockBatch(BackgroundApp):
             await response.write(found[start:start + 1000])
         await response.write_eof()
         return response
+
+    async def _delete_object(self, request: web.Request) -> web.Response:
+        if self._refused(request, b"", "s3"):
+            return _s3_error(403, "SignatureDoesNotMatch")
+        self.objects.pop((request.match_info["bucket"], request.match_info["key"]), None)
+        return web.Response(status=204)
 
     def object(self, uri: str) -> bytes | None:
         bucket, _, key = uri.removeprefix("s3://").partition("/")

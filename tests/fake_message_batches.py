@@ -1,6 +1,7 @@
 """A fake of Anthropic's Message Batches API on a loopback port, checking requests as the real
 one does (x-api-key, anthropic-version, the body's shape, custom_id's pattern, no stream):
-POST /v1/messages/batches, GET /v1/messages/batches/{id}, POST .../cancel, GET .../results.
+POST /v1/messages/batches, GET /v1/messages/batches/{id}, POST .../cancel, GET .../results,
+DELETE /v1/messages/batches/{id} (once ended).
 
 ``finish(batch_id)`` ends a batch as Anthropic would: a succeeded message per request (its
 text ``answer <custom_id>``; a forced tool is called with ``{"answer": <custom_id>}``), an
@@ -54,6 +55,7 @@ class FakeMessageBatches(BackgroundApp):
         app.router.add_get("/v1/messages/batches/{id}", self._retrieve)
         app.router.add_post("/v1/messages/batches/{id}/cancel", self._cancel)
         app.router.add_get("/v1/messages/batches/{id}/results", self._results)
+        app.router.add_delete("/v1/messages/batches/{id}", self._delete)
 
     def _refused(self, request: web.Request) -> web.Response | None:
         self.seen.append((request.method, request.path, dict(request.headers)))
@@ -163,6 +165,17 @@ class FakeMessageBatches(BackgroundApp):
             batch.update(processing_status="canceling",
                          cancel_initiated_at=_iso(CREATED + timedelta(minutes=5)))
         return web.json_response(batch)
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        refused = self._refused(request)
+        batch = self._batch(request)
+        if refused is not None or batch is None:
+            return refused or _error(404, "not_found_error", "no such batch")
+        if batch["processing_status"] != "ended":
+            return _error(400, "invalid_request_error", "only an ended batch can be deleted")
+        del self.batches[batch["id"]]
+        self.results.pop(batch["id"], None)
+        return web.json_response({"id": batch["id"], "type": "message_batch_deleted"})
 
     async def _results(self, request: web.Request) -> web.StreamResponse:
         refused = self._refused(request)

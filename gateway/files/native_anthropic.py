@@ -30,7 +30,7 @@ from ..providers.native import TranslationError
 from .native_base import (
     ENDED, BatchFailed, NativeBatchAPI, ResultFiles, jsonl_lines, output_line, unix_time,
 )
-from .provider_api import ForeignHost, call, stream_url
+from .provider_api import ForeignHost, call, delete, stream_url
 from .store import Owner
 
 if TYPE_CHECKING:
@@ -121,6 +121,13 @@ class AnthropicBatches(NativeBatchAPI):
 
     async def cancel(self, provider: Provider, batch_id: str) -> dict[str, Any]:
         return await call(provider, "POST", f"{_path(provider)}/{batch_id}/cancel")
+
+    def provider_files(self, batch: Mapping[str, Any]) -> list[str]:
+        """The batch itself: Anthropic keeps its requests and results until it is deleted."""
+        return [str(batch["id"])]
+
+    async def delete_file(self, provider: Provider, file_id: str) -> None:
+        await delete(provider, f"{_path(provider)}/{file_id}")
 
     def mapped(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         """ended is completed, cancelled (a cancel was asked) or expired (requests expired);

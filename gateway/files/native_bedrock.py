@@ -196,6 +196,31 @@ class BedrockBatches(NativeBatchAPI):
                        answer_json=False)
         return await self.refresh(provider, batch_id)
 
+    def provider_files(self, batch: Mapping[str, Any]) -> list[str]:
+        """The job's objects in S3: its input, its output and Bedrock's manifest."""
+        source = ((batch.get("inputDataConfig") or {}).get("s3InputDataConfig") or {}).get("s3Uri")
+        output = _output(batch)
+        uris = [source] if isinstance(source, str) else []
+        if output is not None:
+            uris += [f"{output}/{INPUT}.out", f"{output}/manifest.json.out"]
+        return uris
+
+    async def delete_file(self, provider: Provider, file_id: str) -> None:
+        """Delete an object of the configured bucket (one already gone counts as deleted)."""
+        place = Place(provider)
+        prefix = f"s3://{place.bucket}/"
+        if not file_id.startswith(prefix):
+            raise GatewayError(400, f"{file_id} is not in the configured bucket {place.bucket}",
+                               code="output_refused")
+        url = place.object_url(file_id.removeprefix(prefix))
+        headers = place.signed("DELETE", url, "s3",
+                               headers={"x-amz-content-sha256": sha256_hex(b"")})
+        try:
+            await call_url(provider, "DELETE", url, headers, answer_json=False)
+        except GatewayError as err:
+            if err.status != 404:
+                raise
+
     def mapped(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         status = STATUSES.get(str(batch.get("status")), "in_progress")
         values: dict[str, Any] = {"status": status}
@@ -215,15 +240,13 @@ class BedrockBatches(NativeBatchAPI):
                       tap: "UsageTap | None" = None) -> dict[str, Any]:
         place = Place(provider)
         status = self.mapped(batch)["status"]
-        output = (((batch.get("outputDataConfig") or {}).get("s3OutputDataConfig") or {})
-                  .get("s3Uri"))
+        output = _output(batch)
         prefix = f"s3://{place.bucket}/"
-        if not isinstance(output, str) or not output.startswith(prefix):
+        if output is None or not output.startswith(prefix):
             raise BatchFailed(502, f"provider '{provider.name}' names an output outside the "
                               f"configured bucket {place.bucket}", type="server_error",
                               code="output_refused")
-        key = f"{output.removeprefix(prefix).rstrip('/')}/{batch['id'].rsplit('/', 1)[-1]}" \
-              f"/{INPUT}.out"
+        key = f"{output.removeprefix(prefix)}/{INPUT}.out"
         ids: dict[str, str] = {}  # recordId -> custom_id (of the lines not answered yet)
         tools: dict[str, str] = {}
         if record is not None:
@@ -259,6 +282,14 @@ class BedrockBatches(NativeBatchAPI):
         except BaseException:
             files.abort()
             raise
+
+
+def _output(job: Mapping[str, Any]) -> str | None:
+    """Where the job's output objects are: ``<its output s3Uri>/<job id>``."""
+    uri = ((job.get("outputDataConfig") or {}).get("s3OutputDataConfig") or {}).get("s3Uri")
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
+        return None
+    return f"{uri.rstrip('/')}/{str(job['id']).rsplit('/', 1)[-1]}"
 
 
 def _result(raw: bytes, ids: dict[str, str],

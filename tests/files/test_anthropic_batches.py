@@ -2,8 +2,9 @@
 through /v1/batches with the official openai client, against a fake Message Batches API that
 checks requests as the real one does: each line translated to a Messages request with the
 target's model, status and counts mapped, results translated back into OpenAI's batch output
-format, cancel passed on, Anthropic's limits refused before anything is sent, and a
-results_url off the provider's host never sent the key."""
+format, cancel passed on, the batch deleted at Anthropic once copied, Anthropic's limits
+refused before anything is sent, and a results_url off the provider's host never sent the
+key."""
 
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ def test_a_batch_runs_on_message_batches(gateway_app, tmp_path, fake):
     """The lines go to POST /v1/messages/batches as Messages requests (the target's model,
     system prompt lifted, max_tokens filled in, a json_schema as a forced tool) with the key
     and anthropic-version; the batch follows Anthropic's status and counts; its results come
-    back as chat.completions in the output file and the errored line in the error file."""
+    back as chat.completions in the output file and the errored line in the error file; then
+    the batch is deleted at Anthropic."""
     client = start(gateway_app, tmp_path, fake)
     batch = create(client, line("one") + line("fail-two") + line("three",
                                                                   response_format=SCHEMA))
@@ -104,6 +106,8 @@ def test_a_batch_runs_on_message_batches(gateway_app, tmp_path, fake):
     assert failed["error"] == {"code": "invalid_request_error",
                                "message": "refused by the fake"}
     assert client.files.retrieve(done.output_file_id).purpose == "batch_output"
+    wait_for(lambda: batch_id not in fake.batches, "the batch deleted at Anthropic")
+    assert ("DELETE", f"/v1/messages/batches/{batch_id}") in [m[:2] for m in fake.seen]
 
 
 def test_cancel_is_passed_on(gateway_app, tmp_path, fake):

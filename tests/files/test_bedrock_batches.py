@@ -69,7 +69,7 @@ def test_a_batch_runs_as_a_bedrock_batch_job(gateway_app, tmp_path, fake):
     """The lines go to S3 as InvokeModel records (Claude's body, no model, recordId the line
     number) and a job is created for the target's model with the configured role; once it
     completed, its output object comes back as chat.completions, its errors in the error
-    file, every line under its own custom_id."""
+    file, every line under its own custom_id; then its objects are deleted from S3."""
     client = gateway_app(config(fake, tmp_path)).openai()
     batch = create(client, lines(100, special={2: {"response_format": SCHEMA}}))
     (arn,) = fake.jobs
@@ -106,6 +106,7 @@ def test_a_batch_runs_as_a_bedrock_batch_job(gateway_app, tmp_path, fake):
     failed = jsonl(client, done.error_file_id)["req 1"]
     assert failed["response"]["status_code"] == 400
     assert failed["error"] == {"code": "400", "message": "refused by the fake"}
+    wait_for(lambda: not fake.objects, "the job's objects deleted from S3")
 
 
 def test_a_cancel_stops_the_job(gateway_app, tmp_path, fake):

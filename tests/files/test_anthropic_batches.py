@@ -47,8 +47,8 @@ def line(custom_id: str, **extra) -> bytes:
 
 
 def start(gateway_app, tmp_path, fake):
-    gw = gateway_app(CONFIG.format(base_url=fake.base_url, key=KEY, data_dir=tmp_path / "data"))
-    return gw.openai()
+    return gateway_app(CONFIG.format(base_url=fake.base_url, key=KEY,
+                                     data_dir=tmp_path / "data")).openai()
 
 
 def create(client, content: bytes):
@@ -67,8 +67,9 @@ def test_a_batch_runs_on_message_batches(gateway_app, tmp_path, fake):
     system prompt lifted, max_tokens filled in, a json_schema as a forced tool) with the key
     and anthropic-version; the batch follows Anthropic's status and counts; its results come
     back as chat.completions in the output file and the errored line in the error file; then
-    the batch is deleted at Anthropic."""
-    client = start(gateway_app, tmp_path, fake)
+    the batch is deleted at Anthropic and its usage counted (the succeeded lines)."""
+    gw = gateway_app(CONFIG.format(base_url=fake.base_url, key=KEY, data_dir=tmp_path / "data"))
+    client = gw.openai()
     batch = create(client, line("one") + line("fail-two") + line("three",
                                                                   response_format=SCHEMA))
     (batch_id,) = fake.batches
@@ -107,6 +108,10 @@ def test_a_batch_runs_on_message_batches(gateway_app, tmp_path, fake):
                                "message": "refused by the fake"}
     assert client.files.retrieve(done.output_file_id).purpose == "batch_output"
     wait_for(lambda: batch_id not in fake.batches, "the batch deleted at Anthropic")
+    (usage,) = wait_for(lambda: gw.get("/admin/usage?period=all").json()["usage"],
+                        "the batch's usage")
+    assert (usage["route"], usage["target"], usage["requests"], usage["prompt_tokens"],
+            usage["completion_tokens"]) == ("sonnet", "claude/claude-sonnet-4-5", 2, 20, 10)
     assert ("DELETE", f"/v1/messages/batches/{batch_id}") in [m[:2] for m in fake.seen]
 
 

@@ -69,8 +69,10 @@ def test_a_batch_runs_as_a_bedrock_batch_job(gateway_app, tmp_path, fake):
     """The lines go to S3 as InvokeModel records (Claude's body, no model, recordId the line
     number) and a job is created for the target's model with the configured role; once it
     completed, its output object comes back as chat.completions, its errors in the error
-    file, every line under its own custom_id; then its objects are deleted from S3."""
-    client = gateway_app(config(fake, tmp_path)).openai()
+    file, every line under its own custom_id; then its objects are deleted from S3 and its
+    usage counted."""
+    gw = gateway_app(config(fake, tmp_path))
+    client = gw.openai()
     batch = create(client, lines(100, special={2: {"response_format": SCHEMA}}))
     (arn,) = fake.jobs
     job = fake.jobs[arn]
@@ -107,6 +109,10 @@ def test_a_batch_runs_as_a_bedrock_batch_job(gateway_app, tmp_path, fake):
     assert failed["response"]["status_code"] == 400
     assert failed["error"] == {"code": "400", "message": "refused by the fake"}
     wait_for(lambda: not fake.objects, "the job's objects deleted from S3")
+    (usage,) = wait_for(lambda: gw.get("/admin/usage?period=all").json()["usage"],
+                        "the batch's usage")
+    assert (usage["route"], usage["target"], usage["requests"], usage["prompt_tokens"],
+            usage["completion_tokens"]) == ("claude", f"aws/{MODEL}", 99, 99 * 12, 99 * 3)
 
 
 def test_a_cancel_stops_the_job(gateway_app, tmp_path, fake):

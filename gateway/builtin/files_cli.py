@@ -22,6 +22,21 @@ class CliError(Exception):
     pass
 
 
+class _Refuse(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # urllib then raises the 3xx as an HTTPError
+
+
+# urllib follows redirects with every header, the key's Authorization included, to whatever
+# host they name: these clients follow none.
+NO_REDIRECTS = urllib.request.build_opener(_Refuse())
+
+
+def redirect_refused(exc: urllib.error.HTTPError) -> str:
+    return (f"{exc.reason}, a redirect to {exc.headers.get('Location', '?')}: not followed, "
+            "the credential is not sent there (give the gateway's own address with --url)")
+
+
 class Client:
     def __init__(self, args: argparse.Namespace):
         self.url = (args.url or os.environ.get("GATEWAY_URL") or DEFAULT_URL).rstrip("/")
@@ -38,13 +53,15 @@ class Client:
         if self.key:
             request.add_header("Authorization", f"Bearer {self.key}")
         try:
-            with urllib.request.urlopen(request, timeout=600) as response:
+            with NO_REDIRECTS.open(request, timeout=600) as response:
                 payload = response.read()
         except urllib.error.HTTPError as exc:
             try:
                 message = json.loads(exc.read())["error"]["message"]
             except (ValueError, KeyError, TypeError):
                 message = exc.reason
+            if 300 <= exc.code < 400:
+                message = redirect_refused(exc)
             raise CliError(f"{method} {path}: {exc.code} {message}") from None
         except (urllib.error.URLError, OSError) as exc:
             raise CliError(f"no gateway answered at {self.url} ({getattr(exc, 'reason', exc)}); "

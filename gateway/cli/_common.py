@@ -12,6 +12,7 @@ from typing import Any
 
 from ..config.loader import LoadedConfig, load_bytes, read_file
 from ..config.versions import VersionStore, data_dir_for, identity_for
+from ..builtin.files_cli import NO_REDIRECTS, redirect_refused
 from ..errors import ConfigErrors
 
 
@@ -148,10 +149,10 @@ class AdminClient:
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with NO_REDIRECTS.open(request, timeout=self.timeout) as response:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
-            message = _error_message(exc)
+            message = redirect_refused(exc) if 300 <= exc.code < 400 else _error_message(exc)
             if exc.code == 401:
                 message += " (pass --admin-token or set GATEWAY_ADMIN_TOKEN)"
             raise AdminError(f"{method} {self.url}{path}: {exc.code} {message}") from None

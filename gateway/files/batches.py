@@ -35,7 +35,8 @@ from ..frontdoors.openai_shaped import OpenAIShapedDoor
 from ..frontdoors.routes import internal_request
 from ..graph.graph import KeySpec
 from ..graph.graph import Route as GraphRoute
-from ..hookspecs import KEY_SCOPE, Dispatch
+from ..graph.plugin_layer import plugins_may_rewrite_requests
+from ..hookspecs import DISPATCH_SCOPE, KEY_SCOPE, Dispatch
 from ..providers.base import Provider
 from ..logs import get_logger
 from ..middleware.limits_rules import estimate_completion_tokens, estimate_prompt_tokens
@@ -154,8 +155,12 @@ class BatchEndpoints:
                "expires_at": now + WINDOWS[window], "total": record["lines"] or 0,
                "completed": 0, "failed": 0,
                "metadata": orjson.dumps(metadata).decode() if metadata else None}
-        row.update(await self._native(record, endpoint, window, metadata,
-                                      request.scope.get(KEY_SCOPE)))
+        # A provider-native batch goes to the provider as it is, past every plugin: not when
+        # one may rewrite requests (pii-redact masking personal data); then the gateway runs it.
+        dispatch = request.scope.get(DISPATCH_SCOPE)
+        if dispatch is None or not plugins_may_rewrite_requests(dispatch.graph().middleware):
+            row.update(await self._native(record, endpoint, window, metadata,
+                                          request.scope.get(KEY_SCOPE)))
         await self.store.writer.run(lambda c: files_db.insert_batch(c, row))
         log.info("batch_created", batch=row["id"], key=owner.name, lines=row["total"],
                  endpoint=endpoint)

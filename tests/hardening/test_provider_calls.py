@@ -151,3 +151,36 @@ async def test_ids_from_the_provider_name_only_that_resource(hosts, native, outp
             await call(provider, "GET", f"/batches/{bad}")
     assert all(p.startswith(("/v1/files", "/v1/batches")) for p in hostile.paths), hostile.paths
     assert elsewhere.seen == []
+
+
+PII_CONFIG = """
+version: 1
+server: {{data_dir: "{data}"}}
+providers:
+  oa: {{type: openai, base_url: "{base_url}", api_key: {key}, batch: native}}
+routes:
+  gpt: {{target: {{provider: oa, model: gpt-4o-mini}}}}
+plugins:
+  - {{name: pii-redact, config: {{mode: mask}}}}
+"""
+EMAIL = "jane.doe@example.com"
+
+
+def test_no_native_batch_past_a_request_plugin(gateway_app, tmp_path):
+    """A native batch hands the file to the provider as it is, past every plugin: with one
+    that has request middleware (pii-redact masking personal data) the gateway runs the batch
+    itself, line by line through the plugins; the provider's Batch API never sees the data."""
+    with FakeBatchAPI() as fake:
+        gw = gateway_app(PII_CONFIG.format(data=tmp_path / "data", base_url=fake.base_url,
+                                           key=KEY))
+        line = json.dumps({"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
+                           "body": {"model": "gpt", "messages": [
+                               {"role": "user", "content": f"Write to {EMAIL}"}]}}).encode()
+        uploaded = gw.post("/v1/files", data={"purpose": "batch"},
+                           files={"file": ("in.jsonl", line)}).json()
+        made = gw.post("/v1/batches", json={"input_file_id": uploaded["id"],
+                                            "endpoint": "/v1/chat/completions",
+                                            "completion_window": "24h"})
+        assert made.status_code == 200, made.text
+        assert fake.batches == {} and fake.files == {}
+        assert all(EMAIL.encode() not in f["content"] for f in fake.files.values())

@@ -56,8 +56,14 @@ class Rules:
     # -- checks ----------------------------------------------------------------------------
 
     def check(self, text: str) -> str | None:
-        """All rules, on a whole answer."""
-        return (self.check_deny(text) or self.check_length(text) or self.check_schema(text))
+        """All rules, on a whole answer: check_deny, check_length, check_schema in turn (the
+        rules a config leaves out cost nothing)."""
+        for i, pattern in enumerate(self.deny):
+            if pattern.search(text) is not None:
+                return f"deny[{i}] matched"
+        if self.max_length is not None and len(text) > self.max_length:
+            return self.check_length_of(len(text))
+        return self.check_schema(text) if self.schema_validator is not None else None
 
     def check_deny(self, text: str, start: int = 0) -> str | None:
         """Deny patterns; ``start`` lets a stream search only near the new text (look-behind

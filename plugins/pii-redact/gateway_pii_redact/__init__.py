@@ -13,7 +13,7 @@ import structlog
 from gateway import hookimpl
 from gateway.errors import GatewayError
 
-from .detect import KINDS, find
+from .detect import KINDS, find, may_contain
 from .mask import Vault, count, map_prompts, ordered, prompt_texts
 from .stream import StreamRestorer
 
@@ -83,7 +83,7 @@ class Redactor:
 
     async def on_request(self, ctx) -> None:
         texts = prompt_texts(ctx.endpoint, ctx.body)
-        if not texts:
+        if not any(map(may_contain, texts)):  # nothing to find (no text, or most prompts)
             return None
         s = self.s
         vault = None

@@ -288,6 +288,11 @@ DETECTORS: dict[str, Callable[[str], Iterator[Finding]]] = {
 _NEEDED = re.compile(r"[0-9@:]")
 
 
+def may_contain(text: str) -> bool:
+    """False when ``text`` cannot hold personal data of any kind (find() would find none)."""
+    return _NEEDED.search(text) is not None
+
+
 def find(text: str, kinds: Collection[str] = KINDS) -> list[Finding]:
     """Every finding of the given kinds in ``text``, in text order, without overlaps.
 
@@ -295,7 +300,7 @@ def find(text: str, kinds: Collection[str] = KINDS) -> list[Finding]:
     by another (a card number is never reported as a phone number when only phones are asked
     for); only the asked-for kinds are returned.
     """
-    if _NEEDED.search(text) is None:
+    if not may_contain(text):
         return []
     return _find_all(text, kinds)
 

@@ -146,6 +146,33 @@ def _map_strings(value, fn):
 
 
 def prompt_texts(endpoint: str, body: dict) -> list[str]:
+    """The texts map_prompts() would pass to its function, in the same order (read on every
+    request: written out rather than through map_prompts)."""
+    texts: list[str] = []
+    if endpoint == "chat":
+        messages = body.get("messages")
+        if isinstance(messages, list):
+            for message in messages:
+                if not isinstance(message, dict):
+                    continue
+                content = message.get("content")
+                if isinstance(content, str):
+                    texts.append(content)
+                elif isinstance(content, list):
+                    texts.extend(part["text"] for part in content
+                                 if isinstance(part, dict) and part.get("type") == "text"
+                                 and isinstance(part.get("text"), str))
+    elif endpoint in ("completions", "embeddings"):
+        value = body.get("prompt" if endpoint == "completions" else "input")
+        if isinstance(value, str):
+            texts.append(value)
+        elif isinstance(value, list):
+            texts.extend(v for v in value if isinstance(v, str))
+    return texts
+
+
+def _collected(endpoint: str, body: dict) -> list[str]:
+    """What map_prompts() passes to its function (tests check prompt_texts against it)."""
     texts: list[str] = []
 
     def collect(text: str) -> str:

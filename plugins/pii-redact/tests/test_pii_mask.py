@@ -11,7 +11,7 @@ from gateway.graph.context import RequestContext
 from gateway.providers.base import UpstreamResponse
 from gateway_pii_redact import (CONFIG_SCHEMA, PiiState, Redactor, Restorer, Settings,
                                 request_middleware, response_middleware)
-from gateway_pii_redact.mask import Vault, could_continue, map_prompts, prompt_texts
+from gateway_pii_redact.mask import Vault, _collected, could_continue, map_prompts, prompt_texts
 
 ALL = ("email", "phone", "card", "iban", "ip")
 EMAIL, PHONE, CARD = "jane@example.com", "+49 30 1234567", "4111 1111 1111 1111"
@@ -106,7 +106,7 @@ def test_chat_strings_and_text_parts_are_prompts():
         ]},
         {"role": "assistant", "content": None, "tool_calls": []},
     ]}
-    assert prompt_texts("chat", body) == ["sys", "part"]
+    assert prompt_texts("chat", body) == ["sys", "part"] == _collected("chat", body)
 
 
 @pytest.mark.parametrize("endpoint,field,value,expected", [
@@ -118,8 +118,22 @@ def test_chat_strings_and_text_parts_are_prompts():
 ])
 def test_legacy_prompt_and_embeddings_input(endpoint, field, value, expected):
     """The legacy prompt and embeddings input are prompts (token arrays are skipped)."""
-    assert prompt_texts(endpoint, {field: value}) == expected
+    assert prompt_texts(endpoint, {field: value}) == expected == _collected(endpoint, {field: value})
 
+
+@pytest.mark.parametrize("endpoint,body", [
+    ("chat", {"messages": "not a list"}),
+    ("chat", {"messages": ["text", None, {"content": 5}, {"content": [
+        "x", {"type": "text", "text": 3}, {"type": "text", "text": "a"}, {"text": "no type"}]},
+        {"content": "b"}, {"content": [{"type": "text", "text": "c"}]}]}),
+    ("chat", {}),
+    ("completions", {"prompt": ["a", ["nested"], 1, "b"]}),
+    ("embeddings", {"input": None}),
+    ("images", {"prompt": "not a prompt the plugin reads"}),
+])
+def test_prompt_texts_are_what_map_prompts_reads(endpoint, body):
+    """prompt_texts (read on every request) lists exactly the texts map_prompts maps."""
+    assert prompt_texts(endpoint, body) == _collected(endpoint, body)
 
 def test_map_prompts_never_mutates_the_client_body():
     """Masking builds new containers; the client's body stays as it was."""

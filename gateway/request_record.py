@@ -52,6 +52,9 @@ class RequestRecord:
     # this request's spans are exported (the client's sampled flag, else sample_ratio).
     parent_span_id: str | None = None
     sampled: bool = False
+    # A line of a batch a provider ran with its own batch API (docs/files.md): that batch's
+    # id. The gateway did not send it, so it has no latency of its own (latency_ms 0).
+    native_batch: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -61,7 +61,8 @@ class RecordMetrics:
         route, target = labels.route(record.route), labels.target(record.target)
         series = STATS.series(route, target, labels.key(record.key), str(record.status))
         series.requests.inc()
-        series.latency.observe(record.latency_ms / 1000)
+        if record.native_batch is None:  # a provider batch's line has no latency of its own
+            series.latency.observe(record.latency_ms / 1000)
         if record.ttfb_ms is not None:
             series.ttfb.observe(record.ttfb_ms / 1000)
         if record.tokens_in:

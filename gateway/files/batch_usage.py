@@ -191,7 +191,7 @@ class UsageTap:
             outcome=None, tokens_in=prompt if known else None,
             tokens_out=completion if known else None, cost_usd=cost if known else None,
             usage_estimated=False, latency_ms=0.0, ttfb_ms=None, overhead_ms=0.0,
-            config_version=self.config_version)
+            config_version=self.config_version, native_batch=self.batch_id)
         for plugin, function in self.finished:
             try:
                 function(record)

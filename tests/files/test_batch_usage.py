@@ -52,7 +52,8 @@ async def test_lines_cut_anywhere_are_read_once_each():
         408, "too late", None, "a")  # an unknown custom_id counts to the first route
     first = records[0]
     assert (first.key, first.target, first.tokens_in, first.cost_usd, first.config_version,
-            first.endpoint) == ("alice", "oa/m1", 10, 7.5, 7, "chat")
+            first.endpoint, first.native_batch) == ("alice", "oa/m1", 10, 7.5, 7, "chat",
+                                                     "batch_1")
 
 
 def test_line_result_reads_what_a_provider_sends():

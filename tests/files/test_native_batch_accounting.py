@@ -93,9 +93,13 @@ def test_native_batch_usage_counted_like_requests(gateway_app, tmp_path, fake):
     failed = poll(lambda: gw.get(f"/admin/logs/{done.id}-fail-two"),
                   lambda r: r.status_code == 200, 10, "the failed line is not logged").json()
     assert failed["status"] >= 400 and failed["error"] == "refused by the fake"
-    metrics = gw.get("/metrics").text
-    assert any(m.startswith("gateway_cost_usd_total{") and 'route="gpt"' in m
-               for m in metrics.splitlines())
+    metrics = gw.get("/metrics").text.splitlines()
+    assert any(m.startswith("gateway_cost_usd_total{") and 'route="gpt"' in m for m in metrics)
+    assert any(m.startswith("gateway_requests_total{") and 'route="gpt"' in m for m in metrics)
+    # No latency of their own: nothing observed in the duration histogram.
+    assert [m.rsplit(" ", 1)[1] for m in metrics
+            if m.startswith("gateway_request_duration_seconds_count{") and 'route="gpt"' in m
+            ] == ["0.0"]
 
 
 def test_budget_refuses_a_native_batch_at_create(gateway_app, tmp_path, fake):

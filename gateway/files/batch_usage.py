@@ -19,6 +19,7 @@ file in memory), and counted as live traffic is (docs/files.md#usage-limits-and-
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Mapping, Protocol
@@ -34,8 +35,16 @@ if TYPE_CHECKING:
 
 log = get_logger("gateway.batches")
 
+_HEADER_UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
 EXPIRED_STATUS = 408  # a line the provider never ran (batch_expired, cancelled)
 FAILED_STATUS = 502  # an error line without a response
+
+
+def line_request_id(batch_id: str, custom_id: Any) -> str:
+    """The request id of a batch's line, ``<batch id>-<custom_id>``, usable as a header
+    value: the custom_id's characters outside [A-Za-z0-9._:-] as "_" (a letter like "é" or a
+    newline made every attempt of a batch crash), at most 128 characters."""
+    return _HEADER_UNSAFE.sub("_", f"{batch_id}-{custom_id}")[:128]
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +193,8 @@ class UsageTap:
                    completion: int, cost: float) -> None:
         known = result.usage is not None
         record = RequestRecord(
-            request_id=f"{self.batch_id}-{result.custom_id}"[:128], trace_id=os.urandom(16).hex(),
+            request_id=line_request_id(self.batch_id, result.custom_id),
+            trace_id=os.urandom(16).hex(),
             time=time.time(), endpoint=self.endpoint, route=route, key=self.key, target=target,
             attempts=(AttemptRecord(target, result.status, 0.0),), cache=None, stream=False,
             status=result.status, error=result.error if result.status >= 400 else None,

@@ -18,7 +18,6 @@ import contextlib
 import functools
 import math
 import os
-import re
 import secrets
 import socket
 import time
@@ -44,7 +43,7 @@ from ..store import files_db
 from ..store.tasks import Supervisor
 from ..units import seconds
 from .api import answers_errors, bounded_body, json_response, listing, owner_of, page
-from .batch_usage import SpendAccounting, UsageTap
+from .batch_usage import SpendAccounting, UsageTap, line_request_id
 from .jsonl import BATCH_URLS
 from .native_batches import NativeBatches, native_provider, native_target
 from .store import FileStore, Owner, not_found
@@ -58,7 +57,6 @@ RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_BACKOFF = 30.0
 ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/embeddings": "embeddings",
              "/v1/completions": "completions"}
-_HEADER_UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
 FINISHED = ("completed", "failed", "expired", "cancelled")
 SWEEP_EVERY = 3600.0  # seconds between sweeps of interrupted uploads (and one at start-up)
 
@@ -532,10 +530,7 @@ class BatchRunner:
             except GatewayError as err:
                 return err.status, "", {"error": {"message": err.message, "type": err.type,
                                                   "code": err.code, "param": None}}
-            # A header value: the custom_id's characters outside [A-Za-z0-9._:-] as "_" (a
-            # letter like "é" or a newline there made every attempt of the batch crash).
-            request_id = _HEADER_UNSAFE.sub("_", f"{row['id']}-{request['custom_id']}")[:128]
-            headers = {"x-request-id": request_id}
+            headers = {"x-request-id": line_request_id(row["id"], request["custom_id"])}
             answer = await dispatch(internal_request(row["endpoint"], body, key, headers), door)
             try:
                 parsed = orjson.loads(answer.body)

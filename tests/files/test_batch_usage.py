@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from gateway.files.batch_usage import UsageTap, line_result
+from gateway.files.batch_usage import UsageTap, line_request_id, line_result
 
 
 class HalfPrice:
@@ -62,3 +62,12 @@ def test_line_result_reads_what_a_provider_sends():
         "error": {"message": "bad"}}}, "error": None}).error == "bad"
     failed = line_result({"custom_id": "c", "response": None, "error": {"message": "no"}})
     assert (failed.status, failed.usage) == (502, None)
+
+
+def test_request_ids_as_for_lines_the_gateway_sends():
+    """A custom_id with characters a header cannot carry: the same request id as a line the
+    gateway sends itself would get."""
+    records = []
+    tap = UsageTap("batch_9", "chat", None, {"r": "p/m"}, finished=[("log", records.append)])
+    tap.add(output_line("é x\n", 1, 1))
+    assert records[0].request_id == line_request_id("batch_9", "é x\n") == "batch_9-__x_"

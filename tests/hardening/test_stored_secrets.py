@@ -163,3 +163,44 @@ def test_a_wrong_key_is_never_echoed(gateway_app, upstream, collector, tmp_path,
     gw.stop()
     for file in [*(p for p in data.rglob("*") if p.is_file()), tmp_path / "gateway.log"]:
         assert WRONG_KEY[:20].encode() not in file.read_bytes(), file
+
+
+PROMPT = "PROMPT-MARKER-trust-91b2c3d4"
+
+
+def test_no_prompt_in_spans_logs_or_request_log_without_bodies(gateway_app, upstream, collector,
+                                                               tmp_path):
+    """With the request log's bodies off (the default), a prompt (chat, streamed, Responses
+    with store: false, a batch line) reaches no span attribute, no log line and no row of
+    logs.db: only the stores that exist to keep it (the batch's files, encrypted) hold it."""
+    data = tmp_path / "data"
+    config = CONFIG.replace("request_log: {{log_bodies: true}}", "request_log: true")
+    gw = gateway_app(config.format(data=data, url=upstream.base_url,
+                                   digest=hashlib.sha256(VIRTUAL_KEY.encode()).hexdigest(),
+                                   endpoint=collector.endpoint),
+                     env={"TRUST_UPSTREAM_KEY": PROVIDER_KEY, "TRUST_ADMIN_TOKEN": ADMIN_TOKEN,
+                          "OTEL_BSP_SCHEDULE_DELAY": "50"})
+    alice = {"authorization": f"Bearer {VIRTUAL_KEY}"}
+    message = [{"role": "user", "content": f"say {PROMPT}"}]
+    assert gw.post("/v1/chat/completions", headers=alice,
+                   json={"model": "chat", "messages": message}).status_code == 200
+    assert gw.post("/v1/chat/completions", headers=alice,
+                   json={"model": "chat", "messages": message, "stream": True}
+                   ).status_code == 200
+    assert gw.post("/v1/responses", headers=alice, json={
+        "model": "chat", "input": f"say {PROMPT}", "store": False}).status_code == 200
+    line = json.dumps({"custom_id": "p", "method": "POST", "url": "/v1/chat/completions",
+                       "body": {"model": "chat", "messages": message}}).encode()
+    uploaded = gw.post("/v1/files", headers=alice, data={"purpose": "batch"},
+                       files={"file": ("p.jsonl", line)}).json()
+    batch = gw.post("/v1/batches", headers=alice, json={
+        "input_file_id": uploaded["id"], "endpoint": "/v1/chat/completions",
+        "completion_window": "24h"}).json()
+    assert _wait_batch(gw, alice, batch["id"])["status"] == "completed"
+    spans = collector.wait_for(4)
+    assert PROMPT not in json.dumps(spans)
+    gw.stop()
+    assert PROMPT.encode() not in (tmp_path / "gateway.log").read_bytes()
+    for path in data.rglob("*"):
+        if path.is_file() and path.name.startswith(("logs.db", "cache.db", "responses.db")):
+            assert PROMPT.encode() not in path.read_bytes(), path

@@ -20,6 +20,7 @@ from ..hookspecs import DISPATCH_SCOPE, KEY_SCOPE
 from .store import OUTPUT_PURPOSES, PURPOSES, FileStore, Owner, Upload, public
 
 MAX_FIELD = 4096  # bytes of a form field other than the file
+MAX_FIELDS = 16  # form fields other than the file (all held in memory until the end)
 MAX_LIST = 10000
 DEFAULT_MAX_BODY = 20 * 1024 * 1024  # server.max_body's default, when no graph is at hand
 
@@ -197,6 +198,7 @@ class StreamedForm:
         self._filename: str | None = None
         self._text = bytearray()
         self._failure: GatewayError | None = None
+        self._fields_seen = 0
 
     async def parse(self, request: Request) -> None:
         kind, options = parse_options_header(request.headers.get("content-type", ""))
@@ -244,6 +246,11 @@ class StreamedForm:
         name = options.get(b"name")
         self._name = name.decode("utf-8", "replace") if name is not None else None
         filename = options.get(b"filename")
+        if self._name is not None and self._name != "file":
+            self._fields_seen += 1
+            if self._fields_seen > MAX_FIELDS:
+                return self._fail(GatewayError(400, f"more than {MAX_FIELDS} form fields besides "
+                                               "'file'", code="invalid_multipart"))
         if self._name == "file":
             if self.upload is not None:
                 return self._fail(GatewayError(400, "only one 'file' per upload",
@@ -270,5 +277,5 @@ class StreamedForm:
                                         f"{MAX_FIELD} bytes", code="invalid_multipart"))
 
     def _part_end(self) -> None:
-        if self._name is not None and self._name != "file":
+        if self._name is not None and self._name != "file" and self._failure is None:
             self.fields[self._name] = self._text.decode("utf-8", "replace")

@@ -254,11 +254,17 @@ def test_huge_part_headers_are_refused(gw, tmp_path):
         **auth("alice"), "content-type": "multipart/form-data; boundary=bnd"})
     assert answer.status_code == 400, answer.text[:300]
     assert "header" in answer.json()["error"]["message"]
-    many = b"".join(b"--bnd\r\nContent-Disposition: form-data; name=\"f%d\"\r\n\r\nv\r\n" % i
-                    for i in range(5000)) + b"--bnd--\r\n"
+    # Fields other than the file are held in memory: their number is bounded too (a body
+    # without a length is bounded by nothing else).
+    many = b"".join(b"--bnd\r\nContent-Disposition: form-data; name=\"f%d\"\r\n\r\n%s\r\n"
+                    % (i, b"v" * 4000) for i in range(2000))
+    many += (b'--bnd\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nuser_data\r\n'
+             b'--bnd\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n\r\n'
+             b"hello\r\n--bnd--\r\n")
     answer = gw.post("/v1/files", content=_chunked(many), headers={
         **auth("alice"), "content-type": "multipart/form-data; boundary=bnd"})
     assert answer.status_code == 400, answer.text[:300]
+    assert "fields" in answer.json()["error"]["message"], answer.text[:300]
     assert_contained(tmp_path)
 
 

@@ -73,9 +73,10 @@ class PluginApiRoutes(_PluginRouter):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         router = self.router(default=self.not_found)
-        matched = self.matched(router, scope) if scope["type"] == "http" \
-            and scope["path"].startswith("/v1/") else None
-        if matched is not None:
+        matched = self.matched(router, scope) if scope["type"] == "http" else None
+        # The route's own path, not the request's: under a root_path (a prefix the ASGI server
+        # serves the app at) the request's is "/prefix/v1/...", and the check was skipped.
+        if matched is not None and str(getattr(matched, "path", "")).startswith("/v1/"):
             graph = self.holder.current
             try:
                 scope[KEY_SCOPE] = graph.identify(Request(scope).headers) \

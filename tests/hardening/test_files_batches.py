@@ -529,3 +529,21 @@ def test_a_batch_file_holds_at_most_50000_requests(gateway_app, tmp_path):
                  files={"file": ("b.jsonl", b"".join(line % i for i in range(MAX_REQUESTS)))})
     assert ok.status_code == 200, ok.text[:300]
     assert_contained(tmp_path)
+
+
+def test_a_root_path_does_not_skip_identification(gw):
+    """Served under a prefix (an ASGI server's root_path: uvicorn --root-path, a mount), the
+    plugins' /v1/ routes still identify the caller first: without a key, 401, not the
+    anonymous owner's files, batches, responses and fine-tuning jobs."""
+    from starlette.testclient import TestClient
+
+    client = TestClient(gw.app, base_url="http://127.0.0.1", root_path="/api")
+    for path in ("/api/v1/files", "/api/v1/batches", "/api/v1/responses/resp_1",
+                 "/api/v1/fine_tuning/jobs"):
+        answer = client.get(path)
+        assert answer.status_code == 401, (path, answer.text)
+    made = client.post("/api/v1/fine_tuning/jobs", json={"model": "tune",
+                                                         "training_file": "file-0"})
+    assert made.status_code == 401, made.text
+    listed = client.get("/api/v1/files", headers=auth("alice"))
+    assert listed.status_code == 200, listed.text

@@ -109,6 +109,9 @@ class RequestGuard:
                 "server.allowed_hosts (or address the gateway as 127.0.0.1)",
                 type="invalid_request_error", code="host_not_allowed")
         path = scope["path"]
+        root = scope.get("root_path") or ""
+        if root and path.startswith(root):  # served under a prefix: the app's own path
+            path = path[len(root):]
         if scope["method"] == "POST" and has_body:
             wanted = "multipart/form-data" if path in MULTIPART else "application/json"
             given = (content_type or "").partition(";")[0].strip().lower()

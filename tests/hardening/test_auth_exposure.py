@@ -276,6 +276,21 @@ async def test_admin_calls_from_a_foreign_origin_are_refused(tmp_path: Path):
     assert reloader.counts["applied"] + reloader.counts["unchanged"] == 0
 
 
+async def test_a_root_path_keeps_admin_calls_same_origin(tmp_path: Path):
+    """Served under a prefix (an ASGI server's root_path), /prefix/admin/... is still an admin
+    call: a foreign Origin gets 403 (the check looked at the request path, not the app's)."""
+    _, reloader = app_for(config(tmp_path, OPEN))
+    app = create_app(reloader, watch_config=False)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, root_path="/gw"),
+                               base_url="http://127.0.0.1:8080")
+    foreign = {**ADMIN, "Origin": "http://evil.example"}
+    async with client:
+        refused = await client.post("/gw/admin/reload", headers=foreign)
+        assert refused.status_code == 403, refused.text
+        assert (await client.get("/gw/admin/config", headers=ADMIN)).status_code == 200
+    assert reloader.counts["applied"] + reloader.counts["unchanged"] == 0
+
+
 @pytest.mark.parametrize("host,status", [
     ("evil.example", 421), ("evil.example:8080", 421), ("127.0.0.1.evil.example", 421),
     ("127.0.0.1:8080", 200), ("localhost", 200), ("LOCALHOST:9", 200), ("[::1]:8080", 200),

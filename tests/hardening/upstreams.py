@@ -35,20 +35,27 @@ class Seen:
 
 
 class Scripted(BackgroundApp):
-    """Answers every request with ``answer(request)``; records what it received."""
+    """Answers every request under /v1 with ``answer(request)``; records what it received.
+    The gateway only ever calls it under its base_url (/v1): anything else is a stray from a
+    test on another xdist worker still probing (GET /readyz) a port this server got after it
+    was freed, kept apart in ``strays`` so that ``seen`` counts only the gateway's calls."""
 
     def __init__(self, answer: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None):
         super().__init__()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.seen: list[Seen] = []
+        self.strays: list[Seen] = []
         self._answer = answer or (lambda request: _json(CHAT_ANSWER))
 
     def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/{tail:.*}", self._handle)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        self.seen.append(Seen(request.method, request.path, dict(request.headers),
-                              await request.read()))
+        seen = Seen(request.method, request.path, dict(request.headers), await request.read())
+        if not request.path.startswith("/v1/"):
+            self.strays.append(seen)
+            raise web.HTTPNotFound()
+        self.seen.append(seen)
         return await self._answer(request)
 
 

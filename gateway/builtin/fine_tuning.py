@@ -9,6 +9,7 @@ from typing import Any
 from .. import hookimpl
 from ..files.fine_tuning import FineTuningEndpoints, JobStore
 from ..hookspecs import PluginContext
+from ..middleware.limits import Limits
 from .files import file_store
 
 
@@ -16,4 +17,5 @@ from .files import file_store
 def api_routes(config: dict, context: PluginContext) -> list[Any]:
     path = os.path.abspath(context.data_dir)
     jobs = context.state.acquire(("fine_tuning", path), lambda: JobStore(path))
-    return FineTuningEndpoints(file_store(context), jobs, context.routes).routes_()
+    return FineTuningEndpoints(file_store(context), jobs, context.routes,
+                               Limits(context)).routes_()

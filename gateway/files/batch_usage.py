@@ -98,9 +98,11 @@ class SpendAccounting(Protocol):
     def batch_cost(self, target: str, usage: Mapping[str, Any]) -> float:
         """USD of ``usage`` at ``target`` ("provider/model") at the batch price."""
 
-    async def admit_batch(self, key: "KeySpec | None", estimates: Mapping[str, float]) -> None:
+    async def admit_batch(self, key: "KeySpec | None", estimates: Mapping[str, float],
+                          what: str = "") -> None:
         """Raise GatewayError 429 when the estimated USD per route does not fit the spend
-        limits and budgets that apply (nothing is held)."""
+        limits and budgets that apply (nothing is held); ``what`` ends the message for work
+        that is not a batch."""
 
     async def charge_batch(self, key: "KeySpec | None", key_name: str | None,
                            totals: Mapping[tuple[str, str], Totals]) -> None:

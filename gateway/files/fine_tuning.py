@@ -32,6 +32,7 @@ from ..store import fine_tuning_db
 from ..store.writer import Writer
 from ..providers.base import Provider
 from ..types import walk
+from .batch_usage import SpendAccounting
 from .api import answers_errors, bounded_body, json_response, listing
 from .native_batches import native_provider
 from .provider_api import call as _call
@@ -56,10 +57,12 @@ class JobStore:
 
 
 class FineTuningEndpoints:
-    def __init__(self, files: FileStore, jobs: JobStore, routes: Mapping[str, GraphRoute]):
+    def __init__(self, files: FileStore, jobs: JobStore, routes: Mapping[str, GraphRoute],
+                 accounting: SpendAccounting | None = None):
         self.files = files
         self.db = jobs.writer
         self.routes = routes
+        self.accounting = accounting  # the limits' spend check (builtin/fine_tuning.py)
 
     def routes_(self) -> list[Route]:
         base = "/v1/fine_tuning/jobs"
@@ -80,6 +83,9 @@ class FineTuningEndpoints:
             raise GatewayError(400, "'model' must name a route", code="invalid_value",
                                param="model")
         provider, model = self._target(route, key)
+        if self.accounting is not None:  # the job's cost is unknown: only a spent budget
+            await self.accounting.admit_batch(key, {route: 0.0}, what="no fine-tuning job is "
+                                              "started while it is spent")
         records: dict[str, Mapping[str, Any]] = {}  # every file checked before any upload
         for field in ("training_file", "validation_file"):
             file_id = body.get(field)

@@ -322,9 +322,11 @@ class Limits:
                 budgets += [team_budget] if team_budget else []
         return [(limit, route) for limit, route in limits if limit.kind == "usd"], budgets
 
-    async def admit_batch(self, key: Any, estimates: Mapping[str, float]) -> None:
+    async def admit_batch(self, key: Any, estimates: Mapping[str, float],
+                          what: str = "") -> None:
         """Refuse (429, as a request) a batch whose estimated USD per route does not fit in
-        the USD limits and blocking budgets that apply; nothing stays reserved."""
+        the USD limits and blocking budgets that apply; nothing stays reserved. ``what``: the
+        refusal's last words for work that is not a batch (a fine-tuning job)."""
         now = time.time()
         rules, budgets = self._spend_rules(key, estimates)
         total = sum(estimates.values())
@@ -338,7 +340,8 @@ class Limits:
         verdict = await self.counters.reserve(items, now)
         if not verdict.allowed:
             refusal = self._refusal(verdict, budget_limits, now, next(iter(estimates), ""))
-            refusal.message = (f"{refusal.message}: this batch's estimated cost is "
+            refusal.message = (f"{refusal.message}: {what}" if what else
+                               f"{refusal.message}: this batch's estimated cost is "
                                f"${total:.4f} (at the batch price; docs/files.md)")
             raise refusal
         await self.counters.adjust([(limit, -amount) for limit, amount in items], now)

@@ -547,3 +547,41 @@ def test_a_root_path_does_not_skip_identification(gw):
     assert made.status_code == 401, made.text
     listed = client.get("/api/v1/files", headers=auth("alice"))
     assert listed.status_code == 200, listed.text
+
+
+SPENT = """
+version: 1
+server: {{data_dir: "{data}"}}
+providers:
+  demo: {{type: mock}}
+  tuner: {{type: openai, base_url: "http://127.0.0.1:9/v1", api_key: sk-never-reached-0000}}
+pricing:
+  "demo/priced": {{input: 10, output: 10}}
+routes:
+  priced: {{target: {{provider: demo, model: priced}}}}
+  tune: {{target: {{provider: tuner, model: gpt-4o-mini}}}}
+keys:
+  alice: {{key_sha256: {alice}, budget: {{usd: 0.02, period: monthly}}}}
+"""
+
+
+def test_a_spent_budget_starts_no_fine_tuning_job(gateway_app, tmp_path):
+    """Fine-tuning is paid on the provider's account like any request: a key whose budget is
+    spent gets 429 (budget_exceeded) before its file goes anywhere (the job's own cost is
+    not known in advance, so only a spent budget is refused)."""
+    gw = gateway_app(SPENT.format(data=tmp_path / "data", alice=_sha(KEYS["alice"])))
+    tune = gw.post("/v1/files", headers=auth("alice"), data={"purpose": "fine-tune"},
+                   files={"file": ("t.jsonl", jsonl([{"messages": [
+                       {"role": "user", "content": "x"}]}]))}).json()
+    for _ in range(40):  # answers that cost more than estimated, until the budget is spent
+        spent = gw.post("/v1/chat/completions", headers=auth("alice"), json={
+            "model": "priced", "max_tokens": 1,
+            "messages": [{"role": "user", "content": "a " * 300}]})
+        if spent.status_code == 429:
+            break
+    assert spent.status_code == 429 and "budget" in spent.text, spent.text
+    job = gw.post("/v1/fine_tuning/jobs", headers=auth("alice"),
+                  json={"model": "tune", "training_file": tune["id"]})
+    assert job.status_code == 429, job.text
+    assert "budget" in job.json()["error"]["message"], job.text
+    assert "batch" not in job.json()["error"]["message"], job.text

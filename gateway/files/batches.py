@@ -55,6 +55,7 @@ LEASE = 15.0  # seconds a runner's claim on a batch lasts without renewal
 TICK = 0.5  # seconds between looks at the batches table (a new batch wakes the runner at once)
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_BACKOFF = 30.0
+CRASH_PAUSE = 60.0  # longest wait before a batch whose task failed is started again
 ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/embeddings": "embeddings",
              "/v1/completions": "completions"}
 FINISHED = ("completed", "failed", "expired", "cancelled")
@@ -274,6 +275,7 @@ class BatchRunner:
         self.sleep = sleep
         self.id = _runner_id()
         self.active: dict[str, asyncio.Task[None]] = {}
+        self._paused: dict[str, tuple[int, float]] = {}  # batch -> (failures, resume at)
         self._wake = asyncio.Event()
         self._slots: asyncio.Semaphore | None = None
         self._slots_size = 0
@@ -323,6 +325,9 @@ class BatchRunner:
             ours = await self.store.writer.run(
                 functools.partial(files_db.claim_batch, batch_id=batch_id, runner=self.id,
                                   now=now, lease=LEASE, dead=dead))
+            paused = self._paused.get(batch_id)
+            if paused is not None and time.monotonic() < paused[1]:
+                continue  # it failed lately: started again after its pause (_ended)
             if ours and batch_id not in self.active:
                 if dead:
                     log.info("batch_resumed", batch=batch_id, previous_runner=dead[0])
@@ -334,7 +339,15 @@ class BatchRunner:
     def _ended(self, batch_id: str, task: asyncio.Task[None]) -> None:
         self.active.pop(batch_id, None)
         if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("batch_crashed", batch=batch_id, error=f"{type(exc).__name__}: {exc}")
+            # Each start resends the lines that were in flight: after a failure (a full disk,
+            # a locked files.db) the batch waits 1 s, 2 s, 4 s ... up to CRASH_PAUSE.
+            failures = self._paused.get(batch_id, (0, 0.0))[0] + 1
+            pause = min(2.0 ** (failures - 1), CRASH_PAUSE)
+            self._paused[batch_id] = (failures, time.monotonic() + pause)
+            log.error("batch_crashed", batch=batch_id, error=f"{type(exc).__name__}: {exc}",
+                      failures=failures, retry_in=pause)
+        else:
+            self._paused.pop(batch_id, None)
 
     async def _row(self, batch_id: str) -> dict[str, Any]:
         row = await self.store.writer.run(lambda c: files_db.get_batch(c, batch_id))

@@ -171,3 +171,58 @@ def test_a_damaged_responses_db_is_a_clear_error(gateway_app, tmp_path):
     continued = gw.post("/v1/responses", headers=auth("alice"), json={
         "model": "chat", "input": "more", "previous_response_id": made["id"]})
     assert_clear_error(continued)
+
+
+UPSTREAM_CONFIG = """
+version: 1
+server: {{data_dir: "{data}"}}
+providers:
+  up: {{type: openai-compatible, base_url: "{url}"}}
+routes:
+  chat: {{target: {{provider: up, model: m}}}}
+batches: {{concurrency: 2}}
+"""
+
+
+def test_a_batch_that_cannot_record_backs_off(gateway_app, upstream, tmp_path, monkeypatch):
+    """When the answers cannot be recorded (a full disk, a locked files.db) the batch task
+    fails; it is started again after a growing pause, not at every tick: each start resends
+    the lines in flight, so a tight loop spent money upstream for as long as the disk was
+    full. Once recording works again, the batch completes."""
+    import sqlite3
+    import time
+
+    from gateway.store import files_db
+
+    real = files_db.save_results
+    failing = {"on": True}
+
+    def save_results(conn, batch_id, results):
+        if failing["on"]:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real(conn, batch_id, results)
+
+    monkeypatch.setattr(files_db, "save_results", save_results)
+    gw = gateway_app(UPSTREAM_CONFIG.format(data=tmp_path / "data", url=upstream.base_url))
+    lines = b"".join(json.dumps({"custom_id": f"r{i}", "method": "POST",
+                                 "url": "/v1/chat/completions", "body": {
+                                     "model": "chat", "messages": [
+                                         {"role": "user", "content": "x"}]}}).encode() + b"\n"
+                     for i in range(4))
+    uploaded = gw.post("/v1/files", data={"purpose": "batch"},
+                       files={"file": ("b.jsonl", lines)}).json()
+    batch = gw.post("/v1/batches", json={"input_file_id": uploaded["id"],
+                                         "endpoint": "/v1/chat/completions",
+                                         "completion_window": "24h"}).json()
+    time.sleep(3)
+    sent = len(upstream.requests)
+    assert 2 <= sent <= 8, f"{sent} upstream requests in 3 s while nothing could be recorded"
+    failing["on"] = False
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        state = gw.get(f"/v1/batches/{batch['id']}").json()
+        if state["status"] == "completed":
+            break
+        time.sleep(0.1)
+    assert state["status"] == "completed", state
+    assert state["request_counts"]["completed"] == 4

@@ -195,6 +195,16 @@ def _gateway_prod_argv(setup: Setup) -> list[str]:
     return _serve(_write_prod(setup), setup)
 
 
+def _gateway_prod_nolog_argv(setup: Setup) -> list[str]:
+    """gateway-prod without the request log: issue 14's production shape (keys, limits, both
+    first-party plugins), which predates the request log."""
+    config = setup.workdir / "gateway-prod-nolog.yaml"
+    text = prod_config(setup)
+    assert "request_log: true" in text
+    config.write_text(text.replace("request_log: true", "request_log: false"))
+    return _serve(config, setup)
+
+
 # -- the floors -------------------------------------------------------------------------------------
 
 
@@ -261,6 +271,14 @@ SYSTEMS = {
             "Bodhi Gateway, production-shaped config: conditional over fallback, key with limits and budget, "
             "request log, metrics, pii-redact (log), output-guard (flag)",
             _gateway_prod_argv,
+            headers=lambda setup: {"Authorization": f"Bearer {PROD_KEY}", "x-gateway-metadata": PROD_METADATA},
+            expect={"x-gateway-target": "primary/fake-model"},
+        ),
+        System(
+            "gateway-prod-nolog",
+            "Bodhi Gateway, gateway-prod without the request log (keys, limits and budget, metrics, "
+            "both first-party plugins: the production shape of issue 14)",
+            _gateway_prod_nolog_argv,
             headers=lambda setup: {"Authorization": f"Bearer {PROD_KEY}", "x-gateway-metadata": PROD_METADATA},
             expect={"x-gateway-target": "primary/fake-model"},
         ),

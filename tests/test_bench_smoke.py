@@ -136,6 +136,9 @@ def test_production_shaped_gateway_starts_and_routes(tmp_path):
         prod = run.start_system(systems.SYSTEMS["gateway-prod"], up, tmp_path, stack, None)
         run.check(prod, systems.MODEL)
         assert prod.headers["Authorization"] == f"Bearer {systems.PROD_KEY}"
+        nolog = run.start_system(systems.SYSTEMS["gateway-prod-nolog"], up, tmp_path, stack, None)
+        run.check(nolog, systems.MODEL)
+    assert "request_log: false" in (tmp_path / "gateway-prod-nolog" / "gateway-prod-nolog.yaml").read_text()
 
 
 def test_cache_system_answers_from_the_cache(tmp_path):
@@ -171,6 +174,8 @@ def test_report_judges_the_targets_against_the_peers():
     assert verdicts[("req/s c=32 ≥ 20× litellm", "gateway")] == "FAIL"
     assert verdicts[("added p50 at 1 connection ≤ 0.6× portkey's", "gateway")] == "pass"
     assert verdicts[("production-shaped config ≥ 0.70× the plain config's req/s (c=32)", "gateway-prod")] == "FAIL"
+    assert verdicts[("production-shaped config ≥ 0.85× the plain config's req/s (c=32)", "gateway-prod")] == "FAIL"
+    assert ("production-shaped config ≥ 0.85× the plain config's req/s (c=32)", "gateway-prod-nolog") not in verdicts
     assert verdicts[("added TTFB p50 ≤ 1 ms", "gateway")] == "n/a"
     gateway = next(r for r in document["versus_peers"] if r["system"] == "gateway")
     assert gateway["req/s c=128 ×portkey"] == pytest.approx(3.0)

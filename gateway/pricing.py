@@ -30,8 +30,12 @@ class Price:
 
     def cost(self, usage: Mapping[str, Any]) -> float:
         """USD for an OpenAI-shaped usage object."""
-        prompt = _int(usage.get("prompt_tokens"))
-        completion = _int(usage.get("completion_tokens"))
+        # _int written out for the two counts every answer has (this runs per request)
+        prompt = usage.get("prompt_tokens")
+        prompt = int(prompt) if isinstance(prompt, (int, float)) and not isinstance(prompt, bool) else 0
+        completion = usage.get("completion_tokens")
+        completion = (int(completion) if isinstance(completion, (int, float))
+                      and not isinstance(completion, bool) else 0)
         details = usage.get("prompt_tokens_details")
         cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
         cached = min(cached, prompt)

@@ -95,7 +95,7 @@ class Limits:
     # -- before -----------------------------------------------------------------------------
 
     async def on_request(self, ctx: RequestContext) -> None:
-        stream = ask_for_stream_usage(ctx)
+        stream = ask_for_stream_usage(ctx) if ctx.stream else None
         key = ctx.key
         if not self.static_rules and (key is None or (not key.limits and not key.budget)):
             ctx.keep_state(Reservation([], 0, 0, [], NOTHING_RESERVED, stream))  # usage only
@@ -132,6 +132,8 @@ class Limits:
             limits += key_limits
             if key_budget:
                 budgets.append(key_budget)
+        if not self.teams:
+            return limits, budgets
         team = ctx.metadata.get("team") if isinstance(ctx.metadata, dict) else None
         if isinstance(team, str) and team in self.teams:
             team_limits, team_budget = self.teams[team]
@@ -426,12 +428,15 @@ def rate_headers(verdict: Verdict) -> dict[str, str]:
             if tokens is None or remaining < tokens[0]:
                 tokens = (remaining, limit)
     headers: dict[str, str] = {}
-    for names, tightest in ((_REQUESTS, requests), (_TOKENS, tokens)):
+    resets = verdict.resets
+    for (limit_name, remaining_name, reset_name), tightest in ((_REQUESTS, requests),
+                                                               (_TOKENS, tokens)):
         if tightest is not None:
             remaining, limit = tightest
-            headers[names[0]] = _limit_text(limit.limit)
-            headers[names[1]] = str(max(0, math.floor(remaining)))
-            headers[names[2]] = _duration(verdict.resets.get(limit, 0.0))
+            headers[limit_name] = _TEXTS.get(limit.limit) or _limit_text(limit.limit)
+            headers[remaining_name] = str(max(0, math.floor(remaining)))
+            seconds = max(0, math.ceil(resets.get(limit, 0.0)))
+            headers[reset_name] = _DURATIONS.get(seconds) or _duration(seconds)
     return headers
 
 

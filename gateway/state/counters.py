@@ -17,13 +17,15 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 
 
-class Limit(NamedTuple):
-    """A tuple, so that hashing it (a Verdict's dicts, per limit per request) is done in C.
-    Compare its fields, not the whole value with a plain tuple."""
+@dataclass(frozen=True, slots=True, eq=False)
+class Limit:
+    """Compared and hashed by identity (a Verdict's dicts hash each limit per request: the
+    default dataclass hash of five fields is a Python call). The rules make each limit once,
+    so the same rule is the same object; compare two limits' fields, not the limits."""
 
     key: str  # stable id of the counter, e.g. "rl:key:research:requests:60"
     limit: float
@@ -127,18 +129,23 @@ class MemoryCounters(Counters):
 
     def reserve_now(self, items: list[tuple[Limit, float]], now: float) -> Verdict:
         # One pass per limit, on the request path of every limited request: bucket_of,
-        # usage, cap and sliding_usage written out (the same arithmetic, in the same order).
+        # usage, cap and sliding_usage written out (the same arithmetic, in the same order),
+        # and, in this class, the amounts added with the slots the check worked out.
         buckets, totals, share = self.buckets, self.totals, self.share
         remaining: dict[Limit, float] = {}
         resets: dict[Limit, float] = {}
+        slots = []
         for limit, amount in items:
             window = limit.window
             if window:
-                bucket = int(now // window)
-                prev = buckets.get((limit.key, bucket - 1), 0.0)
-                curr = buckets.get((limit.key, bucket), 0.0)
-                used = prev * (1.0 - (now % window) / window) + curr
+                bucket, phase = divmod(now, window)  # now // window, now % window
+                here = (limit.key, int(bucket))
+                prev = buckets.get((limit.key, here[1] - 1), 0.0)
+                curr = buckets.get(here, 0.0)
+                used = prev * (1.0 - phase / window) + curr
+                slot: tuple[str, int] | None = here
             else:
+                slot, phase = None, 0.0
                 prev, curr = 0.0, totals.get(limit.key, 0.0)
                 used = curr
             cap = limit.limit if limit.kind == "alert" else limit.limit / share
@@ -148,8 +155,20 @@ class MemoryCounters(Counters):
                                {limit: wait})
             left = cap - used - amount
             remaining[limit] = left if left > 0.0 else 0.0
-            resets[limit] = (window - now % window) if window else 0.0
-        self.adjust_now(items, now)
+            resets[limit] = (window - phase) if window else 0.0
+            if amount:
+                slots.append((slot, limit.key, amount))
+        if type(self).adjust_now is not MemoryCounters.adjust_now:
+            self.adjust_now(items, now)  # a subclass's (SqliteCounters marks what changed)
+        else:  # what adjust_now does, with the slots worked out above
+            for added, key, amount in slots:
+                if added is not None:
+                    buckets[added] = buckets.get(added, 0.0) + amount
+                else:
+                    value = totals.get(key, 0.0) + amount
+                    totals[key] = value if value > 0.0 else 0.0
+            if len(buckets) > 4096:
+                self._forget_old(now)
         return Verdict(True, None, 0.0, remaining, resets)
 
     async def adjust(self, items: list[tuple[Limit, float]], now: float) -> None:

@@ -135,7 +135,7 @@ class FakeBedrockBatch(BackgroundApp):
                     or model_input.get("anthropic_version") != "bedrock-2023-05-31" \
                     or not isinstance(model_input.get("max_tokens"), int):
                 return _error(400, "ValidationException", f"bad record {record}")
-        job_id = f"job{next(self._ids):04d}"
+        job_id = f"j{next(self._ids):011d}"  # 12 lowercase letters and digits, as Bedrock's
         arn = f"arn:aws:bedrock:{REGION}:123456789012:model-invocation-job/{job_id}"
         self.jobs[arn] = {**body, "jobArn": arn, "status": "Submitted",
                           "submitTime": "2026-01-02T03:04:05.123Z",

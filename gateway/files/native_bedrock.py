@@ -24,6 +24,7 @@ the bucket (``https://<bucket>.s3.<region>.amazonaws.com``, or path-style under
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
 from urllib.parse import quote
@@ -53,6 +54,9 @@ MAX_RECORDS = 50_000
 MAX_BYTES = 1024**3  # one input file
 INPUT = "input.jsonl"
 UNSIGNED = "UNSIGNED-PAYLOAD"
+# A job's ARN as Bedrock makes them: the only thing put into a control-plane path.
+JOB_ARN = re.compile(r"arn:aws[a-z-]*:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:"
+                     r"model-invocation-job/[a-z0-9]{12}")
 STATUSES = {"Submitted": "validating", "Validating": "validating", "Scheduled": "validating",
             "InProgress": "in_progress", "Stopping": "cancelling", "Stopped": "cancelled",
             "Completed": "completed", "PartiallyCompleted": "completed", "Failed": "failed",
@@ -96,6 +100,10 @@ class Place:
         return yarl.URL(f"{self.s3}/{key}", encoded=True)
 
     def job_url(self, job_arn: str = "", action: str = "") -> yarl.URL:
+        if job_arn and not JOB_ARN.fullmatch(job_arn):
+            raise GatewayError(502, f"provider '{self.provider.name}' named a batch job the "
+                               f"gateway will not ask for: {job_arn[:200]!r}",
+                               type="server_error", code="bad_upstream")
         path = "/model-invocation-job" + (f"/{quote(job_arn, safe='')}" if job_arn else "")
         return yarl.URL(self.control + path + (f"/{action}" if action else ""), encoded=True)
 
@@ -165,9 +173,9 @@ class BedrockBatches(NativeBatchAPI):
                    "s3Uri": place.uri(place.key(token, "output")) + "/"}}}
         created = await place.control_call("POST", place.job_url(), job)
         job_arn = created.get("jobArn")
-        if not isinstance(job_arn, str) or not job_arn:
+        if not isinstance(job_arn, str) or not JOB_ARN.fullmatch(job_arn):
             raise GatewayError(502, f"provider '{provider.name}' answered a batch job without "
-                               "a jobArn", type="server_error", code="bad_upstream")
+                               "a jobArn like Bedrock's", type="server_error", code="bad_upstream")
         return {"id": job_arn, "status": "Submitted"}
 
     async def _records(self, provider: Provider,

@@ -12,8 +12,8 @@ import json
 import openai
 import pytest
 
-from gateway.config.compiler import compile_bytes
-from gateway.errors import ConfigErrors
+from gateway.config.compiler import Runtime, compile_bytes
+from gateway.errors import ConfigErrors, GatewayError
 from gateway.files.native_bedrock import BedrockBatches
 
 from ..fake_bedrock_batch import ACCESS_KEY, REGION, ROLE, SECRET_KEY, FakeBedrockBatch
@@ -47,9 +47,13 @@ def fake():
         yield api
 
 
-def config(fake, tmp_path, model: str = MODEL) -> str:
-    return CONFIG.format(region=REGION, url=fake.url, access=ACCESS_KEY, secret=SECRET_KEY,
-                         role=ROLE, model=model, data_dir=tmp_path / "data")
+def config_text(url: str, tmp_path) -> str:
+    return CONFIG.format(region=REGION, url=url, access=ACCESS_KEY, secret=SECRET_KEY,
+                         role=ROLE, model=MODEL, data_dir=tmp_path / "data")
+
+
+def config(fake, tmp_path) -> str:
+    return config_text(fake.url, tmp_path)
 
 
 def lines(count: int, route: str = "claude", special: dict[int, dict] | None = None) -> bytes:
@@ -146,6 +150,21 @@ def test_what_bedrock_would_refuse_is_refused_first(gateway_app, tmp_path, fake,
         create(client, content)
     assert message in str(caught.value)
     assert fake.seen == []
+
+
+async def test_a_job_arn_unlike_bedrocks_is_not_put_in_a_path(tmp_path):
+    """An ARN that is not Bedrock's shape (a path in it, another resource) is refused before
+    any request: nothing signed goes to another path of the control plane."""
+    runtime = Runtime()
+    graph = compile_bytes(config_text("http://127.0.0.1:9", tmp_path).encode(),
+                          str(tmp_path / "gateway.yaml"), runtime=runtime)
+    provider = graph.routes["claude"].node.provider
+    for arn in ("arn:aws:bedrock:us-west-2:123456789012:model-invocation-job/../../x",
+                "arn:aws:bedrock:us-west-2:123456789012:custom-model/abcdefghijkl"):
+        with pytest.raises(GatewayError) as caught:
+            await BedrockBatches(None).refresh(provider, arn)  # type: ignore[arg-type]
+        assert caught.value.code == "bad_upstream"
+    await runtime.clients.close()
 
 
 def test_batch_native_on_bedrock_needs_its_s3_place(tmp_path):

@@ -196,3 +196,25 @@ def test_a_key_cannot_reach_a_route_through_a_native_batch(gateway_app, tmp_path
     assert fake.batches == {} and done.request_counts.failed == 1
     error = json.loads(client.files.content(done.error_file_id).read())
     assert error["response"]["status_code"] == 403
+
+
+async def test_a_cancel_asked_during_a_poll_stays(tmp_path):
+    """The provider's state written after a poll does not undo a cancel the client asked
+    meanwhile (the row stays cancelling, passed on at the next poll) unless the batch ended."""
+    from gateway.files.batches import _native_values
+    from gateway.store import files_db
+
+    store = FileStore(str(tmp_path / "data"))
+    row = {"id": "batch_x", "owner": "", "endpoint": "/v1/chat/completions",
+           "input_file_id": "file-x", "completion_window": "24h", "status": "cancelling",
+           "created_at": 1, "expires_at": 2, "total": 1, "completed": 0, "failed": 0}
+    try:
+        await store.writer.run(lambda c: files_db.insert_batch(c, row))
+        for values, status in (({"status": "validating", "total": 3}, "cancelling"),
+                               ({"status": "cancelled", "completed": 1}, "cancelled")):
+            await store.writer.run(lambda c: _native_values(c, "batch_x", dict(values)))
+            got = await store.writer.run(lambda c: files_db.get_batch(c, "batch_x"))
+            assert got["status"] == status and got["total"] == 3
+        assert got["completed"] == 1
+    finally:
+        await store.aclose()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import datetime
 import logging
 import sys
+import time
 from typing import Any
 
 import orjson
@@ -79,8 +79,19 @@ class _FastInfo:
 
 
 _FAST: _FastInfo | None = None
-_UTC = datetime.timezone.utc
-_now = datetime.datetime.now
+_second: tuple[int, str] = (-1, "")  # the last second stamped, and its text
+
+
+def iso_utc(ns: int) -> str:
+    """``datetime.fromtimestamp(ns / 1e9, timezone.utc).isoformat()`` as TimeStamper(fmt="iso",
+    utc=True) writes it (its microseconds floored, left out when 0, "Z" for "+00:00"), with
+    the date and time of day formatted once a second rather than per event."""
+    global _second
+    seconds, rest = divmod(ns, 1_000_000_000)
+    if seconds != _second[0]:
+        _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    micros = rest // 1000
+    return f"{_second[1]}.{micros:06d}Z" if micros else f"{_second[1]}Z"
 
 
 def info_line(logger: Any, event: str, fields: dict[str, Any]) -> None:
@@ -97,7 +108,7 @@ def info_line(logger: Any, event: str, fields: dict[str, Any]) -> None:
     # What add_log_level, TimeStamper(fmt="iso", utc=True), _scrub and JSONRenderer do.
     fields["event"] = event
     fields["level"] = "info"
-    fields["timestamp"] = _now(tz=_UTC).isoformat().replace("+00:00", "Z")
+    fields["timestamp"] = iso_utc(time.time_ns())
     _scrub(None, None, fields)
     fast.out.msg(fast.renderer(None, "info", fields))
 

@@ -66,6 +66,25 @@ def test_info_line_is_structlogs_line(monkeypatch):
     assert json.loads(fast)["token"] == "***"  # scrubbed as structlog's chain scrubs
 
 
+def test_iso_utc_is_structlogs_timestamp():
+    """The fast line's timestamp is datetime's ISO text in UTC as TimeStamper writes it, at
+    whole seconds, around them and across days (microseconds floored, never rounded)."""
+    import datetime
+    import random
+
+    def expected(ns: int) -> str:
+        at = datetime.datetime.fromtimestamp(ns // 10**9, datetime.timezone.utc)
+        at = at.replace(microsecond=(ns % 10**9) // 1000)
+        return at.isoformat().replace("+00:00", "Z")
+
+    rng = random.Random(8)
+    base = 1_796_000_000 * 10**9
+    instants = [base, base + 999, base + 1000, base + 999_999_999, base + 10**9, 0, 86399 * 10**9 + 500]
+    instants += [rng.randrange(0, 4_000_000_000 * 10**9) for _ in range(2000)]
+    for ns in sorted(instants) + instants:  # in order (one second after another) and not
+        assert logs.iso_utc(ns) == expected(ns), ns
+
+
 def test_info_line_follows_the_level(monkeypatch):
     err = _configure(monkeypatch, "warning")
     logs.info_line(logs.get_logger("x"), "request", {"a": 1})

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gateway"
 LAYERS = ["cli", "server", "builtin", "files", "frontdoors", "config", "pluginmanager", "middleware", "hookspecs", "graph",
           "providers", "state", "keys", "vault", "store", "base", "types"]
 BASE = {"errors", "logs", "events", "units", "pricing", "datadir", "request_record", "request_stats",
-        "__init__"}
+        "json_depth", "__init__"}
 
 
 def layer_of(module: str) -> str:

@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from ..json_depth import MAX_DEPTH, too_deep
+
 BATCH_URLS = ("/v1/chat/completions", "/v1/embeddings", "/v1/completions")
 MAX_LINE = 16 * 1024 * 1024  # bytes of one line
 MAX_ERRORS = 10
@@ -81,6 +83,8 @@ class LineCheck:
             return self._error(self._number, f"not valid JSON ({exc})")
         if not isinstance(value, dict):
             return self._error(self._number, "must be a JSON object")
+        if too_deep(raw, value):
+            return self._error(self._number, f"nests deeper than {MAX_DEPTH} levels")
         self.lines += 1
         if self.purpose == "batch" and self.lines > MAX_REQUESTS:
             self._error(self._number, f"a batch file holds at most {MAX_REQUESTS} requests: "

@@ -21,6 +21,7 @@ from starlette.responses import Response, StreamingResponse
 from ..config.suggest import did_you_mean
 from ..units import seconds
 from ..errors import GatewayError, UpstreamError
+from ..json_depth import MAX_DEPTH, too_deep
 from ..graph.context import RequestContext
 from ..graph.graph import RoutingGraph
 from ..providers.base import Upload
@@ -298,6 +299,9 @@ def parse_json(raw: bytes) -> dict:
         raise GatewayError(400, f"the request body is not valid JSON: {exc}", code="invalid_json")
     if not isinstance(body, dict):
         raise GatewayError(400, "the request body must be a JSON object", code="invalid_json")
+    if too_deep(raw, body):
+        raise GatewayError(400, f"the request body nests deeper than {MAX_DEPTH} levels",
+                           code="invalid_json")
     return body
 
 

@@ -226,3 +226,40 @@ def test_a_batch_that_cannot_record_backs_off(gateway_app, upstream, tmp_path, m
         time.sleep(0.1)
     assert state["status"] == "completed", state
     assert state["request_counts"]["completed"] == 4
+
+
+def test_a_locked_files_db_is_a_clear_error(gateway_app, tmp_path, monkeypatch):
+    """Another process holding files.db's write lock past the busy timeout (shortened here
+    to 0.3 s): an upload answers 503 storage_unavailable and keeps nothing, a list (the store's
+    writer runs it in a transaction too) answers or says the same, neither hangs; once the
+    lock is gone, uploads work."""
+    import sqlite3
+    import time
+
+    from gateway.store import sqlite as store_sqlite
+
+    monkeypatch.setattr(store_sqlite.connect, "__kwdefaults__", {"timeout": 0.3})
+    gw = gateway_app(config(tmp_path))
+    first = gw.post("/v1/files", headers=auth("alice"), data={"purpose": "user_data"},
+                    files={"file": ("a.txt", b"first")})
+    assert first.status_code == 200, first.text
+    other = sqlite3.connect(tmp_path / "data" / "files.db", timeout=0.1)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        locked = gw.post("/v1/files", headers=auth("alice"), data={"purpose": "user_data"},
+                         files={"file": ("b.txt", MARKER)})
+        assert assert_clear_error(locked, (503,))["code"] == "storage_unavailable"
+        assert time.monotonic() - started < 5
+        started = time.monotonic()
+        listed = gw.get("/v1/files", headers=auth("alice"))  # the writer's jobs lock too
+        assert listed.status_code in (200, 503), listed.text
+        assert time.monotonic() - started < 5
+    finally:
+        other.rollback()
+        other.close()
+    assert sorted(p.name for p in (tmp_path / "data" / "files").iterdir()) == [
+        first.json()["id"]]
+    again = gw.post("/v1/files", headers=auth("alice"), data={"purpose": "user_data"},
+                    files={"file": ("c.txt", b"third")})
+    assert again.status_code == 200, again.text

@@ -34,7 +34,7 @@ from ..frontdoors.openai_shaped import OpenAIShapedDoor
 from ..frontdoors.routes import internal_request
 from ..graph.graph import KeySpec
 from ..graph.graph import Route as GraphRoute
-from ..graph.plugin_layer import plugins_may_rewrite_requests
+from ..graph.plugin_layer import plugins_see_traffic
 from ..hookspecs import DISPATCH_SCOPE, KEY_SCOPE, Dispatch
 from ..providers.base import Provider
 from ..logs import get_logger
@@ -155,9 +155,10 @@ class BatchEndpoints:
                "completed": 0, "failed": 0,
                "metadata": orjson.dumps(metadata).decode() if metadata else None}
         # A provider-native batch goes to the provider as it is, past every plugin: not when
-        # one may rewrite requests (pii-redact masking personal data); then the gateway runs it.
+        # one reads requests or answers (pii-redact masking personal data, output-guard
+        # checking answers); then the gateway runs it, each line through them.
         dispatch = request.scope.get(DISPATCH_SCOPE)
-        if dispatch is None or not plugins_may_rewrite_requests(dispatch.graph().middleware):
+        if dispatch is None or not plugins_see_traffic(dispatch.graph().middleware):
             row.update(await self._native(record, endpoint, window, metadata,
                                           request.scope.get(KEY_SCOPE)))
         await self.store.writer.run(lambda c: files_db.insert_batch(c, row))

@@ -80,6 +80,15 @@ def plugins_may_rewrite_requests(middleware: Iterable[object]) -> bool:
                for m in middleware)
 
 
+def plugins_see_traffic(middleware: Iterable[object]) -> bool:
+    """Whether a plugin other than the gateway's own has middleware on requests or answers
+    (pii-redact masking prompts, output-guard checking answers): work handed to a provider
+    whole (a provider-native batch) would pass every one of them unseen."""
+    return any(isinstance(m, PluginLayer) and not m.builtin
+               and (m.before is not None or m.on_response is not None or m.on_chunk is not None)
+               for m in middleware)
+
+
 class PluginLayer:
     def __init__(self, name: str, before: Any | None, after: Any | None,
                  headers: Any | None = None, builtin: bool = False):

@@ -161,18 +161,22 @@ providers:
 routes:
   gpt: {{target: {{provider: oa, model: gpt-4o-mini}}}}
 plugins:
-  - {{name: pii-redact, config: {{mode: mask}}}}
+  - {{name: {plugin}}}
 """
 EMAIL = "jane.doe@example.com"
+PII = "pii-redact, config: {{mode: mask}}"
+GUARD = "output-guard, config: {{deny: ['(?i)secret plan'], on_fail: fallback}}"
 
 
-def test_no_native_batch_past_a_request_plugin(gateway_app, tmp_path):
+@pytest.mark.parametrize("plugin", [PII, GUARD], ids=["pii-redact", "output-guard"])
+def test_no_native_batch_past_a_plugin(gateway_app, tmp_path, plugin):
     """A native batch hands the file to the provider as it is, past every plugin: with one
-    that has request middleware (pii-redact masking personal data) the gateway runs the batch
-    itself, line by line through the plugins; the provider's Batch API never sees the data."""
+    that reads requests (pii-redact masking personal data) or answers (output-guard checking
+    them) the gateway runs the batch itself, line by line through the plugins; the provider's
+    Batch API never sees the data, nor answers the guard did not check."""
     with FakeBatchAPI() as fake:
-        gw = gateway_app(PII_CONFIG.format(data=tmp_path / "data", base_url=fake.base_url,
-                                           key=KEY))
+        gw = gateway_app(PII_CONFIG.replace("{plugin}", plugin).format(
+            data=tmp_path / "data", base_url=fake.base_url, key=KEY))
         line = json.dumps({"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
                            "body": {"model": "gpt", "messages": [
                                {"role": "user", "content": f"Write to {EMAIL}"}]}}).encode()

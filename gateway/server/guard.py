@@ -5,6 +5,9 @@
 - A POST body that is not ``application/json`` (``multipart/form-data`` for uploads): 415.
   Browsers send text/plain and form bodies cross-site without asking (no CORS preflight).
 - An ``/admin/*`` call whose ``Origin`` is not the gateway's own: 403.
+- A multipart POST (/v1/files, /v1/audio/transcriptions) from a page of another origin
+  (``Origin``, or ``Sec-Fetch-Site: cross-site``): 403. A form needs no preflight, so without
+  keys any web page could upload, or have a transcription run with the provider's key.
 
 ``/healthz`` and ``/readyz`` are never refused: probes address the gateway by whatever name
 the platform uses (a pod IP, say).
@@ -90,7 +93,7 @@ class RequestGuard:
         return self._allowed
 
     def refusal(self, scope) -> GatewayError | None:
-        host = origin = content_type = None
+        host = origin = content_type = fetch_site = None
         has_body = False
         for name, value in scope["headers"]:
             if name == b"host":
@@ -103,6 +106,8 @@ class RequestGuard:
                 has_body = value.strip() not in (b"", b"0")
             elif name == b"transfer-encoding":
                 has_body = True
+            elif name == b"sec-fetch-site":
+                fetch_site = value.decode("latin-1").strip().lower()
         if host is not None and not self.allowed().permits(host):
             return GatewayError(
                 421, f"this gateway does not answer to the host name {host!r}: add it to "
@@ -120,6 +125,14 @@ class RequestGuard:
                     415, f"POST {path} takes a {wanted} body, not {given or 'an untyped one'}: "
                     f"send `Content-Type: {wanted}`",
                     type="invalid_request_error", code="unsupported_media_type")
+        if scope["method"] == "POST" and path in MULTIPART and (
+                fetch_site == "cross-site"
+                or origin is not None and not _same_origin(origin, host)):
+            # A form post: a page on any site can send one without asking (no preflight).
+            return GatewayError(
+                403, f"POST {path} from a page of another origin ({origin or 'cross-site'}) "
+                "is refused: a web page may not upload or transcribe through this gateway",
+                type="permission_error", code="cross_origin_post")
         if origin is not None and path.startswith("/admin/") and not _same_origin(origin, host):
             return GatewayError(
                 403, f"admin calls from another origin ({origin}) are refused",

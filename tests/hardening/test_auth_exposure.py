@@ -276,6 +276,31 @@ async def test_admin_calls_from_a_foreign_origin_are_refused(tmp_path: Path):
     assert reloader.counts["applied"] + reloader.counts["unchanged"] == 0
 
 
+@pytest.mark.parametrize("path", ["/v1/files", "/v1/audio/transcriptions"])
+async def test_cross_site_multipart_posts_are_refused(tmp_path: Path, path: str):
+    """A web page can POST multipart/form-data to a loopback gateway without a CORS preflight
+    (it is a form): on a gateway without keys that uploaded files, or had a transcription
+    run with the provider's key. A multipart POST whose Origin is another site is a 403;
+    without an Origin (SDKs, curl) or from the gateway's own origin it goes on."""
+    (tmp_path / "data").mkdir()
+    text = OPEN.replace(
+        "server: {admin_token: %s}" % TOKEN,
+        "server: {admin_token: %s, data_dir: \"%s\"}" % (TOKEN, tmp_path / "data"))
+    client, _ = app_for(config(tmp_path, text))
+    form = {"data": {"purpose": "user_data", "model": "chat"},
+            "files": {"file": ("a.txt", b"hello")}}
+    async with client:
+        for origin in ("http://evil.example", "null", "http://127.0.0.1:8080.evil.example"):
+            r = await client.post(path, headers={"Origin": origin}, **form)
+            assert r.status_code == 403, (origin, r.text)
+            assert r.json()["error"]["code"] == "cross_origin_post"
+        r = await client.post(path, headers={"Sec-Fetch-Site": "cross-site"}, **form)
+        assert r.status_code == 403, r.text
+        for headers in ({}, {"Origin": "http://127.0.0.1:8080"}):
+            r = await client.post(path, headers=headers, **form)
+            assert r.status_code != 403, (headers, r.text)
+
+
 async def test_a_root_path_keeps_admin_calls_same_origin(tmp_path: Path):
     """Served under a prefix (an ASGI server's root_path), /prefix/admin/... is still an admin
     call: a foreign Origin gets 403 (the check looked at the request path, not the app's)."""

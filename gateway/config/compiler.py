@@ -74,6 +74,8 @@ from .suggest import did_you_mean
 CACHE_TTL = (60.0, 90 * 86400.0)  # seconds: the shortest and longest cache ttl
 # Provider types whose own batch API the gateway can use (gateway/files/native_batches.py).
 NATIVE_BATCH_TYPES = ("openai", "openai-compatible", "anthropic", "bedrock")
+# Provider types whose API has OpenAI's /files and /fine_tuning/jobs (fine_tuning: true).
+FINE_TUNING_TYPES = frozenset({"openai", "openai-compatible"})
 MAX_BATCH_WAIT = 1.0  # seconds: the longest a route's batch.max_wait may hold a request
 
 T = TypeVar("T")
@@ -304,6 +306,10 @@ class _Compiler:
                 self.error(path + ("passthrough",), f"provider '{name}' ({kind}) cannot be "
                            "passed through: its requests are signed per call",
                            "remove passthrough: true")
+            if spec.get("fine_tuning") and kind not in FINE_TUNING_TYPES:
+                self.error(path + ("fine_tuning",), f"provider '{name}' ({kind}) has no "
+                           "fine-tuning API the gateway can use: fine_tuning: true needs type "
+                           "openai or openai-compatible", "remove fine_tuning: true")
             if spec.get("batch") == "native" and kind not in NATIVE_BATCH_TYPES:
                 self.error(path + ("batch",), f"provider '{name}' ({kind}) has no batch API the "
                            "gateway can use: batch: native needs type openai, "

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..config.compiler import FINE_TUNING_TYPES
 from ..errors import GatewayError
 from ..graph.graph import KeySpec
 from ..graph.graph import Route as GraphRoute
@@ -39,8 +40,6 @@ from .provider_api import call as _call
 from .provider_api import upload
 from .store import FileStore, Owner
 
-# Provider types whose API has OpenAI's /files and /fine_tuning/jobs.
-FINE_TUNING_TYPES = frozenset({"openai", "openai-compatible"})
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 
@@ -171,10 +170,20 @@ class FineTuningEndpoints:
                                    param="model")
             raise GatewayError(404, f"The model '{route}' does not exist", code="model_not_found",
                                param="model")
+        closed: Provider | None = None  # one that could, were it opened
         for node in walk(found.node):
             if isinstance(node, TargetNode) and isinstance(node.provider, Provider) \
                     and node.provider.spec.type in FINE_TUNING_TYPES:
-                return node.provider, node.model
+                if node.provider.spec.options.get("fine_tuning"):
+                    return node.provider, node.model
+                closed = closed or node.provider
+        if closed is not None:
+            raise GatewayError(403, f"provider '{closed.name}' is not open to fine-tuning (jobs "
+                               "run on its account at a cost the gateway does not count, and "
+                               "training files go to it as they are, past every plugin): the "
+                               f"operator sets providers.{closed.name}.fine_tuning: true to "
+                               "open it", type="permission_error", code="fine_tuning_closed",
+                               param="model")
         raise GatewayError(400, f"no target of route '{route}' can fine-tune: that needs a "
                            f"provider of type {' or '.join(sorted(FINE_TUNING_TYPES))}",
                            code="fine_tuning_unsupported", param="model")

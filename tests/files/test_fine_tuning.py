@@ -16,7 +16,8 @@ CONFIG = """
 version: 1
 server: {{data_dir: "{data}"}}
 providers:
-  tuner: {{type: openai, base_url: "{base_url}", api_key: {key}}}
+  tuner: {{type: openai, base_url: "{base_url}", api_key: {key}, fine_tuning: true}}
+  shut: {{type: openai, base_url: "{base_url}", api_key: {key}}}
   demo: {{type: mock}}
 routes:
   my-base:
@@ -25,6 +26,7 @@ routes:
         - target: {{provider: demo, model: m}}
         - target: {{provider: tuner, model: gpt-4o-mini-2024-07-18}}
   offline: {{target: {{provider: demo, model: m}}}}
+  closed: {{target: {{provider: shut, model: gpt-4o-mini-2024-07-18}}}}
 keys:
   alice: {{key_sha256: {alice}}}
   bob: {{key_sha256: {bob}}}
@@ -114,6 +116,11 @@ def test_refusals(gw, upstream):
     with pytest.raises(openai.BadRequestError) as caught:
         client.fine_tuning.jobs.create(model="offline", training_file=training.id)
     assert caught.value.code == "fine_tuning_unsupported"
+    with pytest.raises(openai.PermissionDeniedError) as caught:  # not opened by the operator
+        client.fine_tuning.jobs.create(model="closed", training_file=training.id)
+    assert caught.value.code == "fine_tuning_closed"
+    assert "providers.shut.fine_tuning: true" in caught.value.message
+    assert upstream.created == [] and upstream.files == {}  # nothing reached the provider
     with pytest.raises(openai.BadRequestError) as caught:
         client.fine_tuning.jobs.create(model="my-base", training_file=notes.id)
     assert "purpose 'fine-tune'" in caught.value.message
@@ -128,3 +135,16 @@ def test_refusals(gw, upstream):
     assert refused.status_code == 422
     assert KEY not in refused.text and "refused" in refused.json()["error"]["message"]
     assert list(client.fine_tuning.jobs.list()) == []
+
+
+def test_fine_tuning_needs_a_provider_that_can(tmp_path):
+    """fine_tuning: true on a provider without OpenAI's fine-tuning API is a config error at
+    its line."""
+    from gateway.config.compiler import compile_bytes
+    from gateway.errors import ConfigErrors
+
+    text = ("version: 1\nproviders:\n  claude: {type: anthropic, api_key: x, fine_tuning: true}\n"
+            "routes:\n  r: {target: {provider: claude, model: m}}\n")
+    with pytest.raises(ConfigErrors) as caught:
+        compile_bytes(text.encode(), str(tmp_path / "gateway.yaml"), version=1)
+    assert "gateway.yaml:3:" in str(caught.value) and "fine_tuning: true needs type" in str(caught.value)

@@ -32,7 +32,7 @@ version: 1
 server: {{data_dir: "{data}", max_body: 64KB}}
 providers:
   demo: {{type: mock}}
-  tuner: {{type: openai, base_url: "http://127.0.0.1:9/v1", api_key: sk-never-reached-0000}}
+  tuner: {{type: openai, base_url: "http://127.0.0.1:9/v1", api_key: sk-never-reached-0000, fine_tuning: true}}
 routes:
   chat: {{target: {{provider: demo, model: m}}}}
   tune: {{target: {{provider: tuner, model: gpt-4o-mini}}}}
@@ -554,7 +554,7 @@ version: 1
 server: {{data_dir: "{data}"}}
 providers:
   demo: {{type: mock}}
-  tuner: {{type: openai, base_url: "http://127.0.0.1:9/v1", api_key: sk-never-reached-0000}}
+  tuner: {{type: openai, base_url: "http://127.0.0.1:9/v1", api_key: sk-never-reached-0000, fine_tuning: true}}
 pricing:
   "demo/priced": {{input: 10, output: 10}}
 routes:

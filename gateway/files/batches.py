@@ -9,6 +9,9 @@ Restarts: a batch is leased by one runner (renewed every second, ``LEASE`` long)
 a process that died on this host is taken over at once, one elsewhere when its lease runs
 out. The new runner skips every line already recorded, so no answered line is sent twice; a
 line in flight when the process died (sent, its answer not recorded) is sent again.
+
+A batch that a provider runs (``batch: native``) is created here and followed by
+native_follow.py.
 """
 
 from __future__ import annotations
@@ -36,16 +39,16 @@ from ..graph.graph import KeySpec
 from ..graph.graph import Route as GraphRoute
 from ..graph.plugin_layer import plugins_see_traffic
 from ..hookspecs import DISPATCH_SCOPE, KEY_SCOPE, Dispatch
-from ..providers.base import Provider
 from ..logs import get_logger
 from ..middleware.limits_rules import estimate_completion_tokens, estimate_prompt_tokens
 from ..store import files_db
 from ..store.tasks import Supervisor
 from ..units import seconds
 from .api import answers_errors, bounded_body, json_response, listing, owner_of, page
-from .batch_usage import SpendAccounting, UsageTap, line_request_id
+from .batch_usage import SpendAccounting, line_request_id
 from .jsonl import BATCH_URLS
-from .native_batches import NativeBatches, native_provider, native_target
+from .native_batches import NativeBatches, native_target
+from .native_follow import ENDPOINTS, NativeFollower
 from .store import FileStore, Owner, not_found
 
 log = get_logger("gateway.batches")
@@ -56,8 +59,6 @@ TICK = 0.5  # seconds between looks at the batches table (a new batch wakes the 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_BACKOFF = 30.0
 CRASH_PAUSE = 60.0  # longest wait before a batch whose task failed is started again
-ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/embeddings": "embeddings",
-             "/v1/completions": "completions"}
 FINISHED = ("completed", "failed", "expired", "cancelled")
 SWEEP_EVERY = 3600.0  # seconds between sweeps of interrupted uploads (and one at start-up)
 
@@ -234,15 +235,6 @@ class BatchEndpoints:
         return row
 
 
-def _native_values(conn: Any, batch_id: str, values: dict[str, Any]) -> None:
-    """A provider batch's state into its row, except a cancel the client asked while the
-    provider was being asked: the row stays cancelling (passed on at the next poll)."""
-    row = files_db.get_batch(conn, batch_id)
-    if row is not None and row["status"] == "cancelling" and values["status"] not in FINISHED:
-        values = {k: v for k, v in values.items() if k != "status"}
-    files_db.update_batch(conn, batch_id, **values)
-
-
 def _runner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
@@ -282,6 +274,7 @@ class BatchRunner:
         self._slots_size = 0
         self._pending: list[tuple[str, int, bool, bytes, asyncio.Future[None]]] = []
         self.native = NativeBatches(store)
+        self.follower = NativeFollower(self)
         self.routes: Mapping[str, GraphRoute] = {}  # of the config now serving
         # Counts what provider-native batches cost (the built-in limits; None: not counted).
         self.accounting: SpendAccounting | None = None
@@ -362,7 +355,7 @@ class BatchRunner:
         row = await self._row(batch_id)
         owner = Owner(row["owner"], row["owner_name"])
         if row.get("provider_batch_id"):
-            await self._follow_native(dispatch, batch_id, owner)
+            await self.follower.follow(dispatch, batch_id, owner)
             return
         if row["status"] == "validating":
             await self._update(batch_id, status="in_progress", in_progress_at=int(time.time()))
@@ -375,71 +368,6 @@ class BatchRunner:
             ending = await self._stop_reason(batch_id)
         await self._finish(row, owner, ending)
 
-    async def _follow_native(self, dispatch: Dispatch, batch_id: str, owner: Owner) -> None:
-        """A batch the provider runs: its state copied into the row every native_poll (a
-        cancel passed on), until it ends and its files are copied in (their usage read on
-        the way and counted once the row says the batch ended), then its files at the
-        provider deleted (unless batches.keep_provider_files)."""
-        while True:
-            row = await self._row(batch_id)
-            provider = native_provider(self.routes, row["provider"])
-            if provider is None:
-                log.warning("batch_native_provider_gone", batch=batch_id, provider=row["provider"])
-            else:
-                tap = self._tap(dispatch, row, owner)
-                try:
-                    values = await self.native.step(provider, row, owner, tap)
-                except GatewayError as err:  # the provider is down: ask again later
-                    log.warning("batch_native_poll_failed", batch=batch_id, error=err.message)
-                else:
-                    remote = values.pop("provider_files", None) or []
-                    if remote and not self.settings.keep_provider_files:
-                        values["provider_files"] = orjson.dumps(remote).decode()
-                    await self.store.writer.run(functools.partial(
-                        _native_values, batch_id=batch_id, values=values))
-                    if values["status"] in FINISHED:
-                        log.info("batch_finished", batch=batch_id, status=values["status"],
-                                 provider=provider.name, lines=tap.lines)
-                        await self._charge(dispatch, row, tap)
-                        if "provider_files" in values:
-                            await self._forget(batch_id, provider, remote)
-                        return
-            await self.sleep(self.settings.native_poll)
-
-    def _tap(self, dispatch: Dispatch, row: Mapping[str, Any], owner: Owner) -> UsageTap:
-        """What reads a native batch's usage from its result files as they are copied."""
-        routes = orjson.loads(row["native_routes"]) if row.get("native_routes") else {}
-        graph = dispatch.graph()
-
-        async def route_of() -> dict[str, str]:  # custom_id -> route, when there are several
-            found: dict[str, str] = {}
-            record = await self.store.get(row["input_file_id"], owner)
-            if len(routes) < 2 or record is None:
-                return found
-            async for _, line in self.store.lines(record):
-                data = orjson.loads(line)
-                found[str(data.get("custom_id"))] = str((data.get("body") or {}).get("model"))
-            return found
-
-        return UsageTap(row["id"], ENDPOINTS[row["endpoint"]], owner.name, routes, route_of,
-                        self.accounting, graph.request_finished, graph.version)
-
-    async def _charge(self, dispatch: Dispatch, row: Mapping[str, Any], tap: UsageTap) -> None:
-        """Count a native batch's usage for its key (usage rows, budgets, USD limits)."""
-        if self.accounting is None or not tap.totals:
-            return
-        try:
-            key = self._key(dispatch, row)
-        except GatewayError:  # revoked meanwhile: its usage is still recorded, by name
-            key = None
-        await self.accounting.charge_batch(key, row["owner_name"], tap.totals)
-
-    async def _forget(self, batch_id: str, provider: Provider, remote: list[str]) -> None:
-        """Delete a batch's files at the provider; the ones left are tried again later."""
-        left = await self.native.forget(provider, remote)
-        await self._update(batch_id, provider_files=orjson.dumps(left).decode() if left
-                           else None)
-
     async def _housekeeping(self) -> None:
         """Runs beside the batches (supervised): interrupted uploads swept at start-up and
         every SWEEP_EVERY; native batches' provider files not deleted yet tried again every
@@ -449,10 +377,7 @@ class BatchRunner:
             if time.monotonic() - swept >= SWEEP_EVERY:
                 await self.store.sweep()
                 swept = time.monotonic()
-            for row in await self.store.writer.run(files_db.provider_files_left):
-                provider = native_provider(self.routes, row["provider"])
-                if provider is not None:
-                    await self._forget(row["id"], provider, orjson.loads(row["provider_files"]))
+            await self.follower.forget_left()
             await self.sleep(self.settings.native_poll)
 
     async def _send_lines(self, dispatch: Dispatch, row: dict[str, Any], owner: Owner) -> str:

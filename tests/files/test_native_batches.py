@@ -201,7 +201,7 @@ def test_a_key_cannot_reach_a_route_through_a_native_batch(gateway_app, tmp_path
 async def test_a_cancel_asked_during_a_poll_stays(tmp_path):
     """The provider's state written after a poll does not undo a cancel the client asked
     meanwhile (the row stays cancelling, passed on at the next poll) unless the batch ended."""
-    from gateway.files.batches import _native_values
+    from gateway.files.native_follow import _native_values
     from gateway.store import files_db
 
     store = FileStore(str(tmp_path / "data"))

@@ -55,6 +55,9 @@ class RequestRecord:
     # A line of a batch a provider ran with its own batch API (docs/files.md): that batch's
     # id. The gateway did not send it, so it has no latency of its own (latency_ms 0).
     native_batch: str | None = None
+    # With native_batch: the line's place in that batch's output file then error file
+    # (0-based), so a line handed over again (after a crash) can be recognised.
+    native_line: int | None = None
 
     @property
     def ok(self) -> bool:

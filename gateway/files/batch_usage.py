@@ -203,7 +203,8 @@ class UsageTap:
             outcome=None, tokens_in=prompt if known else None,
             tokens_out=completion if known else None, cost_usd=cost if known else None,
             usage_estimated=False, latency_ms=0.0, ttfb_ms=None, overhead_ms=0.0,
-            config_version=self.config_version, native_batch=self.batch_id)
+            config_version=self.config_version, native_batch=self.batch_id,
+            native_line=self.lines - 1)
         for plugin, function in self.finished:
             try:
                 function(record)

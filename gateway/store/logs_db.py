@@ -23,13 +23,18 @@ COLUMNS = ("request_id", "trace_id", "time", "key", "route", "endpoint", "target
            "error", "outcome", "stream", "cache", "tokens_in", "tokens_out", "cost_usd",
            "latency_ms", "ttfb_ms", "config_version", "attempts")
 BODIES = ("request_body", "response_body")
+# A line of a batch a provider ran (RequestRecord.native_batch, .native_line): not a request
+# the gateway sent, so no latency of its own (left out of /admin/stats' percentiles); the
+# pair is unique, so a line handed over again (accounting redone after a crash) is one row.
+NATIVE = ("native_batch", "native_line")
 LISTED = ("id",) + COLUMNS  # what a listing shows: bodies only for one request
 SWEEP_BATCH = 5000  # rows deleted per transaction, so writers wait little
 
 migrations = Migrations("gateway.logs")
 
-_INSERT = (f"INSERT INTO {TABLE} ({', '.join(COLUMNS + BODIES)}) "
-           f"VALUES ({', '.join('?' for _ in COLUMNS + BODIES)})")
+_INSERT = (f"INSERT INTO {TABLE} ({', '.join(COLUMNS + BODIES + NATIVE)}) "
+           f"VALUES ({', '.join('?' for _ in COLUMNS + BODIES + NATIVE)}) "
+           "ON CONFLICT DO NOTHING")
 
 
 @migrations()
@@ -48,13 +53,23 @@ def m001_requests(db: Database) -> None:
     db.execute(f"CREATE INDEX {TABLE}_request_id ON {TABLE} (request_id)")
 
 
+@migrations()
+def m002_native_batch_lines(db: Database) -> None:
+    """The lines of provider-native batches marked (NATIVE), each at most once."""
+    db.execute(f"ALTER TABLE {TABLE} ADD COLUMN native_batch TEXT")
+    db.execute(f"ALTER TABLE {TABLE} ADD COLUMN native_line INTEGER")
+    db.execute(f"CREATE UNIQUE INDEX {TABLE}_native_line ON {TABLE} (native_batch, native_line) "
+               "WHERE native_batch IS NOT NULL")
+
+
 def connect(file: str) -> sqlite3.Connection:
     """An autocommit connection to a migrated ``logs.db`` (created 0600 if missing)."""
     return connect_migrated(file, migrations)
 
 
 def insert(conn: sqlite3.Connection, rows: Iterable[Sequence[Any]]) -> None:
-    """Append rows: tuples of COLUMNS then BODIES."""
+    """Append rows: tuples of COLUMNS, BODIES then NATIVE (a native batch's line already
+    there is left as it was)."""
     conn.executemany(_INSERT, rows)
 
 

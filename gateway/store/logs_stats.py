@@ -2,7 +2,9 @@
 cache hits over a window, in time buckets and per route, target, key or model.
 
 Sums are counted by SQLite (one GROUP BY bucket and group); percentiles come from the
-window's latencies, read once in order, nearest rank. Errors are requests whose answer had a
+window's latencies, read once in order, nearest rank: the lines of provider-native batches
+(``native_batch``, latency 0: the gateway did not send them) count as requests but have no
+latency to add. Errors are requests whose answer had a
 status of 400 or more; the cache hit rate is hits among the requests the cache looked up
 (hits and misses).
 """
@@ -62,7 +64,8 @@ def stats(conn: sqlite3.Connection, *, now: float, window_s: float, buckets: int
     by_bucket: list[list[float]] = [[] for _ in range(buckets)]
     by_group: dict[str, list[float]] = {}
     for b, name, latency in conn.execute(
-            f"SELECT {bucket}, {group}, latency_ms {where} ORDER BY latency_ms", (since, until)):
+            f"SELECT {bucket}, {group}, latency_ms {where} AND native_batch IS NULL "
+            "ORDER BY latency_ms", (since, until)):
         latencies.append(latency)
         if 0 <= b < buckets:
             by_bucket[b].append(latency)

@@ -160,7 +160,7 @@ def _write(conn: sqlite3.Connection, batch: list[tuple[RequestRecord, bool]],
 
 
 def row(record: RequestRecord, redact: Redact | None) -> tuple[Any, ...]:
-    """A record as a row of logs_db.COLUMNS + BODIES; bodies only with ``redact``."""
+    """A record as a row of logs_db.COLUMNS + BODIES + NATIVE; bodies only with ``redact``."""
     attempts = orjson.dumps([{"target": a.target, "status": a.status, "latency_ms": a.latency_ms,
                               "error_class": a.error_class} for a in record.attempts]).decode()
     request_body = response_body = None
@@ -173,4 +173,4 @@ def row(record: RequestRecord, redact: Redact | None) -> tuple[Any, ...]:
             record.endpoint, record.target, record.status, record.error, record.outcome,
             int(record.stream), record.cache, record.tokens_in, record.tokens_out,
             record.cost_usd, record.latency_ms, record.ttfb_ms, record.config_version, attempts,
-            request_body, response_body)
+            request_body, response_body, record.native_batch, record.native_line)

@@ -6,9 +6,11 @@ when the provider refuses."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sqlite3
+import time
 
 import openai
 import pytest
@@ -100,6 +102,31 @@ def test_native_batch_usage_counted_like_requests(gateway_app, tmp_path, fake):
     assert [m.rsplit(" ", 1)[1] for m in metrics
             if m.startswith("gateway_request_duration_seconds_count{") and 'route="gpt"' in m
             ] == ["0.0"]
+
+
+def test_stats_leave_native_lines_out_of_latency(gateway_app, tmp_path, fake):
+    """/admin/stats: a native batch's lines count as requests (and errors) but not in the
+    latency percentiles, which are those of the requests the gateway sent (here one of
+    40 ms: with the batch's three 0 ms lines p50 would be 0)."""
+    from gateway.store import logs_db
+    from gateway.store.logs_writer import row
+
+    from ..request_log.test_writer import record
+
+    gw = start(gateway_app, tmp_path, fake)
+    done, _ = run_batch(gw.openai(RICH), fake, "one", "fail-two", "three")
+    poll(lambda: gw.get("/admin/logs").json()["data"], lambda r: len(r) == 3, 10,
+         "the batch's lines are not logged", every=0.1)
+    conn = logs_db.connect(str(tmp_path / "data" / "logs.db"))
+    live = dataclasses.replace(record(time.time(), "live-one"), latency_ms=40.0)
+    logs_db.insert(conn, [row(live, None)])
+    conn.close()
+    totals = gw.get("/admin/stats?window=1h").json()["totals"]
+    assert (totals["requests"], totals["errors"]) == (4, 1)
+    assert totals["p50_ms"] == totals["p95_ms"] == 40.0
+    by_route = {g["name"]: g for g in gw.get("/admin/stats?window=1h&group_by=route")
+                .json()["groups"]}
+    assert by_route["gpt"]["requests"] == 3 and by_route["gpt"]["p50_ms"] is None
 
 
 def test_budget_refuses_a_native_batch_at_create(gateway_app, tmp_path, fake):

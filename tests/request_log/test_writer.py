@@ -167,3 +167,21 @@ def test_failed_write_keeps_the_rows_for_the_next_flush(tmp_path: Path):
 
     asyncio.run(scenario())
     assert count(blocker / "logs.db") == 3
+
+
+def test_a_native_batch_line_is_kept_once(tmp_path: Path):
+    """A provider-native batch's line handed over again (its batch's usage counted again
+    after a crash) is not a second row: (native_batch, native_line) is unique; other rows,
+    the same request id included, are all kept."""
+    import dataclasses
+
+    conn = logs_db.connect(str(tmp_path / "logs.db"))
+    line = dataclasses.replace(record(time.time(), "batch_x-one"), native_batch="batch_x",
+                               native_line=0)
+    other = dataclasses.replace(line, request_id="batch_x-two", native_line=1)
+    logs_db.insert(conn, [row(line, None), row(record(time.time(), "live"), None)])
+    logs_db.insert(conn, [row(line, None), row(other, None),
+                          row(record(time.time(), "live"), None)])
+    found = [r[0] for r in conn.execute("SELECT request_id FROM requests ORDER BY id")]
+    conn.close()
+    assert found == ["batch_x-one", "live", "batch_x-two", "live"]

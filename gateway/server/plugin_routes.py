@@ -74,9 +74,14 @@ class PluginApiRoutes(_PluginRouter):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         router = self.router(default=self.not_found)
         matched = self.matched(router, scope) if scope["type"] == "http" else None
-        # The route's own path, not the request's: under a root_path (a prefix the ASGI server
-        # serves the app at) the request's is "/prefix/v1/...", and the check was skipped.
-        if matched is not None and str(getattr(matched, "path", "")).startswith("/v1/"):
+        # The app's path (and the route's), not the request's: under a root_path (a prefix the
+        # ASGI server serves the app at) the request's is "/prefix/v1/...": the check was
+        # skipped and the caller served as the anonymous owner.
+        path, root = scope.get("path", ""), scope.get("root_path") or ""
+        if root and path.startswith(root):
+            path = path[len(root):]
+        if matched is not None and (path.startswith("/v1/")
+                                    or str(getattr(matched, "path", "")).startswith("/v1/")):
             graph = self.holder.current
             try:
                 scope[KEY_SCOPE] = graph.identify(Request(scope).headers) \

@@ -58,6 +58,14 @@ def assert_clear_error(answer, statuses=(500, 503, 507)) -> dict:
     return error
 
 
+def damage(db) -> None:
+    """``db`` (and its WAL) replaced by bytes that are no SQLite database."""
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(str(db) + suffix)
+    db.write_bytes(b"this is not a database " * 400)
+
+
 def no_plaintext_at_rest(tmp_path) -> None:
     for path in (tmp_path / "data").rglob("*"):
         if path.is_file():
@@ -97,11 +105,7 @@ def test_a_damaged_files_db_is_a_clear_error(gateway_app, tmp_path):
     made = gw.post("/v1/files", headers=auth("alice"), data={"purpose": "user_data"},
                    files={"file": ("t.txt", MARKER)}).json()
     gw.stop()
-    db = tmp_path / "data" / "files.db"
-    for suffix in ("", "-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(str(db) + suffix)
-    db.write_bytes(b"this is not a database " * 400)
+    damage(tmp_path / "data" / "files.db")
     gw = gateway_app(config(tmp_path), name="second.yaml")
     for method, path in (("GET", "/v1/files"), ("GET", f"/v1/files/{made['id']}"),
                          ("GET", f"/v1/files/{made['id']}/content"),
@@ -158,11 +162,7 @@ def test_a_damaged_responses_db_is_a_clear_error(gateway_app, tmp_path):
     made = gw.post("/v1/responses", headers=auth("alice"), json={"model": "chat",
                                                                  "input": "hi"}).json()
     gw.stop()
-    db = tmp_path / "data" / "responses.db"
-    for suffix in ("", "-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(str(db) + suffix)
-    db.write_bytes(b"this is not a database " * 400)
+    damage(tmp_path / "data" / "responses.db")
     gw = gateway_app(config(tmp_path), name="second.yaml")
     for method, path in (("GET", f"/v1/responses/{made['id']}"),
                          ("GET", f"/v1/responses/{made['id']}/input_items"),

@@ -23,6 +23,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ..files.test_files_api import batch_line, jsonl
 from .test_request_properties import SETTINGS
 
 KEYS = {"alice": "sk-alice-trust-0123456789", "bob": "sk-bob-trust-9876543210"}
@@ -45,17 +46,6 @@ keys:
 
 def _sha(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
-
-
-def batch_line(i: int, **changes) -> dict:
-    line = {"custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions",
-            "body": {"model": "chat", "messages": [{"role": "user", "content": f"hi {i}"}]}}
-    line.update(changes)
-    return line
-
-
-def jsonl(lines) -> bytes:
-    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
 
 
 def auth(name: str) -> dict[str, str]:

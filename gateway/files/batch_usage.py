@@ -1,17 +1,18 @@
-"""What a provider-native batch used, read from its output and error files while they are
-copied into the gateway (native_batches.collect: one pass, line by line, never the whole
-file in memory), and counted as live traffic is (docs/files.md#usage-limits-and-budgets).
+"""What a provider-native batch used, read from its output and error files once they are
+the gateway's (native_follow.py: one pass, line by line, never the whole file in memory),
+and counted as live traffic is (docs/files.md#usage-limits-and-budgets).
 
 - ``line_result(data)``: one line of a batch output or error file in OpenAI's format
   (``{"custom_id", "response": {"status_code", "body": {..., "usage"}}, "error"}``): its
   custom_id, status, OpenAI-shaped usage and error message. An adapter for a provider with
-  another format writes OpenAI-shaped lines and shows those (native_base.ResultFiles).
-- ``UsageTap``: fed the files' bytes chunk by chunk (``feed``), or the lines one by one
-  (``add``); for each line the route it was sent to (by custom_id), the target, its cost at
-  the batch price (``SpendAccounting.batch_cost``), added to totals per (route, target) when
-  it succeeded; and for every line a RequestRecord handed to the plugins'
-  ``request_finished`` functions (request log, metrics), request id ``<batch id>-<custom_id>``
-  as for lines the gateway sends itself.
+  another format writes OpenAI-shaped lines (native_base.ResultFiles).
+- ``UsageTap``: fed the files' lines one by one (``line``, or ``add`` parsed); for each line
+  the route it was sent to (by custom_id), the target, its cost at the batch price
+  (``SpendAccounting.batch_cost``), added to totals per (route, target) when it succeeded;
+  and for every line a RequestRecord handed to the plugins' ``request_finished`` functions
+  (request log, metrics), request id ``<batch id>-<custom_id>`` as for lines the gateway
+  sends itself, ``native_line`` its place in the files (the first ``handed`` lines are not
+  handed again: an earlier pass that was interrupted handed them).
 - ``SpendAccounting``: what admits a batch against budgets before it is created and charges
   the totals once it ended (the built-in limits, middleware/limits.py ``Limits``).
 """
@@ -105,10 +106,10 @@ class SpendAccounting(Protocol):
         that is not a batch."""
 
     async def charge_batch(self, key: "KeySpec | None", key_name: str | None,
-                           totals: Mapping[tuple[str, str], Totals]) -> None:
-        """Count what the batch of ``key`` (None: no key, or one gone: then only the usage
-        rows, under ``key_name``) used per (route, target): usage rows, budgets, USD
-        limits."""
+                           totals: Mapping[tuple[str, str], Totals], batch_id: str) -> bool:
+        """Count what the batch ``batch_id`` of ``key`` (None: no key, or one gone: then
+        only the usage rows, under ``key_name``) used per (route, target): usage rows,
+        budgets, USD limits; once per batch id (False: counted before, nothing done)."""
 
 
 class UsageTap:
@@ -119,7 +120,7 @@ class UsageTap:
                  route_of: Callable[[], Awaitable[Mapping[str, str]]] | None = None,
                  accounting: SpendAccounting | None = None,
                  finished: Iterable[tuple[str, "RequestFinished"]] = (),
-                 config_version: int = 0):
+                 config_version: int = 0, handed: int = 0):
         self.batch_id, self.endpoint, self.key = batch_id, endpoint, key
         self.routes = routes  # route -> target ("provider/model")
         self._route_of = route_of
@@ -128,33 +129,14 @@ class UsageTap:
         self.accounting = accounting
         self.finished = tuple(finished)
         self.config_version = config_version
+        self.handed = handed  # lines already handed to ``finished`` (by an earlier pass)
         self.totals: dict[tuple[str, str], Totals] = {}
         self.lines = 0
-        self._partial: list[bytes] = []
 
     async def start(self) -> None:
         """Before the first file: learn which route each line went to (when several)."""
         if self._route_of is not None:
             self.route_of, self._route_of = await self._route_of(), None
-
-    def feed(self, chunk: bytes) -> None:
-        start = 0
-        while (end := chunk.find(b"\n", start)) >= 0:
-            piece = chunk[start:end]
-            if self._partial:
-                piece = b"".join((*self._partial, piece))
-                self._partial.clear()
-            self.line(piece)
-            start = end + 1
-        if start < len(chunk):
-            self._partial.append(chunk[start:])
-
-    def end_file(self) -> None:
-        """The file ended: its last line may lack a newline."""
-        if self._partial:
-            piece = b"".join(self._partial)
-            self._partial.clear()
-            self.line(piece)
 
     def line(self, raw: bytes) -> None:
         """One line of a file as it is copied (blank: none)."""
@@ -188,7 +170,7 @@ class UsageTap:
             totals.prompt_tokens += prompt
             totals.completion_tokens += completion
             totals.usd += cost
-        if self.finished:
+        if self.finished and self.lines > self.handed:
             self._hand_over(result, route, target, prompt, completion, cost)
 
     def _hand_over(self, result: LineResult, route: str, target: str, prompt: int,

@@ -17,7 +17,7 @@ with ``batch: native``; docs/files.md#provider-native-batches).
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Mapping
 
 import orjson
 
@@ -32,9 +32,6 @@ from .native_base import (
 )
 from .provider_api import ForeignHost, call, delete, stream_url
 from .store import Owner
-
-if TYPE_CHECKING:
-    from .batch_usage import UsageTap
 
 MAX_REQUESTS = 100_000  # Anthropic's limits on one Message Batch
 MAX_BYTES = 256_000_000
@@ -152,13 +149,12 @@ class AnthropicBatches(NativeBatchAPI):
         return values
 
     async def collect(self, provider: Provider, batch: Mapping[str, Any], owner: Owner,
-                      record: Mapping[str, Any] | None = None,
-                      tap: "UsageTap | None" = None) -> dict[str, Any]:
+                      record: Mapping[str, Any] | None = None) -> dict[str, Any]:
         url = batch.get("results_url")
         if not isinstance(url, str) or not url:
             return {"output_file_id": None, "error_file_id": None}
         tools = await self._json_tools(record) if record is not None else {}
-        files = ResultFiles(self.store, owner, str(batch["id"]), tap)
+        files = ResultFiles(self.store, owner, str(batch["id"]))
         try:
             async for raw in jsonl_lines(stream_url(provider, url)):
                 ok, line = _result(raw, tools)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Mapping
 
 import orjson
 
@@ -16,9 +16,6 @@ from ..logs import get_logger
 from ..providers.base import Provider
 from .jsonl import BATCH_URLS
 from .store import FileStore, Owner, Upload
-
-if TYPE_CHECKING:
-    from .batch_usage import UsageTap
 
 log = get_logger("gateway.batches")
 
@@ -46,9 +43,8 @@ class NativeBatchAPI:
     - ``collect``: once ended, its results as gateway files of ``owner`` (purpose
       ``batch_output``, OpenAI's batch output format): ``{"output_file_id", "error_file_id"}``,
       gateway ids or None. ``record`` is the batch's input file (None when it was deleted).
-      Every line written is shown to ``tap`` (OpenAI-shaped, as it goes into the files:
-      ``tap.feed(chunk)`` for bytes copied as they are, ``tap.add(line)`` for a line built;
-      ``ResultFiles`` does the latter), which counts the batch's usage.
+      Its usage is read from those files afterwards (native_follow.py), so a copy that
+      fails midway and is done again counts nothing twice.
     - ``provider_files`` / ``delete_file``: what the batch keeps at the provider (its input,
       output and error files) and deleting one there, once the results are in the gateway's
       files (none by default).
@@ -74,8 +70,7 @@ class NativeBatchAPI:
         raise NotImplementedError
 
     async def collect(self, provider: Provider, batch: Mapping[str, Any], owner: Owner,
-                      record: Mapping[str, Any] | None = None,
-                      tap: "UsageTap | None" = None) -> dict[str, Any]:
+                      record: Mapping[str, Any] | None = None) -> dict[str, Any]:
         raise NotImplementedError
 
     def provider_files(self, batch: Mapping[str, Any]) -> list[str]:
@@ -113,11 +108,9 @@ class ResultFiles:
     batch output format, written one line at a time as results arrive; a file with no line is
     not made (its id None)."""
 
-    def __init__(self, store: FileStore, owner: Owner, name: str,
-                 tap: "UsageTap | None" = None):
+    def __init__(self, store: FileStore, owner: Owner, name: str):
         self.store, self.owner, self.name = store, owner, name
         self.uploads: dict[bool, Upload] = {}
-        self.tap = tap  # shown every line (the batch's usage)
 
     def write(self, ok: bool, line: Mapping[str, Any]) -> None:
         upload = self.uploads.get(ok)
@@ -125,8 +118,6 @@ class ResultFiles:
             upload = self.uploads[ok] = self.store.begin(
                 self.owner, f"{self.name}_{'output' if ok else 'errors'}.jsonl", "batch_output")
         upload.write(orjson.dumps(line) + b"\n")
-        if self.tap is not None:
-            self.tap.add(line)
 
     async def commit(self) -> dict[str, str | None]:
         ids: dict[str, str | None] = {"output_file_id": None, "error_file_id": None}

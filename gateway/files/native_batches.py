@@ -13,13 +13,13 @@ by line by the gateway (docs/files.md#provider-native-batches).
   ``cancel`` / ``mapped`` / ``collect`` go to the provider's adapter.
 - ``step``: one poll of the provider batch a gateway batch follows (cancelling it there when
   the client cancelled): the values to write into the gateway's batch row (once it ended:
-  its results copied in, every line shown to a ``batch_usage.UsageTap`` that reads its
-  usage, and ``provider_files``: what to delete at the provider, ``forget``).
+  its results copied in, and ``provider_files``: what to delete at the provider,
+  ``forget``). native_follow.py reads its usage from the copies.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Mapping
 
 import time
 
@@ -35,9 +35,6 @@ from .native_bedrock import BedrockBatches
 from .native_base import ENDED, STATUSES, BatchFailed, NativeBatchAPI
 from .provider_api import call, delete, stream, upload
 from .store import FileStore, Owner
-
-if TYPE_CHECKING:
-    from .batch_usage import UsageTap
 
 NATIVE = "native"
 # The timestamps of OpenAI's batch object that the gateway's batch row keeps.
@@ -119,11 +116,9 @@ class OpenAIBatches(NativeBatchAPI):
         await delete(provider, f"/files/{file_id}")
 
     async def collect(self, provider: Provider, batch: Mapping[str, Any], owner: Owner,
-                      record: Mapping[str, Any] | None = None,
-                      tap: "UsageTap | None" = None) -> dict[str, Any]:
+                      record: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The provider's output and error files as gateway files of ``owner``:
-        ``{"output_file_id": ..., "error_file_id": ...}`` (None where the provider has none),
-        each chunk shown to ``tap`` as it passes (one pass over each file)."""
+        ``{"output_file_id": ..., "error_file_id": ...}`` (None where the provider has none)."""
         ids: dict[str, str | None] = {}
         for field, name in (("output_file_id", "output"), ("error_file_id", "errors")):
             remote = batch.get(field)
@@ -134,10 +129,6 @@ class OpenAIBatches(NativeBatchAPI):
             try:
                 async for chunk in stream(provider, f"/files/{remote}/content"):
                     upload.write(chunk)
-                    if tap is not None:
-                        tap.feed(chunk)
-                if tap is not None:
-                    tap.end_file()
                 ids[field] = (await upload.commit())["id"]
             except BaseException:
                 upload.abort()
@@ -192,23 +183,20 @@ class NativeBatches:
         return self.api(provider).mapped(batch)
 
     async def collect(self, provider: Provider, batch: Mapping[str, Any], owner: Owner,
-                      record: Mapping[str, Any] | None = None,
-                      tap: "UsageTap | None" = None) -> dict[str, Any]:
-        if tap is not None:
-            await tap.start()
-        return await self.api(provider).collect(provider, batch, owner, record, tap)
+                      record: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return await self.api(provider).collect(provider, batch, owner, record)
 
     async def forget(self, provider: Provider, file_ids: list[str]) -> list[str]:
         """Delete a batch's ``provider_files`` at the provider: the ones left (logged)."""
         return await self.api(provider).forget(provider, file_ids)
 
-    async def step(self, provider: Provider, row: Mapping[str, Any], owner: Owner,
-                   tap: "UsageTap | None" = None) -> dict[str, Any]:
+    async def step(self, provider: Provider, row: Mapping[str, Any],
+                   owner: Owner) -> dict[str, Any]:
         """One look at a provider batch that a gateway batch row (``provider_batch_id``)
         follows: the values to write into the row. A row the client cancelled is cancelled
         at the provider first; a batch that ended has its files copied in
-        (``output_file_id`` and ``error_file_id`` are then gateway ids; every line shown to
-        ``tap``) and ``provider_files`` lists what it keeps at the provider."""
+        (``output_file_id`` and ``error_file_id`` are then gateway ids) and
+        ``provider_files`` lists what it keeps at the provider."""
         batch_id = row["provider_batch_id"]
         batch = await self.refresh(provider, batch_id)
         if row["status"] == "cancelling" and \
@@ -221,7 +209,7 @@ class NativeBatches:
             if row.get("input_file_id"):
                 record = await self.store.get(row["input_file_id"], owner)
             try:
-                values.update(await self.collect(provider, batch, owner, record, tap))
+                values.update(await self.collect(provider, batch, owner, record))
             except BatchFailed as err:
                 error = {"code": err.code, "message": err.message, "param": None, "line": None}
                 values.update(status="failed", failed_at=int(time.time()),

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Mapping
 from urllib.parse import quote
 
 import orjson
@@ -44,9 +44,6 @@ from .native_base import (
 )
 from .provider_api import call_url, get_stream
 from .store import Owner
-
-if TYPE_CHECKING:
-    from .batch_usage import UsageTap
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
 MIN_RECORDS = 100  # Bedrock's default quotas for one job (per model: may differ)
@@ -244,8 +241,7 @@ class BedrockBatches(NativeBatchAPI):
         return values
 
     async def collect(self, provider: Provider, batch: Mapping[str, Any], owner: Owner,
-                      record: Mapping[str, Any] | None = None,
-                      tap: "UsageTap | None" = None) -> dict[str, Any]:
+                      record: Mapping[str, Any] | None = None) -> dict[str, Any]:
         place = Place(provider)
         status = self.mapped(batch)["status"]
         output = _output(batch)
@@ -268,7 +264,7 @@ class BedrockBatches(NativeBatchAPI):
                         tool = None
                     if tool is not None:
                         tools[data["custom_id"]] = tool
-        files = ResultFiles(self.store, owner, batch["id"].rsplit("/", 1)[-1], tap)
+        files = ResultFiles(self.store, owner, batch["id"].rsplit("/", 1)[-1])
         counts = {True: 0, False: 0}
         try:
             if status != "failed":

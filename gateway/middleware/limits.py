@@ -349,18 +349,21 @@ class Limits:
         await self.counters.adjust([(limit, -amount) for limit, amount in items], now)
 
     async def charge_batch(self, key: Any, key_name: str | None,
-                           totals: Mapping[tuple[str, str], Any]) -> None:
-        """Count what a batch run elsewhere used, per (route, target) (``Totals``): usage
-        rows (under ``key_name``), the USD limits and budgets that apply, their alerts."""
+                           totals: Mapping[tuple[str, str], Any], batch_id: str) -> bool:
+        """Count what the batch ``batch_id`` run elsewhere used, per (route, target)
+        (``Totals``): usage rows (under ``key_name``), the USD limits and budgets that apply,
+        their alerts. Once per batch: False (nothing counted) when it was counted before."""
         now = time.time()
         by_route: dict[str, float] = {}
-        for (route, target), used in totals.items():
-            self.recorder.record(now, key_name, route, target, used.usage(), used.usd,
-                                 requests=used.requests)
+        for (route, _), used in totals.items():
             by_route[route] = by_route.get(route, 0.0) + used.usd
+        if not await self.recorder.record_batch(batch_id, now, key_name, [
+                (route, target, used.usage(), used.usd, used.requests)
+                for (route, target), used in totals.items()]):
+            return False
         total = sum(by_route.values())
         if not total:
-            return
+            return True
         rules, budgets = self._spend_rules(key, by_route)
         adjust = [(limit, by_route[route] if route else total) for limit, route in rules]
         budget_limits = [(b, b.limit(now)) for b in budgets]
@@ -371,6 +374,7 @@ class Limits:
             await self.counters.adjust(adjust, now)
         for budget, limit in budget_limits:
             await self._alerts(budget, limit, now)
+        return True
 
 
 class RateHeaders:

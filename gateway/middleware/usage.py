@@ -59,6 +59,22 @@ class UsageRecorder(PeriodicFlush):
         row[4] += estimated
         self.schedule()
 
+    async def record_batch(self, batch_id: str, now: float, key: str | None,
+                           rows: list[tuple[str, str, dict[str, Any], float, int]]) -> bool:
+        """A provider-native batch's usage ((route, target, usage, cost, requests) each),
+        written now in one transaction with the batch's id: False (nothing written) when
+        it was written before (its accounting redone after a crash)."""
+        day = time.strftime("%Y-%m-%d", time.gmtime(now))
+        added: dict[tuple, list] = defaultdict(_new_row)
+        for route, target, usage, cost, requests in rows:
+            row = added[(day, key or "", route, target or "")]
+            row[0] += requests
+            row[1] += int(usage.get("prompt_tokens") or 0)
+            row[2] += int(usage.get("completion_tokens") or 0)
+            row[3] += cost
+        return await asyncio.shield(self.writer.run(
+            lambda db: _usage_db.add_once(db, batch_id, now, added)))
+
     async def flush(self) -> None:
         if not self.pending:
             return

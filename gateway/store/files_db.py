@@ -24,7 +24,7 @@ BATCH_COLUMNS = (
     "output_file_id", "error_file_id", "created_at", "in_progress_at", "expires_at",
     "finalizing_at", "completed_at", "failed_at", "expired_at", "cancelling_at", "cancelled_at",
     "total", "completed", "failed", "metadata", "errors", "runner", "lease_until",
-    "provider", "provider_batch_id", "native_routes", "provider_files")
+    "provider", "provider_batch_id", "native_routes", "provider_files", "accounted")
 
 
 def path(data_dir: str) -> str:
@@ -111,6 +111,15 @@ def m004_native_batch_accounting(db: Database) -> None:
     provider's file ids, NULL when none are left)."""
     db.execute("ALTER TABLE batches ADD COLUMN native_routes TEXT")
     db.execute("ALTER TABLE batches ADD COLUMN provider_files TEXT")
+
+
+@migrations()
+def m005_native_batch_accounted(db: Database) -> None:
+    """Whether a provider-native batch's usage is counted: 0 from the write that marks it
+    ended (its results in the gateway's files) until its usage is counted (then 1), so a
+    restart in between counts it then; NULL for the batches the gateway runs (and native
+    ones that ended before this column)."""
+    db.execute("ALTER TABLE batches ADD COLUMN accounted INTEGER")
 
 
 def connect(file: str) -> sqlite3.Connection:
@@ -207,11 +216,17 @@ def update_batch(conn: sqlite3.Connection, batch_id: str, **values: Any) -> None
 
 
 def unfinished_batches(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """Batches a runner still has work on (validating, in progress, finalizing, cancelling)."""
+    """Batches a runner still has work on (validating, in progress, finalizing, cancelling;
+    or ended at a provider, its usage not counted yet)."""
     rows = conn.execute("SELECT * FROM batches WHERE status IN "
                         "('validating', 'in_progress', 'finalizing', 'cancelling') "
-                        "ORDER BY created_at")
+                        "OR accounted = 0 ORDER BY created_at")
     return [dict(r) for r in rows]
+
+
+def mark_accounted(conn: sqlite3.Connection, batch_id: str) -> None:
+    """A provider-native batch's usage is counted."""
+    update_batch(conn, batch_id, accounted=1)
 
 
 def provider_files_left(conn: sqlite3.Connection) -> list[dict[str, Any]]:

@@ -49,6 +49,13 @@ def m002_usage_from_gateway_db(db: Database) -> None:
     db.conn.executemany(_UPSERT, old)
 
 
+@migrations()
+def m003_batch_charges(db: Database) -> None:
+    """The provider-native batches whose usage was added (by batch id), each added once."""
+    db.execute("CREATE TABLE IF NOT EXISTS batch_charges (batch_id TEXT PRIMARY KEY, "
+               "time REAL NOT NULL)")
+
+
 def exists(file: str) -> bool:
     """True when there is something to read, here or still in an older gateway.db."""
     return legacy.exists(file, "usage")
@@ -63,6 +70,17 @@ def add(conn: sqlite3.Connection, rows: Mapping[tuple[str, ...], Sequence[float]
     """Add ``rows`` ((day, key, route, target) -> [requests, prompt, completion, cost,
     estimated]; the estimated count may be left out: 0) to the totals."""
     conn.executemany(_UPSERT, [(*k, *v, *[0] * (len(SUMMED) - len(v))) for k, v in rows.items()])
+
+
+def add_once(conn: sqlite3.Connection, batch_id: str, now: float,
+             rows: Mapping[tuple[str, ...], Sequence[float]]) -> bool:
+    """Add ``rows`` (as ``add``) for a batch, in the same transaction as the batch's mark:
+    False (nothing added) when that batch's usage was added before."""
+    if not conn.execute("INSERT OR IGNORE INTO batch_charges (batch_id, time) VALUES (?, ?)",
+                        (batch_id, now)).rowcount:
+        return False
+    add(conn, rows)
+    return True
 
 
 def query(file: str, *, key: str | None = None, since: str | None = None,

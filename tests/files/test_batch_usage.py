@@ -1,6 +1,6 @@
-"""UsageTap (gateway/files/batch_usage.py) reads a batch output file as it streams past, in
-chunks cut anywhere: each line's route, target, usage and cost, totals per (route, target)
-for the lines that succeeded, and one RequestRecord per line."""
+"""UsageTap (gateway/files/batch_usage.py) reads a batch's output and error files line by
+line: each line's route, target, usage and cost, totals per (route, target) for the lines
+that succeeded, and one RequestRecord per line (not for the lines an earlier pass handed)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def output_line(custom_id: str, prompt: int, completion: int) -> dict:
             "prompt_tokens": prompt, "completion_tokens": completion}}}}
 
 
-async def test_lines_cut_anywhere_are_read_once_each():
+async def test_lines_are_read_once_each():
     records = []
     routes = {"a": "oa/m1", "b": "oa/m2"}
 
@@ -34,19 +34,16 @@ async def test_lines_cut_anywhere_are_read_once_each():
              {"id": "r", "custom_id": "x4", "response": None,
               "error": {"code": "batch_expired", "message": "too late"}},
              output_line("x3", 2, 2)]
-    data = b"\n".join(json.dumps(x).encode() for x in lines) + b"\n\nnot json\n"
-    data += json.dumps(output_line("x1", 1, 1)).encode()  # the last line has no newline
-    for size in (1, 7, 4096):
-        tap.totals.clear()
-        records.clear()
-        for start in range(0, len(data), size):
-            tap.feed(data[start:start + size])
-        tap.end_file()
-        got = {k: (t.requests, t.prompt_tokens, t.completion_tokens, t.usd)
-               for k, t in tap.totals.items()}
-        assert got == {("a", "oa/m1"): (3, 13, 8, 10.5), ("b", "oa/m2"): (1, 3, 1, 2.0)}, size
-        assert [r.request_id for r in records] == [
-            "batch_1-x1", "batch_1-x2", "batch_1-x4", "batch_1-x3", "batch_1-x1"]
+    data = [json.dumps(x).encode() for x in lines] + [b"", b"not json",
+                                                      json.dumps(output_line("x1", 1, 1)).encode()]
+    for raw in data:
+        tap.line(raw)
+    got = {k: (t.requests, t.prompt_tokens, t.completion_tokens, t.usd)
+           for k, t in tap.totals.items()}
+    assert got == {("a", "oa/m1"): (3, 13, 8, 10.5), ("b", "oa/m2"): (1, 3, 1, 2.0)}
+    assert [r.request_id for r in records] == [
+        "batch_1-x1", "batch_1-x2", "batch_1-x4", "batch_1-x3", "batch_1-x1"]
+    assert [r.native_line for r in records] == [0, 1, 2, 3, 4]
     expired = records[2]
     assert (expired.status, expired.error, expired.tokens_in, expired.route) == (
         408, "too late", None, "a")  # an unknown custom_id counts to the first route
@@ -54,6 +51,19 @@ async def test_lines_cut_anywhere_are_read_once_each():
     assert (first.key, first.target, first.tokens_in, first.cost_usd, first.config_version,
             first.endpoint, first.native_batch) == ("alice", "oa/m1", 10, 7.5, 7, "chat",
                                                      "batch_1")
+
+
+async def test_lines_handed_before_are_not_handed_again():
+    """A pass after an interrupted one (handed=2): every line is counted in the totals, only
+    the lines from the third on are handed over."""
+    records = []
+    tap = UsageTap("batch_2", "chat", None, {"r": "p/m"}, finished=[("log", records.append)],
+                   handed=2)
+    await tap.start()
+    for custom_id in ("a", "b", "c"):
+        tap.add(output_line(custom_id, 1, 1))
+    assert tap.totals[("r", "p/m")].requests == 3
+    assert [(r.request_id, r.native_line) for r in records] == [("batch_2-c", 2)]
 
 
 def test_line_result_reads_what_a_provider_sends():

@@ -121,7 +121,7 @@ class ResponsesDoor(OpenAIShapedDoor):
         if not isinstance(value, dict):
             return response.body or b""
         if response.api == wire.API:
-            answer = _as_sent(value, request)
+            answer = _as_sent(value, request, id)
         else:
             answer = wire.from_chat(value, request, id, ctx.route)
         self._keep(ctx, answer)
@@ -132,7 +132,7 @@ class ResponsesDoor(OpenAIShapedDoor):
         assert response.stream is not None
         request, id = _request_of(ctx)
         _SENT.set(0)
-        events: NativeRelay | wire.StreamToResponses = NativeRelay(request) \
+        events: NativeRelay | wire.StreamToResponses = NativeRelay(request, id) \
             if response.api == wire.API else wire.StreamToResponses(request, id, ctx.route)
         async for chunk in response.stream:
             out = events.feed(chunk)
@@ -215,10 +215,13 @@ def _request_of(ctx: RequestContext) -> tuple[wire.Request, str]:
     return native.request, native.id
 
 
-def _as_sent(answer: dict[str, Any], request: wire.Request) -> dict[str, Any]:
+def _as_sent(answer: dict[str, Any], request: wire.Request, id: str) -> dict[str, Any]:
     """OpenAI's response object as the client asked for it: its store flag and the previous
-    response (the gateway sent neither: it keeps the conversation itself)."""
-    return {**answer, "store": request.store,
+    response (the gateway sent neither: it keeps the conversation itself), under the
+    gateway's own id for this request (the upstream's, asked with store: false, names
+    nothing there, and one that repeats would replace another key's stored response or make
+    a response its own previous one)."""
+    return {**answer, "id": id, "store": request.store,
             "previous_response_id": request.previous_response_id}
 
 
@@ -227,8 +230,9 @@ class NativeRelay:
     object say what the client asked (store, previous_response_id), and the last one is
     kept to be stored."""
 
-    def __init__(self, request: wire.Request):
+    def __init__(self, request: wire.Request, id: str):
         self.request = request
+        self.id = id
         self.sequence = 0
         self.response: dict[str, Any] | None = None
         self._framer = SSEFramer()
@@ -251,7 +255,7 @@ class NativeRelay:
         if not isinstance(payload, dict) or payload.get("type") not in LIFECYCLE \
                 or not isinstance(payload.get("response"), dict):
             return raw
-        payload["response"] = _as_sent(payload["response"], self.request)
+        payload["response"] = _as_sent(payload["response"], self.request, self.id)
         if payload["type"] in FINAL:
             self.response = payload["response"]
         return wire.event(payload)

@@ -221,7 +221,9 @@ def test_openai_target_gets_the_responses_request(gw, upstream):
         {"role": "assistant", "content": first.output_text},
         {"role": "user", "content": "and you?"}]
     assert sent.headers["Authorization"] == "Bearer upstream-secret"
-    assert whole.id == "resp_fake_openai" and whole.previous_response_id == first.id
+    # the gateway's own id (the fake's is always resp_fake_openai: trust review)
+    assert whole.id.startswith("resp_") and whole.id != "resp_fake_openai"
+    assert whole.previous_response_id == first.id
     assert whole.store is True and whole.output_text == "fake answer from gpt-native"
     assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
     assert streamed.previous_response_id == whole.id

@@ -575,3 +575,43 @@ def test_a_spent_budget_starts_no_fine_tuning_job(gateway_app, tmp_path):
     assert job.status_code == 429, job.text
     assert "budget" in job.json()["error"]["message"], job.text
     assert "batch" not in job.json()["error"]["message"], job.text
+
+
+NATIVE = """
+version: 1
+server: {{data_dir: "{data}"}}
+providers:
+  oai: {{type: openai, base_url: "{url}", api_key: upstream-secret}}
+routes:
+  native: {{target: {{provider: oai, model: gpt-native}}}}
+keys:
+  alice: {{key_sha256: {alice}}}
+  bob: {{key_sha256: {bob}}}
+"""
+
+
+def test_stored_responses_keep_the_gateways_own_ids(gateway_app, upstream, tmp_path):
+    """An OpenAI target's answer (asked with store: false) is stored and answered under an id
+    of the gateway's, new for every request: an upstream that repeats ids (this fake always
+    says resp_fake_openai; a compatible server may) made bob's answer replace alice's stored
+    one, and a continuation stored as its own previous response, so the next one sent the
+    history over and over."""
+    gw = gateway_app(NATIVE.format(data=tmp_path / "data", url=upstream.base_url,
+                                   alice=_sha(KEYS["alice"]), bob=_sha(KEYS["bob"])))
+    a = gw.post("/v1/responses", headers=auth("alice"), json={"model": "native", "input": "a"})
+    b = gw.post("/v1/responses", headers=auth("bob"), json={"model": "native", "input": "b"})
+    assert a.status_code == b.status_code == 200, (a.text, b.text)
+    assert a.json()["id"] != b.json()["id"] and "resp_fake_openai" not in (a.json()["id"],
+                                                                           b.json()["id"])
+    assert gw.get(f"/v1/responses/{a.json()['id']}", headers=auth("alice")).status_code == 200
+    assert gw.get(f"/v1/responses/{b.json()['id']}", headers=auth("bob")).status_code == 200
+    previous = a.json()["id"]
+    for turn in range(3):
+        made = gw.post("/v1/responses", headers=auth("alice"), json={
+            "model": "native", "input": f"turn {turn}", "previous_response_id": previous})
+        assert made.status_code == 200 and made.json()["id"] != previous, made.text
+        assert made.json()["previous_response_id"] == previous
+        previous = made.json()["id"]
+    sent = upstream.requests[-1].body["input"]
+    # a, its answer, turns 0 and 1 with their answers, turn 2: nothing repeated
+    assert len(sent) == 7, sent

@@ -5,7 +5,9 @@ with ``batch: native``; docs/files.md#provider-native-batches).
   translation as live requests, the model the route's target's) and sent as
   ``POST /v1/messages/batches {"requests": [{"custom_id", "params"}]}``, streamed with its
   length known from a first pass that checks every line and Anthropic's limits
-  (``MAX_REQUESTS`` requests, ``MAX_BYTES``) before anything is sent.
+  (``MAX_REQUESTS`` requests, ``MAX_BYTES``) before anything is sent. A custom_id Anthropic
+  would refuse goes as ``SAFE_PREFIX`` and its line number (``anthropic_id``), mapped back in
+  the results, so any batch file OpenAI takes runs.
 - ``refresh`` / ``cancel``: ``GET /v1/messages/batches/{id}``, ``POST .../cancel``;
   ``mapped``: ``processing_status`` and ``request_counts`` as OpenAI's batch status and counts.
 - ``collect``: the JSONL at the batch's ``results_url`` (only on the provider's configured
@@ -35,7 +37,8 @@ from .store import Owner
 
 MAX_REQUESTS = 100_000  # Anthropic's limits on one Message Batch
 MAX_BYTES = 256_000_000
-CUSTOM_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+CUSTOM_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # what Anthropic takes as a custom_id
+SAFE_PREFIX = "gw-line-"
 HEAD, TAIL = b'{"requests":[', b"]}"
 STATUSES = {"in_progress": "in_progress", "canceling": "cancelling"}
 NOT_RUN = {
@@ -50,6 +53,15 @@ def _path(provider: Provider) -> str:
     base = provider.spec.base_url.rstrip("/")
     return "/messages/batches" if base.endswith("/v1") else "/v1/messages/batches"
 
+
+
+def anthropic_id(number: int, custom_id: str) -> str:
+    """The custom_id line ``number`` goes to Anthropic with: its own when Anthropic takes it,
+    else ``SAFE_PREFIX`` and the line number (also for an own one starting with SAFE_PREFIX,
+    so two lines never get the same)."""
+    if CUSTOM_ID.fullmatch(custom_id) and not custom_id.startswith(SAFE_PREFIX):
+        return custom_id
+    return f"{SAFE_PREFIX}{number}"
 
 
 def _refused(number: int, message: str) -> GatewayError:
@@ -93,10 +105,7 @@ class AnthropicBatches(NativeBatchAPI):
         max_tokens = int(provider.spec.options.get("default_max_tokens") or DEFAULT_MAX_TOKENS)
         async for number, line in self.store.lines(record):
             data = orjson.loads(line)
-            custom_id, body = data["custom_id"], data["body"]
-            if not isinstance(custom_id, str) or not CUSTOM_ID.fullmatch(custom_id):
-                raise _refused(number, "Anthropic's Message Batches need each custom_id made "
-                               "of 1 to 64 letters, digits, '_' or '-'")
+            custom_id, body = anthropic_id(number, str(data["custom_id"])), data["body"]
             try:
                 params = to_anthropic({**body, "model": models[body["model"]]},
                                       default_max_tokens=max_tokens).body
@@ -153,11 +162,11 @@ class AnthropicBatches(NativeBatchAPI):
         url = batch.get("results_url")
         if not isinstance(url, str) or not url:
             return {"output_file_id": None, "error_file_id": None}
-        tools = await self._json_tools(record) if record is not None else {}
+        ids, tools = await self._inputs(record) if record is not None else ({}, {})
         files = ResultFiles(self.store, owner, str(batch["id"]))
         try:
             async for raw in jsonl_lines(stream_url(provider, url)):
-                ok, line = _result(raw, tools)
+                ok, line = _result(raw, tools, ids)
                 files.write(ok, line)
             return await files.commit()
         except BaseException as exc:
@@ -167,25 +176,34 @@ class AnthropicBatches(NativeBatchAPI):
                                   code="results_url_refused") from None
             raise
 
-    async def _json_tools(self, record: Mapping[str, Any]) -> dict[str, str]:
-        """custom_id -> the tool that carries the answer of a line asking for a json_schema
-        response (the translation makes one; its input is the answer's content)."""
+    async def _inputs(self, record: Mapping[str, Any]
+                      ) -> tuple[dict[str, str], dict[str, str]]:
+        """What the results need from the input file: the custom_ids sent in place of the
+        lines' own (sent -> own), and custom_id -> the tool that carries the answer of a
+        line asking for a json_schema response (the translation makes one; its input is
+        the answer's content)."""
+        ids: dict[str, str] = {}
         tools: dict[str, str] = {}
-        async for _, line in self.store.lines(record):
+        async for number, line in self.store.lines(record):
+            data = orjson.loads(line)
+            custom_id = str(data["custom_id"])
+            if (sent := anthropic_id(number, custom_id)) != custom_id:
+                ids[sent] = custom_id
             if b"json_schema" not in line:
                 continue
-            data = orjson.loads(line)
             try:
                 tool = to_anthropic(data["body"]).json_tool
             except TranslationError:
                 continue
             if tool is not None:
-                tools[data["custom_id"]] = tool
-        return tools
+                tools[custom_id] = tool
+        return ids, tools
 
 
-def _result(raw: bytes, tools: Mapping[str, str]) -> tuple[bool, dict[str, Any]]:
-    """One line of Anthropic's results as (answered, a line of OpenAI's batch output)."""
+def _result(raw: bytes, tools: Mapping[str, str],
+            ids: Mapping[str, str]) -> tuple[bool, dict[str, Any]]:
+    """One line of Anthropic's results as (answered, a line of OpenAI's batch output), with
+    the line's own custom_id (``ids``: the ones sent in place of theirs)."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -196,6 +214,7 @@ def _result(raw: bytes, tools: Mapping[str, str]) -> tuple[bool, dict[str, Any]]
             "code": "bad_upstream", "message": "the provider sent a result that is not a JSON "
             "object with a result"})
     custom_id, kind = data.get("custom_id"), result.get("type")
+    custom_id = ids.get(custom_id, custom_id) if isinstance(custom_id, str) else custom_id
     message = result.get("message")
     if kind == "succeeded" and isinstance(message, dict):
         completion = from_anthropic(message, tools.get(str(custom_id)))

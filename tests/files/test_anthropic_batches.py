@@ -155,17 +155,51 @@ def test_results_url_on_another_host_is_refused(gateway_app, tmp_path, fake):
         assert done.output_file_id is None and done.error_file_id is None
 
 
+def test_any_custom_id_openai_takes_runs(gateway_app, tmp_path, fake):
+    """custom_ids Anthropic refuses (dots, colons, spaces, unicode, over 64 characters) go
+    to Anthropic as gw-line-<line number>, as does one of the file's own starting with
+    gw-line- (no two lines share one); ids Anthropic takes go as they are. The output file
+    has every line under its own custom_id, the json_schema answer of a renamed line
+    included; its usage is counted."""
+    gw = gateway_app(CONFIG.format(base_url=fake.base_url, key=KEY, data_dir=tmp_path / "data"))
+    client = gw.openai()
+    own = ["doc.1", "urn:item:2", "has space", "café ☕", "x" * 65, "gw-line-1", "plain_ok-3"]
+    content = b"".join(line(c) for c in own[:-1]) + line(own[-1], response_format=SCHEMA)
+    batch = create(client, content)
+    (batch_id,) = fake.batches
+    sent = [r["custom_id"] for r in fake.requests[batch_id]]
+    assert sent == [f"gw-line-{n}" for n in range(1, 7)] + ["plain_ok-3"]
+    renamed = create(client, line("fail.me") + line("ok.json", response_format=SCHEMA))
+    fake.finish(batch_id)
+    done = wait_for(lambda: (b := client.batches.retrieve(batch.id)).status == "completed" and b,
+                    "the batch to complete")
+    output = jsonl(client, done.output_file_id)
+    assert set(output) == set(own)
+    for n, custom_id in enumerate(own[:-1], 1):  # the fake answers with the id it got
+        message = output[custom_id]["response"]["body"]["choices"][0]["message"]
+        assert message["content"] == f"answer gw-line-{n}"
+    plain = output["plain_ok-3"]["response"]["body"]["choices"][0]["message"]
+    assert json.loads(plain["content"]) == {"answer": "plain_ok-3"}
+    second = next(b for b in fake.batches if b != batch_id)
+    fake.finish(second)
+    other = wait_for(lambda: (b := client.batches.retrieve(renamed.id)).status == "completed"
+                     and b, "the second batch to complete")
+    answer = jsonl(client, other.output_file_id)["ok.json"]["response"]["body"]["choices"][0]
+    assert json.loads(answer["message"]["content"]) == {"answer": "gw-line-2"}  # via its tool
+    assert set(jsonl(client, other.output_file_id)) == {"fail.me", "ok.json"}
+    usage = wait_for(lambda: gw.get("/admin/usage?period=all").json()["usage"], "usage")
+    assert sum(u["requests"] for u in usage) == 9
+
+
 @pytest.mark.parametrize("limit, content, message", [
     ("MAX_REQUESTS", line("a") + line("b") + line("c"), "at most 2 requests"),
     ("MAX_BYTES", line("a") + line("b") + line("c"), "bytes of requests"),
-    (None, line("has space") + line("b"), "line 1: Anthropic's Message Batches need each "
-                                          "custom_id"),
     (None, line("a") + line("b", n=2), "line 2: anthropic: anthropic returns one choice"),
 ])
 def test_what_anthropic_would_refuse_is_refused_first(gateway_app, tmp_path, fake, monkeypatch,
                                                       limit, content, message):
-    """Over Anthropic's request count or size, a custom_id it does not take, a line the
-    translation refuses: 400 at POST /v1/batches, with the line, and nothing sent."""
+    """Over Anthropic's request count or size, a line the translation refuses: 400 at POST
+    /v1/batches, with the line, and nothing sent."""
     if limit is not None:
         monkeypatch.setattr(native_anthropic, limit, 2 if limit == "MAX_REQUESTS" else 300)
     client = start(gateway_app, tmp_path, fake)

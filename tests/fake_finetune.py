@@ -1,6 +1,8 @@
 """A fake of OpenAI's files and fine-tuning API on a loopback port: POST /v1/files (multipart),
-POST/GET /v1/fine_tuning/jobs, GET .../{id}, POST .../{id}/cancel, GET .../{id}/events. It
-records what it got (uploaded contents included) and checks the bearer key."""
+DELETE /v1/files/{id}, POST/GET /v1/fine_tuning/jobs, GET .../{id}, POST .../{id}/cancel,
+GET .../{id}/events. It records what it got (uploaded contents included; ``deleted``: the
+files deleted, in order; ``fail_deletes``: that many DELETEs answered 500 first) and checks
+the bearer key."""
 
 from __future__ import annotations
 
@@ -22,10 +24,14 @@ class FakeFineTuning(BackgroundApp):
         self.jobs: dict[str, dict[str, Any]] = {}
         self.created: list[dict[str, Any]] = []  # bodies of POST /fine_tuning/jobs
         self.fail_create: int | None = None  # answer POST /fine_tuning/jobs with this status
+        self.deleted: list[str] = []
+        self.fail_deletes = 0
+        self.polls = 0  # GET /fine_tuning/jobs/{id}
         self._ids = itertools.count(1)
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/files", self._upload)
+        app.router.add_delete("/v1/files/{id}", self._delete)
         app.router.add_post("/v1/fine_tuning/jobs", self._create)
         app.router.add_get("/v1/fine_tuning/jobs", self._list)
         app.router.add_get("/v1/fine_tuning/jobs/{id}", self._retrieve)
@@ -58,6 +64,16 @@ class FakeFineTuning(BackgroundApp):
         return web.json_response({"object": "file", "id": file_id, "purpose": form["purpose"],
                                   "filename": upload.filename, "bytes": 0, "created_at": 1,
                                   "status": "processed"})
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        if self.fail_deletes:
+            self.fail_deletes -= 1
+            return web.json_response({"error": {"message": "try later"}}, status=500)
+        file_id = request.match_info["id"]
+        if self.files.pop(file_id, None) is None:
+            return web.json_response({"error": {"message": "no such file"}}, status=404)
+        self.deleted.append(file_id)
+        return web.json_response({"object": "file", "id": file_id, "deleted": True})
 
     async def _create(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -92,6 +108,7 @@ class FakeFineTuning(BackgroundApp):
         return job
 
     async def _retrieve(self, request: web.Request) -> web.Response:
+        self.polls += 1
         return web.json_response(self._job(request))
 
     async def _cancel(self, request: web.Request) -> web.Response:

@@ -9,14 +9,22 @@ uploaded to the provider first, streamed from its encrypted store, and the job i
 the provider's file ids. The job is recorded in ``fine_tuning.db`` against the caller's key
 (other keys get 404) under an id of the gateway's; answers carry the gateway's job and file
 ids, never the provider's.
+
+Once a job has ended (succeeded, failed, cancelled) the files the gateway uploaded for it are
+deleted at the provider (unless ``fine_tuning.keep_provider_files``): the write that first
+records it ended lists them (``provider_files``), and ``FineTuningFiles``, a background task,
+deletes them (again later when the provider failed) and asks the jobs not ended yet for
+their state every ``fine_tuning.poll``, so a job nobody looks at is cleaned up too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import time
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Mapping
 
 import orjson
 from starlette.requests import Request
@@ -28,20 +36,36 @@ from ..errors import GatewayError
 from ..graph.graph import KeySpec
 from ..graph.graph import Route as GraphRoute
 from ..graph.nodes import TargetNode
-from ..hookspecs import KEY_SCOPE
+from ..hookspecs import KEY_SCOPE, Dispatch
+from ..logs import get_logger
 from ..store import fine_tuning_db
 from ..store.writer import Writer
 from ..providers.base import Provider
 from ..types import walk
+from ..units import seconds
 from .batch_usage import SpendAccounting
 from .api import answers_errors, bounded_body, json_response, listing
+from .native_base import forget
 from .native_batches import native_provider
 from .provider_api import call as _call
-from .provider_api import upload
+from .provider_api import delete, upload
 from .store import FileStore, Owner
+
+log = get_logger("gateway.fine_tuning")
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
+
+
+@dataclass
+class FineTuningSettings:
+    poll: float = 60.0  # seconds between looks at the jobs not ended yet
+    keep_provider_files: bool = False  # leave a job's uploaded files at the provider
+
+    @classmethod
+    def of(cls, section: Mapping[str, Any]) -> "FineTuningSettings":
+        return cls(seconds(section.get("poll", "60s")),
+                   bool(section.get("keep_provider_files", False)))
 
 
 class JobStore:
@@ -50,6 +74,22 @@ class JobStore:
     def __init__(self, data_dir: str):
         file = fine_tuning_db.path(data_dir)
         self.writer = Writer(lambda: fine_tuning_db.connect(file), name=f"fine-tuning:{file}")
+        self.settings = FineTuningSettings()  # of the config now serving
+
+    async def save(self, row: Mapping[str, Any], job: dict[str, Any]) -> dict[str, Any]:
+        """The provider's job into its row; the job in OpenAI's shape with the gateway's
+        ids. The first time it is seen ended, the files to delete at the provider too."""
+        shown = _mapped(job, row)
+        status, text = str(shown.get("status", "")), orjson.dumps(shown).decode()
+        remote = None
+        if status in TERMINAL and row["status"] not in TERMINAL \
+                and not self.settings.keep_provider_files:
+            ids = [i for i in (row["provider_training_file"], row["provider_validation_file"])
+                   if i]
+            remote = orjson.dumps(ids).decode() if ids else None
+        await self.writer.run(lambda c: fine_tuning_db.update(c, row["id"], status, text,
+                                                              remote))
+        return shown
 
     async def aclose(self) -> None:
         await self.writer.aclose()
@@ -59,6 +99,7 @@ class FineTuningEndpoints:
     def __init__(self, files: FileStore, jobs: JobStore, routes: Mapping[str, GraphRoute],
                  accounting: SpendAccounting | None = None):
         self.files = files
+        self.jobs = jobs
         self.db = jobs.writer
         self.routes = routes
         self.accounting = accounting  # the limits' spend check (builtin/fine_tuning.py)
@@ -103,7 +144,13 @@ class FineTuningEndpoints:
                                                     self.files.read(record)))
                  for field, record in records.items()}
         sent = {**body, "model": model, **{f: pid for f, (_, pid) in files.items()}}
-        job = await _call(provider, "POST", "/fine_tuning/jobs", json=sent)
+        try:
+            job = await _call(provider, "POST", "/fine_tuning/jobs", json=sent)
+        except GatewayError:  # no job will use them
+            if not self.jobs.settings.keep_provider_files:
+                await forget(provider, [pid for _, pid in files.values()], _delete_file,
+                             what="fine_tuning")
+            raise
         provider_job = job.get("id")
         if not isinstance(provider_job, str):
             raise GatewayError(502, f"provider '{provider.name}' answered a job without an id",
@@ -217,10 +264,54 @@ class FineTuningEndpoints:
         return await self._save(row, job)
 
     async def _save(self, row: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
-        shown = _mapped(job, row)
-        status, text = str(shown.get("status", "")), orjson.dumps(shown).decode()
-        await self.db.run(lambda c: fine_tuning_db.update(c, row["id"], status, text))
-        return shown
+        return await self.jobs.save(row, job)
+
+
+class FineTuningFiles:
+    """The background task that deletes, at the provider, the files uploaded for the jobs
+    of one data directory once they have ended (see the module's doc)."""
+
+    name = "fine_tuning:files"
+
+    def __init__(self, jobs: JobStore,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
+        self.jobs = jobs
+        self.sleep = sleep
+        self.routes: Mapping[str, GraphRoute] = {}  # of the config now serving
+
+    async def run(self, dispatch: Dispatch) -> None:
+        while True:
+            await self.tick()
+            await self.sleep(self.jobs.settings.poll)
+
+    async def tick(self) -> None:
+        rows = await self.jobs.writer.run(functools.partial(fine_tuning_db.unfinished,
+                                                            ended=tuple(TERMINAL)))
+        for row in rows:
+            provider = native_provider(self.routes, row["provider"])
+            if provider is None:  # gone from the config: tried again once it is back
+                continue
+            if row["status"] not in TERMINAL:
+                try:
+                    job = await _call(provider, "GET",
+                                      f"/fine_tuning/jobs/{row['provider_job_id']}")
+                except GatewayError as err:
+                    log.warning("fine_tuning_poll_failed", job=row["id"], error=err.message)
+                    continue
+                await self.jobs.save(row, job)
+                found = await self.jobs.writer.run(functools.partial(
+                    fine_tuning_db.get, job_id=row["id"], owner=row["owner"]))
+                row = found if found is not None else row
+            if row.get("provider_files"):
+                left = await forget(provider, orjson.loads(row["provider_files"]),
+                                    _delete_file, what="fine_tuning")
+                value = orjson.dumps(left).decode() if left else None
+                await self.jobs.writer.run(functools.partial(
+                    fine_tuning_db.set_provider_files, job_id=row["id"], provider_files=value))
+
+
+async def _delete_file(provider: Provider, file_id: str) -> None:
+    await delete(provider, f"/files/{file_id}")
 
 
 def _mapped(job: dict[str, Any], row: Mapping[str, Any]) -> dict[str, Any]:

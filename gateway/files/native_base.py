@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 import orjson
 
@@ -82,25 +82,33 @@ class NativeBatchAPI:
         raise NotImplementedError
 
     async def forget(self, provider: Provider, file_ids: list[str]) -> list[str]:
-        """Delete ``file_ids`` at the provider, best-effort: the ones to try again (the
-        provider was unreachable, busy or failed; logged). One it refuses for good (a 4xx
-        other than 408, 409 and 429: no permission, ...) is logged as an error and left
-        there."""
-        left = []
-        for file_id in file_ids:
-            try:
-                await self.delete_file(provider, file_id)
-            except GatewayError as err:
-                if 400 <= err.status < 500 and err.status not in (408, 409, 429):
-                    log.error("batch_provider_file_kept", provider=provider.name,
-                              file=file_id, error=err.message)
-                    continue
-                log.warning("batch_provider_file_not_deleted", provider=provider.name,
-                            file=file_id, error=err.message)
-                left.append(file_id)
-            else:
-                log.info("batch_provider_file_deleted", provider=provider.name, file=file_id)
-        return left
+        """Delete ``file_ids`` at the provider, best-effort: the ones to try again
+        (``forget``)."""
+        return await forget(provider, file_ids, self.delete_file)
+
+
+async def forget(provider: Provider, file_ids: list[str],
+                 delete: Callable[[Provider, str], Awaitable[None]],
+                 what: str = "batch") -> list[str]:
+    """Delete ``file_ids`` at the provider with ``delete``, best-effort: the ones to try
+    again (the provider was unreachable, busy or failed; logged). One it refuses for good (a
+    4xx other than 408, 409 and 429: no permission, ...) is logged as an error and left
+    there. ``what`` starts the log events' names (batch, fine_tuning)."""
+    left = []
+    for file_id in file_ids:
+        try:
+            await delete(provider, file_id)
+        except GatewayError as err:
+            if 400 <= err.status < 500 and err.status not in (408, 409, 429):
+                log.error(f"{what}_provider_file_kept", provider=provider.name,
+                          file=file_id, error=err.message)
+                continue
+            log.warning(f"{what}_provider_file_not_deleted", provider=provider.name,
+                        file=file_id, error=err.message)
+            left.append(file_id)
+        else:
+            log.info(f"{what}_provider_file_deleted", provider=provider.name, file=file_id)
+    return left
 
 
 class ResultFiles:

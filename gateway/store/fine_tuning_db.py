@@ -47,6 +47,13 @@ def m001_jobs(db: Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, created_at)")
 
 
+@migrations()
+def m002_provider_files(db: Database) -> None:
+    """The files a job keeps at the provider still to delete there (JSON list of the
+    provider's file ids; NULL: none, not ended yet, or kept)."""
+    db.execute("ALTER TABLE jobs ADD COLUMN provider_files TEXT")
+
+
 def connect(file: str) -> sqlite3.Connection:
     conn = connect_migrated(file, migrations)
     conn.row_factory = sqlite3.Row
@@ -77,5 +84,23 @@ def page(conn: sqlite3.Connection, owner: str, after: str | None, limit: int) ->
     return [dict(r) for r in rows]
 
 
-def update(conn: sqlite3.Connection, job_id: str, status: str, job: str) -> None:
-    conn.execute("UPDATE jobs SET status = ?, job = ? WHERE id = ?", (status, job, job_id))
+def update(conn: sqlite3.Connection, job_id: str, status: str, job: str,
+           provider_files: str | None = None) -> None:
+    """The job as last seen; with ``provider_files`` (it has just ended), what to delete."""
+    if provider_files is None:
+        conn.execute("UPDATE jobs SET status = ?, job = ? WHERE id = ?", (status, job, job_id))
+    else:
+        conn.execute("UPDATE jobs SET status = ?, job = ?, provider_files = ? WHERE id = ?",
+                     (status, job, provider_files, job_id))
+
+
+def set_provider_files(conn: sqlite3.Connection, job_id: str, provider_files: str | None) -> None:
+    conn.execute("UPDATE jobs SET provider_files = ? WHERE id = ?", (provider_files, job_id))
+
+
+def unfinished(conn: sqlite3.Connection, ended: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Jobs (any owner) not ``ended`` yet, or ended with files at the provider to delete."""
+    marks = ", ".join("?" * len(ended))
+    rows = conn.execute(f"SELECT * FROM jobs WHERE status NOT IN ({marks}) OR provider_files "
+                        "IS NOT NULL ORDER BY created_at", ended)
+    return [dict(r) for r in rows]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 
 import openai
 import pytest
@@ -135,6 +136,81 @@ def test_refusals(gw, upstream):
     assert refused.status_code == 422
     assert KEY not in refused.text and "refused" in refused.json()["error"]["message"]
     assert list(client.fine_tuning.jobs.list()) == []
+    assert upstream.files == {} and len(upstream.deleted) == 1  # the upload, deleted again
+
+
+def start(gateway_app, tmp_path, upstream, settings: str = ""):
+    """The gateway of CONFIG, asking jobs not ended for their state every 50 ms."""
+    digest = {n: hashlib.sha256(f"sk-{n}".encode()).hexdigest() for n in ("alice", "bob")}
+    return gateway_app(CONFIG.format(data=tmp_path / "data", base_url=upstream.base_url,
+                                     key=KEY, **digest)
+                       + f"fine_tuning: {{poll: 50ms{settings}}}\n")
+
+
+def wait(check, what: str, timeout: float = 10):
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+    return found
+
+
+def test_files_deleted_at_the_provider_once_a_job_ends(gateway_app, tmp_path, upstream):
+    """Succeeded, failed or cancelled, the training and validation files uploaded for a job
+    are deleted at the provider, without anyone asking for the job (the background task
+    asks the provider for jobs not ended), and only then: a running job keeps them. The
+    gateway's own files stay."""
+    gw = start(gateway_app, tmp_path, upstream)
+    client = gw.openai("sk-alice")
+    training = client.files.create(file=("train.jsonl", TRAINING), purpose="fine-tune")
+    validation = client.files.create(file=("val.jsonl", TRAINING[:200].rsplit(b"\n", 1)[0]),
+                                     purpose="fine-tune")
+    jobs = [client.fine_tuning.jobs.create(model="my-base", training_file=training.id,
+                                           validation_file=validation.id) for _ in range(3)]
+    remote = list(upstream.jobs)
+    sent = {job_id: {upstream.jobs[job_id]["training_file"],
+                     upstream.jobs[job_id]["validation_file"]} for job_id in remote}
+    upstream.advance(remote[0], "running")
+    upstream.advance(remote[1], "succeeded", fine_tuned_model="ft:x")
+    upstream.advance(remote[2], "failed", error={"message": "bad data"})
+    wait(lambda: set(upstream.deleted) == sent[remote[1]] | sent[remote[2]], "deletes")
+    polls = upstream.polls
+    wait(lambda: upstream.polls > polls + 2, "more polls of the running job")
+    assert sent[remote[0]] <= set(upstream.files)  # a running job keeps its files
+    assert client.fine_tuning.jobs.cancel(jobs[0].id).status == "cancelled"
+    wait(lambda: not upstream.files, "the cancelled job's files deleted")
+    assert len(upstream.deleted) == 6
+    assert [j.status for j in client.fine_tuning.jobs.list()] == [
+        "failed", "succeeded", "cancelled"]
+    assert client.files.content(training.id).read() == TRAINING  # the gateway's copy stays
+
+
+def test_deletes_the_provider_refuses_are_tried_again(gateway_app, tmp_path, upstream):
+    """A delete answered 500 is tried again at the next poll until it succeeds."""
+    gw = start(gateway_app, tmp_path, upstream)
+    client = gw.openai("sk-alice")
+    training = client.files.create(file=("train.jsonl", TRAINING), purpose="fine-tune")
+    client.fine_tuning.jobs.create(model="my-base", training_file=training.id)
+    (remote,) = upstream.jobs
+    upstream.fail_deletes = 3
+    upstream.advance(remote, "succeeded")
+    wait(lambda: upstream.deleted == [upstream.jobs[remote]["training_file"]], "the delete")
+    assert upstream.fail_deletes == 0 and upstream.files == {}
+
+
+def test_files_kept_when_asked(gateway_app, tmp_path, upstream):
+    """fine_tuning: {keep_provider_files: true} leaves them at the provider."""
+    gw = start(gateway_app, tmp_path, upstream, ", keep_provider_files: true")
+    client = gw.openai("sk-alice")
+    training = client.files.create(file=("train.jsonl", TRAINING), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(model="my-base", training_file=training.id)
+    (remote,) = upstream.jobs
+    upstream.advance(remote, "succeeded")
+    wait(lambda: client.fine_tuning.jobs.retrieve(job.id).status == "succeeded", "success")
+    polls = upstream.polls
+    time.sleep(0.3)  # six polls of the background task
+    assert upstream.polls == polls  # an ended job is not asked again
+    assert upstream.deleted == [] and len(upstream.files) == 1
 
 
 def test_fine_tuning_needs_a_provider_that_can(tmp_path):

@@ -181,6 +181,8 @@ class ResponseCache:
         key = ctx.key
         own = key.metadata.get("cache_namespace") if key is not None else None
         base = own if isinstance(own, str) and own else policy.namespace
+        if "/" in base or "%" in base:  # '/' only ever joins a base and what a header asked
+            base = base.replace("%", "%25").replace("/", "%2F")
         asked = ctx.headers.get(NAMESPACE_HEADER)
         if not asked:
             return base

@@ -12,6 +12,7 @@ from ..cli_runner import run_cli
 from ..inprocess_gateway import poll
 
 KEY_A, KEY_B, KEY_C = "cache-key-a-123", "cache-key-b-456", "cache-key-c-789"
+KEY_D = "cache-key-d-000"  # its namespace looks like team-a's narrowed by a header
 
 
 def digest(raw: str) -> str:
@@ -38,6 +39,7 @@ keys:
   a: {{key_sha256: {digest(KEY_A)}, metadata: {{cache_namespace: team-a}}}}
   b: {{key_sha256: {digest(KEY_B)}, metadata: {{cache_namespace: team-b}}}}
   c: {{key_sha256: {digest(KEY_C)}, metadata: {{cache_namespace: team-a}}}}
+  d: {{key_sha256: {digest(KEY_D)}, metadata: {{cache_namespace: team-a/project-2}}}}
 """
 
 
@@ -98,6 +100,12 @@ def test_namespaces_isolate_keys(gateway_app):
     assert same_namespace.headers["x-gateway-cache"] == "hit"
     assert escaping.headers["x-gateway-cache"] == "miss"
     assert narrowed.headers["x-gateway-cache"] == "miss"
+    # A namespace with a '/' of its own is not one a header can make: key a narrowing its
+    # namespace to project-2 never reads key d's (team-a/project-2), nor the other way round.
+    ask(gw, key=KEY_D, text="d's question")
+    assert ask(gw, key=KEY_A, text="d's question", headers={
+        "x-gateway-cache-namespace": "project-2"}).headers["x-gateway-cache"] == "miss"
+    assert ask(gw, key=KEY_D, text="hi").headers["x-gateway-cache"] == "miss"
 
 
 def test_route_settings_override_the_top_level(gateway_app):

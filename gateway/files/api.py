@@ -256,6 +256,9 @@ class StreamedForm:
                 return self._fail(GatewayError(400, "only one 'file' per upload",
                                                code="invalid_multipart", param="file"))
             shown = os.path.basename((filename or b"file").decode("utf-8", "replace"))
+            # Kept without control characters: a name is printed by `gateway files list`, and
+            # an escape sequence in it would drive the operator's terminal.
+            shown = "".join(ch for ch in shown if ch.isprintable())
             # The purpose may come after the file (curl -F in that order): then the lines are
             # checked once the file is in (Upload.commit).
             self.upload = self.store.begin(self.owner, shown[:255] or "file",

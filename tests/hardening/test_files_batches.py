@@ -183,7 +183,7 @@ def _multipart(boundary: bytes, parts: list[tuple[bytes, bytes]], close: bool) -
 
 NAMES = st.sampled_from([b"../../escape.txt", b"..", b"a\x00b.jsonl", b"/etc/passwd",
                          b"..\\..\\win.txt", "\u202egnp.exe".encode(), b"x" * 600, b"",
-                         b"ok.jsonl", b"\xff\xfe"])
+                         b"ok.jsonl", b"\xff\xfe", b"\x1b[31mred\x1b[0m.jsonl"])
 PURPOSES = st.sampled_from([b"batch", b"fine-tune", b"user_data", b"batch_output", b"",
                             b"assistants\x00", b"x" * 5000, "b\u00e4tch".encode()])
 DISPOSITION = st.sampled_from([
@@ -222,9 +222,23 @@ def test_any_multipart_upload_is_answered_2xx_or_4xx(gw, tmp_path, boundary, nam
     assert answer.json().get("error") or answer.json()["object"] == "file"
     if answer.status_code == 200:
         made = answer.json()
-        assert "/" not in made["filename"] and "\x00" not in made["filename"]
+        assert "/" not in made["filename"] and made["filename"].isprintable()
         assert made["purpose"] in ("batch", "fine-tune", "user_data")
     assert_contained(tmp_path)
+
+
+def test_a_filename_keeps_no_control_character(gw):
+    """A filename is printed by `gateway files list`: escape sequences and other control or
+    format characters (a right-to-left override) are dropped at upload."""
+    name = "\x1b]0;owned\x07\x1b[31mred\u202e.txt".encode()
+    body = _multipart(b"bnd", [(b'Content-Disposition: form-data; name="purpose"', b"user_data"),
+                               (b'Content-Disposition: form-data; name="file"; filename="' + name
+                                + b'"', b"x")], close=True)
+    made = gw.post("/v1/files", content=body, headers={
+        **auth("alice"), "content-type": "multipart/form-data; boundary=bnd"}).json()
+    assert made["filename"] == "]0;owned[31mred.txt"
+    listed = gw.get("/v1/files", headers=auth("alice")).json()["data"]
+    assert [f["filename"] for f in listed] == ["]0;owned[31mred.txt"]
 
 
 def _chunked(body: bytes):

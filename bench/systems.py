@@ -195,6 +195,13 @@ def _gateway_prod_argv(setup: Setup) -> list[str]:
     return _serve(_write_prod(setup), setup)
 
 
+def _prod_headers(setup: Setup) -> dict[str, str]:
+    return {"Authorization": f"Bearer {PROD_KEY}", "x-gateway-metadata": PROD_METADATA}
+
+
+PROD_EXPECT = {"x-gateway-target": "primary/fake-model"}  # the condition chose the fallback
+
+
 def _gateway_prod_nolog_argv(setup: Setup) -> list[str]:
     """gateway-prod without the request log: issue 14's production shape (keys, limits, both
     first-party plugins), which predates the request log."""
@@ -270,17 +277,13 @@ SYSTEMS = {
             "gateway-prod",
             "Bodhi Gateway, production-shaped config: conditional over fallback, key with limits and budget, "
             "request log, metrics, pii-redact (log), output-guard (flag)",
-            _gateway_prod_argv,
-            headers=lambda setup: {"Authorization": f"Bearer {PROD_KEY}", "x-gateway-metadata": PROD_METADATA},
-            expect={"x-gateway-target": "primary/fake-model"},
+            _gateway_prod_argv, headers=_prod_headers, expect=PROD_EXPECT,
         ),
         System(
             "gateway-prod-nolog",
             "Bodhi Gateway, gateway-prod without the request log (keys, limits and budget, metrics, "
             "both first-party plugins: the production shape of issue 14)",
-            _gateway_prod_nolog_argv,
-            headers=lambda setup: {"Authorization": f"Bearer {PROD_KEY}", "x-gateway-metadata": PROD_METADATA},
-            expect={"x-gateway-target": "primary/fake-model"},
+            _gateway_prod_nolog_argv, headers=_prod_headers, expect=PROD_EXPECT,
         ),
         System(
             "gateway-cache", "Bodhi Gateway, the plain route with the response cache on: every "

@@ -48,9 +48,9 @@ def settings(context: PluginContext, section: str) -> dict[str, Any]:
 @hookimpl
 def api_routes(config: dict, context: PluginContext) -> list[Any]:
     max_size = size_bytes(settings(context, "files").get("max_size", DEFAULT_MAX_SIZE))
-    store = file_store(context)
-    return [*FilesEndpoints(store, max_size).routes(),
-            *BatchEndpoints(store, batch_runner(context)).routes()]
+    store, limits = file_store(context), Limits(context)  # calls count as requests
+    return [*FilesEndpoints(store, max_size, limits).routes(),
+            *BatchEndpoints(store, batch_runner(context), limits).routes()]
 
 
 @hookimpl

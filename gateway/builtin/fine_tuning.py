@@ -25,8 +25,9 @@ def job_store(context: PluginContext) -> JobStore:
 
 @hookimpl
 def api_routes(config: dict, context: PluginContext) -> list[Any]:
+    limits = Limits(context)
     return FineTuningEndpoints(file_store(context), job_store(context), context.routes,
-                               Limits(context)).routes_()
+                               limits, limits).routes_()
 
 
 @hookimpl

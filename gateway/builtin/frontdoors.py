@@ -12,6 +12,7 @@ from .. import hookimpl
 from ..frontdoors import messages, openai_shaped, passthrough, responses
 from ..frontdoors.response_store import DEFAULT_RETENTION, ResponseStore
 from ..hookspecs import PluginContext
+from ..middleware.limits import Limits
 from ..store import responses_db
 from ..units import seconds
 
@@ -27,5 +28,5 @@ def response_store(context: PluginContext) -> ResponseStore:
 
 @hookimpl
 def api_routes(config: dict, context: PluginContext) -> list[Any]:
-    return [*messages.routes(), *responses.routes(response_store(context)),
+    return [*messages.routes(), *responses.routes(response_store(context), Limits(context)),
             *openai_shaped.routes(), *passthrough.routes()]

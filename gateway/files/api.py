@@ -7,7 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import orjson
 from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
@@ -18,6 +18,9 @@ from starlette.routing import Route
 from ..errors import GatewayError
 from ..hookspecs import DISPATCH_SCOPE, KEY_SCOPE
 from .store import OUTPUT_PURPOSES, PURPOSES, FileStore, Owner, Upload, public
+
+if TYPE_CHECKING:
+    from ..middleware.limits import Limits
 
 MAX_FIELD = 4096  # bytes of a form field other than the file
 MAX_FIELDS = 16  # form fields other than the file (all held in memory until the end)
@@ -54,16 +57,27 @@ def storage_error(exc: sqlite3.Error | OSError) -> GatewayError:
                         code="storage_unavailable")
 
 
-def answers_errors(endpoint: Endpoint) -> Endpoint:
+def answers_errors(endpoint: Endpoint, calls: "Limits | None" = None, what: str = ""
+                   ) -> Endpoint:
     """GatewayError raised by ``endpoint`` becomes its answer, in OpenAI's shape; so does a
-    failing data directory (a damaged or locked files.db, a full disk: storage_error)."""
+    failing data directory (a damaged or locked files.db, a full disk: storage_error). With
+    ``calls`` (the built-in limits), the call first counts as one request against the
+    caller's request limits (429 when one is spent; ``what`` names the API in the metrics),
+    and its answer carries the x-ratelimit-* headers."""
     async def serve(request: Request) -> Response:
+        limited: dict[str, str] = {}
         try:
-            return await endpoint(request)
+            if calls is not None:
+                limited = await calls.count_call(request.scope.get(KEY_SCOPE),
+                                                 request.headers, what)
+            response = await endpoint(request)
         except GatewayError as err:
-            return error_response(err)
+            response = error_response(err)
         except (sqlite3.Error, OSError) as exc:
-            return error_response(storage_error(exc))
+            response = error_response(storage_error(exc))
+        if limited:
+            response.headers.update(limited)
+        return response
     return serve
 
 
@@ -110,17 +124,19 @@ def listing(items: list[dict[str, Any]], limit: int) -> dict[str, Any]:
 
 
 class FilesEndpoints:
-    def __init__(self, store: FileStore, max_size: int):
+    def __init__(self, store: FileStore, max_size: int, calls: "Limits | None" = None):
         self.store = store
         self.max_size = max_size
+        self.calls = calls  # every call counts against the caller's request limits
 
     def routes(self) -> list[Route]:
-        return [Route("/v1/files", answers_errors(self.upload), methods=["POST"]),
-                Route("/v1/files", answers_errors(self.list), methods=["GET"]),
-                Route("/v1/files/{file_id}", answers_errors(self.retrieve), methods=["GET"]),
-                Route("/v1/files/{file_id}", answers_errors(self.delete), methods=["DELETE"]),
-                Route("/v1/files/{file_id}/content", answers_errors(self.content),
-                      methods=["GET"])]
+        def served(endpoint: Endpoint) -> Endpoint:
+            return answers_errors(endpoint, self.calls, "/v1/files")
+        return [Route("/v1/files", served(self.upload), methods=["POST"]),
+                Route("/v1/files", served(self.list), methods=["GET"]),
+                Route("/v1/files/{file_id}", served(self.retrieve), methods=["GET"]),
+                Route("/v1/files/{file_id}", served(self.delete), methods=["DELETE"]),
+                Route("/v1/files/{file_id}/content", served(self.content), methods=["GET"])]
 
     async def upload(self, request: Request) -> Response:
         length = request.headers.get("content-length")

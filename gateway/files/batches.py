@@ -25,7 +25,7 @@ import secrets
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 
 import orjson
 from starlette.requests import Request
@@ -44,12 +44,15 @@ from ..middleware.limits_rules import estimate_completion_tokens, estimate_promp
 from ..store import files_db
 from ..store.tasks import Supervisor
 from ..units import seconds
-from .api import answers_errors, bounded_body, json_response, listing, owner_of, page
+from .api import Endpoint, answers_errors, bounded_body, json_response, listing, owner_of, page
 from .batch_usage import SpendAccounting, line_request_id
 from .jsonl import BATCH_URLS
 from .native_batches import NativeBatches, native_target
 from .native_follow import ENDPOINTS, NativeFollower
 from .store import FileStore, Owner, not_found
+
+if TYPE_CHECKING:
+    from ..middleware.limits import Limits
 
 log = get_logger("gateway.batches")
 
@@ -100,16 +103,20 @@ def public_batch(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class BatchEndpoints:
-    def __init__(self, store: FileStore, runner: "BatchRunner"):
+    def __init__(self, store: FileStore, runner: "BatchRunner", calls: "Limits | None" = None):
         self.store = store
         self.runner = runner
+        # Every call counts as one request against the caller's request limits; a batch's
+        # lines count as requests when they run through the routes (not at create).
+        self.calls = calls
 
     def routes(self) -> list[Route]:
-        return [Route("/v1/batches", answers_errors(self.create), methods=["POST"]),
-                Route("/v1/batches", answers_errors(self.list), methods=["GET"]),
-                Route("/v1/batches/{batch_id}", answers_errors(self.retrieve), methods=["GET"]),
-                Route("/v1/batches/{batch_id}/cancel", answers_errors(self.cancel),
-                      methods=["POST"])]
+        def served(endpoint: Endpoint) -> Endpoint:
+            return answers_errors(endpoint, self.calls, "/v1/batches")
+        return [Route("/v1/batches", served(self.create), methods=["POST"]),
+                Route("/v1/batches", served(self.list), methods=["GET"]),
+                Route("/v1/batches/{batch_id}", served(self.retrieve), methods=["GET"]),
+                Route("/v1/batches/{batch_id}/cancel", served(self.cancel), methods=["POST"])]
 
     async def create(self, request: Request) -> Response:
         owner = owner_of(request)

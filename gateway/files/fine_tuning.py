@@ -24,7 +24,7 @@ import functools
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 
 import orjson
 from starlette.requests import Request
@@ -44,12 +44,15 @@ from ..providers.base import Provider
 from ..types import walk
 from ..units import seconds
 from .batch_usage import SpendAccounting
-from .api import answers_errors, bounded_body, json_response, listing
+from .api import Endpoint, answers_errors, bounded_body, json_response, listing
 from .native_base import forget
 from .native_batches import native_provider
 from .provider_api import call as _call
 from .provider_api import delete, upload
 from .store import FileStore, Owner
+
+if TYPE_CHECKING:
+    from ..middleware.limits import Limits
 
 log = get_logger("gateway.fine_tuning")
 
@@ -97,20 +100,24 @@ class JobStore:
 
 class FineTuningEndpoints:
     def __init__(self, files: FileStore, jobs: JobStore, routes: Mapping[str, GraphRoute],
-                 accounting: SpendAccounting | None = None):
+                 accounting: SpendAccounting | None = None, calls: "Limits | None" = None):
         self.files = files
         self.jobs = jobs
         self.db = jobs.writer
         self.routes = routes
         self.accounting = accounting  # the limits' spend check (builtin/fine_tuning.py)
+        self.calls = calls  # every call counts against the caller's request limits
 
     def routes_(self) -> list[Route]:
         base = "/v1/fine_tuning/jobs"
-        return [Route(base, answers_errors(self.create), methods=["POST"]),
-                Route(base, answers_errors(self.list), methods=["GET"]),
-                Route(base + "/{job_id}", answers_errors(self.retrieve), methods=["GET"]),
-                Route(base + "/{job_id}/cancel", answers_errors(self.cancel), methods=["POST"]),
-                Route(base + "/{job_id}/events", answers_errors(self.events), methods=["GET"])]
+
+        def served(endpoint: Endpoint) -> Endpoint:
+            return answers_errors(endpoint, self.calls, base)
+        return [Route(base, served(self.create), methods=["POST"]),
+                Route(base, served(self.list), methods=["GET"]),
+                Route(base + "/{job_id}", served(self.retrieve), methods=["GET"]),
+                Route(base + "/{job_id}/cancel", served(self.cancel), methods=["POST"]),
+                Route(base + "/{job_id}/events", served(self.events), methods=["GET"])]
 
     # -- endpoints -------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Mapping
 
 import orjson
 from starlette.requests import Request
@@ -34,6 +34,9 @@ from . import openai_responses as wire
 from .openai_shaped import OpenAIShapedDoor
 from .response_store import ResponseStore
 from .routes import FrontDoorRoute
+
+if TYPE_CHECKING:
+    from ..middleware.limits import Limits
 
 LIFECYCLE = frozenset({"response.created", "response.in_progress", "response.completed",
                        "response.incomplete", "response.failed"})
@@ -69,8 +72,9 @@ class ResponsesDoor(OpenAIShapedDoor):
     name = "responses"
     endpoint = "chat"
 
-    def __init__(self, store: ResponseStore):
+    def __init__(self, store: ResponseStore, calls: "Limits | None" = None):
         self.store = store
+        self.calls = calls  # a stored response's call counts against the request limits
 
     # -- in ------------------------------------------------------------------------------
 
@@ -191,14 +195,17 @@ class ResponsesDoor(OpenAIShapedDoor):
             [Request, str, str], Awaitable[Any]]) -> Response:
         """``action``'s answer for the caller's response named in the path (JSON bytes as
         they are, anything else serialized), or its GatewayError in OpenAI's shape."""
+        key, limited = request.scope.get(KEY_SCOPE), dict[str, str]()
         try:
-            answer = await action(request, owner_of(request.scope.get(KEY_SCOPE)),
-                                  request.path_params["id"])
+            if self.calls is not None:  # one request against the caller's request limits
+                limited = await self.calls.count_call(key, request.headers, "/v1/responses")
+            answer = await action(request, owner_of(key), request.path_params["id"])
         except GatewayError as err:
-            return Response(self.error(err.status, err.message, err.openai_body()), status_code=err.status,
+            return Response(self.error(err.status, err.message, err.openai_body()),
+                            status_code=err.status, headers={**limited, **err.headers},
                             media_type="application/json")
         return Response(answer if isinstance(answer, bytes) else orjson.dumps(answer),
-                        media_type="application/json")
+                        headers=limited, media_type="application/json")
 
 
 def _only_native_targets(graph: RoutingGraph, model: str) -> bool:
@@ -283,8 +290,8 @@ def _page(items: list[dict[str, Any]], query: Mapping[str, str]) -> dict[str, An
             "last_id": data[-1]["id"] if data else None, "has_more": len(ordered) > limit}
 
 
-def routes(store: ResponseStore) -> list[Any]:
-    door = ResponsesDoor(store)
+def routes(store: ResponseStore, calls: "Limits | None" = None) -> list[Any]:
+    door = ResponsesDoor(store, calls)
 
     async def create(request: Request) -> Response:
         response: Response = await request.scope[DISPATCH_SCOPE](request, door, door.route)

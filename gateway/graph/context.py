@@ -8,6 +8,9 @@ import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, TypeVar
 
+import orjson
+
+from ..errors import GatewayError
 from ..providers.base import NativeBody, Upload
 from ..types import Node
 
@@ -109,3 +112,19 @@ class RequestContext:
         if self.deadline is None:
             return None
         return self.deadline - time.monotonic()
+
+
+def header_metadata(headers: Mapping[str, str]) -> dict[str, Any]:
+    """The request's metadata from its ``x-gateway-metadata`` header (a JSON object; {}
+    without one); GatewayError 400 for anything else."""
+    raw = headers.get("x-gateway-metadata")
+    if not raw:
+        return {}
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise GatewayError(400, "the x-gateway-metadata header must be a JSON object",
+                           code="invalid_metadata")
+    return value

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping
 
 from ..errors import GatewayError
 from ..events import BUDGET_THRESHOLD, emit
-from ..graph.context import RequestContext, Usage
+from ..graph.context import RequestContext, Usage, header_metadata
 from ..hookspecs import PluginContext
 from ..pricing import BATCH_PRICE, Price
 from ..providers.base import UpstreamResponse
@@ -124,9 +124,16 @@ class Limits:
                                    stream))
 
     def _applicable(self, ctx: RequestContext) -> tuple[list[Limit], list[Budget]]:
-        limits = list(self.global_limits) + list(self.route_limits.get(ctx.route, ()))
+        return self._rules(ctx.key, ctx.metadata, ctx.route)
+
+    def _rules(self, key: Any, metadata: Any, route: str | None
+               ) -> tuple[list[Limit], list[Budget]]:
+        """The limits and budgets of the gateway, ``route`` (None: none), ``key`` and the
+        team ``metadata`` names."""
+        limits = list(self.global_limits)
+        if route is not None:
+            limits += self.route_limits.get(route, ())
         budgets: list[Budget] = []
-        key = ctx.key
         if key is not None:
             key_limits, key_budget = self._key(key)
             limits += key_limits
@@ -134,7 +141,7 @@ class Limits:
                 budgets.append(key_budget)
         if not self.teams:
             return limits, budgets
-        team = ctx.metadata.get("team") if isinstance(ctx.metadata, dict) else None
+        team = metadata.get("team") if isinstance(metadata, dict) else None
         if isinstance(team, str) and team in self.teams:
             team_limits, team_budget = self.teams[team]
             limits += team_limits
@@ -191,6 +198,31 @@ class Limits:
         if wait:
             headers["Retry-After"] = str(wait)
         return GatewayError(429, message, type="rate_limit_error", code=code, headers=headers)
+
+    async def count_call(self, key: Any, headers: Mapping[str, str], what: str
+                         ) -> dict[str, str]:
+        """One request against the request limits (per second to per day) of the gateway,
+        ``key`` and its team, for a call the gateway answers without the graph (``what``:
+        /v1/files, /v1/batches, /v1/fine_tuning/jobs, a stored response); 429
+        ``rate_limit_exceeded`` as for a chat request when one is spent. The x-ratelimit-*
+        headers to answer with. Token, USD and parallel limits, budgets and route limits
+        are not touched."""
+        if not self.static_rules and (key is None or not key.limits):
+            return {}
+        metadata: Mapping[str, Any] = {}
+        if self.teams:  # the team as for a request: the key's metadata wins over the header's
+            metadata = header_metadata(headers)
+            if key is not None and key.metadata:
+                metadata = {**metadata, **key.metadata}
+        limits, _ = self._rules(key, metadata, None)
+        items = [(limit, 1.0) for limit in limits if limit.kind == "requests"]
+        if not items:
+            return {}
+        now = time.time()
+        verdict = await self.counters.reserve(items, now)
+        if not verdict.allowed:
+            raise self._refusal(verdict, [], now, what)
+        return rate_headers(verdict)
 
     # -- after -------------------------------------------------------------------------------
 

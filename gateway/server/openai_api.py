@@ -22,7 +22,7 @@ from ..config.suggest import did_you_mean
 from ..units import seconds
 from ..errors import GatewayError, UpstreamError
 from ..json_depth import MAX_DEPTH, too_deep
-from ..graph.context import RequestContext
+from ..graph.context import RequestContext, header_metadata
 from ..graph.graph import RoutingGraph
 from ..providers.base import Upload
 from ..providers.sse import data_event, ends_event
@@ -383,17 +383,7 @@ def _stream_flag(body: dict, endpoint: str) -> bool:
 
 
 def _metadata(request: Request) -> dict:
-    raw = request.headers.get("x-gateway-metadata")
-    if not raw:
-        return {}
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        value = None
-    if not isinstance(value, dict):
-        raise GatewayError(400, "the x-gateway-metadata header must be a JSON object",
-                           code="invalid_metadata")
-    return value
+    return header_metadata(request.headers)
 
 
 def _deadline(request: Request, cap: float | None) -> float | None:

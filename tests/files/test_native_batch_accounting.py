@@ -32,7 +32,7 @@ routes:
 keys:
   rich: {{key_sha256: {rich}, budget: {{usd: 100}}}}
   tight: {{key_sha256: {tight}, budget: {{usd: 0.22}}}}
-  capped: {{key_sha256: {capped}, limits: {{requests_per_minute: 1}}}}
+  capped: {{key_sha256: {capped}, limits: {{requests_per_minute: 3}}}}
   pennies: {{key_sha256: {pennies}, limits: {{usd_per_day: 0.01}}}}
 batches: {{native_poll: 100ms{extra}}}
 """
@@ -212,7 +212,8 @@ def test_refused_batch_leaves_no_input_at_the_provider(gateway_app, tmp_path, fa
 
 def test_spend_limits_apply_request_limits_do_not(gateway_app, tmp_path, fake):
     """A USD limit refuses a batch whose estimate does not fit (429 rate_limit_exceeded);
-    requests_per_minute does not limit a batch the provider runs (its three lines go)."""
+    requests_per_minute does not limit a batch the provider runs: its three lines go, and
+    only the key's own calls count (upload, create, retrieve: 3 of 3 a minute)."""
     gw = start(gateway_app, tmp_path, fake)
     pennies = gw.openai(PENNIES)
     uploaded = pennies.files.create(file=("in.jsonl", lines("a", "b")), purpose="batch")
@@ -221,8 +222,22 @@ def test_spend_limits_apply_request_limits_do_not(gateway_app, tmp_path, fake):
                                completion_window="24h")
     assert refused.value.code == "rate_limit_exceeded" and "$0.01 per day" in refused.value.message
     assert fake.batches == {}
-    done, _ = run_batch(gw.openai(CAPPED), fake, "a", "b", "c")
-    assert done.request_counts.completed == 3
+    capped = gw.openai(CAPPED).with_options(max_retries=0)
+    uploaded = capped.files.create(file=("in.jsonl", lines("a", "b", "c")), purpose="batch")
+    batch = capped.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h")
+    (remote,) = fake.batches
+    fake.finish(remote)
+    conn = sqlite3.connect(tmp_path / "data" / "files.db")
+    try:  # watched in files.db: every GET /v1/batches/{id} would count
+        poll(lambda: conn.execute("SELECT status FROM batches WHERE id = ?",
+                                  (batch.id,)).fetchone(), lambda row: row == ("completed",),
+             10, "the native batch did not complete")
+    finally:
+        conn.close()
+    assert capped.batches.retrieve(batch.id).request_counts.completed == 3
+    with pytest.raises(openai.RateLimitError):
+        capped.batches.retrieve(batch.id)
 
 
 ANTHROPIC = """

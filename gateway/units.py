@@ -44,3 +44,12 @@ def size_bytes(value: int | str) -> int:
     if not match:
         raise ValueError(f"{value!r} is not a size (512KB, 20MB, 1GB or bytes)")
     return int(match.group(1)) * _BYTES[match.group(2)]
+
+
+def size_text(value: int) -> str:
+    """Bytes as printed to people, in the config's units (powers of 1024): 10737418240 ->
+    "10GB", 1536 -> "1.5KB", 12 -> "12B"."""
+    for unit in ("GB", "MB", "KB"):
+        if value >= _BYTES[unit]:
+            return f"{round(value / _BYTES[unit], 1):g}{unit}"
+    return f"{value}B"

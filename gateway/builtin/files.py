@@ -18,6 +18,7 @@ from ..units import size_bytes
 from . import files_cli
 
 DEFAULT_MAX_SIZE = "512MB"
+DEFAULT_MAX_BYTES_PER_KEY = "10GB"  # files.max_bytes_per_key: a key's files together
 
 
 def file_store(context: PluginContext) -> FileStore:
@@ -47,9 +48,11 @@ def settings(context: PluginContext, section: str) -> dict[str, Any]:
 
 @hookimpl
 def api_routes(config: dict, context: PluginContext) -> list[Any]:
-    max_size = size_bytes(settings(context, "files").get("max_size", DEFAULT_MAX_SIZE))
+    section = settings(context, "files")
+    max_size = size_bytes(section.get("max_size", DEFAULT_MAX_SIZE))
+    quota = size_bytes(section.get("max_bytes_per_key", DEFAULT_MAX_BYTES_PER_KEY))
     store, limits = file_store(context), Limits(context)  # calls count as requests
-    return [*FilesEndpoints(store, max_size, limits).routes(),
+    return [*FilesEndpoints(store, max_size, limits, quota).routes(),
             *BatchEndpoints(store, batch_runner(context), limits).routes()]
 
 

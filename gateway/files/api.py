@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from ..errors import GatewayError
 from ..hookspecs import DISPATCH_SCOPE, KEY_SCOPE
-from .store import OUTPUT_PURPOSES, PURPOSES, FileStore, Owner, Upload, public
+from .store import OUTPUT_PURPOSES, PURPOSES, FileStore, Owner, StorageQuota, Upload, public
 
 if TYPE_CHECKING:
     from ..middleware.limits import Limits
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 MAX_FIELD = 4096  # bytes of a form field other than the file
 MAX_FIELDS = 16  # form fields other than the file (all held in memory until the end)
 MAX_LIST = 10000
+FORM_SLACK = 64 * 1024  # bytes of a multipart body besides the file, at most, for size checks
 DEFAULT_MAX_BODY = 20 * 1024 * 1024  # server.max_body's default, when no graph is at hand
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -124,10 +125,12 @@ def listing(items: list[dict[str, Any]], limit: int) -> dict[str, Any]:
 
 
 class FilesEndpoints:
-    def __init__(self, store: FileStore, max_size: int, calls: "Limits | None" = None):
+    def __init__(self, store: FileStore, max_size: int, calls: "Limits | None" = None,
+                 max_bytes_per_key: int | None = None):
         self.store = store
         self.max_size = max_size
         self.calls = calls  # every call counts against the caller's request limits
+        self.max_bytes_per_key = max_bytes_per_key  # files.max_bytes_per_key (None: none)
 
     def routes(self) -> list[Route]:
         def served(endpoint: Endpoint) -> Endpoint:
@@ -140,9 +143,17 @@ class FilesEndpoints:
 
     async def upload(self, request: Request) -> Response:
         length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_size + 64 * 1024:
+        declared = int(length) if length is not None and length.isdigit() else 0
+        if declared > self.max_size + FORM_SLACK:
             raise self._too_large()
-        form = StreamedForm(self.store, owner_of(request), self.max_size)
+        owner, quota = owner_of(request), None
+        if self.max_bytes_per_key is not None:  # a full quota refuses before any byte is read
+            quota = StorageQuota(self.store, owner, self.max_bytes_per_key,
+                                 await self.store.used_bytes(owner))
+            refused = quota.check(max(1, declared - FORM_SLACK))
+            if refused is not None:
+                raise refused
+        form = StreamedForm(self.store, owner, self.max_size, quota)
         try:
             await form.parse(request)
             if form.upload is None:
@@ -153,11 +164,14 @@ class FilesEndpoints:
             if purpose not in PURPOSES or purpose in OUTPUT_PURPOSES:
                 raise GatewayError(400, f"'purpose' must be one of {', '.join(PURPOSES)}, not "
                                    f"{purpose!r}", code="invalid_value", param="purpose")
-            record = await form.upload.commit(purpose)
+            record = await form.upload.commit(purpose, quota)
         except BaseException:
             if form.upload is not None:
                 form.upload.abort()
             raise
+        finally:
+            if quota is not None:
+                quota.release()
         return json_response(public(record))
 
     async def list(self, request: Request) -> Response:
@@ -204,8 +218,9 @@ class StreamedForm:
     """A multipart/form-data body parsed as it arrives: the ``file`` part goes straight into
     an encrypted Upload, the other fields (``purpose``) are kept if small."""
 
-    def __init__(self, store: FileStore, owner: Owner, max_size: int):
-        self.store, self.owner, self.max_size = store, owner, max_size
+    def __init__(self, store: FileStore, owner: Owner, max_size: int,
+                 quota: StorageQuota | None = None):
+        self.store, self.owner, self.max_size, self.quota = store, owner, max_size, quota
         self.fields: dict[str, str] = {}
         self.upload: Upload | None = None
         self._headers: dict[bytes, bytes] = {}
@@ -288,6 +303,11 @@ class StreamedForm:
                 return self._fail(GatewayError(
                     413, f"the file is larger than {self.max_size} bytes (files.max_size)",
                     code="file_too_large", param="file"))
+            if self.quota is not None:  # stop as soon as the owner's quota would be passed
+                refused = self.quota.check(end - start)
+                if refused is not None:
+                    return self._fail(refused)
+                self.quota.add(end - start)
             self.upload.write(data[start:end])
         elif self._name is not None:
             self._text += data[start:end]

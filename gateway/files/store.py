@@ -40,6 +40,7 @@ from ..errors import GatewayError
 from ..logs import get_logger
 from ..store import files_db
 from ..store.writer import Writer
+from ..units import size_text
 from ..vault import Vault, VaultError
 from . import crypt
 from .jsonl import CHECKED_PURPOSES, LineCheck
@@ -87,6 +88,9 @@ class FileStore:
         self._key: bytes | None = None
         self._key_lock = threading.Lock()
         self.writing: set[str] = set()  # ids of the uploads this process is writing
+        # Bytes written so far by the uploads this process is receiving, by owner (the
+        # storage quota counts them with the owner's files: StorageQuota).
+        self.pending: dict[str, int] = {}
 
     # -- keys ------------------------------------------------------------------------------
 
@@ -132,6 +136,10 @@ class FileStore:
                    limit: int = 10000, descending: bool = True) -> list[dict[str, Any]]:
         return await self.writer.run(
             lambda c: files_db.list_files(c, owner.sha256, purpose, after, limit, descending))
+
+    async def used_bytes(self, owner: Owner) -> int:
+        """The bytes of ``owner``'s files (batch outputs included)."""
+        return await self.writer.run(lambda c: files_db.owner_bytes(c, owner.sha256))
 
     async def delete(self, file_id: str, owner: Owner) -> bool:
         deleted = await self.writer.run(lambda c: files_db.delete_file(c, file_id, owner.sha256))
@@ -263,9 +271,12 @@ class Upload:
         if self.check is not None and not self.check.full:
             self.check.feed(data)
 
-    async def commit(self, purpose: str | None = None) -> dict[str, Any]:
+    async def commit(self, purpose: str | None = None,
+                     quota: "StorageQuota | None" = None) -> dict[str, Any]:
         """Record the file (``purpose``: when it was not known at ``begin``); GatewayError 400
-        (and nothing kept) when the lines of a batch or fine-tune file are wrong."""
+        (and nothing kept) when the lines of a batch or fine-tune file are wrong, 413 when
+        the owner's files would pass ``quota`` with it (checked in the write that records
+        it, so uploads ending together, in any process, cannot pass it)."""
         purpose = purpose or self.purpose or "user_data"
         try:
             self._frames.close()
@@ -288,7 +299,9 @@ class Upload:
                         400, f"invalid {purpose} file: " + "; ".join(check.errors),
                         code="invalid_file", param="file")
                 record["lines"] = check.lines
-            await self.store.writer.run(lambda c: files_db.insert_file(c, record))
+            over = await self.store.writer.run(lambda c: _insert(c, record, quota))
+            if over is not None and quota is not None:
+                raise quota.refusal(over, self.size)
         except BaseException:
             self.abort()
             raise
@@ -301,6 +314,61 @@ class Upload:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
         self.store.writing.discard(self.id)
+
+
+def _insert(conn: Any, record: dict[str, Any], quota: "StorageQuota | None") -> int | None:
+    """Record the file; or, when its owner's files would pass ``quota`` with it, record
+    nothing and return the bytes they hold."""
+    if quota is not None:
+        used = files_db.owner_bytes(conn, record["owner"])
+        if used + record["bytes"] > quota.limit:
+            return used
+    files_db.insert_file(conn, record)
+    return None
+
+
+@dataclass(slots=True)
+class StorageQuota:
+    """``files.max_bytes_per_key`` for one upload: the owner's files (batch outputs
+    included) and what its uploads in progress in this process have written may not pass
+    ``limit`` bytes. ``used``: the owner's files when the upload began."""
+
+    store: FileStore
+    owner: Owner
+    limit: int
+    used: int
+    written: int = 0  # by this upload
+
+    def check(self, more: int) -> GatewayError | None:
+        """The refusal when ``more`` bytes of this upload do not fit, else None."""
+        held = self.used + self.store.pending.get(self.owner.sha256, 0)
+        return self.refusal(held - self.written, self.written + more, streaming=True) \
+            if held + more > self.limit else None
+
+    def add(self, size: int) -> None:
+        """``size`` more bytes written by this upload."""
+        self.written += size
+        pending = self.store.pending
+        pending[self.owner.sha256] = pending.get(self.owner.sha256, 0) + size
+
+    def release(self) -> None:
+        """The upload ended (recorded or not): its bytes are no longer in progress."""
+        pending, sha = self.store.pending, self.owner.sha256
+        left = pending.get(sha, 0) - self.written
+        if left > 0:
+            pending[sha] = left
+        else:
+            pending.pop(sha, None)
+        self.written = 0
+
+    def refusal(self, used: int, adding: int, streaming: bool = False) -> GatewayError:
+        who = f"key '{self.owner.name}'" if self.owner.name else "the callers without a key"
+        return GatewayError(
+            413, f"storage quota exceeded: {who} may keep {size_text(self.limit)} of files "
+            f"(files.max_bytes_per_key) and holds {size_text(used)}; this upload needs "
+            f"{size_text(adding)}{' or more' if streaming else ''}: delete files no longer "
+            "needed (DELETE /v1/files/{file_id}) and upload again",
+            code="storage_quota_exceeded", param="file")
 
 
 def _flush(handle: Any) -> None:

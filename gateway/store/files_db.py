@@ -165,6 +165,12 @@ def list_files(conn: sqlite3.Connection, owner: str, purpose: str | None, after:
     return [dict(r) for r in rows]
 
 
+def owner_bytes(conn: sqlite3.Connection, owner: str) -> int:
+    """The bytes of ``owner``'s files (batch outputs included)."""
+    return int(conn.execute("SELECT COALESCE(SUM(bytes), 0) FROM files WHERE owner = ?",
+                            (owner,)).fetchone()[0])
+
+
 def file_ids(conn: sqlite3.Connection) -> set[str]:
     """The ids of every recorded file (any owner)."""
     return {r[0] for r in conn.execute("SELECT id FROM files")}

@@ -152,9 +152,12 @@ class NativeFollower:
                                   else None)
 
     async def forget_left(self) -> None:
-        """Try again to delete the files at the provider of ended native batches."""
+        """Try again to delete the files at the provider of ended native batches (not of
+        one this process still follows: it deletes them itself once its usage is counted)."""
         runner = self.runner
         for row in await runner.store.writer.run(files_db.provider_files_left):
+            if row["id"] in runner.active:
+                continue
             provider = native_provider(runner.routes, row["provider"])
             if provider is not None:
                 await self.forget(row["id"], provider, orjson.loads(row["provider_files"]))

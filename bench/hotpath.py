@@ -10,6 +10,7 @@ the machine is doing:
 
     python bench/hotpath.py --config prod --requests 2000            # CPU µs/request
     python bench/hotpath.py --config prod --profile > prod.txt       # cProfile of those requests
+    python bench/hotpath.py --config prod --profile --profile-out prod.prof  # the raw stats too
     python bench/hotpath.py --config prod --requests 500 --callgrind # instructions/request
 
 With ``--callgrind`` the driver runs itself under ``valgrind --tool=callgrind`` with instrumentation

@@ -9,7 +9,11 @@ from typing import Any
 
 import orjson
 import structlog
-from structlog._config import _CONFIG
+
+try:  # structlog's configuration as it is now, read per line; private, hence the fallback
+    from structlog._config import _CONFIG
+except ImportError:  # a structlog without it: every line goes through structlog's chain
+    _CONFIG = None  # type: ignore[assignment]
 
 SECRET_KEYS = frozenset(
     {"api_key", "authorization", "admin_token", "x-api-key", "password", "secret", "token",
@@ -73,7 +77,8 @@ class _FastInfo:
         self.out = factory()  # a BytesLogger: the same file, and the same lock, as structlog's
 
     def current(self) -> bool:
-        return (_CONFIG.logger_factory is self.factory
+        return (_CONFIG is not None
+                and _CONFIG.logger_factory is self.factory
                 and _CONFIG.default_wrapper_class is self.wrapper
                 and _CONFIG.default_processors == self.processors)
 

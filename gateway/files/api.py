@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from ..errors import GatewayError
 from ..hookspecs import DISPATCH_SCOPE, KEY_SCOPE
+from ..units import size_bytes
 from .store import OUTPUT_PURPOSES, PURPOSES, FileStore, Owner, StorageQuota, Upload, public
 
 if TYPE_CHECKING:
@@ -146,10 +147,10 @@ class FilesEndpoints:
         declared = int(length) if length is not None and length.isdigit() else 0
         if declared > self.max_size + FORM_SLACK:
             raise self._too_large()
-        owner, quota = owner_of(request), None
-        if self.max_bytes_per_key is not None:  # a full quota refuses before any byte is read
-            quota = StorageQuota(self.store, owner, self.max_bytes_per_key,
-                                 await self.store.used_bytes(owner))
+        owner, quota, (limit, setting) = owner_of(request), None, self.quota_of(request)
+        if limit is not None:  # a full quota refuses before any byte is read
+            quota = StorageQuota(self.store, owner, limit, await self.store.used_bytes(owner),
+                                 setting)
             refused = quota.check(max(1, declared - FORM_SLACK))
             if refused is not None:
                 raise refused
@@ -201,6 +202,15 @@ class FilesEndpoints:
         first = await anext(chunks, b"")  # a missing or damaged file fails before the 200
         return StreamingResponse(_prepend(first, chunks), media_type="application/octet-stream",
                                  headers={"content-length": str(record["bytes"])})
+
+    def quota_of(self, request: Request) -> tuple[int | None, str]:
+        """The caller's storage quota (None: none) and the setting that gives it: the key's
+        own limits.file_storage, else files.max_bytes_per_key."""
+        key = request.scope.get(KEY_SCOPE)
+        own = key.limits.get("file_storage") if key is not None and key.limits else None
+        if key is None or own is None:
+            return self.max_bytes_per_key, "files.max_bytes_per_key"
+        return size_bytes(own), f"keys.{key.name}.limits.file_storage"
 
     def _too_large(self) -> GatewayError:
         return GatewayError(413, f"the file is larger than {self.max_size} bytes "

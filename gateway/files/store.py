@@ -337,6 +337,7 @@ class StorageQuota:
     owner: Owner
     limit: int
     used: int
+    setting: str = "files.max_bytes_per_key"  # where the limit comes from
     written: int = 0  # by this upload
 
     def check(self, more: int) -> GatewayError | None:
@@ -365,7 +366,7 @@ class StorageQuota:
         who = f"key '{self.owner.name}'" if self.owner.name else "the callers without a key"
         return GatewayError(
             413, f"storage quota exceeded: {who} may keep {size_text(self.limit)} of files "
-            f"(files.max_bytes_per_key) and holds {size_text(used)}; this upload needs "
+            f"({self.setting}) and holds {size_text(used)}; this upload needs "
             f"{size_text(adding)}{' or more' if streaming else ''}: delete files no longer "
             "needed (DELETE /v1/files/{file_id}) and upload again",
             code="storage_quota_exceeded", param="file")

@@ -28,6 +28,8 @@ LIMIT_KEYS = {
     "usd_per_month": ("usd", 30 * 86400),
     "max_parallel_requests": ("parallel", 0),
 }
+# Key limits that are no counters: the key's storage quota (files/api.py reads it).
+NOT_COUNTED = frozenset({"file_storage"})
 UNITS = {1: "second", 60: "minute", 3600: "hour", 86400: "day", 30 * 86400: "30 days"}
 DEFAULT_COMPLETION_ESTIMATE = 1024  # tokens, when the request sets no max_tokens
 
@@ -35,6 +37,8 @@ DEFAULT_COMPLETION_ESTIMATE = 1024  # tokens, when the request sets no max_token
 def limits_of(spec: Mapping[str, Any] | None, scope_id: str, scope: str) -> tuple[Limit, ...]:
     out = []
     for name, value in (spec or {}).items():
+        if name in NOT_COUNTED:
+            continue
         kind, window = LIMIT_KEYS[name]
         out.append(Limit(f"rl:{scope_id}:{kind}:{window}", float(value), float(window), kind, scope))
     return tuple(out)

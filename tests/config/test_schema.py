@@ -505,3 +505,13 @@ def test_shipped_schema_accepts_a_full_config():
     data, _ = parse(VALID, "g.yaml", {})
     assert list(validator.iter_errors(data)) == []
     assert not validator.is_valid({"version": 1, "routs": {}})
+
+
+def test_a_keys_limits_are_the_limits_and_its_storage_quota():
+    """$defs/key_limits repeats $defs/limits (the gateway's, a route's, a team's) and adds
+    only file_storage: the two lists cannot drift apart."""
+    defs = schema.load_schema()["$defs"]
+    key = dict(defs["key_limits"]["properties"])
+    assert key.pop("file_storage")["$ref"] == "#/$defs/size"
+    assert key == defs["limits"]["properties"]
+    assert defs["key_limits"]["additionalProperties"] is False

@@ -18,10 +18,10 @@ from ..inprocess_gateway import poll
 from .test_files_api import batch_line, jsonl
 
 KB = 1024
-KEY_A, KEY_B = "quota-key-aaaa-1234", "quota-key-bbbb-1234"
+KEY_A, KEY_B, KEY_BIG = "quota-key-aaaa-1234", "quota-key-bbbb-1234", "quota-key-big-1234"
+ADMIN = "quota-admin-token-1234"
 CONFIG = f"""
 version: 1
-server: {{data_dir: "{{data}}"}}
 providers:
   demo: {{type: mock}}
 routes:
@@ -30,6 +30,10 @@ files: {{max_size: 1MB, max_bytes_per_key: 300KB}}
 keys:
   a: {{key_sha256: {hashlib.sha256(KEY_A.encode()).hexdigest()}}}
   b: {{key_sha256: {hashlib.sha256(KEY_B.encode()).hexdigest()}}}
+  big:
+    key_sha256: {hashlib.sha256(KEY_BIG.encode()).hexdigest()}
+    limits: {{requests_per_minute: 100, file_storage: 500KB}}
+server: {{data_dir: "{{data}}", admin_token: "{ADMIN}"}}
 """
 
 
@@ -157,3 +161,31 @@ def test_batch_outputs_count_but_are_never_refused(gw, tmp_path):
     with pytest.raises(openai.APIStatusError) as refused:
         a.files.create(file=("one.bin", b"1"), purpose="user_data")
     over_quota(refused.value.response, size_text(held))
+
+
+def test_a_keys_own_quota_overrides_the_default(gw, tmp_path):
+    """keys.NAME.limits.file_storage replaces files.max_bytes_per_key for that key (more or
+    less); a key created at run time may carry one too (POST /admin/keys), and the message
+    names the setting that applies."""
+    big = gw.openai(KEY_BIG).with_options(max_retries=0)
+    kept = big.files.create(file=("one.bin", b"1" * 400 * KB), purpose="user_data")
+    assert kept.bytes == 400 * KB  # past the default 300KB, within its own 500KB
+    with pytest.raises(openai.APIStatusError) as refused:
+        big.files.create(file=("two.bin", b"2" * 200 * KB), purpose="user_data")
+    assert refused.value.status_code == 413
+    assert ("key 'big' may keep 500KB of files (keys.big.limits.file_storage) and holds 400KB"
+            in refused.value.message)
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    created = gw.post("/admin/keys", headers=admin, json={
+        "name": "small", "limits": {"file_storage": "100KB"}})
+    assert created.status_code in (200, 201), created.text
+    small = gw.openai(created.json()["key"]).with_options(max_retries=0)
+    with pytest.raises(openai.APIStatusError) as refused:
+        small.files.create(file=("s.bin", b"s" * 150 * KB), purpose="user_data")
+    assert "key 'small' may keep 100KB of files (keys.small.limits.file_storage)" \
+        in refused.value.message
+    assert small.files.create(file=("t.bin", b"t" * 90 * KB), purpose="user_data").bytes \
+        == 90 * KB
+    bad = gw.post("/admin/keys", headers=admin, json={"name": "odd",
+                                                      "limits": {"file_storage": "lots"}})
+    assert bad.status_code == 400 and "file_storage" in bad.text

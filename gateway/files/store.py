@@ -329,7 +329,8 @@ def _insert(conn: Any, record: dict[str, Any], quota: "StorageQuota | None") -> 
 
 @dataclass(slots=True)
 class StorageQuota:
-    """``files.max_bytes_per_key`` for one upload: the owner's files (batch outputs
+    """The storage quota (``files.max_bytes_per_key``, or the key's own
+    ``limits.file_storage``: ``setting``) for one upload: the owner's files (batch outputs
     included) and what its uploads in progress in this process have written may not pass
     ``limit`` bytes. ``used``: the owner's files when the upload began."""
 

@@ -201,6 +201,7 @@ CONTENTS = st.sampled_from([jsonl([batch_line(1)]), jsonl([batch_line(1), batch_
        name=NAMES, purpose=PURPOSES, disposition=DISPOSITION, content=CONTENTS,
        purpose_first=st.booleans(), extra_file=st.booleans(), close=st.booleans(),
        cut=st.integers(0, 40))
+@pytest.mark.no_cover  # generated inputs: see test_request_properties.py
 @SETTINGS
 def test_any_multipart_upload_is_answered_2xx_or_4xx(gw, tmp_path, boundary, name, purpose,
                                                       disposition, content, purpose_first,
@@ -288,6 +289,7 @@ LINES = st.sampled_from([
 
 
 @given(lines=st.lists(LINES, max_size=6), crlf=st.booleans())
+@pytest.mark.no_cover  # generated inputs: see test_request_properties.py
 @SETTINGS
 def test_any_batch_jsonl_is_answered_2xx_or_4xx(gw, tmp_path, lines, crlf):
     """Duplicate custom_ids, deep nesting, non-UTF-8, BOMs, wrong types: the upload is a 200
@@ -331,6 +333,7 @@ PATHS = st.sampled_from([("GET", "/v1/files/{}"), ("GET", "/v1/files/{}/content"
 
 
 @given(ident=IDS, where=PATHS)
+@pytest.mark.no_cover  # generated inputs: see test_request_properties.py
 @SETTINGS
 def test_any_id_in_a_path_is_a_404(gw, tmp_path, ident, where):
     """Traversal, very long, unicode or NUL ids: 404 (or 400), never a 5xx or a file read."""
@@ -348,6 +351,7 @@ QUERIES = st.dictionaries(st.sampled_from(["limit", "after", "order", "purpose"]
 
 @given(query=QUERIES, path=st.sampled_from(["/v1/files", "/v1/batches", "/v1/fine_tuning/jobs",
                                             "/admin/logs"]))
+@pytest.mark.no_cover  # generated inputs: see test_request_properties.py
 @SETTINGS
 def test_any_list_query_is_answered_2xx_or_4xx(gw, query, path):
     """limit=-1, after=garbage, order=nonsense: 200 or 400, never a 5xx."""
@@ -444,6 +448,7 @@ RESPONSES = st.fixed_dictionaries(
 
 
 @given(body=RESPONSES)
+@pytest.mark.no_cover  # generated inputs: see test_request_properties.py
 @SETTINGS
 def test_any_responses_body_is_answered_2xx_or_4xx(gw, body):
     """Odd input items, parts, roles, ids and options on POST /v1/responses (and, when it was

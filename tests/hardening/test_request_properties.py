@@ -33,7 +33,7 @@ from ..server.inprocess import app_client
 # long under the tracer, for lines the example-based tests cover too.
 pytestmark = pytest.mark.no_cover
 
-SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, database=None,
+SETTINGS = settings(max_examples=100, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow])
 

@@ -1,4 +1,4 @@
-"""Error values shared by every layer. Standard library only.
+"""Error values shared by every layer. Standard library and orjson only.
 
 Config errors carry the file, line and column they come from, so every message a user sees
 points at the place to fix. Upstream errors carry a status and an error class, so fallback and
@@ -7,8 +7,9 @@ retry policies can decide without parsing text.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+
+import orjson
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +109,13 @@ def classify_status(status: int, code: str | None = None) -> str:
     return "client"
 
 
+def openai_error_body(message: str, type: str, code: str | None = None,
+                      param: str | None = None) -> bytes:
+    """An error in OpenAI's shape: ``{"error": {message, type, code, param}}``."""
+    return orjson.dumps({"error": {"message": message, "type": type, "code": code,
+                                   "param": param}})
+
+
 class GatewayError(Exception):
     """An answer the gateway gives itself, in OpenAI's error shape."""
 
@@ -131,8 +139,7 @@ class GatewayError(Exception):
 
     def openai_body(self) -> bytes:
         """The error in OpenAI's shape: ``{"error": {message, type, code, param}}``."""
-        error = {"message": self.message, "type": self.type, "code": self.code, "param": self.param}
-        return json.dumps({"error": error}, ensure_ascii=False, separators=(",", ":")).encode()
+        return openai_error_body(self.message, self.type, self.code, self.param)
 
 
 def plugin_error(plugin: str, exc: BaseException) -> GatewayError:

@@ -37,9 +37,7 @@ def json_response(data: Any, status: int = 200) -> Response:
 
 
 def error_response(err: GatewayError) -> Response:
-    body = {"error": {"message": err.message, "type": err.type, "code": err.code,
-                      "param": err.param}}
-    return Response(orjson.dumps(body), status_code=err.status, headers=err.headers,
+    return Response(err.openai_body(), status_code=err.status, headers=err.headers,
                     media_type="application/json")
 
 

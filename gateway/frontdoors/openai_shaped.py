@@ -12,7 +12,8 @@ import orjson
 from ..errors import GatewayError
 from ..graph.context import RequestContext
 from ..providers.base import NativeBody, UpstreamResponse
-from ..providers.http import error_type, openai_error_body
+from ..errors import openai_error_body
+from ..providers.http import error_type
 from ..providers.sse import data_event
 from .routes import FrontDoorRoute
 

@@ -9,7 +9,8 @@ from typing import Any
 import orjson
 
 from ..errors import UpstreamError, classify_status
-from .http import error_type, openai_error_body
+from ..errors import openai_error_body
+from .http import error_type
 
 FINISH_REASONS = {
     "end_turn": "stop",

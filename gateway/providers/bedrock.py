@@ -26,7 +26,8 @@ import yarl
 from ..errors import UpstreamError
 from .base import ClientPool, Provider, ProviderSpec, UpstreamRequest, UpstreamResponse
 from .eventstream import Decoder, EventStreamError
-from .http import openai_error_body, post_json, post_stream
+from ..errors import openai_error_body
+from .http import post_json, post_stream
 from .native import (
     Chunks, aclose, arguments_of, assistant_message, bad_request, bad_upstream, completion,
     image_url, include_usage, load_json, messages_of, parse_data_url, parts_of, primed,

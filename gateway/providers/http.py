@@ -24,7 +24,7 @@ import aiohttp
 import orjson
 from aiohttp.typedefs import StrOrURL
 
-from ..errors import UpstreamError, classify_status
+from ..errors import UpstreamError, classify_status, openai_error_body
 from ..units import duration_text
 from .base import Timeouts
 from .hops import with_hop
@@ -201,10 +201,6 @@ def _is_openai_error(body: bytes) -> bool:
     except orjson.JSONDecodeError:
         return False
     return isinstance(data, dict) and isinstance(data.get("error"), dict)
-
-
-def openai_error_body(message: str, type: str, code: str | None = None) -> bytes:
-    return orjson.dumps({"error": {"message": message, "type": type, "code": code, "param": None}})
 
 
 def error_type(status: int) -> str:

@@ -20,7 +20,8 @@ from urllib.parse import unquote_to_bytes
 import orjson
 
 from ..errors import UpstreamError, classify_status
-from .http import error_type, openai_error_body
+from ..errors import openai_error_body
+from .http import error_type
 from .sse import DONE, chunk
 
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[^;,]*)*)(?P<b64>;base64)?,",
@@ -33,8 +34,7 @@ class TranslationError(UpstreamError):
     ``param`` names the offending part of the request."""
 
     def __init__(self, message: str, param: str | None = None, code: str = "invalid_value"):
-        body = orjson.dumps({"error": {"message": message, "type": "invalid_request_error",
-                                       "code": code, "param": param}})
+        body = openai_error_body(message, "invalid_request_error", code, param)
         super().__init__(400, "client", message, body=body,
                          headers={"Content-Type": "application/json"})
         self.param = param

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
+from ..errors import openai_error_body
 from ..logs import get_logger
 from .access_log import log_request
 from .admin import AdminEndpoints
@@ -18,7 +19,6 @@ from .alerts import AlertDispatcher
 from .background import BackgroundTasks
 from .disconnect import DisconnectWatch
 from .drain import DRAIN
-from .errors import error_body
 from .guard import RequestGuard
 from .health_checks import HealthMonitor
 from .metrics import metrics_endpoint
@@ -154,11 +154,11 @@ class FastPath:
 async def _http_error(request: Request, exc: HTTPException) -> Response:
     kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
     message = f"{request.method} {request.url.path}: {exc.detail}"
-    return Response(error_body(message, kind), status_code=exc.status_code,
+    return Response(openai_error_body(message, kind), status_code=exc.status_code,
                     media_type="application/json", headers=exc.headers)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
     log.error("internal_error", path=request.url.path, exc_info=exc)
-    return Response(error_body("internal error in the gateway; see its log", "server_error"),
+    return Response(openai_error_body("internal error in the gateway; see its log", "server_error"),
                     status_code=500, media_type="application/json")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 from starlette.responses import Response
 
-from ..errors import GatewayError, UpstreamError
+from ..errors import GatewayError, UpstreamError, openai_error_body
 from ..graph.context import Attempt, RequestContext
 
 _TYPES = {
@@ -18,10 +18,6 @@ _TYPES = {
     429: "rate_limit_error",
     503: "service_unavailable",
 }
-
-
-def error_body(message: str, type: str, code: str | None = None, param: str | None = None) -> bytes:
-    return orjson.dumps({"error": {"message": message, "type": type, "code": code, "param": param}})
 
 
 def gateway_error_response(err: GatewayError, headers: dict[str, str]) -> Response:
@@ -62,7 +58,7 @@ def upstream_failure(err: UpstreamError, ctx: RequestContext) -> tuple[int, byte
     headers = {}
     if status == 429 and err.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(err.retry_after)))
-    return status, error_body(message, kind, err.error_class), headers
+    return status, openai_error_body(message, kind, err.error_class), headers
 
 
 def _describe(attempt: Attempt) -> str:

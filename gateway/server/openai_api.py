@@ -20,14 +20,14 @@ from starlette.responses import Response, StreamingResponse
 
 from ..config.suggest import did_you_mean
 from ..units import seconds
-from ..errors import GatewayError, UpstreamError
+from ..errors import GatewayError, UpstreamError, openai_error_body
 from ..json_depth import MAX_DEPTH, too_deep
 from ..graph.context import RequestContext, header_metadata
 from ..graph.graph import RoutingGraph
 from ..providers.base import Upload
 from ..providers.sse import data_event, ends_event
 from .drain import DRAIN
-from .errors import error_body, gateway_error_response, upstream_failure
+from .errors import gateway_error_response, upstream_failure
 from .loops import check_hops
 from .reload import GraphHolder
 from .request_end import Ending, finish, trace_context
@@ -236,7 +236,7 @@ async def guard_stream(
         if sse:
             end = b"" if ends_event(tail) else b"\n\n"
             yield end + (error_event(status, error) if error_event is not None
-                         else data_event(error_body(error, kind, code)))
+                         else data_event(openai_error_body(error, kind, code)))
     except BaseException:  # the client went away (the server closed the stream)
         status, error, outcome = 499, _CLIENT_LEFT, "client_disconnected"
         raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import multiprocessing
 import os
 import signal
@@ -23,6 +24,22 @@ from ..request_stats import STATS
 from .versioning import Inputs, record_startup, startup_graph
 
 log = get_logger("gateway.serve")
+
+# Allocations (minus frees) of container objects between two young collections of Python's
+# cycle collector; CPython's default is 700. A proxy's requests allocate and free thousands of
+# short-lived objects; at 32 concurrent requests the live ones crossed 700 all the time, so the
+# collector ran ~250 times a second and promoted in-flight objects to older generations, whose
+# full collections then walked the whole heap (28 ms each). Measured with gc.callbacks under wrk
+# at c=32 (11 s, ~35,000 requests): 1.05 s in the collector by default, 0.06 s at 10,000.
+# Cyclic garbage is still collected, once 10,000 such objects have piled up.
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def tune_gc() -> None:
+    """Collect cycles less often in a serving process (see GC_YOUNG_THRESHOLD); the older
+    generations keep their default ratios."""
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 def serve(config_path: str, host: str | None = None, port: int | None = None,
@@ -99,6 +116,7 @@ def _run_worker(config_path, graph, runtime, config, sockets, watch, environment
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(signum, on_signal, signum)
         log_warnings(graph)
+        tune_gc()
         log.info("serving", config=config_path, bind=config.bind, engine=config.name,
                  version=graph.version, routes=len(graph.routes), pid=os.getpid())
         await config.serve(app, sockets, stop)

@@ -95,15 +95,18 @@ class FileStore:
     # -- keys ------------------------------------------------------------------------------
 
     def files_key(self) -> bytes:
-        """The files key (from the vault; made there on first use). GatewayError 500 with
-        what to do when the vault cannot be opened."""
+        """The files key (from the vault; made there on first use). When the vault cannot be
+        opened: GatewayError 503 (the operator must act; the caller can only come back later),
+        which names nothing of the server, and the log says what is wrong and where."""
         with self._key_lock:
             if self._key is None:
                 try:
                     text = self.vault.setdefault(FILES_KEY_SECRET, crypt.new_files_key)
                     self._key = bytes.fromhex(text)
                 except (VaultError, ValueError) as exc:
-                    raise GatewayError(500, f"the files key cannot be read from the vault: {exc}",
+                    log.error("files_key_unavailable", error=str(exc))
+                    raise GatewayError(503, "file storage is unavailable: the gateway cannot "
+                                       "read its files key (its log says why)",
                                        type="server_error", code="files_key_unavailable") from None
             return self._key
 

@@ -150,3 +150,20 @@ def test_bad_uploads_are_clear_4xx(gw):
     broken = gw.post("/v1/files", content=b"--b\r\nnonsense",
                      headers={"content-type": "multipart/form-data; boundary=b"})
     assert broken.status_code == 400
+
+
+def test_an_unreadable_vault_is_503_and_tells_the_caller_nothing_of_the_server(gateway_app, tmp_path):
+    """The files key lives in the vault. When the vault cannot be read (damaged here) an
+    upload is 503 files_key_unavailable: the operator must act, the caller can only retry
+    later. The answer names no path of the server; the log says what is wrong and where."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "vault.json").write_text("not a vault")
+    gw = gateway_app(CONFIG.format(data=data))
+    answer = gw.request("POST", "/v1/files", files={"file": ("a.jsonl", b"{}\n")},
+                              data={"purpose": "user_data"})
+    assert answer.status_code == 503, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "files_key_unavailable"
+    assert str(tmp_path) not in answer.text and "vault.json" not in answer.text
+    assert "vault.json" in gw.log() and "damaged" in gw.log()

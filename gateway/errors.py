@@ -109,6 +109,15 @@ def classify_status(status: int, code: str | None = None) -> str:
     return "client"
 
 
+def storage_reason(exc: BaseException) -> str:
+    """What a caller may be told of a failing disk or database: the error's kind and, for
+    an OSError, only its strerror. ``str()`` of an OSError names the file, and the server's
+    paths belong in its log, not in answers. (SQLite's own messages name no file.)"""
+    if isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {exc.strerror or 'error ' + str(exc.errno)}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def openai_error_body(message: str, type: str, code: str | None = None,
                       param: str | None = None) -> bytes:
     """An error in OpenAI's shape: ``{"error": {message, type, code, param}}``."""

@@ -15,8 +15,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from ..errors import GatewayError
+from ..errors import GatewayError, storage_reason
 from ..hookspecs import DISPATCH_SCOPE, KEY_SCOPE
+from ..logs import get_logger
 from ..units import size_bytes
 from .store import OUTPUT_PURPOSES, PURPOSES, FileStore, Owner, StorageQuota, Upload, public
 
@@ -41,19 +42,22 @@ def error_response(err: GatewayError) -> Response:
                     media_type="application/json")
 
 
+log = get_logger("gateway.files")
+
 FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 
 
 def storage_error(exc: sqlite3.Error | OSError) -> GatewayError:
     """What the caller is told when the data directory fails under a files endpoint: 507 when
-    it is full, else 503; never taken for a missing file or another key's."""
+    it is full, else 503; never taken for a missing file or another key's. The answer names
+    no path of the server; the log does."""
+    log.error("file_store_failed", error=f"{type(exc).__name__}: {exc}")
     if isinstance(exc, OSError) and exc.errno in FULL or "full" in str(exc).lower():
         return GatewayError(507, "the gateway's data directory is full: the file or record "
-                            f"cannot be stored ({getattr(exc, 'strerror', None) or exc})",
-                            type="server_error",
+                            f"cannot be stored ({storage_reason(exc)})", type="server_error",
                             code="storage_full")
     return GatewayError(503, f"the gateway's file store cannot be used now "
-                        f"({type(exc).__name__}: {exc})", type="server_error",
+                        f"({storage_reason(exc)})", type="server_error",
                         code="storage_unavailable")
 
 

@@ -106,7 +106,7 @@ class FileStore:
                 except (VaultError, ValueError) as exc:
                     log.error("files_key_unavailable", error=str(exc))
                     raise GatewayError(503, "file storage is unavailable: the gateway cannot "
-                                       "read its files key (its log says why)",
+                                       "read its files key from its vault (its log says why)",
                                        type="server_error", code="files_key_unavailable") from None
             return self._key
 

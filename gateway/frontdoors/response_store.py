@@ -17,7 +17,7 @@ import time
 from concurrent.futures import Future
 from typing import Awaitable, Callable, TypeVar
 
-from ..errors import GatewayError
+from ..errors import GatewayError, storage_reason
 from ..logs import get_logger
 from ..store import responses_db
 from ..store.responses_db import Stored
@@ -36,8 +36,8 @@ def unavailable(path: str, exc: Exception) -> GatewayError:
     """A damaged, locked or unreadable responses.db: a clear 503 (never an empty answer that
     would pass for 'not found')."""
     log.error("response_store_unavailable", path=path, error=f"{type(exc).__name__}: {exc}")
-    return GatewayError(503, f"the stored responses cannot be read now ({type(exc).__name__}: "
-                        f"{exc})", type="server_error", code="storage_unavailable")
+    return GatewayError(503, f"the stored responses cannot be read now ({storage_reason(exc)})",
+                        type="server_error", code="storage_unavailable")
 
 
 class ResponseStore:

@@ -263,3 +263,24 @@ def test_a_locked_files_db_is_a_clear_error(gateway_app, tmp_path, monkeypatch):
     again = gw.post("/v1/files", headers=auth("alice"), data={"purpose": "user_data"},
                     files={"file": ("c.txt", b"third")})
     assert again.status_code == 200, again.text
+
+
+def test_a_storage_failure_names_no_path_of_the_server(gateway_app, tmp_path):
+    """The files directory replaced by a plain file: an upload cannot be written. The caller
+    is told 503 storage_unavailable and why in general terms; the server's paths stay in
+    the log (which names the file), out of the answer."""
+    gw = gateway_app(config(tmp_path))
+    first = gw.post("/v1/files", headers=auth("alice"), data={"purpose": "user_data"},
+                    files={"file": ("a.txt", b"first")})
+    assert first.status_code == 200, first.text
+    files = tmp_path / "data" / "files"
+    for path in files.iterdir():
+        path.unlink()
+    files.rmdir()
+    files.write_bytes(b"not a directory")
+    answer = gw.post("/v1/files", headers=auth("alice"), data={"purpose": "user_data"},
+                     files={"file": ("a.txt", MARKER)})
+    error = assert_clear_error(answer, (503,))
+    assert error["code"] == "storage_unavailable", error
+    assert str(tmp_path) not in answer.text and "/data/" not in answer.text, answer.text
+    assert str(files) in gw.log()

@@ -152,10 +152,12 @@ class GatewayError(Exception):
 
 
 def plugin_error(plugin: str, exc: BaseException) -> GatewayError:
-    """A plugin raised while handling a request: a 500 that names it."""
+    """A plugin raised while handling a request: a 500 that names it and the kind of error.
+    The exception's text stays in the log (the caller logs it with its traceback): it can
+    quote anything the plugin held, a URL with a credential in it, another caller's data."""
     return GatewayError(
         500,
-        f"plugin '{plugin}' failed: {type(exc).__name__}: {exc}",
+        f"plugin '{plugin}' failed: {type(exc).__name__} (the details are in the gateway's log)",
         type="server_error",
         code="plugin_error",
     )

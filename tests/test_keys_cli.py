@@ -3,6 +3,7 @@ route` / `gateway test` know the keys it creates (issue 12, items 7 and 8)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,7 @@ def create(config: Path, *flags: str) -> int:
     (("--period", "daily"), "--period: period needs a budget"),
     (("--expires", "someday"), "--expires: 'someday'"),
     (("--metadata", "novalue"), "--metadata: 'novalue': write it as key=value"),
+    (("--file-storage", "lots"), "--file-storage: "),
 ])
 def test_cli_key_input_follows_the_schema(config: Path, capsys, flags, message):
     """Negative, zero and unknown values are refused with the flag named; nothing is stored."""
@@ -61,6 +63,15 @@ def test_first_key_says_the_gateway_now_requires_keys(config: Path, capsys):
     assert main(["keys", "list", "--config", str(config)]) == 0
     listing = capsys.readouterr().out
     assert "requests_per_minute=5" in listing and "$10/daily" in listing
+
+
+def test_a_key_may_get_its_own_file_storage_quota(config: Path, capsys):
+    """--file-storage sets the key's limits.file_storage, as POST /admin/keys can."""
+    assert create(config, "archivist", "--file-storage", "2GB", "--rpm", "60") == 0
+    capsys.readouterr()
+    assert main(["keys", "list", "--format", "json", "--config", str(config)]) == 0
+    (key,) = json.loads(capsys.readouterr().out)
+    assert key["limits"] == {"requests_per_minute": 60, "file_storage": "2GB"}
 
 
 def test_route_and_test_know_keys_created_at_run_time(config: Path, tmp_path: Path, capsys):

@@ -27,6 +27,9 @@ def register(sub) -> None:
     create.add_argument("--budget", type=float, metavar="USD", help="spending budget in USD")
     create.add_argument("--period", choices=PERIODS, help="budget period (default monthly)")
     create.add_argument("--expires", help="a duration (30d, 12h) or a date (2027-01-31)")
+    create.add_argument("--file-storage", metavar="SIZE",
+                        help="the most its files may hold together (500MB, 2GB; default "
+                             "files.max_bytes_per_key)")
     create.add_argument("--metadata", action="append", default=[], metavar="K=V",
                         help="metadata merged into its requests (repeatable)")
     add_location_args(create)
@@ -57,7 +60,7 @@ def _audit(args, action: str, key: dict) -> None:
 # The flag each field of a key request comes from, for error messages.
 _FLAGS = {"name": "NAME", "routes": "--routes", "rpm": "--rpm", "tpm": "--tpm",
           "budget": "--budget", "period": "--period", "expires": "--expires",
-          "metadata": "--metadata"}
+          "metadata": "--metadata", "limits": "--file-storage"}  # file_storage: the one limit in --file-storage
 
 
 def cmd_create(args: argparse.Namespace) -> int:
@@ -99,6 +102,8 @@ def _request_of(args: argparse.Namespace) -> dict:
     for name in ("rpm", "tpm", "budget", "period", "expires"):
         if getattr(args, name) is not None:
             body[name] = getattr(args, name)
+    if args.file_storage is not None:
+        body["limits"] = {"file_storage": args.file_storage}
     if args.metadata:
         meta = {}
         for item in args.metadata:

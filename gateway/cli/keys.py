@@ -57,10 +57,11 @@ def _audit(args, action: str, key: dict) -> None:
     record(data_dir_of(args.config, args.data_dir), cli_actor(), action, key["name"], key)
 
 
-# The flag each field of a key request comes from, for error messages.
+# The flag each field of a key request comes from, for error messages (limits: the CLI sets
+# only limits.file_storage, from --file-storage).
 _FLAGS = {"name": "NAME", "routes": "--routes", "rpm": "--rpm", "tpm": "--tpm",
           "budget": "--budget", "period": "--period", "expires": "--expires",
-          "metadata": "--metadata", "limits": "--file-storage"}  # file_storage: the one limit in --file-storage
+          "metadata": "--metadata", "limits": "--file-storage"}
 
 
 def cmd_create(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ from typing import Any, Callable, Hashable, Mapping, TypeVar
 import orjson
 
 from ..errors import ConfigError, ConfigErrors
-from ..graph.conditions import ConditionError, compile_condition, field_getter
+from ..graph.conditions import ConditionError, compile_condition, condition_fields, field_getter
 from ..graph.graph import KeySpec, Route, RoutingGraph, ServerSettings
 from ..graph.nodes import (
     CanaryNode,
@@ -526,7 +526,7 @@ class _Compiler:
             if then is None:
                 ok = False
                 continue
-            rules.append(Rule(format_path(rule_path), when, then))
+            rules.append(Rule(format_path(rule_path), when, then, condition_fields(rule["when"])))
         default = None
         if "default" in spec:
             default = self._node(spec["default"], path + ("default",), route)

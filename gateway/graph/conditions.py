@@ -45,6 +45,25 @@ def compile_condition(spec: dict[str, Any], path: CondPath = ()) -> Predicate:
     return parts[0] if len(parts) == 1 else _all_of(parts)
 
 
+def condition_fields(spec: dict[str, Any]) -> tuple[str, ...]:
+    """The request fields a (valid) condition reads, as written (``metadata.tier``,
+    ``params.user``, ``key.name``), each once, in the order they appear."""
+    found: dict[str, None] = {}
+
+    def visit(node: dict[str, Any]) -> None:
+        for key, value in node.items():
+            if key in ("$and", "$or"):
+                for sub in value:
+                    visit(sub)
+            elif key == "$not":
+                visit(value)
+            else:
+                found.setdefault(key, None)
+
+    visit(spec)
+    return tuple(found)
+
+
 def _all_of(predicates: list[Predicate]) -> Predicate:
     return lambda ctx: all(p(ctx) for p in predicates)
 

@@ -369,6 +369,7 @@ class Rule:
     path: str
     when: Predicate
     then: Node
+    reads: tuple[str, ...] = ()  # the request fields ``when`` reads (conditions.condition_fields)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,9 +6,12 @@ resolved when the config is compiled: a route with the cache off costs one dict 
 config with the cache off everywhere has no cache middleware at all.
 
 - The key is a canonical hash of the body fields that change the answer (cache_key.py), the
-  endpoint and the namespace. The namespace is the key's `metadata.cache_namespace`, else the
-  config's `namespace`; an `x-gateway-cache-namespace` header narrows it further (it is
-  appended, never replaces it), so a caller cannot read another key's namespace.
+  endpoint, the namespace and, on a route whose `conditional:` rules pick the target, the
+  request fields those rules read (metadata, key name, parameters): requests routed to
+  different branches never share an entry (branch_of). The namespace is the key's
+  `metadata.cache_namespace`, else the config's `namespace`; an `x-gateway-cache-namespace`
+  header narrows it further (it is appended, never replaces it), so a caller cannot read
+  another key's namespace.
 - `Cache-Control: no-store` bypasses the cache (skip); `no-cache` answers from upstream and
   stores the fresh answer in place of the old one (miss).
 - Only 200 answers are stored, and for chat and completions only when every choice has a
@@ -21,17 +24,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import orjson
 
 from ..errors import GatewayError
+from ..graph.conditions import field_getter, is_missing
 from ..graph.context import RequestContext
+from ..graph.graph import Route
 from ..hookspecs import PluginContext
 from ..pricing import Price
 from ..providers.base import UpstreamResponse
 from ..state.response_cache import Entry, ResponseCacheBackend, SqliteResponseCache
 from ..store import cache_db
+from ..types import walk
 from ..units import seconds, size_bytes
 from .cache_key import request_key
 from .cache_replay import StreamRecorder, replay_chunks, stream_of
@@ -112,11 +118,35 @@ def cache_backend(context: PluginContext) -> ResponseCacheBackend:
     return backend
 
 
+Getter = Callable[[RequestContext], Any]
+
+
+def branch_fields(route: Route) -> tuple[tuple[str, Getter], ...]:
+    """The request fields that pick among the targets of ``route`` (what its `conditional:`
+    rules read, route references followed), each with its getter; () when nothing does."""
+    fields: dict[str, None] = {}
+    for node in walk(route.node):
+        if node.kind == "conditional":
+            for rule in node.rules:  # type: ignore[attr-defined]  # a ConditionalNode
+                fields.update(dict.fromkeys(f for f in rule.reads if f != "route"))
+    return tuple((name, field_getter(name)) for name in fields)
+
+
+def branch_of(fields: tuple[tuple[str, Getter], ...], ctx: RequestContext) -> bytes:
+    """The values of ``fields`` for this request, as bytes for the cache key: a missing
+    field and a null one differ."""
+    values = [None if is_missing(value) else [value]
+              for value in (get(ctx) for _, get in fields)]
+    return orjson.dumps(values, option=orjson.OPT_SORT_KEYS, default=str)
+
+
 class ResponseCache:
     def __init__(self, context: PluginContext, policies: dict[str, CachePolicy]):
         self.policies = policies
         self.backend = cache_backend(context)
         self.routes = context.routes  # the compiled routes: semantic mode embeds through one
+        self.branches = {name: fields for name, route in context.routes.items()
+                         if (fields := branch_fields(route))}
         self.prices: dict[str, Price] = target_prices(context.targets,
                                                       context.gateway_config.get("pricing"))
 
@@ -134,7 +164,9 @@ class ResponseCache:
             ctx.keep_state(SKIP)
             return None
         namespace = self._namespace(ctx, policy)
-        key = request_key(ctx.endpoint, namespace, ctx.body)
+        fields = self.branches.get(ctx.route)
+        branch = branch_of(fields, ctx) if fields else b""
+        key = request_key(ctx.endpoint, namespace, ctx.body, branch)
         fresh = "no-cache" in directives
         if not fresh:
             entry = await self.backend.get(namespace, key, clock())
@@ -143,7 +175,7 @@ class ResponseCache:
         state = CacheState("miss", namespace, key, policy.ttl,
                            StreamRecorder(ctx.endpoint) if ctx.stream else None)
         if policy.semantic is not None and ctx.endpoint == "chat":
-            found = await self._similar(ctx, policy.semantic, state, fresh)
+            found = await self._similar(ctx, policy.semantic, state, fresh, branch)
             if found is not None:
                 return found
         self.backend.count(namespace, hit=False)
@@ -151,7 +183,7 @@ class ResponseCache:
         return None
 
     async def _similar(self, ctx: RequestContext, settings: SemanticSettings, state: CacheState,
-                       fresh: bool) -> UpstreamResponse | None:
+                       fresh: bool, branch: bytes) -> UpstreamResponse | None:
         """A hit on a similar request of the same group (semantic mode), or None; on the way,
         ``state`` learns the group and vector to store with the answer."""
         split = split_prompt(ctx.body)
@@ -163,7 +195,7 @@ class ResponseCache:
             return None
         from ..state.vector_index import unit  # numpy: only semantic mode needs it
 
-        state.group = request_key(ctx.endpoint, state.namespace, rest)
+        state.group = request_key(ctx.endpoint, state.namespace, rest, branch)
         state.vector = unit(vector)
         if fresh:
             return None

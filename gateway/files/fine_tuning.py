@@ -14,7 +14,8 @@ Once a job has ended (succeeded, failed, cancelled) the files the gateway upload
 deleted at the provider (unless ``fine_tuning.keep_provider_files``): the write that first
 records it ended lists them (``provider_files``), and ``FineTuningFiles``, a background task,
 deletes them (again later when the provider failed) and asks the jobs not ended yet for
-their state every ``fine_tuning.poll``, so a job nobody looks at is cleaned up too.
+their state every ``fine_tuning.poll``, so a job nobody looks at is cleaned up too. Under
+``--workers N`` only worker 0 does this: the others would ask the provider the same, N times.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from ..graph.graph import Route as GraphRoute
 from ..graph.nodes import TargetNode
 from ..hookspecs import KEY_SCOPE, Dispatch
 from ..logs import get_logger
+from ..middleware.state_backend import worker_index
 from ..store import fine_tuning_db
 from ..store.writer import Writer
 from ..providers.base import Provider
@@ -287,6 +289,8 @@ class FineTuningFiles:
         self.routes: Mapping[str, GraphRoute] = {}  # of the config now serving
 
     async def run(self, dispatch: Dispatch) -> None:
+        if worker_index() != 0:  # worker 0 polls and deletes for the whole data directory
+            return
         while True:
             await self.tick()
             await self.sleep(self.jobs.settings.poll)

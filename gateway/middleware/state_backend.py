@@ -12,6 +12,15 @@ from ..state.persistent import SqliteCounters
 from ..store import state_db
 
 
+def worker_index() -> int:
+    """This worker's number under `gateway serve --workers N` (0 to N-1); 0 for a single
+    process. Work one process of a data directory must do alone runs in worker 0."""
+    try:
+        return int(os.environ.get("GATEWAY_WORKER_INDEX", "0") or 0)
+    except ValueError:
+        return 0
+
+
 def workers() -> int:
     """Worker processes of this server (set by `gateway serve`): without a shared backend each
     enforces its share of every limit."""
@@ -36,5 +45,5 @@ def counters_for(context: PluginContext) -> Counters:
     if state == "memory":
         return context.state.acquire(("counters", "memory"), lambda: MemoryCounters(workers()))
     path = state_db.path(context.data_dir)
-    index = int(os.environ.get("GATEWAY_WORKER_INDEX", "0") or 0)
+    index = worker_index()
     return context.state.acquire(("counters", path), lambda: SqliteCounters(path, workers(), index))

@@ -185,6 +185,21 @@ def test_files_deleted_at_the_provider_once_a_job_ends(gateway_app, tmp_path, up
     assert client.files.content(training.id).read() == TRAINING  # the gateway's copy stays
 
 
+def test_only_the_first_worker_polls(gateway_app, tmp_path, upstream, monkeypatch):
+    """Under --workers N, worker 0 asks the provider and deletes for the data directory; a
+    second worker (GATEWAY_WORKER_INDEX=1) leaves it to worker 0."""
+    monkeypatch.setenv("GATEWAY_WORKER_INDEX", "1")
+    gw = start(gateway_app, tmp_path, upstream)
+    client = gw.openai("sk-alice")
+    training = client.files.create(file=("train.jsonl", TRAINING), purpose="fine-tune")
+    client.fine_tuning.jobs.create(model="my-base", training_file=training.id)
+    (remote,) = upstream.jobs
+    upstream.advance(remote, "succeeded")
+    polls = upstream.polls
+    time.sleep(0.3)  # six polls of worker 0's task
+    assert upstream.polls == polls and upstream.deleted == []
+
+
 def test_deletes_the_provider_refuses_are_tried_again(gateway_app, tmp_path, upstream):
     """A delete answered 500 is tried again at the next poll until it succeeds."""
     gw = start(gateway_app, tmp_path, upstream)

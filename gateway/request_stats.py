@@ -84,6 +84,7 @@ class RequestStats:
             buckets=OVERHEAD_BUCKETS, registry=registry)
         self._series: dict[tuple[str, str, str, str], Series] = {}
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._budget_spend: dict[str, float] = {}  # budget -> USD not yet in budget_spend
 
     def series(self, route: str, target: str, key: str, status: str) -> Series:
         labels = (route, target, key, status)
@@ -99,6 +100,25 @@ class RequestStats:
         if found is None:
             found = self._children[cache_key] = metric.labels(*labels)
         return found
+
+    def add_budget_spend(self, budget: str, usd: float) -> None:
+        """Count ``usd`` against ``budget`` (key:NAME, team:NAME) in gateway_budget_spend_usd,
+        later: added up here per request and handed to prometheus in bulk by
+        flush_budget_spend, which the usage flush calls once a second and a scrape calls
+        first. A prometheus increment costs more than a dict's (in multiprocess mode it
+        writes a memory-mapped file), so the metric can lag up to a second behind the
+        budget counters; a scrape answered by another worker may miss this worker's last
+        second."""
+        spend = self._budget_spend
+        spend[budget] = spend.get(budget, 0.0) + usd
+
+    def flush_budget_spend(self) -> None:
+        """Add the spend counted since the last flush to gateway_budget_spend_usd."""
+        if not self._budget_spend:
+            return
+        spend, self._budget_spend = self._budget_spend, {}
+        for budget, usd in spend.items():
+            self.child(self.budget_spend, budget).inc(usd)
 
     def share_across_workers(self) -> str:
         """From now on keep the numbers in a fresh directory (removed when this process exits),
@@ -121,6 +141,7 @@ class RequestStats:
     def collect(self) -> Iterator[Any]:
         """The metric families for a scrape: every worker's when shared, else this process's
         (without the `_created` series, which only the in-process store has)."""
+        self.flush_budget_spend()
         if self.shared_dir is not None:
             yield from MultiProcessCollector(None, self.shared_dir).collect()
             return

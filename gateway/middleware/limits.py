@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 
 from ..errors import GatewayError
@@ -30,6 +30,7 @@ from ..providers.anthropic_response import usage as anthropic_usage
 from ..request_stats import STATS
 from ..state.counters import Limit, MemoryCounters, Verdict
 from ..store.tasks import spawn
+from .limits_plan import Plan, duration_text, plan_headers, plan_of, settled_budgets
 from .limits_rules import (
     Budget,
     budget_of,
@@ -48,14 +49,16 @@ from .usage import UsageRecorder, usage_recorder
 
 NOTHING_RESERVED = Verdict(True)
 STREAMS_WITH_USAGE = frozenset({"chat", "completions"})  # endpoints whose streams report usage
+MAX_PLANS = 4096  # (route, key, team) plans kept; past that the cache starts again
 
 
 @dataclass(slots=True)
 class Reservation:
+    plan: Plan | None  # None: nothing limits the request (its usage is still recorded)
     items: list[tuple[Limit, float]]
     tokens: float
     usd: float
-    budgets: list[tuple[Budget, Limit]]
+    budgets: Sequence[tuple[Budget, Limit]]  # with the counter of the period running now
     verdict: Verdict
     stream: StreamUsage | None = None  # reads (and maybe hides) a stream's usage chunk
     settled: bool = False
@@ -81,6 +84,8 @@ class Limits:
             for name, targets in context.targets.items()
         }
         self._key_rules: dict[tuple[str, int], tuple[tuple[Limit, ...], Budget | None]] = {}
+        # (route, key name, team) -> its Plan (limits_plan.py), checked against the key object.
+        self._plans: dict[tuple[str, str | None, str | None], Plan] = {}
         # Each budget's counter of the period running now, until that period ends:
         # id(budget) -> (budget, start, end, limit).
         self._periods: dict[int, tuple[Budget, float, float, Limit]] = {}
@@ -98,33 +103,53 @@ class Limits:
         stream = ask_for_stream_usage(ctx) if ctx.stream else None
         key = ctx.key
         if not self.static_rules and (key is None or (not key.limits and not key.budget)):
-            ctx.keep_state(Reservation([], 0, 0, [], NOTHING_RESERVED, stream))  # usage only
+            ctx.keep_state(Reservation(None, [], 0, 0, (), NOTHING_RESERVED, stream))  # usage only
+            return
+        plan = self._plan(ctx)
+        if plan.idle:
+            ctx.keep_state(Reservation(None, [], 0, 0, (), NOTHING_RESERVED, stream))
             return
         now = time.time()
-        limits, budgets = self._applicable(ctx)
-        if not limits and not budgets:
-            ctx.keep_state(Reservation([], 0, 0, [], NOTHING_RESERVED, stream))
-            return
-        prompt = estimate_prompt_tokens(ctx.body)
-        completion = estimate_completion_tokens(ctx.body, ctx.endpoint)
-        price = self.route_price.get(ctx.route)
-        usd = price.cost_of(prompt, completion) if price else 0.0
-        tokens = prompt + completion
-        items = [(limit, tokens if limit.kind == "tokens" else usd if limit.kind == "usd" else 1.0)
-                 for limit in limits]
-        budget_limits = [(b, self._period_limit(b, now)) for b in budgets]
-        items += [(limit, usd) for b, limit in budget_limits if b.block]
+        tokens, usd = 0, 0.0
+        if plan.estimates:
+            prompt = estimate_prompt_tokens(ctx.body)
+            completion = estimate_completion_tokens(ctx.body, ctx.endpoint)
+            tokens = prompt + completion
+            price = plan.price
+            usd = price.cost_of(prompt, completion) if price else 0.0
+        amounts = (1.0, tokens, usd)  # indexed by each limit's ONE, TOKENS or USD
+        items = [(limit, amounts[amount]) for limit, amount in plan.limits]
+        budget_limits: Sequence[tuple[Budget, Limit]] = ()
+        if plan.budgets:
+            _, _, budget_limits, blocking = self._budget_period(plan, now)
+            for limit in blocking:
+                items.append((limit, usd))
         if self.direct:
             verdict = self.counters.reserve_now(items, now)  # type: ignore[attr-defined]
         else:
             verdict = await self.counters.reserve(items, now)
         if not verdict.allowed:
             raise self._refusal(verdict, budget_limits, now, ctx.route)
-        ctx.keep_state(Reservation(items, prompt + completion, usd, budget_limits, verdict,
-                                   stream))
+        ctx.keep_state(Reservation(plan, items, tokens, usd, budget_limits, verdict, stream))
 
-    def _applicable(self, ctx: RequestContext) -> tuple[list[Limit], list[Budget]]:
-        return self._rules(ctx.key, ctx.metadata, ctx.route)
+    def _plan(self, ctx: RequestContext) -> Plan:
+        """The Plan of the request's route, key and team, made at its first request (and again
+        when the key store hands out a new object for the key: its limits may have changed)."""
+        key = ctx.key
+        team = None
+        if self.teams:
+            metadata = ctx.metadata
+            named = metadata.get("team") if isinstance(metadata, dict) else None
+            team = named if isinstance(named, str) and named in self.teams else None
+        cache_key = (ctx.route, None if key is None else key.name, team)
+        plan = self._plans.get(cache_key)
+        if plan is None or plan.key is not key:
+            limits, budgets = self._rules(key, {"team": team}, ctx.route)
+            plan = plan_of(key, limits, budgets, self.route_price.get(ctx.route))
+            if len(self._plans) >= MAX_PLANS:
+                self._plans.clear()
+            self._plans[cache_key] = plan
+        return plan
 
     def _rules(self, key: Any, metadata: Any, route: str | None
                ) -> tuple[list[Limit], list[Budget]]:
@@ -148,6 +173,16 @@ class Limits:
             if team_budget:
                 budgets.append(team_budget)
         return limits, budgets
+
+    def _budget_period(self, plan: Plan, now: float) -> list[Any]:
+        """``plan.period``, renewed when a budget's period ended (or at the first request)."""
+        period = plan.period
+        if not period[0] <= now < period[1]:
+            spans = [period_span(b.period, now) for b in plan.budgets]
+            limits = tuple((b, self._period_limit(b, now)) for b in plan.budgets)
+            period[:] = [max(start for start, _ in spans), min(end for _, end in spans), limits,
+                         tuple(limit for b, limit in limits if b.block)]
+        return period
 
     def _period_limit(self, budget: Budget, now: float) -> Limit:
         """``budget.limit(now)``, made once per period."""
@@ -176,7 +211,7 @@ class Limits:
             self._key_rules[cache_key] = rules
         return rules
 
-    def _refusal(self, verdict: Verdict, budgets: list[tuple[Budget, Limit]], now: float,
+    def _refusal(self, verdict: Verdict, budgets: Sequence[tuple[Budget, Limit]], now: float,
                  route: str) -> GatewayError:
         limit = verdict.blocked
         assert limit is not None  # only a refused verdict comes here, and it names its limit
@@ -237,8 +272,14 @@ class Limits:
                 usage = estimate_answer_usage(ctx.body, data, ctx.endpoint)
                 estimated = usage is not None
         if not reservation.settled:
-            await self._apply(ctx, reservation, self._measure(ctx, reservation, response.target,
-                                                              usage, estimated))
+            measured = self._measure(ctx, reservation, response.target, usage, estimated)
+            if self.direct and (reservation.plan is None or not reservation.plan.alerts):
+                # In-process counters and no alert to check: settled without a coroutine.
+                adjust, now = self._settle(ctx, reservation, measured)
+                if adjust:
+                    self.counters.adjust_now(adjust, now)  # type: ignore[attr-defined]
+            else:
+                await self._apply(ctx, reservation, measured)
         return response
 
     def on_chunk(self, ctx: RequestContext, chunk: bytes) -> bytes:
@@ -272,7 +313,7 @@ class Limits:
                 await self.counters.adjust(refund, time.time())
 
     def _measure(self, ctx: RequestContext, reservation: Reservation, target: str,
-                 usage: dict | None, estimated: bool) -> tuple[str, dict, Usage]:
+                 usage: dict | None, estimated: bool) -> tuple[str, Usage]:
         """What the request used and cost, kept in ``ctx.usage`` at once (a stream's record is
         built as it ends, before the counters are adjusted)."""
         reservation.settled = True
@@ -284,40 +325,48 @@ class Limits:
         if ctx.cached:  # answered by the response cache: free (the cache counts what it saved)
             usage, target, estimated = {}, "cache", False
         price = self.prices.get(target)
-        ctx.usage = Usage(int(usage.get("prompt_tokens") or 0),
-                          int(usage.get("completion_tokens") or 0),
-                          price.cost(usage) if price else 0.0, estimated)
-        return target, usage, ctx.usage
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if price is None:
+            cost = 0.0
+        elif (type(prompt) is int and type(completion) is int and prompt >= 0
+              and not _cached_tokens(usage.get("prompt_tokens_details"))):
+            cost = price.cost_of(prompt, completion)  # price.cost(usage), the same float
+        else:
+            cost = price.cost(usage)
+        ctx.usage = Usage(int(prompt or 0), int(completion or 0), cost, estimated)
+        return target, ctx.usage
 
     async def _apply(self, ctx: RequestContext, reservation: Reservation,
-                     measured: tuple[str, dict, Usage]) -> None:
-        target, usage, used = measured
-        now = time.time()
-        tokens, usd = float(used.tokens_in + used.tokens_out), used.cost_usd
-        adjust = []
-        for limit, amount in reservation.items:
-            kind = limit.kind
-            if kind == "tokens":
-                adjust.append((limit, tokens - amount))
-            elif kind == "usd":
-                adjust.append((limit, usd - amount))
-            elif kind == "parallel":
-                adjust.append((limit, -amount))
-        budgets = reservation.budgets
-        if budgets:
-            adjust += [(limit, usd) for budget, limit in budgets if not budget.block]
-            if usd:
-                for budget, _ in budgets:
-                    STATS.child(STATS.budget_spend, budget.scope_id).inc(usd)
+                     measured: tuple[str, Usage]) -> None:
+        adjust, now = self._settle(ctx, reservation, measured)
         if adjust:
             if self.direct:
                 self.counters.adjust_now(adjust, now)  # type: ignore[attr-defined]
             else:
                 await self.counters.adjust(adjust, now)
-        for budget, limit in budgets:
+        for budget, limit in reservation.budgets:
             if budget.alert_at:
                 await self._alerts(budget, limit, now)
-        self.recorder.record(now, ctx.key_name, ctx.route, target, usage, usd, used.estimated)
+
+    def _settle(self, ctx: RequestContext, reservation: Reservation,
+                measured: tuple[str, Usage]) -> tuple[list[tuple[Limit, float]], float]:
+        """Record what the request used (usage rows, budget spend) and say what the counters
+        are adjusted by, and when: (adjustments, now)."""
+        target, used = measured
+        now = time.time()
+        usd = used.cost_usd
+        plan, budgets = reservation.plan, reservation.budgets
+        adjust = [] if plan is None else plan.settlement(
+            float(used.tokens_in + used.tokens_out) - reservation.tokens,
+            usd - reservation.usd)
+        if budgets:
+            adjust += settled_budgets(budgets, usd, reservation.usd)
+            if usd:
+                for budget, _ in budgets:
+                    STATS.add_budget_spend(budget.scope_id, usd)
+        self.recorder.record(now, ctx.key_name, ctx.route, target, used.tokens_in,
+                             used.tokens_out, usd, used.estimated)
+        return adjust, now
 
     async def _alerts(self, budget: Budget, limit: Limit, now: float) -> None:
         spent = await self.counters.total(limit, now)
@@ -401,7 +450,8 @@ class Limits:
         budget_limits = [(b, b.limit(now)) for b in budgets]
         adjust += [(limit, total) for _, limit in budget_limits]
         for budget in budgets:
-            STATS.child(STATS.budget_spend, budget.scope_id).inc(total)
+            STATS.add_budget_spend(budget.scope_id, total)
+        self.recorder.schedule()  # its flush hands the spend to prometheus within a second
         if adjust:
             await self.counters.adjust(adjust, now)
         for budget, limit in budget_limits:
@@ -417,7 +467,10 @@ class RateHeaders:
         reservation = ctx.state_for(Reservation)
         if reservation is None or not reservation.items:
             return None
-        return rate_headers(reservation.verdict)
+        shown = reservation.plan.shown if reservation.plan is not None else None
+        if shown is None:
+            return rate_headers(reservation.verdict)
+        return plan_headers(shown, reservation.verdict)
 
 
 def responses_usage(usage: dict) -> dict:
@@ -427,6 +480,11 @@ def responses_usage(usage: dict) -> dict:
     prompt, completion = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
     return {"prompt_tokens": prompt, "completion_tokens": completion,
             "total_tokens": prompt + completion, "prompt_tokens_details": {"cached_tokens": cached}}
+
+
+def _cached_tokens(details: Any) -> bool:
+    """Whether a usage's prompt_tokens_details may count cached tokens (priced apart)."""
+    return details is not None and (type(details) is not dict or bool(details.get("cached_tokens")))
 
 
 def _dearest(prices: list[Price | None]) -> Price | None:
@@ -471,8 +529,7 @@ def rate_headers(verdict: Verdict) -> dict[str, str]:
             remaining, limit = tightest
             headers[limit_name] = _TEXTS.get(limit.limit) or _limit_text(limit.limit)
             headers[remaining_name] = str(max(0, math.floor(remaining)))
-            seconds = max(0, math.ceil(resets.get(limit, 0.0)))
-            headers[reset_name] = _DURATIONS.get(seconds) or _duration(seconds)
+            headers[reset_name] = duration_text(resets.get(limit, 0.0))
     return headers
 
 
@@ -490,28 +547,3 @@ def _limit_text(value: float) -> str:
 
 _REQUESTS, _TOKENS = ((f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}",
                        f"x-ratelimit-reset-{kind}") for kind in ("requests", "tokens"))
-
-
-_DURATIONS: dict[int, str] = {}
-
-
-def _duration(seconds: float) -> str:
-    """OpenAI's style: 1s, 6m0s, 1h2m3s."""
-    whole = max(0, math.ceil(seconds))
-    text = _DURATIONS.get(whole)
-    if text is None:
-        if len(_DURATIONS) > 4096:
-            _DURATIONS.clear()
-        text = _DURATIONS[whole] = _written(whole)
-    return text
-
-
-def _written(seconds: int) -> str:
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes}m{secs}s"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"
-

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..hookspecs import PluginContext
 from ..logs import get_logger
+from ..request_stats import STATS
 from ..state.flusher import PeriodicFlush
 from ..store import usage_db as _usage_db
 from ..store.usage_db import query as query_usage
@@ -44,20 +45,25 @@ class UsageRecorder(PeriodicFlush):
 
     _day: tuple[int, str] = (-1, "")
 
-    def record(self, now: float, key: str | None, route: str, target: str,
-               usage: dict[str, Any], cost: float, estimated: bool = False,
-               requests: int = 1) -> None:
+    def record(self, now: float, key: str | None, route: str, target: str, prompt: int,
+               completion: int, cost: float, estimated: bool = False) -> None:
+        """One request's usage, added to its row of the next flush."""
         day_number = int(now // 86400)
         if day_number != self._day[0]:  # formatting the date once a day, not per request
             self._day = (day_number, time.strftime("%Y-%m-%d", time.gmtime(now)))
-        day = self._day[1]
-        row = self.pending[(day, key or "", route, target or "")]
-        row[0] += requests
-        row[1] += int(usage.get("prompt_tokens") or 0)
-        row[2] += int(usage.get("completion_tokens") or 0)
+        row_key = (self._day[1], key or "", route, target or "")
+        row = self.pending.get(row_key)
+        if row is None:
+            # The first request of a row since the last flush: make sure the writer runs
+            # (a row already pending was scheduled when it came; rows a failed flush put
+            # back are retried by the writer that runs it).
+            row = self.pending[row_key] = _new_row()
+            self.schedule()
+        row[0] += 1
+        row[1] += prompt
+        row[2] += completion
         row[3] += cost
         row[4] += estimated
-        self.schedule()
 
     async def record_batch(self, batch_id: str, now: float, key: str | None,
                            rows: list[tuple[str, str, dict[str, Any], float, int]]) -> bool:
@@ -76,6 +82,7 @@ class UsageRecorder(PeriodicFlush):
             lambda db: _usage_db.add_once(db, batch_id, now, added)))
 
     async def flush(self) -> None:
+        STATS.flush_budget_spend()  # the limits' budget spend, added up since the last flush
         if not self.pending:
             return
         rows, self.pending = self.pending, defaultdict(_new_row)

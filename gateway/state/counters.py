@@ -136,18 +136,23 @@ class MemoryCounters(Counters):
         resets: dict[Limit, float] = {}
         slots = []
         for limit, amount in items:
-            window = limit.window
+            window, key = limit.window, limit.key
             if window:
-                bucket, phase = divmod(now, window)  # now // window, now % window
-                here = (limit.key, int(bucket))
-                prev = buckets.get((limit.key, here[1] - 1), 0.0)
+                bucket = int(now // window)
+                # now % window, exactly: bucket * window is within a factor 2 of now (or 0),
+                # so the subtraction rounds nothing (Sterbenz); cheaper than divmod's tuple
+                phase = now - bucket * window
+                here = (key, bucket)
+                prev = buckets.get((key, bucket - 1), 0.0)
                 curr = buckets.get(here, 0.0)
                 used = prev * (1.0 - phase / window) + curr
+                resets[limit] = window - phase
                 slot: tuple[str, int] | None = here
             else:
-                slot, phase = None, 0.0
-                prev, curr = 0.0, totals.get(limit.key, 0.0)
+                slot = None
+                prev, curr = 0.0, totals.get(key, 0.0)
                 used = curr
+                resets[limit] = 0.0
             cap = limit.limit if limit.kind == "alert" else limit.limit / share
             if amount > 0 and used + amount > cap + 1e-9:
                 wait = retry_after(prev, curr, amount, cap, now, window) if window else math.inf
@@ -155,9 +160,8 @@ class MemoryCounters(Counters):
                                {limit: wait})
             left = cap - used - amount
             remaining[limit] = left if left > 0.0 else 0.0
-            resets[limit] = (window - phase) if window else 0.0
             if amount:
-                slots.append((slot, limit.key, amount))
+                slots.append((slot, key, amount))
         if type(self).adjust_now is not MemoryCounters.adjust_now:
             self.adjust_now(items, now)  # a subclass's (SqliteCounters marks what changed)
         else:  # what adjust_now does, with the slots worked out above

@@ -34,10 +34,10 @@ async def test_usage_flush_survives_an_oserror_and_the_next_flush_lands(tmp_path
     recorder.tick = ticks = Ticks()
     try:
         with capture_logs() as logs:
-            recorder.record(0.0, "team", "chat", "demo/m", {"prompt_tokens": 3}, 0.5)
+            recorder.record(0.0, "team", "chat", "demo/m", 3, 0, 0.5)
             ticks.step()
             assert await asyncio.wait_for(attempts.get(), 5) == "failed"
-            recorder.record(1.0, "team", "chat", "demo/m", {"prompt_tokens": 4}, 0.25)
+            recorder.record(1.0, "team", "chat", "demo/m", 4, 0, 0.25)
             ticks.step()
             assert await asyncio.wait_for(attempts.get(), 5) == "written"
             await recorder.aclose()  # waits for the writer to commit; nothing is left to flush
@@ -63,7 +63,7 @@ async def test_a_flush_cancelled_at_shutdown_still_lands(tmp_path):
 
     held = recorder.writer.submit(hold)
     assert busy.wait(5)
-    recorder.record(0.0, "team", "chat", "demo/m", {"prompt_tokens": 3}, 0.5)
+    recorder.record(0.0, "team", "chat", "demo/m", 3, 0, 0.5)
     ticks.step()
     for _ in range(100):  # bounded: until the flush has taken the rows and queued its write
         if not recorder.pending:

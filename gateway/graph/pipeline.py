@@ -8,7 +8,8 @@ A middleware (``types.Middleware``) is an object with a ``name`` and
 - wrap what ``call_next`` returns, including ``response.stream`` chunk by chunk.
 
 The chain is folded once, when a config is compiled: a request costs one call per middleware,
-nothing more.
+nothing more; consecutive plugin layers (every layer a config compiles to) are one call
+together (plugin_layer.PluginLayers).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Sequence
 from ..providers.base import UpstreamResponse
 from ..types import Handler, Middleware
 from .context import RequestContext
+from .plugin_layer import PluginLayer, PluginLayers
 
 __all__ = ["Handler", "Middleware", "build_pipeline", "call_graph"]
 
@@ -31,6 +33,23 @@ async def call_graph(ctx: RequestContext) -> UpstreamResponse:
 
 def build_pipeline(chain: Sequence[Middleware], inner: Handler = call_graph) -> Handler:
     handler = inner
-    for middleware in reversed(chain):
+    for middleware in reversed(stages(chain)):
         handler = partial(middleware.__call__, call_next=handler)
     return handler
+
+
+def stages(chain: Sequence[Middleware]) -> list[Middleware]:
+    """The chain with each run of consecutive PluginLayers merged into one PluginLayers."""
+    out: list[Middleware] = []
+    run: list[PluginLayer] = []
+    for middleware in chain:
+        if isinstance(middleware, PluginLayer):
+            run.append(middleware)
+            continue
+        if run:
+            out.append(PluginLayers(run))
+            run = []
+        out.append(middleware)
+    if run:
+        out.append(PluginLayers(run))
+    return out

@@ -9,7 +9,7 @@ in a stream that has started, the server ends it with an SSE error event.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Coroutine, Iterable, Iterator, Sequence
 
 from ..errors import GatewayError, UpstreamError, plugin_error
 from ..logs import get_logger
@@ -101,47 +101,8 @@ class PluginLayer:
         self.on_stream_end = getattr(after, "on_stream_end", None)
         self.on_error = getattr(after, "on_error", None)
 
-    async def __call__(self, ctx: RequestContext, call_next: Handler) -> UpstreamResponse:
-        response = None
-        if self.before is not None:
-            body = ctx.body
-            try:
-                response = await self.before.on_request(ctx)
-            except (GatewayError, UpstreamError):
-                raise
-            except Exception as exc:
-                raise failure(self.name, exc) from exc
-            if ctx.native is not None and ctx.send_native and ctx.body is not body:
-                _drop_native(ctx, self.name)
-        if response is None:
-            if self.on_error is None:
-                response = await call_next(ctx)
-            else:
-                try:
-                    response = await call_next(ctx)
-                except BaseException as exc:  # cancelled too: a reservation must be released
-                    await self._error(ctx, exc)
-                    raise
-        if response.stream is not None:
-            if self.on_chunk is not None or self.on_stream_end is not None:
-                response.stream = self._wrap(ctx, response.stream)
-        elif self.on_response is not None:
-            try:
-                response = await self.on_response(ctx, response)
-            except (GatewayError, UpstreamError):
-                raise
-            except Exception as exc:
-                raise failure(self.name, exc) from exc
-        if self.headers is not None:
-            try:
-                extra = self.headers(ctx, response)
-            except (GatewayError, UpstreamError):
-                raise
-            except Exception as exc:
-                raise failure(self.name, exc) from exc
-            if extra:
-                response.headers.update(extra)
-        return response
+    def __call__(self, ctx: RequestContext, call_next: Handler) -> Coroutine[Any, Any, UpstreamResponse]:
+        return run_layers((self,), ctx, call_next)
 
     async def _error(self, ctx: RequestContext, exc: BaseException) -> None:
         if self.on_error is None:
@@ -173,3 +134,90 @@ class PluginLayer:
         finally:
             if not ended and self.on_error is not None:
                 await self._error(ctx, GeneratorExit("the stream did not end normally"))
+
+
+class PluginLayers:
+    """Consecutive PluginLayers as one stage of the pipeline (``run_layers``)."""
+
+    __slots__ = ("layers", "name")
+
+    def __init__(self, layers: Sequence[PluginLayer]):
+        self.layers = tuple(layers)
+        self.name = "+".join(layer.name for layer in self.layers)
+
+    def __call__(self, ctx: RequestContext, call_next: Handler) -> Coroutine[Any, Any, UpstreamResponse]:
+        return run_layers(self.layers, ctx, call_next)
+
+
+async def run_layers(layers: tuple[PluginLayer, ...], ctx: RequestContext,
+                     call_next: Handler) -> UpstreamResponse:
+    """Layers of an onion, run flat: request hooks in list order, ``call_next``, then the
+    answer sides in reverse order. Nested, each layer was one more coroutine frame that every
+    resume of the upstream call went through; here there is one. The onion's semantics hold:
+    a layer that answers by itself skips the layers after it and ``call_next`` but still runs
+    its own answer side; a failure (a cancellation too: a reservation must be released)
+    reaches the ``on_error`` of every layer it happened inside, innermost first, never the
+    failing layer's own."""
+    inside = 0  # what runs now runs inside layers[:inside] (within their call_next)
+    try:
+        response = None
+        for layer in layers:
+            if layer.before is not None:
+                body = ctx.body
+                try:
+                    response = await layer.before.on_request(ctx)
+                except (GatewayError, UpstreamError):
+                    raise
+                except Exception as exc:
+                    raise failure(layer.name, exc) from exc
+                if ctx.native is not None and ctx.send_native and ctx.body is not body:
+                    _drop_native(ctx, layer.name)
+                if response is not None:
+                    break  # its own answer: the answer side starts at this layer
+            inside += 1
+        else:
+            response = await call_next(ctx)
+            inside -= 1
+        while inside >= 0:
+            layer = layers[inside]
+            if response.stream is not None:
+                if layer.on_chunk is not None or layer.on_stream_end is not None:
+                    response.stream = layer._wrap(ctx, response.stream)
+            elif layer.on_response is not None:
+                try:
+                    response = await layer.on_response(ctx, response)
+                except (GatewayError, UpstreamError):
+                    raise
+                except Exception as exc:
+                    raise failure(layer.name, exc) from exc
+            if layer.headers is not None:
+                try:
+                    extra = layer.headers(ctx, response)
+                except (GatewayError, UpstreamError):
+                    raise
+                except Exception as exc:
+                    raise failure(layer.name, exc) from exc
+                if extra:
+                    response.headers.update(extra)
+            inside -= 1
+        return response
+    except BaseException as exc:
+        error = await _unwind(ctx, layers[:max(inside, 0)], exc)
+        if error is exc:
+            raise
+        raise error
+
+
+async def _unwind(ctx: RequestContext, entered: Sequence[PluginLayer],
+                  exc: BaseException) -> BaseException:
+    """The on_error of each layer a failure happened inside, innermost first; returns what
+    the onion would have raised: ``exc``, unless an on_error was itself interrupted (a
+    cancellation), which the layers further out then see instead."""
+    error = exc
+    for layer in reversed(entered):
+        if layer.on_error is not None:
+            try:
+                await layer._error(ctx, error)
+            except BaseException as newer:
+                error = newer
+    return error

@@ -30,7 +30,7 @@ from ..providers.anthropic_response import usage as anthropic_usage
 from ..request_stats import STATS
 from ..state.counters import Limit, MemoryCounters, Verdict
 from ..store.tasks import spawn
-from .limits_plan import Plan, duration_text, plan_headers, plan_of, settled_budgets
+from .limits_plan import Plan, duration_text, plan_headers, plan_of
 from .limits_rules import (
     Budget,
     budget_of,
@@ -121,8 +121,11 @@ class Limits:
         items = [(limit, amounts[amount]) for limit, amount in plan.limits]
         budget_limits: Sequence[tuple[Budget, Limit]] = ()
         if plan.budgets:
-            _, _, budget_limits, blocking = self._budget_period(plan, now)
-            for limit in blocking:
+            period = plan.period
+            if not period[0] <= now < period[1]:
+                self._renew_period(plan, now)
+            budget_limits = period[2]
+            for limit in period[3]:  # the blocking budgets reserve the estimate
                 items.append((limit, usd))
         if self.direct:
             verdict = self.counters.reserve_now(items, now)  # type: ignore[attr-defined]
@@ -174,15 +177,13 @@ class Limits:
                 budgets.append(team_budget)
         return limits, budgets
 
-    def _budget_period(self, plan: Plan, now: float) -> list[Any]:
-        """``plan.period``, renewed when a budget's period ended (or at the first request)."""
-        period = plan.period
-        if not period[0] <= now < period[1]:
-            spans = [period_span(b.period, now) for b in plan.budgets]
-            limits = tuple((b, self._period_limit(b, now)) for b in plan.budgets)
-            period[:] = [max(start for start, _ in spans), min(end for _, end in spans), limits,
-                         tuple(limit for b, limit in limits if b.block)]
-        return period
+    def _renew_period(self, plan: Plan, now: float) -> None:
+        """``plan.period`` for the periods running at ``now`` (a budget's period ended, or
+        this is the plan's first request)."""
+        spans = [period_span(b.period, now) for b in plan.budgets]
+        limits = tuple((b, self._period_limit(b, now)) for b in plan.budgets)
+        plan.period[:] = [max(start for start, _ in spans), min(end for _, end in spans), limits,
+                          tuple(limit for b, limit in limits if b.block)]
 
     def _period_limit(self, budget: Budget, now: float) -> Limit:
         """``budget.limit(now)``, made once per period."""
@@ -357,13 +358,11 @@ class Limits:
         usd = used.cost_usd
         plan, budgets = reservation.plan, reservation.budgets
         adjust = [] if plan is None else plan.settlement(
-            float(used.tokens_in + used.tokens_out) - reservation.tokens,
-            usd - reservation.usd)
-        if budgets:
-            adjust += settled_budgets(budgets, usd, reservation.usd)
-            if usd:
-                for budget, _ in budgets:
-                    STATS.add_budget_spend(budget.scope_id, usd)
+            float(used.tokens_in + used.tokens_out), usd, reservation.tokens, reservation.usd,
+            budgets)
+        if usd:
+            for budget, _ in budgets:
+                STATS.add_budget_spend(budget.scope_id, usd)
         self.recorder.record(now, ctx.key_name, ctx.route, target, used.tokens_in,
                              used.tokens_out, usd, used.estimated)
         return adjust, now

@@ -47,21 +47,24 @@ class Plan:
     # Limits when a period ends): [from, until, ((budget, its counter), ...), (the counter of
     # each blocking budget, ...)]. Never due before the first request: it starts empty.
     period: list[Any]
+    idle: bool  # nothing to reserve or count
 
-    @property
-    def idle(self) -> bool:
-        """Nothing to reserve or count."""
-        return not self.limits and not self.budgets
-
-    def settlement(self, tokens_over: float, usd_over: float) -> list[tuple[Limit, float]]:
-        """What the limits are adjusted by once a request is done, given how many more tokens
-        and USD it used than it reserved (less: negative). Budgets are the caller's (their
-        counter depends on the period)."""
-        adjust = [(limit, tokens_over) for limit in self.token_limits]
-        if self.usd_limits:
-            adjust += [(limit, usd_over) for limit in self.usd_limits]
-        if self.parallel_limits:
-            adjust += [(limit, -1.0) for limit in self.parallel_limits]
+    def settlement(self, tokens: float, usd: float, reserved_tokens: float, reserved_usd: float,
+                   budgets: Sequence[tuple[Budget, Limit]]) -> list[tuple[Limit, float]]:
+        """What the counters are adjusted by once a request that reserved ``reserved_tokens``
+        and ``reserved_usd`` used ``tokens`` and cost ``usd``: token and USD limits and
+        blocking budgets by the difference, other budgets by the cost; parallel requests
+        released. ``budgets``: each with its counter of the period the request ran in."""
+        # Loops, not comprehensions: each list has one or two items, per request.
+        adjust = []
+        for limit in self.token_limits:
+            adjust.append((limit, tokens - reserved_tokens))
+        for limit in self.usd_limits:
+            adjust.append((limit, usd - reserved_usd))
+        for limit in self.parallel_limits:
+            adjust.append((limit, -1.0))
+        for budget, limit in budgets:
+            adjust.append((limit, usd - reserved_usd if budget.block else usd))
         return adjust
 
 
@@ -81,6 +84,7 @@ def plan_of(key: Any, limits: list[Limit], budgets: list[Budget], price: Price |
         shown=_shown(limits),
         alerts=any(b.alert_at for b in budgets),
         period=[math.inf, -math.inf, (), ()],
+        idle=not limits and not budgets,
     )
 
 
@@ -111,13 +115,6 @@ def plan_headers(shown: tuple[ShownLimit, ...], verdict: Verdict) -> dict[str, s
         whole = math.ceil(resets.get(limit, 0.0))
         headers[reset_name] = _DURATIONS.get(whole) or duration_text(whole)
     return headers
-
-
-def settled_budgets(budgets: Sequence[tuple[Budget, Limit]], usd: float, reserved_usd: float
-                    ) -> list[tuple[Limit, float]]:
-    """What the budgets' counters are adjusted by once a request cost ``usd``: a blocking
-    budget reserved the estimate (``reserved_usd``), so the difference; others the cost."""
-    return [(limit, usd - reserved_usd if budget.block else usd) for budget, limit in budgets]
 
 
 _DURATIONS: dict[int, str] = {}  # whole seconds -> their text: resets repeat across requests

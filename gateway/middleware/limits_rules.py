@@ -129,8 +129,10 @@ def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
             chars += len(content)
         elif isinstance(content, list):
             chars += sum(len(p.get("text", "")) for p in content if isinstance(p, dict))
-    for field in ("prompt", "input"):
-        value = body.get(field)
+    prompt, given = body.get("prompt"), body.get("input")
+    if prompt is None and given is None:  # a chat request: messages only
+        return chars // 4 + 4 * messages + 1
+    for value in (prompt, given):
         if isinstance(value, str):
             chars += len(value)
         elif isinstance(value, list):

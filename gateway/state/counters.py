@@ -105,6 +105,9 @@ class MemoryCounters(Counters):
 
     def __init__(self, share: int = 1) -> None:
         self.share = max(1, share)
+        # Whether a subclass adds to adjust_now (SqliteCounters marks what changed): else
+        # reserve_now adds the amounts itself.
+        self._own_adjust = type(self).adjust_now is not MemoryCounters.adjust_now
         self.buckets: dict[tuple[str, int], float] = {}  # (key, bucket) -> amount
         self.totals: dict[str, float] = {}  # fixed windows
 
@@ -132,6 +135,7 @@ class MemoryCounters(Counters):
         # usage, cap and sliding_usage written out (the same arithmetic, in the same order),
         # and, in this class, the amounts added with the slots the check worked out.
         buckets, totals, share = self.buckets, self.totals, self.share
+        divided = share != 1
         remaining: dict[Limit, float] = {}
         resets: dict[Limit, float] = {}
         slots = []
@@ -153,7 +157,7 @@ class MemoryCounters(Counters):
                 prev, curr = 0.0, totals.get(key, 0.0)
                 used = curr
                 resets[limit] = 0.0
-            cap = limit.limit if limit.kind == "alert" else limit.limit / share
+            cap = limit.limit / share if divided and limit.kind != "alert" else limit.limit
             if amount > 0 and used + amount > cap + 1e-9:
                 wait = retry_after(prev, curr, amount, cap, now, window) if window else math.inf
                 return Verdict(False, limit, wait, {limit: max(0.0, cap - used)},
@@ -162,8 +166,8 @@ class MemoryCounters(Counters):
             remaining[limit] = left if left > 0.0 else 0.0
             if amount:
                 slots.append((slot, key, amount))
-        if type(self).adjust_now is not MemoryCounters.adjust_now:
-            self.adjust_now(items, now)  # a subclass's (SqliteCounters marks what changed)
+        if self._own_adjust:
+            self.adjust_now(items, now)
         else:  # what adjust_now does, with the slots worked out above
             for added, key, amount in slots:
                 if added is not None:

@@ -61,12 +61,17 @@ def test_plan_sorts_limits_by_what_they_count():
     plan = plan_of(None, [rpm, tpm, usd, parallel], [], None)
     assert plan.limits == ((rpm, ONE), (tpm, TOKENS), (usd, USD), (parallel, ONE))
     assert plan.estimates and not plan.idle
-    assert plan.settlement(7.0, -0.5) == [(tpm, 7.0), (usd, -0.5), (parallel, -1.0)]
+    assert plan.settlement(17.0, 0.5, 10.0, 1.0, ()) == [
+        (tpm, 7.0), (usd, -0.5), (parallel, -1.0)]
     assert not plan_of(None, [rpm, parallel], [], None).estimates
     tracking = budget_of({"usd": 5, "enforcement": "track"}, "key:k", "key 'k'")
     blocking = budget_of({"usd": 5}, "key:k", "key 'k'")
     assert not plan_of(None, [rpm], [tracking], None).estimates
     assert plan_of(None, [rpm], [blocking], None).estimates
+    spent, held = Limit("budget:a", 5, 0, "usd"), Limit("budget:b", 5, 0, "usd")
+    budgets = ((blocking, held), (tracking, spent))
+    assert plan_of(None, [rpm], [blocking, tracking], None).settlement(
+        0.0, 0.75, 0.0, 1.0, budgets) == [(held, -0.25), (spent, 0.75)]
     assert plan_of(None, [], [], None).idle
 
 

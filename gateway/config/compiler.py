@@ -248,6 +248,7 @@ class _Compiler:
             name=server.get("name", ""),
             drain_timeout=seconds(server.get("drain_timeout", "10s")),
             header_timeout=seconds(server.get("header_timeout", "10s")),
+            body_timeout=seconds(server.get("body_timeout", "30s")),
             max_connections=server.get("max_connections", 1000),
         )
 

@@ -72,6 +72,7 @@ class ServerSettings:
     name: str = ""  # server.name: the config identity of stored versions ("": the file's path)
     drain_timeout: float = 10.0  # SIGTERM: how long requests in flight may still run
     header_timeout: float = 10.0  # a connection must send a whole request head within it
+    body_timeout: float = 30.0  # ... and no pause longer than this in an unfinished body
     max_connections: int = 1000  # open client connections per worker; more get 503
 
 

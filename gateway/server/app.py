@@ -7,7 +7,7 @@ import contextlib
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
@@ -19,6 +19,7 @@ from .alerts import AlertDispatcher
 from .background import BackgroundTasks
 from .disconnect import DisconnectWatch
 from .drain import DRAIN
+from .engines.uvicorn_protocol import BODY_TIMED_OUT
 from .guard import RequestGuard
 from .health_checks import HealthMonitor
 from .metrics import metrics_endpoint
@@ -87,6 +88,7 @@ def create_app(reloader: Reloader, *, watch_config: bool = True) -> RequestGuard
         lifespan=lifespan,
         # Starlette types every handler by Exception; _http_error only ever gets HTTPException.
         exception_handlers={HTTPException: _http_error,  # type: ignore[dict-item]
+                            ClientDisconnect: _client_left,
                             Exception: _internal_error},
     )
     # No trailing-slash redirects: Starlette builds their Location from the Host header.
@@ -131,6 +133,9 @@ class FastPath:
                 try:
                     try:
                         response = await endpoint(request)
+                    except ClientDisconnect:  # gone before its body arrived whole
+                        await _client_left(request, None)
+                        return
                     except Exception as exc:  # a bug: answer in OpenAI's shape, as Starlette would
                         response = await _internal_error(request, exc)
                     finally:
@@ -156,6 +161,20 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
     message = f"{request.method} {request.url.path}: {exc.detail}"
     return Response(openai_error_body(message, kind), status_code=exc.status_code,
                     media_type="application/json", headers=exc.headers)
+
+
+async def _client_left(request: Request, exc: Exception | None) -> Response:
+    """A client gone before its request body arrived whole: no gateway failure, nobody to
+    answer. Logged 408 when the body stopped arriving (server.body_timeout closed the
+    connection), else 499."""
+    if request.scope.get(BODY_TIMED_OUT):
+        status, error = 408, ("the request body stopped arriving: nothing of it came for "
+                              "server.body_timeout")
+    else:
+        status, error = 499, "the client closed the connection before its request body arrived"
+    log_request(None, request.url.path, request.headers.get("x-request-id", ""), status, None,
+                error, "client_disconnected")
+    return Response(status_code=status)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

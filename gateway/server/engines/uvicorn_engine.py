@@ -1,8 +1,9 @@
 """uvicorn with httptools (the default engine): HTTP/1.1 parsed in C.
 
 server.max_connections is uvicorn's own ``limit_concurrency`` (a request on a connection beyond
-it gets 503); server.header_timeout is the protocol in uvicorn_protocol.py; the listening socket
-is bound by the gateway (common.bind_socket) and handed to ``Server.serve(sockets=...)``.
+it gets 503); server.header_timeout and server.body_timeout are the protocol in
+uvicorn_protocol.py; the listening socket is bound by the gateway (common.bind_socket) and
+handed to ``Server.serve(sockets=...)``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import uvicorn
 
 from ...graph.graph import ServerSettings
 from .common import SHUTDOWN_GRACE, bind_label, bind_socket, stopping_on
-from .uvicorn_protocol import with_header_timeout
+from .uvicorn_protocol import with_timeouts
 
 
 class _Server(uvicorn.Server):
@@ -35,7 +36,7 @@ class Uvicorn:
     def config(self, app: Any = None) -> uvicorn.Config:
         return uvicorn.Config(
             app, host=self.host, port=self.port, lifespan="on", log_level="warning",
-            http=with_header_timeout(self.settings.header_timeout),
+            http=with_timeouts(self.settings.header_timeout, self.settings.body_timeout),
             access_log=False, server_header=False,
             proxy_headers=False,  # as on the other engines: the client is the peer address
             timeout_keep_alive=75, timeout_graceful_shutdown=SHUTDOWN_GRACE,

@@ -5,7 +5,8 @@ otherwise hand the gateway's key to every client that makes it fail. The compile
 Scrubber per graph from every configured credential value (resolved ``${VAR}`` and vault
 secrets included); the target node applies it to every UpstreamError a provider raises, and the
 server once more to what it answers and logs. Besides the configured values, anything shaped
-like a token (``Bearer …``, ``sk-…``) is masked too.
+like a token (``Bearer …``, ``sk-…``, Google's ``AIza…``) is masked too, and a key a provider
+quoted half-masked (``sk-proj-****abcd``: its prefix and last characters are still the key's).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ MASK = "***"
 MIN_SECRET_LENGTH = 6
 _TOKEN_SHAPES = re.compile(
     r"(?P<bearer>\b[Bb]earer\s+)[^\s\"'\\,;]+"  # the scheme stays, so the text still reads
+    r"|\bsk-[A-Za-z0-9_\-]*\*{3,}[A-Za-z0-9_\-]*"  # one a provider quoted masked: sk-proj-***abcd
     r"|\bsk-[A-Za-z0-9_\-]{8,}"  # OpenAI/Anthropic-style keys
+    r"|\bAIza[A-Za-z0-9_\-]{30,}"  # Google API keys (Gemini takes them in the URL: ?key=)
 )
 
 

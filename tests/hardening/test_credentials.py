@@ -538,3 +538,22 @@ routes:
     assert r.status_code == 508, r.text
     for gw in (a, b):
         assert gw.log().count('"event":"request"') == 2, gw.log()
+
+
+@pytest.mark.parametrize("quoted, kept", [
+    # OpenAI's 401 quotes the key it got, masked but for its prefix and last four characters
+    ("Incorrect API key provided: sk-proj-********************************abcd. You can find",
+     "Incorrect API key provided: ***. You can find"),
+    ("Incorrect API key provided: sk-abc*****wxyz.", "Incorrect API key provided: ***."),
+    # Google's keys travel in the URL (?key=): an error that quotes the URL quotes the key
+    ("403 for https://generativelanguage.googleapis.com/v1beta/models/x?key="
+     "AIzaSyA1234567890abcdefghijklmnopqrstuv",
+     "403 for https://generativelanguage.googleapis.com/v1beta/models/x?key=***"),
+    ("no key here: sk-short, ask-me, AIza", "no key here: sk-short, ask-me, AIza"),
+])
+def test_key_shaped_text_is_masked_whatever_the_config(quoted, kept):
+    """Upstream errors can quote a credential the gateway does not know as such (partly
+    masked by the provider, or another tenant's): anything shaped like a key goes."""
+    from gateway.providers.scrub import NO_SECRETS
+
+    assert NO_SECRETS.text(quoted) == kept

@@ -32,6 +32,14 @@ def duration_text(value: float) -> str:
     return f"{rounded:g}s"
 
 
+def number_text(value: float) -> str:
+    """An amount as people and integer parsers read it: 10000000.0 -> "10000000" (never
+    "1e+07"), 0.05 -> "0.05", 2.5 -> "2.5"."""
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:f}".rstrip("0").rstrip(".") if abs(value) >= 1e-6 else repr(value)
+
+
 def iso_utc(ts: float) -> str:
     """A unix time as ISO 8601 in UTC, as everywhere in the API: 2026-01-31T12:00:00Z."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

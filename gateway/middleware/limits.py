@@ -30,6 +30,7 @@ from ..providers.anthropic_response import usage as anthropic_usage
 from ..request_stats import STATS
 from ..state.counters import Limit, MemoryCounters, Verdict
 from ..store.tasks import spawn
+from ..units import number_text
 from .limits_plan import Plan, duration_text, plan_headers, plan_of
 from .limits_rules import (
     Budget,
@@ -222,7 +223,7 @@ class Limits:
             wait = max(1, math.ceil(end - now)) if end else None
             when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(end)) if end else "never"
             message = (f"budget exceeded: {budget.scope} has spent its {budget.period} budget of "
-                       f"${budget.usd:g} (resets {when})")
+                       f"${number_text(budget.usd)} (resets {when})")
             code, reason = "budget_exceeded", "budget"
         else:
             wait = max(1, math.ceil(verdict.retry_after)) if math.isfinite(verdict.retry_after) else None
@@ -540,7 +541,7 @@ def _limit_text(value: float) -> str:
     if text is None:
         if len(_TEXTS) > 1024:
             _TEXTS.clear()
-        text = _TEXTS[value] = f"{value:g}"
+        text = _TEXTS[value] = number_text(value)
     return text
 
 

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from ..pricing import Price
 from ..state.counters import Limit, Verdict
+from ..units import number_text
 from .limits_rules import Budget
 
 # What a limit reserves, as an index into a request's (1.0, tokens, usd): requests and
@@ -96,7 +97,7 @@ def _shown(limits: list[Limit]) -> tuple[ShownLimit, ...] | None:
             return None
         if of_kind:
             limit = of_kind[0]
-            shown.append((limit, f"x-ratelimit-limit-{kind}", f"{limit.limit:g}",
+            shown.append((limit, f"x-ratelimit-limit-{kind}", number_text(limit.limit),
                           f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}"))
     return tuple(shown)
 

@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping
 from ..hookspecs import TargetRef
 from ..pricing import Price, PriceTable
 from ..state.counters import Limit
+from ..units import number_text
 
 # limits key -> (kind, window in seconds)
 LIMIT_KEYS = {
@@ -47,8 +48,9 @@ def limits_of(spec: Mapping[str, Any] | None, scope_id: str, scope: str) -> tupl
 def describe(limit: Limit) -> str:
     """'60 requests per minute', '$20 per day', '5 requests in parallel'."""
     if limit.kind == "parallel":
-        return f"{limit.limit:g} requests in parallel"
-    amount = f"${limit.limit:g}" if limit.kind == "usd" else f"{limit.limit:g} {limit.kind}"
+        return f"{number_text(limit.limit)} requests in parallel"
+    amount = number_text(limit.limit)
+    amount = f"${amount}" if limit.kind == "usd" else f"{amount} {limit.kind}"
     if limit.window:
         return f"{amount} per {UNITS.get(int(limit.window), f'{limit.window:g}s')}"
     return amount

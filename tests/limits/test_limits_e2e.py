@@ -233,3 +233,24 @@ def test_no_raw_key_in_logs_or_admin_output(gateway_app):
                ("/admin/config", "/admin/keys", "/admin/health", "/admin/usage", "/metrics")]
     for text in outputs + [gw.log()]:
         assert RAW not in text and created not in text and "wrong-key-value" not in text
+
+
+BIG = "big-limits-key-456"
+
+
+def test_large_limits_are_written_as_whole_numbers(gateway_app):
+    """A limit of ten million is "10000000" in the headers and messages, never "1e+07" (which
+    a client parsing the header as an integer cannot read)."""
+    gw = gateway_app(CONFIG + f"""
+  big:
+    key_sha256: {hashlib.sha256(BIG.encode()).hexdigest()}
+    limits: {{requests_per_minute: 10000000, tokens_per_minute: 100000000000}}
+    budget: {{usd: 1000000000, period: monthly}}
+""")
+    answer = post(gw, "chat", headers={"Authorization": f"Bearer {BIG}"})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-ratelimit-limit-requests"] == "10000000"
+    assert answer.headers["x-ratelimit-limit-tokens"] == "100000000000"
+    assert int(answer.headers["x-ratelimit-remaining-tokens"]) > 10**10
+    listing = gateway_cli(gw, "limits")
+    assert "e+" not in listing.out, listing.out

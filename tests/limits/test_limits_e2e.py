@@ -241,7 +241,10 @@ BIG = "big-limits-key-456"
 def test_large_limits_are_written_as_whole_numbers(gateway_app):
     """A limit of ten million is "10000000" in the headers and messages, never "1e+07" (which
     a client parsing the header as an integer cannot read)."""
-    gw = gateway_app(CONFIG + f"""
+    config = CONFIG.replace("routes:\n", "routes:\n  narrow-big:\n"
+                            "    limits: {tokens_per_minute: 20000000}\n"
+                            "    target: {provider: demo, model: nb}\n", 1)
+    gw = gateway_app(config + f"""
   big:
     key_sha256: {hashlib.sha256(BIG.encode()).hexdigest()}
     limits: {{requests_per_minute: 10000000, tokens_per_minute: 100000000000}}
@@ -252,5 +255,7 @@ def test_large_limits_are_written_as_whole_numbers(gateway_app):
     assert answer.headers["x-ratelimit-limit-requests"] == "10000000"
     assert answer.headers["x-ratelimit-limit-tokens"] == "100000000000"
     assert int(answer.headers["x-ratelimit-remaining-tokens"]) > 10**10
-    listing = gateway_cli(gw, "limits")
-    assert "e+" not in listing.out, listing.out
+    too_many = post(gw, "narrow-big", headers={"Authorization": f"Bearer {BIG}"},
+                    max_tokens=30_000_000)  # the estimate alone is past the route's limit
+    assert too_many.status_code == 429, too_many.text
+    assert "allows 20000000 tokens per minute" in too_many.json()["error"]["message"]

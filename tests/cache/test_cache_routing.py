@@ -4,13 +4,9 @@ ignores) are part of the cache key."""
 
 from __future__ import annotations
 
-import hashlib
+from .test_cache_e2e import digest
 
 GOLD, BASIC = "cache-routing-gold-1", "cache-routing-basic-2"
-
-
-def digest(raw: str) -> str:
-    return hashlib.sha256(raw.encode()).hexdigest()
 
 
 CONFIG = f"""

@@ -172,11 +172,14 @@ class KeyStore:
             now = time.monotonic()
             if (self._absent_checked_at is not None
                     and now - self._absent_checked_at < self.ABSENT_RECHECK):
-                return
-            self._absent_checked_at = now
+                return  # found absent a moment ago: still no key store, no key needed
             if not keys_db.exists(self.path):
+                self._absent_checked_at = now
                 self._cache, self._issued = {}, False
                 return
+            # It exists: open it, or raise (sqlite3.Error) every time it cannot be read.
+            # Never fall back on "absent": a store that fails to open must not open the gateway.
+            self._absent_checked_at = None
             db = self._connect()
         generation = db.execute("PRAGMA data_version").fetchone()[0]
         if generation == self._generation:

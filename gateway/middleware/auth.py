@@ -5,12 +5,15 @@ Keys come from gateway.yaml (`keys:`, only their SHA-256) and from the key store
 comparison. 401 for no, unknown, revoked or expired keys; 403 for a route the key may not use.
 With no key configured anywhere, requests need none (the gateway then only listens on loopback).
 Once the key store has issued a key, keys stay required, even after every key is revoked.
+When the key store cannot be read (a damaged or unreadable keys.db), nobody the config does not
+name is let in: 503 key_store_unavailable, whether a key was sent or not (fail closed).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import sqlite3
 import time
 from typing import Mapping
 
@@ -18,6 +21,10 @@ from ..errors import GatewayError
 from ..graph.context import RequestContext
 from ..graph.graph import KeySpec
 from ..keys.store import KeyStore
+from ..logs import get_logger
+
+log = get_logger("gateway.auth")
+STORE_FAILURE_LOG_EVERY = 10.0  # seconds: one log line, not one per refused request
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
@@ -43,7 +50,14 @@ class KeyAuth:
         self._stored: dict[str, KeySpec] = {}  # converted StoredKeys, by hash
 
     def required(self) -> bool:
-        return bool(self.keys_by_hash) or (self.store is not None and self.store.ever_issued())
+        if self.keys_by_hash:
+            return True
+        if self.store is None:
+            return False
+        try:
+            return self.store.ever_issued()
+        except sqlite3.Error as exc:  # cannot tell whether keys are needed: they are
+            raise self._store_failed(exc) from None
 
     def identify(self, headers: Mapping[str, str]) -> KeySpec | None:
         """The caller's key; None when no key is configured at all; GatewayError 401 else."""
@@ -68,13 +82,28 @@ class KeyAuth:
     def _from_store(self, digest: str) -> KeySpec | None:
         if self.store is None:
             return None
-        stored = self.store.lookup(digest)  # None once revoked
+        try:
+            stored = self.store.lookup(digest)  # None once revoked
+        except sqlite3.Error as exc:
+            raise self._store_failed(exc) from None
         if stored is None:
             return None
         spec = self._stored.get(digest)
         if spec is None:
             spec = self._stored[digest] = KeySpec.of_stored(stored)
         return spec
+
+    _store_failure_logged = -STORE_FAILURE_LOG_EVERY
+
+    def _store_failed(self, exc: sqlite3.Error) -> GatewayError:
+        now = time.monotonic()
+        if now - self._store_failure_logged >= STORE_FAILURE_LOG_EVERY:
+            self._store_failure_logged = now
+            log.error("key_store_unavailable", path=getattr(self.store, "path", None),
+                      error=f"{type(exc).__name__}: {exc}")
+        return GatewayError(503, "the gateway cannot check API keys now: its key store cannot "
+                            "be read (its log says why)", type="server_error",
+                            code="key_store_unavailable")
 
     async def on_request(self, ctx: RequestContext) -> None:
         # The server asked the config's authenticator before routing (this one, or a listed

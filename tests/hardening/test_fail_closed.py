@@ -284,3 +284,32 @@ def test_a_storage_failure_names_no_path_of_the_server(gateway_app, tmp_path):
     assert error["code"] == "storage_unavailable", error
     assert str(tmp_path) not in answer.text and "/data/" not in answer.text, answer.text
     assert str(files) in gw.log()
+
+
+def test_a_damaged_key_store_refuses_every_caller_with_503(gateway_app, tmp_path):
+    """Keys created at run time live in keys.db. When it cannot be read, nobody is let in,
+    with or without a key (fail closed), and the answer says the gateway cannot check keys
+    (503, never 'internal error'); the gateway is back once the file is restored."""
+    from gateway.keys.store import KeyStore, keystore_path
+
+    data = tmp_path / "data"
+    raw, _ = KeyStore(keystore_path(str(data))).create("runtime")
+    plain = CONFIG.split("keys:")[0].format(data=data)
+    path = keystore_path(str(data))
+    saved = type(tmp_path)(path).read_bytes()
+    damage(type(tmp_path)(path))
+    gw = gateway_app(plain)
+    for headers in ({"authorization": f"Bearer {raw}"}, {}):
+        answer = gw.post("/v1/chat/completions", headers=headers, json={
+            "model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+        error = assert_clear_error(answer, (503,))
+        assert error["code"] == "key_store_unavailable", error
+        assert str(tmp_path) not in answer.text
+    assert "Traceback" not in gw.log()
+    type(tmp_path)(path).write_bytes(saved)
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path + suffix)
+    ok = gw.post("/v1/chat/completions", headers={"authorization": f"Bearer {raw}"}, json={
+        "model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+    assert ok.status_code == 200, ok.text

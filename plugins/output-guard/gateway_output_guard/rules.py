@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -97,11 +97,13 @@ class Rules:
 
     def check_response(self, body: Any) -> str | None:
         """A whole answer (parsed JSON): every choice's text."""
-        texts = list(answer_texts(body))
+        texts = answer_texts(body)
+        if len(texts) == 1:  # most answers: one choice, named in no reason
+            return self.check(texts[0][1])
         for index, text in texts:
             reason = self.check(text)
             if reason:
-                return f"choices[{index}]: {reason}" if len(texts) > 1 else reason
+                return f"choices[{index}]: {reason}"
         return None
 
 
@@ -110,32 +112,31 @@ def _relevance(err) -> tuple:
     return (len(err.absolute_path), err.message)
 
 
-def answer_texts(body: Any) -> Iterator[tuple[int, str]]:
+def answer_texts(body: Any) -> list[tuple[int, str]]:
     """(choice index, text) of each choice of a chat or legacy completion answer. A native
     answer sent back as it came behind a front door is one choice: an Anthropic message (the
     text of its text blocks), an OpenAI response (the output_text of its message items)."""
     if not isinstance(body, dict):
-        return
+        return []
     if body.get("type") == "message" and isinstance(body.get("content"), list):
-        yield 0, _texts(body["content"], "text")
-        return
+        return [(0, _texts(body["content"], "text"))]
     if body.get("object") == "response" and isinstance(body.get("output"), list):
-        yield 0, "".join(_texts(item.get("content"), "output_text") for item in body["output"]
-                         if isinstance(item, dict) and item.get("type") == "message")
-        return
+        return [(0, "".join(_texts(item.get("content"), "output_text") for item in body["output"]
+                            if isinstance(item, dict) and item.get("type") == "message"))]
     choices = body.get("choices")
     if not isinstance(choices, list):
-        return
+        return []
+    texts = []
     for position, choice in enumerate(choices):
         if not isinstance(choice, dict):
             continue
-        index = choice.get("index", position)
         message = choice.get("message")
         if isinstance(message, dict):
-            if isinstance(message.get("content"), str):
-                yield index, message["content"]
-        elif isinstance(choice.get("text"), str):
-            yield index, choice["text"]
+            if isinstance(content := message.get("content"), str):
+                texts.append((choice.get("index", position), content))
+        elif isinstance(text := choice.get("text"), str):
+            texts.append((choice.get("index", position), text))
+    return texts
 
 
 def _texts(blocks: Any, kind: str) -> str:

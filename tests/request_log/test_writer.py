@@ -187,3 +187,24 @@ def test_a_native_batch_line_is_kept_once(tmp_path: Path):
     found = [r[0] for r in conn.execute("SELECT request_id FROM requests ORDER BY id")]
     conn.close()
     assert found == ["batch_x-one", "live", "batch_x-two", "live"]
+
+
+def test_a_large_batch_lands_whole_in_order(tmp_path: Path):
+    """A batch of more rows than one statement takes (logs_db.ROWS_PER_INSERT) lands row for
+    row in the order given, values as built, a native line already there skipped in the middle
+    of a statement and the rest kept."""
+    import dataclasses
+
+    conn = logs_db.connect(str(tmp_path / "logs.db"))
+    line = dataclasses.replace(record(time.time(), "native-0"), native_batch="batch_y",
+                               native_line=0)
+    logs_db.insert(conn, [row(line, None)])
+    now = time.time()
+    records = [record(now + i / 7, f"r{i}") for i in range(2 * logs_db.ROWS_PER_INSERT + 5)]
+    rows = [row(r, None) for r in records]
+    rows.insert(3, row(line, None))  # again: left out, the rows after it kept
+    logs_db.insert(conn, iter(rows))  # any iterable
+    stored = conn.execute(f"SELECT {', '.join(logs_db.COLUMNS + logs_db.BODIES + logs_db.NATIVE)}"
+                          " FROM requests ORDER BY id").fetchall()
+    conn.close()
+    assert stored == [row(line, None)] + [row(r, None) for r in records]

@@ -13,8 +13,9 @@ import aiohttp
 import orjson
 import yarl
 
-from ..errors import GatewayError
+from ..errors import GatewayError, UpstreamError
 from ..providers.base import Provider
+from ..providers.http import read_answer
 
 MAX_ERROR = 64 * 1024
 # A segment of a path the gateway asks a provider for: its own words and the ids the provider
@@ -48,8 +49,12 @@ async def call_url(provider: Provider, method: str, url: str | yarl.URL,
     try:
         async with session.request(method, url, headers=dict(headers), timeout=TIMEOUT,
                                     allow_redirects=False, **kwargs) as resp:
-            raw = await resp.content.read(MAX_ERROR) if resp.status >= 300 else await resp.read()
+            raw = (await resp.content.read(MAX_ERROR) if resp.status >= 300
+                   else await read_answer(resp))
             status = resp.status
+    except UpstreamError as err:  # an answer past http.MAX_ANSWER
+        raise GatewayError(502, f"provider '{name}': {err.message}", type="server_error",
+                           code="upstream_error") from None
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         raise GatewayError(502, f"provider '{name}' could not be reached: "
                            f"{type(exc).__name__}", type="server_error",

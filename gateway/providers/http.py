@@ -25,12 +25,17 @@ import orjson
 from aiohttp.typedefs import StrOrURL
 
 from ..errors import UpstreamError, classify_status, openai_error_body
-from ..units import duration_text
+from ..units import duration_text, size_text
 from .base import Timeouts
 from .hops import with_hop
 from .redirects import redirect_message
 
 MAX_ERROR_BODY = 64 * 1024
+# The most of a whole (not streamed) answer the gateway holds, decompressed: past it the attempt
+# fails as an upstream server error. Far above any real answer (a 2,048-input batch of 3,072-
+# dimension embeddings is ~80 MB of JSON); it is there so that an upstream answering without
+# end, or a small gzip body that inflates to gigabytes, cannot exhaust the gateway's memory.
+MAX_ANSWER = 256 * 1024 * 1024
 
 # (body, status) -> (message, code): how one provider words its errors.
 ErrorParser = Callable[[bytes, int], tuple[str, str | None]]
@@ -50,7 +55,7 @@ async def post_json(
                                 allow_redirects=False) as resp:
             if resp.status >= 300:
                 raise await error_from_response(resp, parse_error, openai_shaped, retry_after_of)
-            body = await resp.read()
+            body = await read_answer(resp)
             media_type = resp.headers.get("Content-Type", "application/json")
             if expect_json and not _is_json(body, media_type):
                 raise unexpected_body(resp.status, media_type, "JSON")
@@ -59,6 +64,34 @@ async def post_json(
         raise timeout_error(timeouts.total) from None
     except aiohttp.ClientError as exc:
         raise connection_error(exc) from None
+
+
+async def read_answer(resp: aiohttp.ClientResponse) -> bytes:
+    """The whole body of an answer, at most MAX_ANSWER bytes once decompressed. A plain body
+    whose length is declared within the cap is read in one call (the common case costs
+    nothing more); an undeclared or compressed one is read piece by piece and given up on past
+    the cap (UpstreamError 502, class server: retried and fallen back like any)."""
+    limit = MAX_ANSWER
+    declared = resp.content_length
+    if declared is not None and declared > limit:
+        raise _too_large(limit)
+    if declared is not None and not resp.headers.get("Content-Encoding"):
+        return await resp.read()
+    pieces, size = [], 0
+    async for piece in resp.content.iter_chunked(1024 * 1024):
+        size += len(piece)
+        if size > limit:
+            resp.close()  # stop reading: the connection is not reused
+            raise _too_large(limit)
+        pieces.append(piece)
+    return b"".join(pieces)
+
+
+def _too_large(limit: int) -> UpstreamError:
+    message = f"upstream answer larger than {size_text(limit)}: not read further"
+    return UpstreamError(502, "server", message,
+                         body=openai_error_body(message, "api_error", "upstream_answer_too_large"),
+                         headers={"Content-Type": "application/json"})
 
 
 async def post_stream(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, groupby
 from typing import Any, Iterable, Sequence
 
 import orjson
@@ -34,16 +34,26 @@ SWEEP_BATCH = 5000  # rows deleted per transaction, so writers wait little
 migrations = Migrations("gateway.logs")
 
 _STORED = COLUMNS + BODIES + NATIVE
-_VALUES = f"({', '.join('?' for _ in _STORED)})"
-# Rows go ROWS_PER_INSERT to a statement (the rest one by one). The instructions per row are
-# the same either way (SQLite's B-tree work dominates); what changes is the GIL: the sqlite3
-# module lets go of it around every step, and an executemany of single rows steps once per row,
-# so a batch of 600 rows meant 600 handovers with the busy event loop, now 15. 40 rows are 920
-# parameters, under the 999 of old SQLite builds.
+# Rows go ROWS_PER_INSERT to a statement (the rest one by one): a statement runs once per 40
+# rows instead of once per row, so SQLite's work per statement (reset, halt, AUTOINCREMENT's
+# sqlite_sequence) is shared (executemany 42k -> 32k instructions per row under callgrind), and
+# the GIL, which the sqlite3 module lets go of around every step, changes hands with the event
+# loop 15 times per batch of 600 rows instead of 600. 40 rows are 920 parameters, under the 999
+# of old SQLite builds.
 ROWS_PER_INSERT = 40
-_INSERT, _INSERT_MANY = (f"INSERT INTO {TABLE} ({', '.join(_STORED)}) "
-                         f"VALUES {', '.join([_VALUES] * rows)} ON CONFLICT DO NOTHING"
-                         for rows in (1, ROWS_PER_INSERT))
+
+
+def _insert_sql(names: tuple[str, ...], rows: int) -> str:
+    values = f"({', '.join('?' for _ in names)})"
+    return (f"INSERT INTO {TABLE} ({', '.join(names)}) VALUES {', '.join([values] * rows)} "
+            "ON CONFLICT DO NOTHING")
+
+
+# By a row's length: all stored columns, or COLUMNS alone with BODIES and NATIVE left NULL (as
+# in nearly every row; each None bound costs the sqlite3 module ~1.2k instructions) -> the
+# statements for one row and for ROWS_PER_INSERT rows.
+_INSERTS = {len(names): (_insert_sql(names, 1), _insert_sql(names, ROWS_PER_INSERT))
+            for names in (_STORED, COLUMNS)}
 
 
 @migrations()
@@ -77,15 +87,20 @@ def connect(file: str) -> sqlite3.Connection:
 
 
 def insert(conn: sqlite3.Connection, rows: Iterable[Sequence[Any]]) -> None:
-    """Append rows: tuples of COLUMNS, BODIES then NATIVE (a native batch's line already
-    there is left as it was), in the order given."""
-    rows = rows if isinstance(rows, list) else list(rows)
+    """Append rows, in the order given: tuples of COLUMNS, BODIES then NATIVE, or of COLUMNS
+    alone (the others NULL). A native batch's line already there is left as it was."""
+    for size, run in groupby(rows, len):
+        _insert_run(conn, _INSERTS[size], list(run))
+
+
+def _insert_run(conn: sqlite3.Connection, sql: tuple[str, str], rows: list[Sequence[Any]]) -> None:
+    one, many = sql
     whole = len(rows) - len(rows) % ROWS_PER_INSERT
     if whole:
-        conn.executemany(_INSERT_MANY, (tuple(chain.from_iterable(rows[at:at + ROWS_PER_INSERT]))
-                                        for at in range(0, whole, ROWS_PER_INSERT)))
+        conn.executemany(many, (tuple(chain.from_iterable(rows[at:at + ROWS_PER_INSERT]))
+                                for at in range(0, whole, ROWS_PER_INSERT)))
     if whole < len(rows):
-        conn.executemany(_INSERT, rows[whole:])
+        conn.executemany(one, rows[whole:])
 
 
 def sweep(conn: sqlite3.Connection, before: float, batch: int = SWEEP_BATCH) -> int:

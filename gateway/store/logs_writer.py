@@ -160,17 +160,22 @@ def _write(conn: sqlite3.Connection, batch: list[tuple[RequestRecord, bool]],
 
 
 def row(record: RequestRecord, redact: Redact | None) -> tuple[Any, ...]:
-    """A record as a row of logs_db.COLUMNS + BODIES + NATIVE; bodies only with ``redact``."""
+    """A record as a row of logs_db.COLUMNS + BODIES + NATIVE, bodies only with ``redact``;
+    of COLUMNS alone when the rest would all be None (nearly every row: fewer NULLs to bind)."""
     attempts = orjson.dumps([{"target": a.target, "status": a.status, "latency_ms": a.latency_ms,
                               "error_class": a.error_class} for a in record.attempts]).decode()
+    columns = (record.request_id, record.trace_id, record.time, record.key, record.route,
+               record.endpoint, record.target, record.status, record.error, record.outcome,
+               int(record.stream), record.cache, record.tokens_in, record.tokens_out,
+               record.cost_usd, record.latency_ms, record.ttfb_ms, record.config_version,
+               attempts)
     request_body = response_body = None
     if redact is not None:
         if record.request_body is not None:
             request_body = redact(orjson.dumps(record.request_body, default=str).decode())
         if record.response_body is not None:
             response_body = redact(record.response_body.decode("utf-8", "replace"))
-    return (record.request_id, record.trace_id, record.time, record.key, record.route,
-            record.endpoint, record.target, record.status, record.error, record.outcome,
-            int(record.stream), record.cache, record.tokens_in, record.tokens_out,
-            record.cost_usd, record.latency_ms, record.ttfb_ms, record.config_version, attempts,
-            request_body, response_body, record.native_batch, record.native_line)
+    if (request_body is None and response_body is None and record.native_batch is None
+            and record.native_line is None):
+        return columns
+    return columns + (request_body, response_body, record.native_batch, record.native_line)

@@ -190,21 +190,26 @@ def test_a_native_batch_line_is_kept_once(tmp_path: Path):
 
 
 def test_a_large_batch_lands_whole_in_order(tmp_path: Path):
-    """A batch of more rows than one statement takes (logs_db.ROWS_PER_INSERT) lands row for
-    row in the order given, values as built, a native line already there skipped in the middle
-    of a statement and the rest kept."""
+    """A batch of more rows than one statement takes (logs_db.ROWS_PER_INSERT), rows of all
+    columns and of COLUMNS alone (the rest NULL) mixed, lands row for row in the order given,
+    values as built; a native line already there is skipped mid-statement, the rest kept."""
     import dataclasses
 
+    names = logs_db.COLUMNS + logs_db.BODIES + logs_db.NATIVE
     conn = logs_db.connect(str(tmp_path / "logs.db"))
     line = dataclasses.replace(record(time.time(), "native-0"), native_batch="batch_y",
                                native_line=0)
     logs_db.insert(conn, [row(line, None)])
     now = time.time()
     records = [record(now + i / 7, f"r{i}") for i in range(2 * logs_db.ROWS_PER_INSERT + 5)]
+    records[50:95] = [dataclasses.replace(r, native_batch="batch_z", native_line=i)
+                      for i, r in enumerate(records[50:95])]  # a run of whole rows
     rows = [row(r, None) for r in records]
+    assert {len(r) for r in rows} == {len(logs_db.COLUMNS), len(names)}
     rows.insert(3, row(line, None))  # again: left out, the rows after it kept
     logs_db.insert(conn, iter(rows))  # any iterable
-    stored = conn.execute(f"SELECT {', '.join(logs_db.COLUMNS + logs_db.BODIES + logs_db.NATIVE)}"
-                          " FROM requests ORDER BY id").fetchall()
+    stored = conn.execute(f"SELECT {', '.join(names)} FROM requests ORDER BY id").fetchall()
     conn.close()
-    assert stored == [row(line, None)] + [row(r, None) for r in records]
+    padded = [r + (None,) * (len(names) - len(r)) for r in [row(line, None)] + rows]
+    del padded[4]
+    assert stored == padded

@@ -11,8 +11,10 @@ from typing import Any, AsyncIterator
 import orjson
 
 from ..errors import UpstreamError
+from ..units import size_text
 
 DONE = b"data: [DONE]\n\n"
+MAX_EVENT = 32 * 1024 * 1024  # bytes of one event held at most (SSEFramer)
 _EVENT_END = re.compile(rb"(?>\r\n|\n|\r)(?>\r\n|\n|\r)")
 _EVENT_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r")
 _LINE_END = re.compile(r"\r\n|\n|\r")
@@ -38,25 +40,53 @@ def ends_event(sent: bytes) -> bool:
 
 class SSEFramer:
     """Cuts a byte stream, fed chunk by chunk (as a plugin's on_chunk sees it), into whole SSE
-    events, each with its terminating blank line."""
+    events, each with its terminating blank line. The events do not depend on where the stream
+    was cut: an end that stops at a CR at the end of the bytes so far waits for the next byte
+    (a LF there belongs to the same line ending).
 
-    __slots__ = ("_buffer",)
+    An unfinished event is held as pieces and each new piece is searched only where an event
+    end can be (itself and the 3 bytes before it), so an event sent in many pieces costs linear
+    time, not the whole event searched again per piece; and at most MAX_EVENT bytes of it are
+    held: an upstream that never ends its event fails the stream (UpstreamError 502) instead of
+    filling the gateway's memory."""
+
+    __slots__ = ("_held", "_size", "_tail")
 
     def __init__(self) -> None:
-        self._buffer = b""
+        self._held: list[bytes] = []  # the unfinished event, in pieces
+        self._size = 0
+        self._tail = b""  # its last 3 bytes, where an end that the next piece finishes starts
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        self._buffer += chunk
-        events, at = [], 0
-        while (m := _EVENT_END.search(self._buffer, at)) is not None:
-            events.append(self._buffer[at:m.end()])
+        if self._held:
+            if _EVENT_END.search(self._tail + chunk) is None:  # no end yet: just hold it
+                self._hold(chunk)
+                return []
+            chunk = b"".join(self._held) + chunk
+            self._held, self._size, self._tail = [], 0, b""
+        events, at, size = [], 0, len(chunk)
+        while (m := _EVENT_END.search(chunk, at)) is not None:
+            if m.end() == size and chunk.endswith(b"\r"):
+                break  # "\r" + "\n" to come would be one line ending: wait for it
+            events.append(chunk[at:m.end()])
             at = m.end()
-        self._buffer = self._buffer[at:]
+        if at < size:
+            self._hold(chunk[at:] if at else chunk)
         return events
+
+    def _hold(self, piece: bytes) -> None:
+        self._held.append(piece)
+        self._size += len(piece)
+        self._tail = (self._tail + piece)[-3:]
+        if self._size > MAX_EVENT:
+            self._held, self._size, self._tail = [], 0, b""
+            raise UpstreamError(502, "server", f"an event of the upstream's stream is larger "
+                                f"than {size_text(MAX_EVENT)} and does not end: the stream is cut")
 
     def rest(self) -> bytes:
         """Bytes of an event the stream never finished."""
-        rest, self._buffer = self._buffer, b""
+        rest = b"".join(self._held)
+        self._held, self._size, self._tail = [], 0, b""
         return rest
 
 

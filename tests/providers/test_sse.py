@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import time
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.errors import UpstreamError
+from gateway.providers import sse
 from gateway.providers.sse import DONE, Event, SSEFramer, chunk, data_event, ends_event, events, parse_event
 
 
@@ -70,3 +76,46 @@ def test_data_event_and_done_are_what_parsers_read():
 def test_ends_event(sent, ends):
     """Whether relayed bytes stop between events (so an error event can follow directly)."""
     assert ends_event(sent) is ends
+
+
+_STREAMS = st.lists(st.sampled_from([b"data: 1", b"\n", b"\r", b"\r\n", b"event: x", b"data: {\"a\": 2}",
+                                     b": ping", b"x" * 5]), max_size=40).map(b"".join)
+
+
+@given(_STREAMS, st.lists(st.integers(min_value=1, max_value=7), min_size=1, max_size=8))
+def test_events_do_not_depend_on_how_the_stream_is_cut(stream, sizes):
+    """Fed whole or in pieces of any sizes, the framer cuts the same events and keeps the same
+    unfinished rest."""
+    whole = SSEFramer()
+    expected = whole.feed(stream), whole.rest()
+    framer, cut, at, i = SSEFramer(), [], 0, 0
+    while at < len(stream):
+        size = sizes[i % len(sizes)]
+        cut += framer.feed(stream[at:at + size])
+        at, i = at + size, i + 1
+    assert (cut, framer.rest()) == expected
+
+
+def test_an_event_that_never_ends_is_cut_off_at_the_cap(monkeypatch):
+    """An upstream sending one event without end (no blank line) cannot make the framer hold
+    all of it: past MAX_EVENT bytes the stream fails as an upstream server error."""
+    monkeypatch.setattr(sse, "MAX_EVENT", 1024 * 1024)
+    framer = SSEFramer()
+    framer.feed(b"data: ")
+    with pytest.raises(UpstreamError) as failed:
+        for _ in range(64):
+            framer.feed(b"x" * 65536)
+    assert failed.value.status == 502 and "larger than 1MB" in failed.value.message
+
+
+def test_a_long_event_in_small_pieces_is_read_in_linear_time():
+    """Each piece is searched for an event end where one can be, not the whole event again:
+    16 MB in 4 KB pieces (4,096 feeds) is a fraction of a second; searching the held bytes
+    again on every feed took minutes."""
+    framer, started = SSEFramer(), time.monotonic()
+    framer.feed(b"data: ")
+    for _ in range(4096):
+        assert framer.feed(b"y" * 4096) == []
+    [event] = framer.feed(b"\n\n")
+    assert len(event) == 6 + 16 * 1024 * 1024 + 2
+    assert time.monotonic() - started < 20

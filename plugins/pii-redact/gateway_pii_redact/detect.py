@@ -167,6 +167,7 @@ def _ibans(text: str) -> Iterator[Finding]:
 
 _IPV4 = re.compile(r"(?<![\w.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![\w]|\.[0-9])", re.ASCII)
 _IPV6_TOKEN = re.compile(r"(?<![\w:.])[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*", re.ASCII)
+MAX_IPV6 = len("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255")  # 45
 
 
 def _ips(text: str) -> Iterator[Finding]:
@@ -194,7 +195,14 @@ def _ips(text: str) -> Iterator[Finding]:
 def _ipv6(token: str) -> str | None:
     """The longest prefix of ``token`` (trailing ':' and '.' dropped) that is an IPv6 address
     worth calling personal data: at least two groups and four hex digits, or an embedded IPv4
-    (so code such as ``x[1::2]`` is not an address)."""
+    (so code such as ``x[1::2]`` is not an address). No address is longer than MAX_IPV6 characters:
+    a longer token is cut to that first (when what follows is only ':' and '.', the prefixes the
+    loop would reach), so a run of 100,000 colons costs 45 tries, not 100,000 (hostile input
+    must not hold the event loop)."""
+    if len(token) > MAX_IPV6:
+        if token[MAX_IPV6:].strip(":."):
+            return None  # every candidate keeps a character past the longest address
+        token = token[:MAX_IPV6]
     while token:
         if token.count(":") >= 2:
             try:

@@ -3,8 +3,13 @@ order that keeps one piece of text from being claimed twice."""
 
 from __future__ import annotations
 
-import pytest
+import time
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway_pii_redact import detect
 from gateway_pii_redact.detect import find, iban_ok, luhn_ok, phone_ok
 
 
@@ -264,3 +269,42 @@ def test_text_without_digits_at_signs_or_colons_is_searched_once():
     for _ in range(1000):
         text = "".join(rng.choice(with_) for _ in range(rng.randrange(1, 40)))
         assert find(text) == _find_all(text, kinds), text
+
+
+def _ipv6_before(token: str) -> str | None:
+    """detect._ipv6 as it was before tokens were cut to the longest address (the reference)."""
+    import ipaddress
+
+    while token:
+        if token.count(":") >= 2:
+            try:
+                ipaddress.IPv6Address(token)
+            except ValueError:
+                pass
+            else:
+                groups = [g for g in token.split(":") if g]
+                hexdigits = sum(len(g) for g in groups if "." not in g)
+                if "." in token or (len(groups) >= 2 and hexdigits >= 4):
+                    return token
+        if token[-1] not in ":.":
+            return None
+        token = token[:-1]
+    return None
+
+
+@given(st.text(alphabet="0123456789abcdefABCDEF:.", max_size=80))
+def test_cutting_long_tokens_finds_the_same_addresses(token):
+    assert detect._ipv6(token) == _ipv6_before(token)
+
+
+@pytest.mark.parametrize("text, addresses", [
+    (":" * 200_000, []),
+    ("fe80::1" + ":" * 200_000, [("ip", "fe80::1")]),
+    ("2001:db8::1" + "." * 200_000, [("ip", "2001:db8::1")]),
+])
+def test_a_run_of_separators_is_read_in_linear_time(text, addresses):
+    """A prompt of 200,000 colons took minutes (every shorter prefix was parsed again as an
+    address), holding the event loop: now the tries stop at the longest possible address."""
+    started = time.monotonic()
+    assert found(text, ("ip",)) == addresses
+    assert time.monotonic() - started < 10

@@ -209,3 +209,34 @@ def test_restore_with_block_is_rejected_at_setup(tmp_path):
     result = run_cli("validate", path)
     assert result.code == 1
     assert "restore: true works only with mode: mask" in result.text
+
+
+def test_a_huge_prompt_is_masked_without_holding_other_requests(start, echo):
+    """A 1 MB prompt of digits takes over a second to search; it is searched in a worker
+    thread, so a small request sent meanwhile is answered at once (it waited for the whole
+    search before), and the big one is masked as usual. (Just under 1 MiB: aiohttp warns about
+    larger bodies, and the suite turns warnings into errors.)"""
+    import threading
+    import time
+
+    gw = start("{mode: mask}")
+    big = "1 " * 500_000 + f"write to {EMAIL}"
+    done: dict[str, object] = {}
+
+    def send_big() -> None:
+        done["reply"] = client(gw).chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": big}])
+        done["at"] = time.monotonic()
+
+    sender = threading.Thread(target=send_big)
+    sender.start()
+    time.sleep(0.3)  # the big one is being searched
+    asked = time.monotonic()
+    small = client(gw).chat.completions.create(model="chat", messages=[
+        {"role": "user", "content": "hello"}])
+    answered = time.monotonic()
+    sender.join(120)
+    assert small.choices[0].message.content and "at" in done
+    assert answered < done["at"], "the small request waited for the big one's search"
+    assert answered - asked < 0.5
+    assert EMAIL not in sent_upstream(echo) and "[EMAIL_1]" in sent_upstream(echo)

@@ -311,6 +311,9 @@ class _Compiler:
                 self.error(path + ("fine_tuning",), f"provider '{name}' ({kind}) has no "
                            "fine-tuning API the gateway can use: fine_tuning: true needs type "
                            "openai or openai-compatible", "remove fine_tuning: true")
+            if spec.get("s3_images") and kind != "bedrock":
+                self.error(path + ("s3_images",), f"provider '{name}' ({kind}) reads no s3:// "
+                           "images: s3_images is for type bedrock", "remove s3_images")
             if spec.get("batch") == "native" and kind not in NATIVE_BATCH_TYPES:
                 self.error(path + ("batch",), f"provider '{name}' ({kind}) has no batch API the "
                            "gateway can use: batch: native needs type openai, "

@@ -133,6 +133,29 @@ def test_images():
     assert info.value.status == 400
 
 
+def test_s3_images_only_when_the_provider_allows_them():
+    """Bedrock reads an s3:// image with the gateway's AWS credentials: refused (400) unless
+    the provider says s3_images: true."""
+    body = chat({"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "s3://operator-bucket/private/cat.png"}}]})
+    with pytest.raises(UpstreamError) as refused:
+        to_bedrock(body)
+    assert refused.value.status == 400 and "s3_images: true" in refused.value.message
+    allowed, _ = to_bedrock(body, s3_images=True)
+    assert allowed["messages"][0]["content"][0] == {"image": {"format": "png", "source": {
+        "s3Location": {"uri": "s3://operator-bucket/private/cat.png"}}}}
+
+
+async def test_a_provider_without_s3_images_sends_nothing(fake, pool):
+    body = chat({"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "s3://operator-bucket/cat.png"}}]})
+    with pytest.raises(UpstreamError) as refused:
+        await make(fake, pool).send(UpstreamRequest("chat", body, False, T))
+    assert refused.value.status == 400 and fake.requests == []
+    answer = await make(fake, pool, s3_images=True).send(UpstreamRequest("chat", body, False, T))
+    assert answer.status == 200 and len(fake.requests) == 1
+
+
 def test_inference_config_and_stop():
     """max_tokens, temperature, top_p and stop map to inferenceConfig."""
     body, _ = to_bedrock(chat(user("x"), max_tokens=64, temperature=0.5, top_p=0.9, stop=["END", "STOP"]))
@@ -393,3 +416,15 @@ async def test_embeddings_are_refused(fake, pool):
     with pytest.raises(UpstreamError) as info:
         await make(fake, pool).send(UpstreamRequest("embeddings", {"model": "m", "input": "x"}, False, T))
     assert info.value.status == 400
+
+
+def test_s3_images_on_another_type_is_a_config_error(tmp_path):
+    from gateway.config.compiler import compile_bytes
+    from gateway.errors import ConfigErrors
+
+    text = ("version: 1\nproviders:\n  claude: {type: anthropic, api_key: x, s3_images: true}\n"
+            "routes:\n  r: {target: {provider: claude, model: m}}\n")
+    with pytest.raises(ConfigErrors) as caught:
+        compile_bytes(text.encode(), str(tmp_path / "gateway.yaml"), version=1)
+    assert "gateway.yaml:3:" in str(caught.value) and "s3_images is for type bedrock" in str(
+        caught.value)

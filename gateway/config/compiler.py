@@ -311,6 +311,9 @@ class _Compiler:
                 self.error(path + ("fine_tuning",), f"provider '{name}' ({kind}) has no "
                            "fine-tuning API the gateway can use: fine_tuning: true needs type "
                            "openai or openai-compatible", "remove fine_tuning: true")
+            if spec.get("file_uris") and kind != "gemini":
+                self.error(path + ("file_uris",), f"provider '{name}' ({kind}) reads no file URIs "
+                           "of its account: file_uris is for type gemini", "remove file_uris")
             if spec.get("s3_images") and kind != "bedrock":
                 self.error(path + ("s3_images",), f"provider '{name}' ({kind}) reads no s3:// "
                            "images: s3_images is for type bedrock", "remove s3_images")

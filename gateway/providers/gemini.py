@@ -66,6 +66,7 @@ class GeminiProvider(Provider):
             headers["x-goog-api-key"] = spec.api_key
         self._headers = headers
         self._key = self.pool_key()
+        self.file_uris = spec.options.get("file_uris") is True
 
     def url(self, model: str, method: str) -> str:
         name = model[len("models/"):] if model.startswith("models/") else model
@@ -92,7 +93,7 @@ class GeminiProvider(Provider):
                 return await self._images(session, body, model, request.timeouts, parse)
             if request.endpoint != "chat":
                 raise unsupported_endpoint(self.name, KIND, request.endpoint)
-            data = orjson.dumps(to_gemini(body))
+            data = orjson.dumps(to_gemini(body, self.file_uris))
             if request.stream:
                 chunks, _ = await post_stream(
                     session, self.url(model, "streamGenerateContent") + "?alt=sse", data,
@@ -140,8 +141,9 @@ class GeminiProvider(Provider):
 # -- OpenAI -> Gemini --------------------------------------------------------------------------
 
 
-def to_gemini(body: dict[str, Any]) -> dict[str, Any]:
-    """An OpenAI chat request as a GenerateContentRequest."""
+def to_gemini(body: dict[str, Any], file_uris: bool = False) -> dict[str, Any]:
+    """An OpenAI chat request as a GenerateContentRequest. ``file_uris``: whether an image_url
+    may name a file of the provider's account (the provider's file_uris; see _account_file)."""
     system: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
     names: dict[str, str] = {}  # tool call id -> function name
@@ -161,7 +163,8 @@ def to_gemini(body: dict[str, Any]) -> dict[str, Any]:
             if text:
                 system.append({"text": text})
         elif role == "user":
-            add("user", [_part(p, param) for p in parts_of(m.get("content"), param + ".content")])
+            add("user", [_part(p, param, file_uris)
+                         for p in parts_of(m.get("content"), param + ".content")])
         elif role == "assistant":
             parts: list[dict[str, Any]] = []
             text = text_of(m.get("content"), param + ".content")
@@ -206,15 +209,30 @@ def to_gemini(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _part(part: dict[str, Any], param: str) -> dict[str, Any]:
+def _part(part: dict[str, Any], param: str, file_uris: bool) -> dict[str, Any]:
     if part["type"] == "text":
         return {"text": part["text"]}
     url = image_url(part)
     inline = parse_data_url(url, param)
     if inline:
         return {"inlineData": {"mimeType": inline[0], "data": inline[1]}}
+    if not file_uris and _account_file(url):
+        raise bad_request(f"{param}: this provider takes no file URIs of its account: Google "
+                          "would read them with the gateway's API key, whoever uploaded them "
+                          "(the operator can allow it: providers.NAME.file_uris: true); send the "
+                          "image as a data URL or a public https link", param)
     mime = mimetypes.guess_type(url.split("?", 1)[0])[0] or "image/jpeg"
     return {"fileData": {"mimeType": mime, "fileUri": url}}
+
+
+def _account_file(url: str) -> bool:
+    """Whether a fileUri names something of the account the gateway's key opens rather than a
+    public link: a Files API URI (on a googleapis.com host), a gs:// object, any other scheme."""
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() not in ("http", "https"):
+        return True
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1].split(":", 1)[0].lower()
+    return host == "googleapis.com" or host.endswith(".googleapis.com")
 
 
 def _tool_result(content: Any, param: str) -> dict[str, Any]:

@@ -143,6 +143,31 @@ def test_images():
     validate(body)
 
 
+@pytest.mark.parametrize("url", ["https://generativelanguage.googleapis.com/v1beta/files/abc123",
+                                 "https://storage.googleapis.com/operator-bucket/cat.png",
+                                 "gs://operator-bucket/cat.png", "files/abc123"])
+def test_files_of_the_account_only_when_the_provider_allows_them(url):
+    """Google reads a Files API URI or a gs:// object with the gateway's key, whoever uploaded
+    it: refused (400) unless the provider says file_uris: true. Public links pass."""
+    body = chat({"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]})
+    with pytest.raises(UpstreamError) as refused:
+        to_gemini(body)
+    assert refused.value.status == 400 and "file_uris: true" in refused.value.message
+    assert to_gemini(body, file_uris=True)["contents"][0]["parts"][0]["fileData"]["fileUri"] == url
+
+
+def test_file_uris_on_another_type_is_a_config_error(tmp_path):
+    from gateway.config.compiler import compile_bytes
+    from gateway.errors import ConfigErrors
+
+    text = ("version: 1\nproviders:\n  oa: {type: openai, api_key: x, file_uris: true}\n"
+            "routes:\n  r: {target: {provider: oa, model: m}}\n")
+    with pytest.raises(ConfigErrors) as caught:
+        compile_bytes(text.encode(), str(tmp_path / "gateway.yaml"), version=1)
+    assert "gateway.yaml:3:" in str(caught.value) and "file_uris is for type gemini" in str(
+        caught.value)
+
+
 def test_json_modes():
     """json_object sets the JSON mime type; json_schema adds a translated responseSchema."""
     assert to_gemini(chat(user("x"), response_format={"type": "json_object"}))["generationConfig"] == \
@@ -443,3 +468,11 @@ async def test_completions_endpoint_is_refused(provider):
     with pytest.raises(UpstreamError) as info:
         await provider.send(UpstreamRequest("completions", {"model": "m", "prompt": "x"}, False, T))
     assert info.value.status == 400 and "completions" in info.value.message
+
+
+async def test_a_provider_without_file_uris_sends_nothing(provider, fake):
+    body = chat({"role": "user", "content": [{"type": "image_url", "image_url": {
+        "url": "https://generativelanguage.googleapis.com/v1beta/files/abc123"}}]})
+    with pytest.raises(UpstreamError) as refused:
+        await provider.send(UpstreamRequest("chat", body, False, T))
+    assert refused.value.status == 400 and fake.requests == []

@@ -311,6 +311,10 @@ class _Compiler:
                 self.error(path + ("fine_tuning",), f"provider '{name}' ({kind}) has no "
                            "fine-tuning API the gateway can use: fine_tuning: true needs type "
                            "openai or openai-compatible", "remove fine_tuning: true")
+            if spec.get("account_objects") and kind not in FINE_TUNING_TYPES:
+                self.error(path + ("account_objects",), f"provider '{name}' ({kind}): "
+                           "account_objects is for types openai and openai-compatible",
+                           "remove account_objects")
             if spec.get("file_uris") and kind != "gemini":
                 self.error(path + ("file_uris",), f"provider '{name}' ({kind}) reads no file URIs "
                            "of its account: file_uris is for type gemini", "remove file_uris")

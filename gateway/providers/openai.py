@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping
 
 import aiohttp
 import orjson
@@ -18,6 +18,7 @@ from .base import (
     UpstreamResponse,
 )
 from .http import parse_openai_error, post_json, post_stream
+from .native import bad_request
 from .sse import until_complete
 
 
@@ -73,6 +74,43 @@ async def pass_through(session: aiohttp.ClientSession, url: str, headers: Mappin
     return UpstreamResponse(200, body=body, media_type=media_type)
 
 
+def account_reference(body: Mapping[str, Any]) -> str | None:
+    """Where a request names an object of the provider's account rather than sending its
+    content: a content part's ``file_id`` (chat ``file`` parts; a Responses body's
+    ``input_file`` / ``input_image``) or a ``file_search`` tool (its vector stores). The
+    upstream reads those with the gateway's key, whoever put them there. None when nowhere."""
+    for key in ("messages", "input"):
+        items = body.get(key)
+        if not isinstance(items, list):
+            continue
+        for i, item in enumerate(items):
+            content = item.get("content") if isinstance(item, dict) else None
+            if not isinstance(content, list):
+                continue
+            for j, part in enumerate(content):
+                if not isinstance(part, dict):
+                    continue
+                file = part.get("file")
+                if part.get("file_id") is not None or (
+                        isinstance(file, dict) and file.get("file_id") is not None):
+                    return f"{key}[{i}].content[{j}]"
+    tools = body.get("tools")
+    for i, tool in enumerate(tools if isinstance(tools, list) else ()):
+        if isinstance(tool, dict) and tool.get("type") == "file_search":
+            return f"tools[{i}]"
+    return None
+
+
+def _refuse_account_objects(body: Mapping[str, Any]) -> None:
+    where = account_reference(body)
+    if where is not None:
+        raise bad_request(f"{where}: this provider takes no objects of its account (file ids, "
+                          "vector stores): it would read them with the gateway's key, whoever "
+                          "put them there (the operator can allow it: "
+                          "providers.NAME.account_objects: true); send the content itself",
+                          where.split("[", 1)[0])
+
+
 class OpenAIProvider(Provider):
     # Passed through as they are: what a given model supports is up to the upstream.
     capabilities = frozenset({"chat", "completions", "stream", "tools", "vision", "json",
@@ -100,13 +138,18 @@ class OpenAIProvider(Provider):
             headers["Authorization"] = f"Bearer {spec.api_key}"
         self._headers = headers
         self._key = self.pool_key()
+        self.account_objects = spec.options.get("account_objects") is True
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         session = self.clients.session(self._key)
         native = request.native
         if native is not None and native.api == RESPONSES_API and request.endpoint == "chat" \
                 and self.spec.type in RESPONSES_TYPES:
+            if not self.account_objects:
+                _refuse_account_objects(native.body)
             return await self._send_responses(session, request, native)
+        if not self.account_objects:
+            _refuse_account_objects(request.body)
         url = self._urls[request.endpoint]
         if request.endpoint == "transcriptions":
             return await self._send_form(session, url, request)

@@ -26,8 +26,10 @@ providers:
   demo: {{type: mock}}
   claude: {{type: anthropic, base_url: "{anthropic}", api_key: {key}}}
   up: {{type: openai-compatible, base_url: "{openai}", api_key: upstream-secret}}
-  oai: {{type: openai, base_url: "{openai}", api_key: upstream-secret}}
+  oai: {{type: openai, base_url: "{openai}", api_key: upstream-secret, account_objects: true}}
+  oai-closed: {{type: openai, base_url: "{openai}", api_key: upstream-secret}}
 routes:
+  native-closed: {{target: {{provider: oai-closed, model: gpt-native}}}}
   demo: {{target: {{provider: demo, model: echo}}}}
   claude: {{target: {{provider: claude, model: claude-test}}}}
   gpt: {{target: {{provider: up, model: gpt-test}}}}
@@ -231,8 +233,9 @@ def test_openai_target_gets_the_responses_request(gw, upstream):
 
 
 def test_file_ids_reach_openai_targets_only(gw, upstream):
-    """An input_image by file_id goes as it is to a route whose targets are all openai; a
-    route that would translate it answers 400 saying what to send instead."""
+    """An input_image by file_id goes as it is to a route whose targets are all openai (and
+    allow objects of their account); a route that would translate it answers 400 saying what
+    to send instead, and so does an openai provider without account_objects."""
     content = [{"type": "input_text", "text": "what is this?"},
                {"type": "input_image", "file_id": "file_123"}]
     with gw.openai(ALICE) as c:
@@ -242,6 +245,11 @@ def test_file_ids_reach_openai_targets_only(gw, upstream):
             c.responses.create(model="gpt", input=[{"role": "user", "content": content}])
     assert "image_url" in raised.value.body["message"]
     assert upstream.requests[-1].path == "/v1/responses"
+    sent = len(upstream.requests)
+    with gw.openai(ALICE) as c, pytest.raises(openai.BadRequestError) as closed:
+        c.responses.create(model="native-closed", input=[{"role": "user", "content": content}])
+    assert "account_objects: true" in closed.value.body["message"]
+    assert len(upstream.requests) == sent  # a provider that does not allow it gets nothing
 
 
 def test_fallback_from_openai_to_anthropic(gw, upstream, fake):

@@ -24,9 +24,9 @@ async def make():
     """An OpenAIProvider for a base_url (its client sessions closed afterwards)."""
     pool = ClientPool()
 
-    def build(base_url: str) -> OpenAIProvider:
+    def build(base_url: str, **options) -> OpenAIProvider:
         spec = ProviderSpec("up", "openai-compatible", base_url, "sk-test",
-                            MappingProxyType({"X-Extra": "1"}), 10, MappingProxyType({}))
+                            MappingProxyType({"X-Extra": "1"}), 10, MappingProxyType(options))
         return OpenAIProvider(spec, pool)
 
     yield build
@@ -126,3 +126,51 @@ def test_retry_after_http_date():
 
     value = retry_after({"Retry-After": formatdate(time.time() + 30, usegmt=True)})
     assert value is not None and 25 <= value <= 31
+
+
+FILE_PART = {"type": "file", "file": {"file_id": "file-operator-abc"}}
+ACCOUNT_BODIES = [
+    ({"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "sum it up"}, FILE_PART]}]}, "messages[0].content[1]"),
+    ({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+      "tools": [{"type": "file_search", "vector_store_ids": ["vs_operator"]}]}, "tools[0]"),
+]
+
+
+@pytest.mark.parametrize("body, where", ACCOUNT_BODIES)
+async def test_objects_of_the_account_only_when_the_provider_allows_them(make, upstream, body,
+                                                                         where):
+    """A file id or a vector store names something of the account the gateway's key opens,
+    whoever put it there: refused (400, nothing sent) unless the provider says
+    account_objects: true."""
+    with pytest.raises(UpstreamError) as refused:
+        await make(upstream.base_url + "/").send(UpstreamRequest("chat", body, False, TIMEOUTS))
+    assert refused.value.status == 400 and where in refused.value.message
+    assert "account_objects: true" in refused.value.message and upstream.requests == []
+    upstream.script("m", Behaviour(body='{"ok": true}'))
+    allowed = await make(upstream.base_url + "/", account_objects=True).send(
+        UpstreamRequest("chat", body, False, TIMEOUTS))
+    assert allowed.status == 200 and upstream.requests[-1].body == body
+
+
+async def test_text_and_tool_schemas_that_mention_file_ids_pass(provider, upstream):
+    """Only references count: a prompt quoting "file_id", or a function whose parameters have
+    a file_id property, goes through."""
+    upstream.script("m", Behaviour(body='{"ok": true}'))
+    body = {"model": "m", "messages": [{"role": "user", "content": 'what is "file_id"?'}],
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {
+                "type": "object", "properties": {"file_id": {"type": "string"}}}}}]}
+    answer = await provider.send(UpstreamRequest("chat", body, False, TIMEOUTS))
+    assert answer.status == 200 and upstream.requests[-1].body == body
+
+
+def test_account_objects_on_another_type_is_a_config_error(tmp_path):
+    from gateway.config.compiler import compile_bytes
+    from gateway.errors import ConfigErrors
+
+    text = ("version: 1\nproviders:\n  g: {type: gemini, api_key: x, account_objects: true}\n"
+            "routes:\n  r: {target: {provider: g, model: m}}\n")
+    with pytest.raises(ConfigErrors) as caught:
+        compile_bytes(text.encode(), str(tmp_path / "gateway.yaml"), version=1)
+    assert "gateway.yaml:3:" in str(caught.value) and "account_objects is for types" in str(
+        caught.value)

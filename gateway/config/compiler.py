@@ -76,6 +76,7 @@ CACHE_TTL = (60.0, 90 * 86400.0)  # seconds: the shortest and longest cache ttl
 NATIVE_BATCH_TYPES = ("openai", "openai-compatible", "anthropic", "bedrock")
 # Provider types whose API has OpenAI's /files and /fine_tuning/jobs (fine_tuning: true).
 FINE_TUNING_TYPES = frozenset({"openai", "openai-compatible"})
+ACCOUNT_OBJECT_TYPES = FINE_TUNING_TYPES | {"azure-openai"}  # file ids, vector stores
 MAX_BATCH_WAIT = 1.0  # seconds: the longest a route's batch.max_wait may hold a request
 
 T = TypeVar("T")
@@ -311,10 +312,10 @@ class _Compiler:
                 self.error(path + ("fine_tuning",), f"provider '{name}' ({kind}) has no "
                            "fine-tuning API the gateway can use: fine_tuning: true needs type "
                            "openai or openai-compatible", "remove fine_tuning: true")
-            if spec.get("account_objects") and kind not in FINE_TUNING_TYPES:
+            if spec.get("account_objects") and kind not in ACCOUNT_OBJECT_TYPES:
                 self.error(path + ("account_objects",), f"provider '{name}' ({kind}): "
-                           "account_objects is for types openai and openai-compatible",
-                           "remove account_objects")
+                           "account_objects is for types openai, openai-compatible and "
+                           "azure-openai", "remove account_objects")
             if spec.get("file_uris") and kind != "gemini":
                 self.error(path + ("file_uris",), f"provider '{name}' ({kind}) reads no file URIs "
                            "of its account: file_uris is for type gemini", "remove file_uris")

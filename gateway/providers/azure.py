@@ -17,7 +17,7 @@ from urllib.parse import quote
 from .base import (
     ENDPOINT_PATHS, ClientPool, Provider, ProviderSpec, UpstreamRequest, UpstreamResponse,
 )
-from .openai import pass_through
+from .openai import pass_through, refuse_account_objects
 
 
 class AzureOpenAIProvider(Provider):
@@ -49,6 +49,7 @@ class AzureOpenAIProvider(Provider):
             headers["api-key"] = spec.api_key
         self._headers = headers
         self._key = self.pool_key()
+        self.account_objects = spec.options.get("account_objects") is True
 
     def url(self, endpoint: str, model: str) -> str:
         deployment = quote(str(self._deployment or model), safe="")
@@ -59,6 +60,8 @@ class AzureOpenAIProvider(Provider):
         return self._prefix.removesuffix("deployments/") + "models" + self._query
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        if not self.account_objects:  # as for OpenAI: file ids and vector stores of the account
+            refuse_account_objects(request.body)
         url = self.url(request.endpoint, str(request.body.get("model") or ""))
         return await pass_through(self.clients.session(self._key), url, self._headers, request,
                                   streamed=request.stream)

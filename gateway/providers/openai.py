@@ -101,7 +101,8 @@ def account_reference(body: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _refuse_account_objects(body: Mapping[str, Any]) -> None:
+def refuse_account_objects(body: Mapping[str, Any]) -> None:
+    """UpstreamError 400 when ``body`` names an object of the account (account_reference)."""
     where = account_reference(body)
     if where is not None:
         raise bad_request(f"{where}: this provider takes no objects of its account (file ids, "
@@ -146,10 +147,10 @@ class OpenAIProvider(Provider):
         if native is not None and native.api == RESPONSES_API and request.endpoint == "chat" \
                 and self.spec.type in RESPONSES_TYPES:
             if not self.account_objects:
-                _refuse_account_objects(native.body)
+                refuse_account_objects(native.body)
             return await self._send_responses(session, request, native)
         if not self.account_objects:
-            _refuse_account_objects(request.body)
+            refuse_account_objects(request.body)
         url = self._urls[request.endpoint]
         if request.endpoint == "transcriptions":
             return await self._send_form(session, url, request)

@@ -220,3 +220,14 @@ routes:
         text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert reply.choices[0].message.content == "azure answer from gpt4o-prod"
     assert text == "azure answer from gpt4o-prod "
+
+
+async def test_objects_of_the_account_only_when_the_provider_allows_them(azure, make):
+    """As for OpenAI: a file id names a file of the Azure resource the gateway's key opens."""
+    body = {"model": "gpt4o-prod", "messages": [{"role": "user", "content": [
+        {"type": "file", "file": {"file_id": "assistant-operator-1"}}]}]}
+    with pytest.raises(UpstreamError) as refused:
+        await make().send(UpstreamRequest("chat", body, False, TIMEOUTS))
+    assert refused.value.status == 400 and azure.requests == []
+    answer = await make(account_objects=True).send(UpstreamRequest("chat", body, False, TIMEOUTS))
+    assert answer.status == 200 and len(azure.requests) == 1

@@ -30,8 +30,14 @@ class Price:
 
     def cost(self, usage: Mapping[str, Any]) -> float:
         """USD for an OpenAI-shaped usage object."""
-        # _int written out for the two counts every answer has (this runs per request)
-        prompt = usage.get("prompt_tokens")
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if type(prompt) is int and type(completion) is int and prompt >= 0:
+            details = usage.get("prompt_tokens_details")
+            if details is None or (type(details) is dict and not details.get("cached_tokens")):
+                # Most answers, per request: two counts and nothing cached. The same float as
+                # below (nothing cached adds an exact 0.0), without the general checks.
+                return self.cost_of(prompt, completion)
+        # _int written out for the two counts every answer has
         prompt = int(prompt) if isinstance(prompt, (int, float)) and not isinstance(prompt, bool) else 0
         completion = usage.get("completion_tokens")
         completion = (int(completion) if isinstance(completion, (int, float))

@@ -327,15 +327,9 @@ class Limits:
         if ctx.cached:  # answered by the response cache: free (the cache counts what it saved)
             usage, target, estimated = {}, "cache", False
         price = self.prices.get(target)
-        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        if price is None:
-            cost = 0.0
-        elif (type(prompt) is int and type(completion) is int and prompt >= 0
-              and not _cached_tokens(usage.get("prompt_tokens_details"))):
-            cost = price.cost_of(prompt, completion)  # price.cost(usage), the same float
-        else:
-            cost = price.cost(usage)
-        ctx.usage = Usage(int(prompt or 0), int(completion or 0), cost, estimated)
+        cost = price.cost(usage) if price is not None else 0.0
+        ctx.usage = Usage(int(usage.get("prompt_tokens") or 0),
+                          int(usage.get("completion_tokens") or 0), cost, estimated)
         return target, ctx.usage
 
     async def _apply(self, ctx: RequestContext, reservation: Reservation,
@@ -482,11 +476,6 @@ def responses_usage(usage: dict) -> dict:
             "total_tokens": prompt + completion, "prompt_tokens_details": {"cached_tokens": cached}}
 
 
-def _cached_tokens(details: Any) -> bool:
-    """Whether a usage's prompt_tokens_details may count cached tokens (priced apart)."""
-    return details is not None and (type(details) is not dict or bool(details.get("cached_tokens")))
-
-
 def _dearest(prices: list[Price | None]) -> Price | None:
     known = [p for p in prices if p is not None]
     if not known:
@@ -527,22 +516,10 @@ def rate_headers(verdict: Verdict) -> dict[str, str]:
                                                                (_TOKENS, tokens)):
         if tightest is not None:
             remaining, limit = tightest
-            headers[limit_name] = _TEXTS.get(limit.limit) or _limit_text(limit.limit)
+            headers[limit_name] = number_text(limit.limit)
             headers[remaining_name] = str(max(0, math.floor(remaining)))
             headers[reset_name] = duration_text(resets.get(limit, 0.0))
     return headers
-
-
-_TEXTS: dict[float, str] = {}  # a limit's value as written in its header
-
-
-def _limit_text(value: float) -> str:
-    text = _TEXTS.get(value)
-    if text is None:
-        if len(_TEXTS) > 1024:
-            _TEXTS.clear()
-        text = _TEXTS[value] = number_text(value)
-    return text
 
 
 _REQUESTS, _TOKENS = ((f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}",

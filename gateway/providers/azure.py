@@ -61,7 +61,7 @@ class AzureOpenAIProvider(Provider):
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         if not self.account_objects:  # as for OpenAI: file ids and vector stores of the account
-            refuse_account_objects(request.body)
+            refuse_account_objects(request.body, self.name)
         url = self.url(request.endpoint, str(request.body.get("model") or ""))
         return await pass_through(self.clients.session(self._key), url, self._headers, request,
                                   streamed=request.stream)

@@ -124,7 +124,7 @@ class BedrockProvider(Provider):
             raise unsupported_endpoint(self.name, KIND, request.endpoint)
         body = request.body
         model = str(body.get("model", ""))
-        payload, json_tool = to_bedrock(body, self.s3_images)
+        payload, json_tool = to_bedrock(body, self.s3_images, self.name)
         data = orjson.dumps(payload)
         session = self.clients.session(self._key)
         if request.stream:
@@ -148,9 +148,11 @@ def tool_id(ident: str) -> str:
     return ident if _TOOL_ID.match(ident) else "t" + hashlib.sha256(ident.encode()).hexdigest()[:40]
 
 
-def to_bedrock(body: dict[str, Any], s3_images: bool = False) -> tuple[dict[str, Any], str | None]:
+def to_bedrock(body: dict[str, Any], s3_images: bool = False,
+               provider: str = "NAME") -> tuple[dict[str, Any], str | None]:
     """An OpenAI chat request as a Converse request, and the forced JSON tool's name (if any).
-    ``s3_images``: whether image_url may name an ``s3://`` object (the provider's s3_images)."""
+    ``s3_images``: whether image_url may name an ``s3://`` object (the setting of the provider
+    named ``provider``, which a refusal names)."""
     single_choice(body, KIND)
     system: list[dict[str, Any]] = []
     messages: list[dict[str, Any]] = []
@@ -171,7 +173,7 @@ def to_bedrock(body: dict[str, Any], s3_images: bool = False) -> tuple[dict[str,
             if text.strip():
                 system.append({"text": text})
         elif role == "user":
-            add("user", [_block(p, f"{param}.content", s3_images)
+            add("user", [_block(p, f"{param}.content", s3_images, provider)
                          for p in parts_of(m.get("content"), param + ".content")
                          if p["type"] != "text" or p["text"].strip()])
         elif role == "assistant":
@@ -227,16 +229,16 @@ def to_bedrock(body: dict[str, Any], s3_images: bool = False) -> tuple[dict[str,
     return out, json_tool
 
 
-def _block(part: dict[str, Any], param: str, s3_images: bool) -> dict[str, Any]:
+def _block(part: dict[str, Any], param: str, s3_images: bool, provider: str) -> dict[str, Any]:
     if part["type"] == "text":
         return {"text": part["text"]}
     url = image_url(part)
     if url.startswith("s3://"):
         if not s3_images:  # Bedrock reads the object as the gateway: any bucket it may read
-            raise bad_request(f"{param}: this provider takes no s3:// images: Bedrock would read "
-                              "them with the gateway's AWS credentials, from any bucket those may "
-                              "read (the operator can allow it: providers.NAME.s3_images: true); "
-                              "send the image as a data URL", param)
+            raise bad_request(f"{param}: provider '{provider}' takes no s3:// images: Bedrock "
+                              "would read them with the gateway's AWS credentials, from any "
+                              "bucket those may read (the operator can allow it: providers."
+                              f"{provider}.s3_images: true); send the image as a data URL", param)
         ext = url.rsplit(".", 1)[-1].lower()
         fmt = {"jpg": "jpeg"}.get(ext, ext)
         if fmt not in IMAGE_FORMATS.values():

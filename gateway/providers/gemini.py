@@ -93,7 +93,7 @@ class GeminiProvider(Provider):
                 return await self._images(session, body, model, request.timeouts, parse)
             if request.endpoint != "chat":
                 raise unsupported_endpoint(self.name, KIND, request.endpoint)
-            data = orjson.dumps(to_gemini(body, self.file_uris))
+            data = orjson.dumps(to_gemini(body, self.file_uris, self.name))
             if request.stream:
                 chunks, _ = await post_stream(
                     session, self.url(model, "streamGenerateContent") + "?alt=sse", data,
@@ -141,9 +141,11 @@ class GeminiProvider(Provider):
 # -- OpenAI -> Gemini --------------------------------------------------------------------------
 
 
-def to_gemini(body: dict[str, Any], file_uris: bool = False) -> dict[str, Any]:
+def to_gemini(body: dict[str, Any], file_uris: bool = False,
+              provider: str = "NAME") -> dict[str, Any]:
     """An OpenAI chat request as a GenerateContentRequest. ``file_uris``: whether an image_url
-    may name a file of the provider's account (the provider's file_uris; see _account_file)."""
+    may name a file of the provider's account (the setting of the provider named
+    ``provider``, which a refusal names; see _account_file)."""
     system: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
     names: dict[str, str] = {}  # tool call id -> function name
@@ -163,7 +165,7 @@ def to_gemini(body: dict[str, Any], file_uris: bool = False) -> dict[str, Any]:
             if text:
                 system.append({"text": text})
         elif role == "user":
-            add("user", [_part(p, param, file_uris)
+            add("user", [_part(p, param, file_uris, provider)
                          for p in parts_of(m.get("content"), param + ".content")])
         elif role == "assistant":
             parts: list[dict[str, Any]] = []
@@ -209,7 +211,7 @@ def to_gemini(body: dict[str, Any], file_uris: bool = False) -> dict[str, Any]:
     return out
 
 
-def _part(part: dict[str, Any], param: str, file_uris: bool) -> dict[str, Any]:
+def _part(part: dict[str, Any], param: str, file_uris: bool, provider: str) -> dict[str, Any]:
     if part["type"] == "text":
         return {"text": part["text"]}
     url = image_url(part)
@@ -217,10 +219,10 @@ def _part(part: dict[str, Any], param: str, file_uris: bool) -> dict[str, Any]:
     if inline:
         return {"inlineData": {"mimeType": inline[0], "data": inline[1]}}
     if not file_uris and _account_file(url):
-        raise bad_request(f"{param}: this provider takes no file URIs of its account: Google "
-                          "would read them with the gateway's API key, whoever uploaded them "
-                          "(the operator can allow it: providers.NAME.file_uris: true); send the "
-                          "image as a data URL or a public https link", param)
+        raise bad_request(f"{param}: provider '{provider}' takes no file URIs of its account: "
+                          "Google would read them with the gateway's API key, whoever uploaded "
+                          f"them (the operator can allow it: providers.{provider}.file_uris: "
+                          "true); send the image as a data URL or a public https link", param)
     mime = mimetypes.guess_type(url.split("?", 1)[0])[0] or "image/jpeg"
     return {"fileData": {"mimeType": mime, "fileUri": url}}
 

@@ -101,14 +101,15 @@ def account_reference(body: Mapping[str, Any]) -> str | None:
     return None
 
 
-def refuse_account_objects(body: Mapping[str, Any]) -> None:
-    """UpstreamError 400 when ``body`` names an object of the account (account_reference)."""
+def refuse_account_objects(body: Mapping[str, Any], provider: str) -> None:
+    """UpstreamError 400 when ``body`` names an object of the account (account_reference),
+    naming ``provider`` and its setting."""
     where = account_reference(body)
     if where is not None:
-        raise bad_request(f"{where}: this provider takes no objects of its account (file ids, "
-                          "vector stores): it would read them with the gateway's key, whoever "
-                          "put them there (the operator can allow it: "
-                          "providers.NAME.account_objects: true); send the content itself",
+        raise bad_request(f"{where}: provider '{provider}' takes no objects of its account "
+                          "(file ids, vector stores): it would read them with the gateway's key, "
+                          "whoever put them there (the operator can allow it: "
+                          f"providers.{provider}.account_objects: true); send the content itself",
                           where.split("[", 1)[0])
 
 
@@ -147,10 +148,10 @@ class OpenAIProvider(Provider):
         if native is not None and native.api == RESPONSES_API and request.endpoint == "chat" \
                 and self.spec.type in RESPONSES_TYPES:
             if not self.account_objects:
-                refuse_account_objects(native.body)
+                refuse_account_objects(native.body, self.name)
             return await self._send_responses(session, request, native)
         if not self.account_objects:
-            refuse_account_objects(request.body)
+            refuse_account_objects(request.body, self.name)
         url = self._urls[request.endpoint]
         if request.endpoint == "transcriptions":
             return await self._send_form(session, url, request)
